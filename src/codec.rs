@@ -1,0 +1,91 @@
+//! The envelope around every serde record we store (sled values): bincode 2
+//! inside our own versioned, checksummed frame, so a flipped bit is an error
+//! and the codec can be swapped by bumping the version.
+//!
+//! | bytes | field | meaning |
+//! |---|---|---|
+//! | 0..2 | `version` u16 LE | envelope version, [`ENVELOPE_VERSION`] |
+//! | 2..6 | `crc` u32 LE | crc32 of the body |
+//! | 6.. | body | `bincode::serde` with the standard config |
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// The envelope version this build writes and the newest it reads.
+pub(crate) const ENVELOPE_VERSION: u16 = 1;
+const HEADER: usize = 6;
+
+fn config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+/// Encodes `value` into an envelope.
+pub(crate) fn encode<T: Serialize>(value: &T, context: &str) -> Result<Vec<u8>> {
+    let body = bincode::serde::encode_to_vec(value, config()).map_err(|e| Error::Codec {
+        context: context.to_string(),
+        reason: e.to_string(),
+    })?;
+    let mut out = Vec::with_capacity(HEADER + body.len());
+    out.extend_from_slice(&ENVELOPE_VERSION.to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Decodes an envelope, checking version and checksum first. `context` names
+/// the record (tree and key) in the error.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], context: &str) -> Result<T> {
+    let corrupt = |reason: String| Error::Codec {
+        context: context.to_string(),
+        reason,
+    };
+    if bytes.len() < HEADER {
+        return Err(corrupt(format!(
+            "record of {} bytes is shorter than its header",
+            bytes.len()
+        )));
+    }
+    let version = u16::from_le_bytes([bytes[0], bytes[1]]);
+    if version == 0 || version > ENVELOPE_VERSION {
+        return Err(corrupt(format!(
+            "envelope version {version} is not one this build reads (1..={ENVELOPE_VERSION})"
+        )));
+    }
+    let stored_crc = u32::from_le_bytes([bytes[2], bytes[3], bytes[4], bytes[5]]);
+    let body = &bytes[HEADER..];
+    if crc32fast::hash(body) != stored_crc {
+        return Err(corrupt("checksum mismatch".to_string()));
+    }
+    let (value, used) =
+        bincode::serde::decode_from_slice(body, config()).map_err(|e| corrupt(e.to_string()))?;
+    if used != body.len() {
+        return Err(corrupt(format!("{} trailing bytes", body.len() - used)));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_bit_flip_detected() {
+        let value = (7u64, vec![1.5f32, -2.0], "x".to_string());
+        let mut bytes = encode(&value, "test").unwrap();
+        let back: (u64, Vec<f32>, String) = decode(&bytes, "test").unwrap();
+        assert_eq!(back, value);
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01;
+        assert!(decode::<(u64, Vec<f32>, String)>(&bytes, "test").is_err());
+    }
+
+    #[test]
+    fn newer_version_refused() {
+        let mut bytes = encode(&1u32, "test").unwrap();
+        bytes[0] = 9;
+        let err = decode::<u32>(&bytes, "test").unwrap_err();
+        assert!(err.to_string().contains("version 9"), "{err}");
+    }
+}

@@ -1,0 +1,115 @@
+//! The crate's one error type. Every variant that concerns a file carries its
+//! path; every variant that concerns an item carries its id.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in emberdb.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An operating-system I/O call failed on `path`.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Bytes on disk failed a checksum or structural check.
+    #[error("corruption in {file} at byte offset {offset}: {reason}")]
+    Corruption {
+        file: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+
+    /// Another `Store` (in this process or another) holds the directory.
+    #[error("store {path} is locked by another open Store (in this or another process)")]
+    Locked { path: PathBuf },
+
+    /// The directory was written by a newer emberdb than this one.
+    #[error("{path} was written by format version {found}; this build reads up to {supported}")]
+    NewerFormat {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+
+    /// `Options` disagree with the configuration the store was created with.
+    #[error("store {path} was created with {field} = {stored}, but was opened with {requested}")]
+    ConfigMismatch {
+        path: PathBuf,
+        field: &'static str,
+        stored: String,
+        requested: String,
+    },
+
+    /// A vector has the wrong number of components.
+    #[error("vector for {context} has {got} components, the store's dimension is {expected}")]
+    DimensionMismatch {
+        context: String,
+        expected: usize,
+        got: usize,
+    },
+
+    /// A vector holds NaN or an infinite component.
+    #[error("vector for {context} has a non-finite component at index {index}")]
+    NonFiniteVector { context: String, index: usize },
+
+    /// A vector of norm zero cannot be normalised under cosine.
+    #[error("vector for {context} is all zeros, which has no direction under the cosine metric")]
+    ZeroVector { context: String },
+
+    /// `k` is zero or above the limit.
+    #[error("k = {k} is out of range: it must be between 1 and {max}")]
+    InvalidK { k: usize, max: usize },
+
+    /// An event that cannot be taken as it is.
+    #[error("event of user {user} on item {item} is invalid: {reason}")]
+    InvalidEvent {
+        user: u64,
+        item: u64,
+        reason: String,
+    },
+
+    /// An id that must exist does not (or was deleted).
+    #[error("item {id} is not in the store")]
+    UnknownItem { id: u64 },
+
+    /// Options that cannot work together or are out of range.
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+
+    /// A record could not be encoded or decoded by the codec.
+    #[error("codec error in {context}: {reason}")]
+    Codec { context: String, reason: String },
+
+    /// sled reported an error.
+    #[error("metadata store error at {path}: {source}")]
+    Meta {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+
+    /// An earlier fsync failed, so what is on disk is unknown: the store
+    /// refuses further writes until it is reopened (and recovered from the log).
+    #[error("store {path} is poisoned by an earlier failed fsync; reopen it to recover")]
+    Poisoned { path: PathBuf },
+}
+
+/// Shorthand used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attaches a path to an `std::io::Error`.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: &std::path::Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: &std::path::Path) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,31 @@
+//! `Event`: one user behaviour (a view, click, purchase...) on one item.
+
+use serde::{Deserialize, Serialize};
+
+/// A user interacted with an item at a time, with a weight (1.0 by default).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub user: u64,
+    pub item: u64,
+    /// Milliseconds since the Unix epoch (any monotone clock works).
+    pub ts: u64,
+    pub weight: f32,
+}
+
+impl Event {
+    /// An event of weight 1.0.
+    pub fn new(user: u64, item: u64, ts: u64) -> Self {
+        Event {
+            user,
+            item,
+            ts,
+            weight: 1.0,
+        }
+    }
+
+    /// The same event with another weight.
+    pub fn with_weight(mut self, weight: f32) -> Self {
+        self.weight = weight;
+        self
+    }
+}

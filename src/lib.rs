@@ -1,0 +1,30 @@
+//! emberdb: an embedded vector store for recommendation recall.
+//!
+//! ```no_run
+//! use emberdb::{Durability, Event, Metric, Options, Query, Store};
+//! # fn main() -> emberdb::Result<()> {
+//! let store = Store::open("path/to/store", Options::new(4).metric(Metric::Cosine).durability(Durability::Sync))?;
+//! store.append_event(Event::new(7, 42, 1_700_000_000_000))?;
+//! store.upsert(42, &[0.1, 0.2, 0.3, 0.4])?;
+//! let hits = store.knn(&Query::vector(&[0.1, 0.2, 0.3, 0.5]).k(10))?;
+//! # Ok(()) }
+//! ```
+//!
+//! See `ARCHITECTURE.md` for the layers and the on-disk formats.
+
+mod codec;
+mod error;
+mod event;
+mod fsutil;
+mod meta;
+mod options;
+mod query;
+mod segment;
+mod store;
+mod wal;
+
+pub use error::{Error, Result};
+pub use event::Event;
+pub use options::{Durability, Metric, Options, MAX_DIM};
+pub use query::{Hit, Query, MAX_K};
+pub use store::{RecoveryReport, Stats, Store};

@@ -1,0 +1,36 @@
+//! Metadata: the configuration, the manifest (live segments, checkpoint), the
+//! item registry (which sealed row holds each id), dead rows, and user
+//! histories. [`MetaStore`] is the small interface the store needs; sled is
+//! the engine behind it today ([`sled_meta::SledMeta`]).
+
+pub(crate) mod records;
+pub(crate) mod sled_meta;
+
+use crate::error::Result;
+use crate::segment::Location;
+use records::{Manifest, StoredConfig, UserHistory};
+
+/// What the store asks of its metadata engine. Writes become durable at
+/// `flush`; anything newer than the last flush is rebuilt from the WAL, so
+/// every write here must be safe to repeat (replay is idempotent).
+pub(crate) trait MetaStore: Send + Sync {
+    fn load_config(&self) -> Result<Option<StoredConfig>>;
+    fn save_config(&self, config: &StoredConfig) -> Result<()>;
+    fn load_manifest(&self) -> Result<Option<Manifest>>;
+    fn save_manifest(&self, manifest: &Manifest) -> Result<()>;
+    /// Atomically installs `manifest` and registers `rows` (ids of the segment
+    /// it adds): after a crash, either both are there or neither.
+    fn commit_seal(&self, manifest: &Manifest, rows: &[(u64, Location)]) -> Result<()>;
+    /// The sealed row that holds `id`, if it is live in a sealed segment.
+    fn location(&self, id: u64) -> Result<Option<Location>>;
+    /// Atomically removes `id` from the registry and records its row dead.
+    fn retire(&self, id: u64, at: Location) -> Result<()>;
+    /// Every dead row of every sealed segment.
+    fn dead_rows(&self) -> Result<Vec<Location>>;
+    fn load_history(&self, user: u64) -> Result<Option<UserHistory>>;
+    fn save_histories(&self, histories: &[(u64, UserHistory)]) -> Result<()>;
+    /// Makes every earlier write durable.
+    fn flush(&self) -> Result<()>;
+    /// Bytes the engine occupies on disk.
+    fn disk_bytes(&self) -> Result<u64>;
+}

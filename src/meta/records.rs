@@ -1,0 +1,68 @@
+//! The records kept in the metadata store, each serialised inside the
+//! versioned, checksummed envelope of [`crate::codec`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::options::Metric;
+use crate::wal::Position;
+
+/// The version of the store's layout as a whole. A store written by a newer
+/// version is refused with `Error::NewerFormat`.
+pub(crate) const FORMAT_VERSION: u32 = 1;
+
+/// What a store was created with; checked on every open.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct StoredConfig {
+    pub format_version: u32,
+    pub dim: u32,
+    pub metric: Metric,
+}
+
+/// A sealed segment that is part of the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct SegmentEntry {
+    pub id: u64,
+    pub rows: u64,
+}
+
+/// The durable root of the store: which segment files are live and where
+/// WAL replay starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Manifest {
+    pub segments: Vec<SegmentEntry>,
+    pub next_segment_id: u64,
+    /// Every log record before this position is reflected in the segments
+    /// and the metadata; replay starts here.
+    pub checkpoint: Position,
+    /// The sequence number of the first operation at or after `checkpoint`
+    /// (used when the log after it is empty).
+    pub next_seq: u64,
+}
+
+impl Default for Manifest {
+    fn default() -> Self {
+        Manifest {
+            segments: Vec::new(),
+            next_segment_id: 1,
+            checkpoint: Position::origin(),
+            next_seq: 1,
+        }
+    }
+}
+
+/// One entry of a user's history.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub(crate) struct HistoryEntry {
+    pub item: u64,
+    pub ts: u64,
+    pub weight: f32,
+}
+
+/// A user's most recent items, oldest first (by time, then by arrival).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct UserHistory {
+    /// Events with a smaller sequence number are already applied: replay
+    /// skips them, which makes applying an event idempotent.
+    pub next_seq: u64,
+    pub items: std::collections::VecDeque<HistoryEntry>,
+}

@@ -1,0 +1,182 @@
+//! The sled engine behind [`MetaStore`].
+//!
+//! Two trees. `catalog` holds the records that must change together, so that
+//! one sled batch (atomic) can change them: key `b"config"`, key
+//! `b"manifest"`, keys `b"r" + id (u64 BE)` for the registry (value: a
+//! [`Location`]), keys `b"d" + segment (u64 BE) + row (u32 BE)` for dead rows
+//! (empty value). `histories` maps a user id (u64 BE) to its
+//! [`UserHistory`]. Every value that carries data is a [`crate::codec`]
+//! envelope.
+
+use std::path::{Path, PathBuf};
+
+use super::records::{Manifest, StoredConfig, UserHistory};
+use super::MetaStore;
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::segment::Location;
+
+const CONFIG_KEY: &[u8] = b"config";
+const MANIFEST_KEY: &[u8] = b"manifest";
+const REGISTRY_PREFIX: u8 = b'r';
+const DEAD_PREFIX: u8 = b'd';
+
+pub(crate) struct SledMeta {
+    path: PathBuf,
+    db: sled::Db,
+    catalog: sled::Tree,
+    histories: sled::Tree,
+}
+
+fn registry_key(id: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = REGISTRY_PREFIX;
+    k[1..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+fn dead_key(at: Location) -> [u8; 13] {
+    let mut k = [0u8; 13];
+    k[0] = DEAD_PREFIX;
+    k[1..9].copy_from_slice(&at.segment.to_be_bytes());
+    k[9..].copy_from_slice(&at.row.to_be_bytes());
+    k
+}
+
+impl SledMeta {
+    pub fn open(path: &Path) -> Result<Self> {
+        let wrap = |source| Error::Meta {
+            path: path.to_path_buf(),
+            source,
+        };
+        let db = sled::Config::new().path(path).open().map_err(wrap)?;
+        let catalog = db.open_tree("catalog").map_err(wrap)?;
+        let histories = db.open_tree("histories").map_err(wrap)?;
+        Ok(SledMeta {
+            path: path.to_path_buf(),
+            db,
+            catalog,
+            histories,
+        })
+    }
+
+    fn err(&self, source: sled::Error) -> Error {
+        Error::Meta {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn get_record<T: serde::de::DeserializeOwned>(
+        &self,
+        tree: &sled::Tree,
+        key: &[u8],
+        what: &str,
+    ) -> Result<Option<T>> {
+        match tree.get(key).map_err(|e| self.err(e))? {
+            Some(bytes) => Ok(Some(codec::decode(
+                &bytes,
+                &format!("{} {what}", self.path.display()),
+            )?)),
+            None => Ok(None),
+        }
+    }
+}
+
+impl MetaStore for SledMeta {
+    fn load_config(&self) -> Result<Option<StoredConfig>> {
+        self.get_record(&self.catalog, CONFIG_KEY, "config")
+    }
+
+    fn save_config(&self, config: &StoredConfig) -> Result<()> {
+        let bytes = codec::encode(config, "config")?;
+        self.catalog
+            .insert(CONFIG_KEY, bytes)
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn load_manifest(&self) -> Result<Option<Manifest>> {
+        self.get_record(&self.catalog, MANIFEST_KEY, "manifest")
+    }
+
+    fn save_manifest(&self, manifest: &Manifest) -> Result<()> {
+        let bytes = codec::encode(manifest, "manifest")?;
+        self.catalog
+            .insert(MANIFEST_KEY, bytes)
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn commit_seal(&self, manifest: &Manifest, rows: &[(u64, Location)]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (id, at) in rows {
+            batch.insert(&registry_key(*id)[..], codec::encode(at, "registry")?);
+        }
+        batch.insert(MANIFEST_KEY, codec::encode(manifest, "manifest")?);
+        self.catalog.apply_batch(batch).map_err(|e| self.err(e))
+    }
+
+    fn location(&self, id: u64) -> Result<Option<Location>> {
+        self.get_record(
+            &self.catalog,
+            &registry_key(id),
+            &format!("registry entry of item {id}"),
+        )
+    }
+
+    fn retire(&self, id: u64, at: Location) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        batch.remove(&registry_key(id)[..]);
+        batch.insert(&dead_key(at)[..], &[][..]);
+        self.catalog.apply_batch(batch).map_err(|e| self.err(e))
+    }
+
+    fn dead_rows(&self) -> Result<Vec<Location>> {
+        let mut out = Vec::new();
+        for entry in self.catalog.scan_prefix([DEAD_PREFIX]) {
+            let (key, _) = entry.map_err(|e| self.err(e))?;
+            if key.len() != 13 {
+                return Err(Error::Codec {
+                    context: format!("{} dead-row key", self.path.display()),
+                    reason: format!("key of {} bytes, expected 13", key.len()),
+                });
+            }
+            let mut seg = [0u8; 8];
+            seg.copy_from_slice(&key[1..9]);
+            let mut row = [0u8; 4];
+            row.copy_from_slice(&key[9..13]);
+            out.push(Location {
+                segment: u64::from_be_bytes(seg),
+                row: u32::from_be_bytes(row),
+            });
+        }
+        Ok(out)
+    }
+
+    fn load_history(&self, user: u64) -> Result<Option<UserHistory>> {
+        self.get_record(
+            &self.histories,
+            &user.to_be_bytes(),
+            &format!("history of user {user}"),
+        )
+    }
+
+    fn save_histories(&self, histories: &[(u64, UserHistory)]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (user, history) in histories {
+            batch.insert(&user.to_be_bytes()[..], codec::encode(history, "history")?);
+        }
+        self.histories.apply_batch(batch).map_err(|e| self.err(e))
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.db.flush().map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn disk_bytes(&self) -> Result<u64> {
+        fsutil::dir_size(&self.path)
+    }
+}

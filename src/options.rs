@@ -1,0 +1,134 @@
+//! `Options`: what a store is created with. `dim` and `metric` are persisted
+//! and checked on every open; the rest may change between opens.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How vectors are compared. Scores in [`crate::Hit`] follow the metric:
+/// cosine similarity and inner product (higher is nearer), squared L2
+/// distance (lower is nearer). Results are always sorted nearest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Metric {
+    /// Vectors are normalised on insert; the score is the cosine similarity.
+    Cosine,
+    /// Maximum inner product search (two-tower style); no normalisation.
+    InnerProduct,
+    /// Squared Euclidean distance.
+    L2,
+}
+
+/// When a write call may return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Written and fsynced before the call returns; survives power loss.
+    /// Concurrent writers share one fsync (group commit).
+    Sync,
+    /// Handed to the operating system before the call returns; survives a
+    /// crash of the process (`kill -9`), not of the machine.
+    Buffered,
+    /// Kept in a user-space buffer until it fills, `flush()` or close: a
+    /// crash of the process may lose the last few writes.
+    None,
+}
+
+/// Configuration of a store. Only the dimension is required.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub(crate) dim: usize,
+    pub(crate) metric: Metric,
+    pub(crate) durability: Durability,
+    pub(crate) segment_rows: usize,
+    pub(crate) history_len: usize,
+    pub(crate) wal_file_bytes: u64,
+    pub(crate) checkpoint_wal_bytes: u64,
+}
+
+/// The largest dimension we accept: far beyond any embedding in use, small
+/// enough that `dim * 4` bytes per row never overflows anything.
+pub const MAX_DIM: usize = 65_536;
+
+impl Options {
+    /// Options for vectors of `dim` components, with defaults for the rest:
+    /// cosine, `Durability::Sync`, segments of 131,072 rows, histories of the
+    /// last 200 items per user.
+    pub fn new(dim: usize) -> Self {
+        Options {
+            dim,
+            metric: Metric::Cosine,
+            durability: Durability::Sync,
+            segment_rows: 131_072,
+            history_len: 200,
+            wal_file_bytes: 64 << 20,
+            checkpoint_wal_bytes: 256 << 20,
+        }
+    }
+
+    /// The metric (persisted: reopening with another metric is an error).
+    pub fn metric(mut self, metric: Metric) -> Self {
+        self.metric = metric;
+        self
+    }
+
+    /// When write calls return (may differ between opens).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Rows the growing segment takes before it is sealed into a file.
+    pub fn segment_rows(mut self, rows: usize) -> Self {
+        self.segment_rows = rows;
+        self
+    }
+
+    /// How many of each user's most recent items `history` keeps.
+    pub fn history_len(mut self, len: usize) -> Self {
+        self.history_len = len;
+        self
+    }
+
+    /// Size at which the write-ahead log moves on to a new file.
+    pub fn wal_file_bytes(mut self, bytes: u64) -> Self {
+        self.wal_file_bytes = bytes;
+        self
+    }
+
+    /// Log written since the last checkpoint that triggers a new one.
+    pub fn checkpoint_wal_bytes(mut self, bytes: u64) -> Self {
+        self.checkpoint_wal_bytes = bytes;
+        self
+    }
+
+    /// The vector dimension.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.dim == 0 || self.dim > MAX_DIM {
+            return Err(Error::InvalidOptions(format!(
+                "dim must be between 1 and {MAX_DIM}, got {}",
+                self.dim
+            )));
+        }
+        if self.segment_rows == 0 || self.segment_rows > u32::MAX as usize {
+            return Err(Error::InvalidOptions(format!(
+                "segment_rows must be between 1 and {}, got {}",
+                u32::MAX,
+                self.segment_rows
+            )));
+        }
+        if self.history_len == 0 {
+            return Err(Error::InvalidOptions(
+                "history_len must be at least 1".into(),
+            ));
+        }
+        if self.wal_file_bytes < 4096 {
+            return Err(Error::InvalidOptions(
+                "wal_file_bytes must be at least 4096".into(),
+            ));
+        }
+        Ok(())
+    }
+}

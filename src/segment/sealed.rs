@@ -1,0 +1,258 @@
+//! Sealed segment files: immutable, memory-mapped read-only.
+//!
+//! | bytes | field | meaning |
+//! |---|---|---|
+//! | 0..8 | magic | `b"EMBERSEG"` |
+//! | 8..12 | version u32 LE | [`SEGMENT_VERSION`] |
+//! | 12..16 | dim u32 LE | components per row |
+//! | 16..24 | count u64 LE | rows |
+//! | 24..32 | segment_id u64 LE | must match the file name |
+//! | 32..40 | ids_offset u64 LE | always 64 |
+//! | 40..48 | vectors_offset u64 LE | `64 + 8 * count`, rounded up to 64 |
+//! | 48..52 | body_crc u32 LE | crc32 of every byte from 64 to the end |
+//! | 52..60 | reserved | zero |
+//! | 60..64 | header_crc u32 LE | crc32 of bytes 0..60 |
+//! | 64.. | ids | `count` x u64 LE |
+//! | vectors_offset.. | rows | `count * dim` x f32 LE, 64-byte aligned for SIMD loads |
+//!
+//! The header and the file length are checked before the file is mapped;
+//! the body checksum is checked before the first read that trusts the rows
+//! ([`SealedSegment::verified`]), so opening a store does not read every file.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use memmap2::Mmap;
+
+use super::tombstones::Tombstones;
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+
+pub(crate) const MAGIC: &[u8; 8] = b"EMBERSEG";
+pub(crate) const SEGMENT_VERSION: u32 = 1;
+const HEADER_LEN: usize = 64;
+
+/// The file name of segment `id`.
+pub(crate) fn file_name(id: u64) -> String {
+    format!("seg-{id:020}.emb")
+}
+
+/// The segment id in a segment file name, if it is one.
+pub(crate) fn parse_name(name: &str) -> Option<u64> {
+    name.strip_prefix("seg-")?
+        .strip_suffix(".emb")?
+        .parse()
+        .ok()
+}
+
+fn vectors_offset(count: usize) -> usize {
+    (HEADER_LEN + 8 * count).next_multiple_of(64)
+}
+
+/// Writes segment `id` holding `ids` and their rows (`ids.len() * dim`
+/// values) to `path`, atomically and durably.
+pub(crate) fn write(path: &Path, id: u64, dim: usize, ids: &[u64], values: &[f32]) -> Result<()> {
+    debug_assert_eq!(ids.len() * dim, values.len());
+    let count = ids.len();
+    let vec_off = vectors_offset(count);
+    let id_bytes: &[u8] = bytemuck::cast_slice(ids);
+    let value_bytes: &[u8] = bytemuck::cast_slice(values);
+    let padding = vec![0u8; vec_off - HEADER_LEN - id_bytes.len()];
+    let mut body_crc = crc32fast::Hasher::new();
+    body_crc.update(id_bytes);
+    body_crc.update(&padding);
+    body_crc.update(value_bytes);
+
+    let mut h = [0u8; HEADER_LEN];
+    h[0..8].copy_from_slice(MAGIC);
+    h[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
+    h[12..16].copy_from_slice(&(dim as u32).to_le_bytes());
+    h[16..24].copy_from_slice(&(count as u64).to_le_bytes());
+    h[24..32].copy_from_slice(&id.to_le_bytes());
+    h[32..40].copy_from_slice(&(HEADER_LEN as u64).to_le_bytes());
+    h[40..48].copy_from_slice(&(vec_off as u64).to_le_bytes());
+    h[48..52].copy_from_slice(&body_crc.finalize().to_le_bytes());
+    let header_crc = crc32fast::hash(&h[0..60]);
+    h[60..64].copy_from_slice(&header_crc.to_le_bytes());
+
+    fsutil::write_atomically_with(path, |out| {
+        out.write_all(&h)?;
+        out.write_all(id_bytes)?;
+        out.write_all(&padding)?;
+        out.write_all(value_bytes)
+    })
+}
+
+/// An open sealed segment.
+pub(crate) struct SealedSegment {
+    id: u64,
+    path: PathBuf,
+    dim: usize,
+    count: usize,
+    vectors_offset: usize,
+    body_crc: u32,
+    map: Mmap,
+    /// The outcome of the body checksum, computed once on first use.
+    verified: OnceLock<std::result::Result<(), String>>,
+    dead: Tombstones,
+}
+
+impl SealedSegment {
+    /// Opens and maps segment `id` at `path`, checking its header and length
+    /// (not yet its body checksum).
+    pub fn open(path: &Path, id: u64, expected_dim: usize) -> Result<Self> {
+        let corrupt = |offset: u64, reason: String| Error::Corruption {
+            file: path.to_path_buf(),
+            offset,
+            reason,
+        };
+        let mut file = File::open(path).at(path)?;
+        let len = file.metadata().at(path)?.len();
+        let mut h = [0u8; HEADER_LEN];
+        if len < HEADER_LEN as u64 {
+            return Err(corrupt(
+                0,
+                format!("file of {len} bytes is shorter than the segment header"),
+            ));
+        }
+        std::io::Read::read_exact(&mut file, &mut h).at(path)?;
+        if &h[0..8] != MAGIC {
+            return Err(corrupt(0, "bad magic: not an emberdb segment file".into()));
+        }
+        let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+        let u64_at = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&h[i..i + 8]);
+            u64::from_le_bytes(b)
+        };
+        if crc32fast::hash(&h[0..60]) != u32_at(60) {
+            return Err(corrupt(0, "segment header checksum mismatch".into()));
+        }
+        let version = u32_at(8);
+        if version > SEGMENT_VERSION {
+            return Err(Error::NewerFormat {
+                path: path.to_path_buf(),
+                found: version,
+                supported: SEGMENT_VERSION,
+            });
+        }
+        let dim = u32_at(12) as usize;
+        let count = u64_at(16);
+        if dim != expected_dim {
+            return Err(corrupt(
+                12,
+                format!("segment dim {dim} differs from the store's {expected_dim}"),
+            ));
+        }
+        if u64_at(24) != id {
+            return Err(corrupt(
+                24,
+                format!("header names segment {}, file name says {id}", u64_at(24)),
+            ));
+        }
+        let count = usize::try_from(count)
+            .ok()
+            .filter(|&c| c <= u32::MAX as usize)
+            .ok_or_else(|| corrupt(16, format!("row count {count} is out of range")))?;
+        let vec_off = vectors_offset(count);
+        if u64_at(32) != HEADER_LEN as u64 || u64_at(40) != vec_off as u64 {
+            return Err(corrupt(
+                32,
+                "section offsets disagree with the row count".into(),
+            ));
+        }
+        let expected_len = vec_off as u64 + (count * dim * 4) as u64;
+        if len != expected_len {
+            return Err(corrupt(
+                len.min(expected_len),
+                format!("file is {len} bytes, header implies {expected_len}"),
+            ));
+        }
+        // SAFETY: mapping a file is sound as long as nobody modifies or
+        // truncates it while mapped. Sealed files are immutable by protocol:
+        // written once under a temporary name, renamed into place, never
+        // opened for writing again, and removed only after no version
+        // references them (unlinking does not disturb an existing mapping).
+        // The store directory is locked against other emberdb processes;
+        // an outside process writing into it is beyond what we can defend.
+        let map = unsafe { Mmap::map(&file) }.at(path)?;
+        Ok(SealedSegment {
+            id,
+            path: path.to_path_buf(),
+            dim,
+            count,
+            vectors_offset: vec_off,
+            body_crc: u32_at(48),
+            map,
+            verified: OnceLock::new(),
+            dead: Tombstones::new(count),
+        })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    pub fn dead(&self) -> &Tombstones {
+        &self.dead
+    }
+
+    pub fn live_rows(&self) -> usize {
+        self.count - self.dead.count()
+    }
+
+    pub fn file_bytes(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    /// Checks the body checksum (once; later calls return the first outcome).
+    pub fn verified(&self) -> Result<()> {
+        self.verified
+            .get_or_init(|| {
+                if crc32fast::hash(&self.map[HEADER_LEN..]) == self.body_crc {
+                    Ok(())
+                } else {
+                    Err("segment body checksum mismatch".to_string())
+                }
+            })
+            .clone()
+            .map_err(|reason| Error::Corruption {
+                file: self.path.clone(),
+                offset: HEADER_LEN as u64,
+                reason,
+            })
+    }
+
+    /// Marks the body as verified (we just wrote it ourselves).
+    pub fn trust_fresh(&self) {
+        let _ = self.verified.set(Ok(()));
+    }
+
+    /// The ids and rows, after the checksum has been verified.
+    pub fn data(&self) -> Result<(&[u64], &[f32])> {
+        self.verified()?;
+        let ids_bytes = &self.map[HEADER_LEN..HEADER_LEN + 8 * self.count];
+        let values_bytes = &self.map[self.vectors_offset..];
+        let cast_err = |what: &str| Error::Corruption {
+            file: self.path.clone(),
+            offset: 0,
+            reason: format!("{what} section is misaligned in memory"),
+        };
+        let ids = bytemuck::try_cast_slice(ids_bytes).map_err(|_| cast_err("ids"))?;
+        let values = bytemuck::try_cast_slice(values_bytes).map_err(|_| cast_err("vector"))?;
+        Ok((ids, values))
+    }
+
+    /// One row's values.
+    pub fn row(&self, row: u32) -> Result<Option<&[f32]>> {
+        let (_, values) = self.data()?;
+        let r = row as usize;
+        Ok(values.get(r * self.dim..(r + 1) * self.dim))
+    }
+}

@@ -1,0 +1,104 @@
+//! Applying logged operations to the in-memory state and the metadata. The
+//! same functions serve the live write path (after the WAL append) and
+//! recovery (replaying the WAL), so both reach the same state.
+
+use std::sync::Arc;
+
+use super::seal;
+use super::Shared;
+use crate::error::Result;
+use crate::event::Event;
+use crate::meta::records::Manifest;
+use crate::segment::Location;
+use crate::store::version::Version;
+use crate::wal::record::Record;
+use crate::wal::Position;
+
+/// State changed only under the write lock (or during recovery, before the
+/// store is shared).
+pub(crate) struct Core {
+    pub manifest: Manifest,
+    /// The sequence number the next operation gets.
+    pub next_seq: u64,
+    /// Where the log record of the oldest row in the growing segment starts:
+    /// a checkpoint may not move past it, since those rows live only in
+    /// memory and in the log.
+    pub growing_start: Option<Position>,
+}
+
+/// Applies one logged record that starts at `start`.
+pub(crate) fn apply_record(
+    shared: &Shared,
+    core: &mut Core,
+    start: Position,
+    record: Record,
+) -> Result<()> {
+    core.next_seq = core.next_seq.max(record.end_seq());
+    match record {
+        Record::Events { first_seq, events } => apply_events(shared, first_seq, &events),
+        Record::Upsert { id, vector, .. } => apply_upsert(shared, core, start, id, &vector),
+        Record::Delete { id, .. } => apply_delete(shared, id).map(|_| ()),
+    }
+}
+
+pub(crate) fn apply_events(shared: &Shared, first_seq: u64, events: &[Event]) -> Result<()> {
+    for (i, event) in events.iter().enumerate() {
+        shared.histories.apply(first_seq + i as u64, event)?;
+    }
+    Ok(())
+}
+
+/// Stores `vector` (already validated and normalised) for `id`, whose log
+/// record starts at `start`.
+pub(crate) fn apply_upsert(
+    shared: &Shared,
+    core: &mut Core,
+    start: Position,
+    id: u64,
+    vector: &[f32],
+) -> Result<()> {
+    if shared.version.load().growing.is_full() {
+        // The rows before this record are all in the growing segment, so
+        // this record's start is where replay must begin after the seal.
+        seal::seal(shared, core, start)?;
+    }
+    let version = shared.version.load();
+    if version.growing.row_of(id).is_none() {
+        if let Some(at) = shared.meta.location(id)? {
+            retire_sealed(shared, &version, id, at)?;
+        }
+    }
+    core.growing_start.get_or_insert(start);
+    // The growing segment was not full above and only this (locked) path
+    // appends to it, so `push` has room.
+    if version.growing.push(id, vector).is_none() {
+        return Err(crate::error::Error::InvalidOptions(format!(
+            "growing segment refused item {id}: its dimension differs from the store's"
+        )));
+    }
+    Ok(())
+}
+
+/// Deletes `id`; false if it was not in the store.
+pub(crate) fn apply_delete(shared: &Shared, id: u64) -> Result<bool> {
+    let version = shared.version.load();
+    if version.growing.remove(id) {
+        return Ok(true);
+    }
+    match shared.meta.location(id)? {
+        Some(at) => {
+            retire_sealed(shared, &version, id, at)?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// Takes `id` out of the registry and kills its sealed row.
+fn retire_sealed(shared: &Shared, version: &Arc<Version>, id: u64, at: Location) -> Result<()> {
+    shared.meta.retire(id, at)?;
+    if let Some(segment) = version.segment(at.segment) {
+        segment.dead().kill(at.row as usize);
+    }
+    Ok(())
+}

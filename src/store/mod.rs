@@ -1,0 +1,332 @@
+//! The public facade: [`Store`]. Writes go through one write lock (log,
+//! then apply, in the same order replay will use), release it, and then wait
+//! for durability in the group commit. Reads load the current [`Version`]
+//! and never take the write lock.
+
+pub(crate) mod apply;
+pub(crate) mod history;
+pub(crate) mod lock;
+pub(crate) mod open;
+pub(crate) mod seal;
+pub(crate) mod validate;
+pub(crate) mod version;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::meta::MetaStore;
+use crate::options::{Durability, Options};
+use crate::query::{exact, Hit, Query, Target};
+use crate::wal::record::{self, EVENT_BYTES};
+use crate::wal::writer::{SyncShared, WalWriter};
+use crate::wal::{frame, Position};
+use apply::Core;
+use history::Histories;
+use lock::DirLock;
+pub use open::RecoveryReport;
+use version::Version;
+
+/// What readers and the write path share.
+pub(crate) struct Shared {
+    pub path: PathBuf,
+    pub wal_dir: PathBuf,
+    pub segments_dir: PathBuf,
+    pub opts: Options,
+    pub meta: Arc<dyn MetaStore>,
+    pub version: ArcSwap<Version>,
+    pub histories: Histories,
+}
+
+/// Everything behind the write lock.
+pub(crate) struct WriteState {
+    core: Core,
+    wal: WalWriter,
+    /// The log end at the last checkpoint, to decide when the next is due.
+    checkpointed_at: Position,
+    payload: Vec<u8>,
+    frames: Vec<u8>,
+}
+
+impl WriteState {
+    /// Frames and appends the payload built by `encode`; returns where the
+    /// record starts and ends in the log.
+    fn log(&mut self, encode: impl FnOnce(&mut Vec<u8>)) -> Result<(Position, Position)> {
+        self.payload.clear();
+        encode(&mut self.payload);
+        self.frames.clear();
+        frame::encode_into(&mut self.frames, &self.payload);
+        self.wal.append(&self.frames)
+    }
+}
+
+/// Events per log record: keeps a frame well under `frame::MAX_PAYLOAD`.
+const EVENTS_PER_RECORD: usize = (frame::MAX_PAYLOAD - 64) / EVENT_BYTES / 2;
+
+/// Counts of what a store holds and occupies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stats {
+    /// Rows in all segments, including dead (deleted or superseded) ones.
+    pub rows: usize,
+    /// Rows that queries can return.
+    pub live_rows: usize,
+    /// Sealed (file-backed) segments.
+    pub sealed_segments: usize,
+    /// Rows in the growing (in-memory, logged) segment.
+    pub growing_rows: usize,
+    /// Bytes of write-ahead log on disk.
+    pub wal_bytes: u64,
+    /// Bytes of sealed segment files.
+    pub segment_bytes: u64,
+    /// Bytes of the metadata store.
+    pub meta_bytes: u64,
+    /// All bytes under the store directory.
+    pub disk_bytes: u64,
+}
+
+/// An embedded vector store. See the crate documentation.
+pub struct Store {
+    shared: Arc<Shared>,
+    write: Mutex<WriteState>,
+    sync: Arc<SyncShared>,
+    recovery: RecoveryReport,
+    crash_on_drop: bool,
+    // Dropped last: the directory stays locked until everything is closed.
+    _lock: DirLock,
+}
+
+impl Store {
+    /// Creates a store at `path`, or opens (and recovers) the one there.
+    pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Store> {
+        open::open(path.as_ref(), opts)
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &Options {
+        &self.shared.opts
+    }
+
+    /// What recovery did when the store was opened.
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// Records one event durably (per the store's `Durability`).
+    pub fn append_event(&self, event: Event) -> Result<()> {
+        self.append_events(std::slice::from_ref(&event))
+    }
+
+    /// Records a batch of events with one log write and one fsync. Batches
+    /// above about a million events are logged as several records.
+    pub fn append_events(&self, events: &[Event]) -> Result<()> {
+        validate::check_events(events)?;
+        if events.is_empty() {
+            return Ok(());
+        }
+        let end = {
+            let mut w = self.write.lock();
+            let mut end = w.wal.end();
+            for chunk in events.chunks(EVENTS_PER_RECORD) {
+                let seq = w.core.next_seq;
+                (_, end) = w.log(|out| record::encode_events(out, seq, chunk))?;
+                w.core.next_seq += chunk.len() as u64;
+                apply::apply_events(&self.shared, seq, chunk)?;
+            }
+            self.maybe_checkpoint(&mut w)?;
+            end
+        };
+        self.wait_durable(end)
+    }
+
+    /// Inserts or replaces the vector of `id`. It is searchable when this
+    /// returns.
+    pub fn upsert(&self, id: u64, vector: &[f32]) -> Result<()> {
+        let opts = &self.shared.opts;
+        let vector =
+            validate::prepare_vector(opts.metric, opts.dim, vector, || format!("item {id}"))?;
+        let end = {
+            let mut w = self.write.lock();
+            let seq = w.core.next_seq;
+            let (start, end) = w.log(|out| record::encode_upsert(out, seq, id, &vector))?;
+            w.core.next_seq += 1;
+            if self.shared.version.load().growing.is_full() {
+                // Sealing checkpoints up to this record: its bytes must be
+                // in the file before the checkpoint names a later position.
+                w.wal.write_pending()?;
+            }
+            let w = &mut *w;
+            apply::apply_upsert(&self.shared, &mut w.core, start, id, &vector)?;
+            self.maybe_checkpoint(w)?;
+            end
+        };
+        self.wait_durable(end)
+    }
+
+    /// Deletes `id`. Returns false (and logs nothing) if it was not there.
+    pub fn delete(&self, id: u64) -> Result<bool> {
+        let end = {
+            let mut w = self.write.lock();
+            if !self.contains(id)? {
+                return Ok(false);
+            }
+            let seq = w.core.next_seq;
+            let (_, end) = w.log(|out| record::encode_delete(out, seq, id))?;
+            w.core.next_seq += 1;
+            apply::apply_delete(&self.shared, id)?;
+            self.maybe_checkpoint(&mut w)?;
+            end
+        };
+        self.wait_durable(end)?;
+        Ok(true)
+    }
+
+    fn contains(&self, id: u64) -> Result<bool> {
+        Ok(self.shared.version.load().growing.row_of(id).is_some()
+            || self.shared.meta.location(id)?.is_some())
+    }
+
+    /// The stored vector of `id` (normalised under cosine), if it is live.
+    pub fn get(&self, id: u64) -> Result<Option<Vec<f32>>> {
+        // A seal registers rows before it swaps the version in, so a registry
+        // entry can name a segment one version ahead: retry once.
+        for _ in 0..2 {
+            let version = self.shared.version.load_full();
+            if let Some(row) = version.growing.row_of(id) {
+                return Ok(version.growing.row(row).map(<[f32]>::to_vec));
+            }
+            let Some(at) = self.shared.meta.location(id)? else {
+                return Ok(None);
+            };
+            if let Some(segment) = version.segment(at.segment) {
+                if segment.dead().is_dead(at.row as usize) {
+                    return Ok(None);
+                }
+                return Ok(segment.row(at.row)?.map(<[f32]>::to_vec));
+            }
+        }
+        Err(Error::Corruption {
+            file: self.shared.path.join("meta"),
+            offset: 0,
+            reason: format!(
+                "the registry places item {id} in a segment that is not in the manifest"
+            ),
+        })
+    }
+
+    /// The user's most recent items (up to `history_len`), oldest first.
+    pub fn history(&self, user: u64) -> Result<Vec<u64>> {
+        self.shared.histories.items(user)
+    }
+
+    /// The nearest neighbours for `query`, nearest first. Never waits for
+    /// writers: it searches the version current when it starts.
+    pub fn knn(&self, query: &Query) -> Result<Vec<Hit>> {
+        validate::check_k(query.k)?;
+        let opts = &self.shared.opts;
+        match &query.target {
+            Target::Vector(v) => {
+                let v =
+                    validate::prepare_vector(opts.metric, opts.dim, v, || "the query".to_string())?;
+                let version = self.shared.version.load_full();
+                exact::search(&version, opts.metric, &v, query.k, &|_| false)
+            }
+            Target::Item(id) => {
+                let id = *id;
+                let v = self.get(id)?.ok_or(Error::UnknownItem { id })?;
+                let version = self.shared.version.load_full();
+                exact::search(&version, opts.metric, &v, query.k, &|hit| hit == id)
+            }
+        }
+    }
+
+    /// Makes every earlier write durable and checkpoints, so that reopening
+    /// replays little.
+    pub fn flush(&self) -> Result<()> {
+        let mut w = self.write.lock();
+        w.wal.sync_all()?;
+        let end = w.wal.end();
+        let w = &mut *w;
+        seal::checkpoint(&self.shared, &mut w.core, end)?;
+        w.checkpointed_at = end;
+        Ok(())
+    }
+
+    /// Seals the growing segment into a file now, instead of when it fills.
+    pub fn seal(&self) -> Result<()> {
+        let mut w = self.write.lock();
+        w.wal.write_pending()?;
+        let end = w.wal.end();
+        let w = &mut *w;
+        seal::seal(&self.shared, &mut w.core, end)?;
+        w.checkpointed_at = end;
+        Ok(())
+    }
+
+    /// Counts of rows, segments and bytes.
+    pub fn stats(&self) -> Result<Stats> {
+        let version = self.shared.version.load_full();
+        let wal_bytes = crate::fsutil::dir_size(&self.shared.wal_dir)?;
+        let segment_bytes = version.sealed.iter().map(|s| s.file_bytes()).sum();
+        Ok(Stats {
+            rows: version.rows(),
+            live_rows: version.live_rows(),
+            sealed_segments: version.sealed.len(),
+            growing_rows: version.growing.len(),
+            wal_bytes,
+            segment_bytes,
+            meta_bytes: self.shared.meta.disk_bytes()?,
+            disk_bytes: crate::fsutil::dir_size(&self.shared.path)?,
+        })
+    }
+
+    /// Closes the store like a crash would: no checkpoint, no final flush of
+    /// buffered log bytes. For recovery tests.
+    #[doc(hidden)]
+    pub fn close_without_checkpoint(mut self) {
+        self.crash_on_drop = true;
+    }
+
+    fn maybe_checkpoint(&self, w: &mut WriteState) -> Result<()> {
+        let end = w.wal.end();
+        let since = if end.file_no == w.checkpointed_at.file_no {
+            end.offset.saturating_sub(w.checkpointed_at.offset)
+        } else {
+            (end.file_no - w.checkpointed_at.file_no) * self.shared.opts.wal_file_bytes + end.offset
+        };
+        if since < self.shared.opts.checkpoint_wal_bytes {
+            return Ok(());
+        }
+        w.wal.write_pending()?;
+        seal::checkpoint(&self.shared, &mut w.core, end)?;
+        w.checkpointed_at = end;
+        Ok(())
+    }
+
+    fn wait_durable(&self, end: Position) -> Result<()> {
+        match self.shared.opts.durability {
+            Durability::Sync => self.sync.sync_to(end),
+            Durability::Buffered | Durability::None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if self.crash_on_drop {
+            return;
+        }
+        // A clean close: log bytes to disk, checkpoint so reopening is quick.
+        // Errors cannot be returned from `drop`; whatever did not make it is
+        // recovered from the log on the next open.
+        let _ = self.flush();
+    }
+}

@@ -1,0 +1,195 @@
+//! Opening a store: lock, configuration check, segments, recovery.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+
+use super::apply::{self, Core};
+use super::history::Histories;
+use super::lock::DirLock;
+use super::version::Version;
+use super::{Shared, Store, WriteState};
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::{self, TMP_SUFFIX};
+use crate::meta::records::{Manifest, StoredConfig, FORMAT_VERSION};
+use crate::meta::sled_meta::SledMeta;
+use crate::meta::MetaStore;
+use crate::options::Options;
+use crate::segment::growing::GrowingSegment;
+use crate::segment::sealed::{self, SealedSegment};
+use crate::wal::replay;
+use crate::wal::writer::WalWriter;
+
+/// What recovery found, for `Stats` and the tools.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryReport {
+    /// Bytes of log replayed since the last checkpoint.
+    pub replayed_bytes: u64,
+    /// A torn tail that was cut off: the file and the offset.
+    pub truncated_tail: Option<(std::path::PathBuf, u64)>,
+    /// Files left by an interrupted operation and removed.
+    pub removed_garbage: Vec<std::path::PathBuf>,
+}
+
+pub(crate) fn open(path: &Path, opts: Options) -> Result<Store> {
+    opts.validate()?;
+    let fresh_dir = !path.exists();
+    std::fs::create_dir_all(path).at(path)?;
+    if fresh_dir {
+        fsutil::sync_dir(fsutil::parent_of(path))?;
+    }
+    let lock = DirLock::acquire(path)?;
+    let wal_dir = path.join("wal");
+    let segments_dir = path.join("segments");
+    for dir in [&wal_dir, &segments_dir] {
+        std::fs::create_dir_all(dir).at(dir)?;
+    }
+
+    let meta: Arc<dyn MetaStore> = Arc::new(SledMeta::open(&path.join("meta"))?);
+    let manifest = check_config(path, &opts, meta.as_ref())?;
+
+    let mut report = RecoveryReport::default();
+    let sealed = open_segments(&segments_dir, &manifest, opts.dim, &mut report)?;
+    let version = Version {
+        sealed,
+        growing: Arc::new(GrowingSegment::new(opts.dim, opts.segment_rows)),
+    };
+    for at in meta.dead_rows()? {
+        if let Some(segment) = version.segment(at.segment) {
+            segment.dead().kill(at.row as usize);
+        }
+    }
+
+    let shared = Arc::new(Shared {
+        path: path.to_path_buf(),
+        wal_dir: wal_dir.clone(),
+        segments_dir,
+        histories: Histories::new(Arc::clone(&meta), opts.history_len),
+        meta,
+        opts: opts.clone(),
+        version: ArcSwap::from_pointee(version),
+    });
+    let mut core = Core {
+        next_seq: manifest.next_seq,
+        growing_start: None,
+        manifest: manifest.clone(),
+    };
+    let end = replay::replay(&wal_dir, manifest.checkpoint, |start, record| {
+        apply::apply_record(&shared, &mut core, start, record)
+    })?;
+    report.replayed_bytes = end.replayed_bytes;
+    report.truncated_tail = end.truncated;
+    let wal = WalWriter::open(
+        &wal_dir,
+        end.end.file_no,
+        end.end.offset,
+        opts.durability,
+        opts.wal_file_bytes,
+    )?;
+    let sync = wal.shared();
+    Ok(Store {
+        write: Mutex::new(WriteState {
+            checkpointed_at: wal.end(),
+            core,
+            wal,
+            payload: Vec::new(),
+            frames: Vec::new(),
+        }),
+        sync,
+        shared,
+        recovery: report,
+        crash_on_drop: false,
+        _lock: lock,
+    })
+}
+
+/// Checks (or, for a new store, writes) the configuration; returns the manifest.
+fn check_config(path: &Path, opts: &Options, meta: &dyn MetaStore) -> Result<Manifest> {
+    match meta.load_config()? {
+        None => {
+            meta.save_config(&StoredConfig {
+                format_version: FORMAT_VERSION,
+                dim: opts.dim as u32,
+                metric: opts.metric,
+            })?;
+            let manifest = Manifest::default();
+            meta.save_manifest(&manifest)?;
+            meta.flush()?;
+            Ok(manifest)
+        }
+        Some(stored) => {
+            if stored.format_version > FORMAT_VERSION {
+                return Err(Error::NewerFormat {
+                    path: path.to_path_buf(),
+                    found: stored.format_version,
+                    supported: FORMAT_VERSION,
+                });
+            }
+            if stored.dim as usize != opts.dim {
+                return Err(Error::ConfigMismatch {
+                    path: path.to_path_buf(),
+                    field: "dim",
+                    stored: stored.dim.to_string(),
+                    requested: opts.dim.to_string(),
+                });
+            }
+            if stored.metric != opts.metric {
+                return Err(Error::ConfigMismatch {
+                    path: path.to_path_buf(),
+                    field: "metric",
+                    stored: format!("{:?}", stored.metric),
+                    requested: format!("{:?}", opts.metric),
+                });
+            }
+            meta.load_manifest()?.ok_or_else(|| Error::Corruption {
+                file: path.join("meta"),
+                offset: 0,
+                reason: "the configuration is there but the manifest is missing".into(),
+            })
+        }
+    }
+}
+
+/// Opens the manifest's segments and removes files no manifest names (left
+/// by a seal or compaction that crashed before its manifest was durable).
+fn open_segments(
+    dir: &Path,
+    manifest: &Manifest,
+    dim: usize,
+    report: &mut RecoveryReport,
+) -> Result<Vec<Arc<SealedSegment>>> {
+    let live: std::collections::HashSet<u64> = manifest.segments.iter().map(|s| s.id).collect();
+    for entry in std::fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let orphan = match sealed::parse_name(&name) {
+            Some(id) => !live.contains(&id),
+            None => name.ends_with(TMP_SUFFIX),
+        };
+        if orphan {
+            std::fs::remove_file(entry.path()).at(&entry.path())?;
+            report.removed_garbage.push(entry.path());
+        }
+    }
+    let mut segments = Vec::with_capacity(manifest.segments.len());
+    for entry in &manifest.segments {
+        let path = dir.join(sealed::file_name(entry.id));
+        let segment = SealedSegment::open(&path, entry.id, dim)?;
+        if segment.count() as u64 != entry.rows {
+            return Err(Error::Corruption {
+                file: path,
+                offset: 16,
+                reason: format!(
+                    "segment holds {} rows, the manifest says {}",
+                    segment.count(),
+                    entry.rows
+                ),
+            });
+        }
+        segments.push(Arc::new(segment));
+    }
+    segments.sort_by_key(|s| s.id());
+    Ok(segments)
+}

@@ -1,0 +1,110 @@
+//! Sealing the growing segment and checkpointing.
+//!
+//! A checkpoint records a WAL position `P` such that every record before
+//! `P` is reflected in durable state (sealed segment files and the flushed
+//! metadata). Order: segment file durable, then histories and manifest
+//! written and sled flushed, then WAL files wholly before `P` removed.
+//! A crash between any two steps leaves either the old checkpoint (and the
+//! log still holding everything after it) or the new one.
+
+use std::sync::Arc;
+
+use super::apply::Core;
+use super::version::Version;
+use super::Shared;
+use crate::error::{IoContext, Result};
+use crate::meta::records::SegmentEntry;
+use crate::segment::growing::GrowingSegment;
+use crate::segment::sealed::{self, SealedSegment};
+use crate::segment::Location;
+use crate::wal::{self, Position};
+
+/// Writes the live rows of the growing segment to a new sealed segment,
+/// installs it with a checkpoint at `checkpoint` (the first log record not
+/// included), and starts an empty growing segment.
+pub(crate) fn seal(shared: &Shared, core: &mut Core, checkpoint: Position) -> Result<()> {
+    let current = shared.version.load_full();
+    let growing = &current.growing;
+    let dim = shared.opts.dim;
+    let mut ids = Vec::with_capacity(growing.live_rows());
+    let mut values = Vec::with_capacity(growing.live_rows() * dim);
+    growing.for_each_chunk(|first, chunk_ids, rows| {
+        for (r, (id, row)) in chunk_ids.iter().zip(rows.chunks_exact(dim)).enumerate() {
+            if !growing.dead().is_dead(first + r) {
+                ids.push(*id);
+                values.extend_from_slice(row);
+            }
+        }
+    });
+
+    let mut sealed_list = current.sealed.clone();
+    let mut manifest = core.manifest.clone();
+    let mut registry = Vec::new();
+    if !ids.is_empty() {
+        let id = manifest.next_segment_id;
+        let path = shared.segments_dir.join(sealed::file_name(id));
+        sealed::write(&path, id, dim, &ids, &values)?;
+        let segment = SealedSegment::open(&path, id, dim)?;
+        segment.trust_fresh();
+        sealed_list.push(Arc::new(segment));
+        manifest.segments.push(SegmentEntry {
+            id,
+            rows: ids.len() as u64,
+        });
+        manifest.next_segment_id = id + 1;
+        registry = ids
+            .iter()
+            .enumerate()
+            .map(|(row, item)| {
+                (
+                    *item,
+                    Location {
+                        segment: id,
+                        row: row as u32,
+                    },
+                )
+            })
+            .collect();
+    }
+    shared.histories.persist_dirty()?;
+    manifest.checkpoint = checkpoint;
+    manifest.next_seq = core.next_seq;
+    shared.meta.commit_seal(&manifest, &registry)?;
+    shared.meta.flush()?;
+    core.manifest = manifest;
+    core.growing_start = None;
+    shared.version.store(Arc::new(Version {
+        sealed: sealed_list,
+        growing: Arc::new(GrowingSegment::new(dim, shared.opts.segment_rows)),
+    }));
+    remove_wal_before(shared, checkpoint.file_no)
+}
+
+/// Checkpoints without sealing: the checkpoint can only move up to the
+/// oldest row of the growing segment (`wal_end` when it is empty).
+pub(crate) fn checkpoint(shared: &Shared, core: &mut Core, wal_end: Position) -> Result<()> {
+    let target = core.growing_start.unwrap_or(wal_end);
+    shared.histories.persist_dirty()?;
+    let mut manifest = core.manifest.clone();
+    manifest.checkpoint = target;
+    manifest.next_seq = core.next_seq;
+    shared.meta.save_manifest(&manifest)?;
+    shared.meta.flush()?;
+    core.manifest = manifest;
+    remove_wal_before(shared, target.file_no)
+}
+
+/// Removes the log files that the checkpoint has made obsolete.
+fn remove_wal_before(shared: &Shared, file_no: u64) -> Result<()> {
+    let mut removed = false;
+    for (no, path) in wal::file::list(&shared.wal_dir)? {
+        if no < file_no {
+            std::fs::remove_file(&path).at(&path)?;
+            removed = true;
+        }
+    }
+    if removed {
+        crate::fsutil::sync_dir(&shared.wal_dir)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! Checks on what callers hand in, done before anything is logged, so bad
+//! input changes nothing.
+
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::options::Metric;
+use crate::query::MAX_K;
+
+/// Checks `vector` and returns it as stored: normalised under cosine.
+pub(crate) fn prepare_vector(
+    metric: Metric,
+    dim: usize,
+    vector: &[f32],
+    context: impl Fn() -> String,
+) -> Result<Vec<f32>> {
+    if vector.len() != dim {
+        return Err(Error::DimensionMismatch {
+            context: context(),
+            expected: dim,
+            got: vector.len(),
+        });
+    }
+    if let Some(index) = vector.iter().position(|x| !x.is_finite()) {
+        return Err(Error::NonFiniteVector {
+            context: context(),
+            index,
+        });
+    }
+    if metric != Metric::Cosine {
+        return Ok(vector.to_vec());
+    }
+    let norm = vector
+        .iter()
+        .map(|&x| x as f64 * x as f64)
+        .sum::<f64>()
+        .sqrt();
+    if norm == 0.0 || !norm.is_finite() {
+        return Err(Error::ZeroVector { context: context() });
+    }
+    let out: Vec<f32> = vector.iter().map(|&x| (x as f64 / norm) as f32).collect();
+    // A vector of subnormal components can still round to all zeros.
+    if out.iter().all(|&x| x == 0.0) {
+        return Err(Error::ZeroVector { context: context() });
+    }
+    Ok(out)
+}
+
+pub(crate) fn check_k(k: usize) -> Result<()> {
+    if k == 0 || k > MAX_K {
+        return Err(Error::InvalidK { k, max: MAX_K });
+    }
+    Ok(())
+}
+
+pub(crate) fn check_events(events: &[Event]) -> Result<()> {
+    if let Some(e) = events.iter().find(|e| !e.weight.is_finite()) {
+        return Err(Error::InvalidEvent {
+            user: e.user,
+            item: e.item,
+            reason: format!("weight {} is not finite", e.weight),
+        });
+    }
+    Ok(())
+}
