@@ -58,8 +58,7 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], context: &str) -> Result
     if crc32fast::hash(body) != stored_crc {
         return Err(corrupt("checksum mismatch".to_string()));
     }
-    let (value, used) =
-        bincode::serde::decode_from_slice(body, config()).map_err(|e| corrupt(e.to_string()))?;
+    let (value, used) = bincode::serde::decode_from_slice(body, config()).map_err(|e| corrupt(e.to_string()))?;
     if used != body.len() {
         return Err(corrupt(format!("{} trailing bytes", body.len() - used)));
     }

@@ -16,23 +16,19 @@ pub enum Error {
 
     /// Bytes on disk failed a checksum or structural check.
     #[error("corruption in {file} at byte offset {offset}: {reason}")]
-    Corruption {
-        file: PathBuf,
-        offset: u64,
-        reason: String,
-    },
+    Corruption { file: PathBuf, offset: u64, reason: String },
 
     /// Another `Store` (in this process or another) holds the directory.
     #[error("store {path} is locked by another open Store (in this or another process)")]
     Locked { path: PathBuf },
 
+    /// The directory holds no emberdb store (when one must exist).
+    #[error("{path} is not an emberdb store")]
+    NotAStore { path: PathBuf },
+
     /// The directory was written by a newer emberdb than this one.
     #[error("{path} was written by format version {found}; this build reads up to {supported}")]
-    NewerFormat {
-        path: PathBuf,
-        found: u32,
-        supported: u32,
-    },
+    NewerFormat { path: PathBuf, found: u32, supported: u32 },
 
     /// `Options` disagree with the configuration the store was created with.
     #[error("store {path} was created with {field} = {stored}, but was opened with {requested}")]
@@ -65,11 +61,7 @@ pub enum Error {
 
     /// An event that cannot be taken as it is.
     #[error("event of user {user} on item {item} is invalid: {reason}")]
-    InvalidEvent {
-        user: u64,
-        item: u64,
-        reason: String,
-    },
+    InvalidEvent { user: u64, item: u64, reason: String },
 
     /// An id that must exist does not (or was deleted).
     #[error("item {id} is not in the store")]

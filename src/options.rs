@@ -42,6 +42,8 @@ pub struct Options {
     pub(crate) history_len: usize,
     pub(crate) wal_file_bytes: u64,
     pub(crate) checkpoint_wal_bytes: u64,
+    /// Take `dim` and `metric` from the existing store (see [`Options::existing`]).
+    pub(crate) from_store: bool,
 }
 
 /// The largest dimension we accept: far beyond any embedding in use, small
@@ -61,6 +63,17 @@ impl Options {
             history_len: 200,
             wal_file_bytes: 64 << 20,
             checkpoint_wal_bytes: 256 << 20,
+            from_store: false,
+        }
+    }
+
+    /// Options for opening a store that already exists, whatever its
+    /// dimension and metric (read from the store). Opening a directory that
+    /// holds no store with these is an error.
+    pub fn existing() -> Self {
+        Options {
+            from_store: true,
+            ..Options::new(1)
         }
     }
 
@@ -105,6 +118,11 @@ impl Options {
         self.dim
     }
 
+    /// The metric.
+    pub fn metric_kind(&self) -> Metric {
+        self.metric
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         if self.dim == 0 || self.dim > MAX_DIM {
             return Err(Error::InvalidOptions(format!(
@@ -120,14 +138,10 @@ impl Options {
             )));
         }
         if self.history_len == 0 {
-            return Err(Error::InvalidOptions(
-                "history_len must be at least 1".into(),
-            ));
+            return Err(Error::InvalidOptions("history_len must be at least 1".into()));
         }
         if self.wal_file_bytes < 4096 {
-            return Err(Error::InvalidOptions(
-                "wal_file_bytes must be at least 4096".into(),
-            ));
+            return Err(Error::InvalidOptions("wal_file_bytes must be at least 4096".into()));
         }
         Ok(())
     }

@@ -12,9 +12,7 @@ use emberdb::{Durability, Error, Event, Metric, Options, Query, Store, MAX_K};
 const DIM: usize = 8;
 
 fn opts(metric: Metric) -> Options {
-    Options::new(DIM)
-        .metric(metric)
-        .durability(Durability::Buffered)
+    Options::new(DIM).metric(metric).durability(Durability::Buffered)
 }
 
 #[test]
@@ -46,15 +44,9 @@ fn bad_vectors_are_refused_and_change_nothing() {
         store.upsert(2, &inf),
         Err(Error::NonFiniteVector { index: 0, .. })
     ));
-    assert!(matches!(
-        store.upsert(2, &zero),
-        Err(Error::ZeroVector { .. })
-    ));
+    assert!(matches!(store.upsert(2, &zero), Err(Error::ZeroVector { .. })));
     // An update with a bad vector leaves the old one in place.
-    assert!(matches!(
-        store.upsert(1, &nan),
-        Err(Error::NonFiniteVector { .. })
-    ));
+    assert!(matches!(store.upsert(1, &nan), Err(Error::NonFiniteVector { .. })));
     assert!(store.get(1).unwrap().is_some());
     assert_eq!(store.get(2).unwrap(), None);
 
@@ -84,28 +76,14 @@ fn bad_vectors_are_refused_and_change_nothing() {
     ));
     assert!(matches!(
         store.append_event(Event::new(1, 2, 3).with_weight(f32::NAN)),
-        Err(Error::InvalidEvent {
-            user: 1,
-            item: 2,
-            ..
-        })
+        Err(Error::InvalidEvent { user: 1, item: 2, .. })
     ));
     // A batch with one bad event is refused whole.
-    let batch = [
-        Event::new(5, 1, 1),
-        Event::new(5, 2, 2).with_weight(f32::INFINITY),
-    ];
+    let batch = [Event::new(5, 1, 1), Event::new(5, 2, 2).with_weight(f32::INFINITY)];
     assert!(store.append_events(&batch).is_err());
     assert!(store.history(5).unwrap().is_empty());
-    assert!(
-        !store.delete(404).unwrap(),
-        "deleting an unknown id reports false"
-    );
-    assert_eq!(
-        store.stats().unwrap().wal_bytes,
-        wal_before,
-        "nothing was logged"
-    );
+    assert!(!store.delete(404).unwrap(), "deleting an unknown id reports false");
+    assert_eq!(store.stats().unwrap().wal_bytes, wal_before, "nothing was logged");
     assert_eq!(store.stats().unwrap().live_rows, 1);
 }
 
@@ -114,10 +92,7 @@ fn zero_vectors_are_fine_without_cosine() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), opts(Metric::L2)).unwrap();
     store.upsert(1, &[0.0; DIM]).unwrap();
-    assert_eq!(
-        store.knn(&Query::vector(&[0.0; DIM]).k(1)).unwrap()[0].id,
-        1
-    );
+    assert_eq!(store.knn(&Query::vector(&[0.0; DIM]).k(1)).unwrap()[0].id, 1);
 }
 
 #[test]
@@ -144,19 +119,11 @@ fn reopening_with_another_dim_or_metric_is_refused() {
         other => panic!("expected a dim mismatch, got {:?}", other.map(|_| ())),
     }
     match Store::open(dir.path(), opts(Metric::L2)) {
-        Err(Error::ConfigMismatch {
-            field: "metric", ..
-        }) => {}
+        Err(Error::ConfigMismatch { field: "metric", .. }) => {}
         other => panic!("expected a metric mismatch, got {:?}", other.map(|_| ())),
     }
     // Durability is not part of the persisted configuration.
-    drop(
-        Store::open(
-            dir.path(),
-            opts(Metric::Cosine).durability(Durability::Sync),
-        )
-        .unwrap(),
-    );
+    drop(Store::open(dir.path(), opts(Metric::Cosine).durability(Durability::Sync)).unwrap());
 }
 
 #[test]
@@ -193,9 +160,7 @@ fn open_in_child(dir: &std::path::Path) -> String {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let at = stdout
-        .find("RESULT ")
-        .unwrap_or_else(|| panic!("child said: {stdout}"));
+    let at = stdout.find("RESULT ").unwrap_or_else(|| panic!("child said: {stdout}"));
     stdout[at + 7..].lines().next().unwrap().to_string()
 }
 

@@ -73,10 +73,7 @@ fn readers_stay_consistent_while_a_writer_appends_and_seals() {
                     }
                     for h in &hits {
                         let id = h.id % 1_000_000;
-                        assert!(
-                            (h.score - l2(&q, &vector_for(id, DIM))).abs() < 1e-3,
-                            "torn row {h:?}"
-                        );
+                        assert!((h.score - l2(&q, &vector_for(id, DIM))).abs() < 1e-3, "torn row {h:?}");
                         assert!(
                             h.id >= 1_000_000 || !deleted_by(seen, h.id),
                             "deleted {} came back",

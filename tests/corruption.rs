@@ -35,10 +35,7 @@ fn truncating_the_last_record_at_every_byte_loses_only_that_record() {
     let base = tempfile::tempdir().unwrap();
     let (wal, last_start) = store_with_log_tail(base.path());
     let full_len = std::fs::metadata(&wal).unwrap().len();
-    assert!(
-        full_len - last_start > 64,
-        "the last record is a whole upsert"
-    );
+    assert!(full_len - last_start > 64, "the last record is a whole upsert");
     let relative = wal.strip_prefix(base.path()).unwrap().to_path_buf();
     for cut in last_start..full_len {
         let copy = tempfile::tempdir().unwrap();
@@ -49,19 +46,14 @@ fn truncating_the_last_record_at_every_byte_loses_only_that_record() {
             .unwrap();
         file.set_len(cut).unwrap();
         drop(file);
-        let store =
-            Store::open(copy.path(), opts()).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        let store = Store::open(copy.path(), opts()).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
         let torn = store.recovery().truncated_tail.clone();
         assert_eq!(
             torn.map(|(_, at)| at),
             (cut > last_start).then_some(last_start),
             "cut at {cut}"
         );
-        assert_eq!(
-            store.get(20).unwrap(),
-            None,
-            "cut at {cut}: the torn record is gone"
-        );
+        assert_eq!(store.get(20).unwrap(), None, "cut at {cut}: the torn record is gone");
         for id in 0..20u64 {
             assert_eq!(
                 store.get(id).unwrap(),
@@ -74,11 +66,7 @@ fn truncating_the_last_record_at_every_byte_loses_only_that_record() {
         store.upsert(21, &vector_for(21, DIM)).unwrap();
         store.close_without_checkpoint();
         let store = Store::open(copy.path(), opts()).unwrap();
-        assert_eq!(
-            store.get(21).unwrap(),
-            Some(vector_for(21, DIM)),
-            "cut at {cut}"
-        );
+        assert_eq!(store.get(21).unwrap(), Some(vector_for(21, DIM)), "cut at {cut}");
     }
 }
 
@@ -87,11 +75,7 @@ fn a_flipped_bit_in_a_middle_record_is_reported_with_file_and_offset() {
     let base = tempfile::tempdir().unwrap();
     let (wal, _) = store_with_log_tail(base.path());
     // Frame header at 32 (after the file header): 12 bytes, then the payload.
-    for (what, offset) in [
-        ("payload", 32 + 12 + 20),
-        ("length", 32 + 1),
-        ("header crc", 32 + 9),
-    ] {
+    for (what, offset) in [("payload", 32 + 12 + 20), ("length", 32 + 1), ("header crc", 32 + 9)] {
         let copy = tempfile::tempdir().unwrap();
         copy_dir(base.path(), copy.path());
         let wal_copy = copy.path().join(wal.strip_prefix(base.path()).unwrap());
@@ -114,9 +98,7 @@ fn sealed_store(dir: &std::path::Path) -> std::path::PathBuf {
     }
     store.seal().unwrap();
     drop(store);
-    files_with_prefix(&dir.join("segments"), "seg-")
-        .pop()
-        .unwrap()
+    files_with_prefix(&dir.join("segments"), "seg-").pop().unwrap()
 }
 
 #[test]
@@ -125,10 +107,7 @@ fn a_truncated_segment_is_refused_at_open() {
     let segment = sealed_store(dir.path());
     let len = std::fs::metadata(&segment).unwrap().len();
     for cut in [len - 1, len - 4 * DIM as u64, 100, 10] {
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&segment)
-            .unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&segment).unwrap();
         file.set_len(cut).unwrap();
         match Store::open(dir.path(), opts()) {
             Err(Error::Corruption { file, .. }) => assert_eq!(file, segment, "cut {cut}"),
@@ -144,9 +123,7 @@ fn a_flipped_bit_in_a_segment_is_caught_before_its_rows_are_used() {
     let dir = tempfile::tempdir().unwrap();
     let segment = sealed_store(dir.path());
     flip_bit(&segment, 20);
-    assert!(
-        matches!(Store::open(dir.path(), opts()), Err(Error::Corruption { file, .. }) if file == segment)
-    );
+    assert!(matches!(Store::open(dir.path(), opts()), Err(Error::Corruption { file, .. }) if file == segment));
 
     // In the rows: open maps without reading, the first query that would
     // read the rows reports it, and keeps reporting it.
@@ -165,6 +142,24 @@ fn a_flipped_bit_in_a_segment_is_caught_before_its_rows_are_used() {
 }
 
 #[test]
+fn a_flipped_bit_in_the_growing_snapshot_is_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), opts()).unwrap();
+        for id in 0..10u64 {
+            store.upsert(id, &vector_for(id, DIM)).unwrap();
+        }
+    } // A clean close snapshots the growing segment.
+    let snapshot = files_with_prefix(&dir.path().join("segments"), "grow-").pop().unwrap();
+    let len = std::fs::metadata(&snapshot).unwrap().len();
+    flip_bit(&snapshot, len - 3);
+    match Store::open(dir.path(), opts()) {
+        Err(Error::Corruption { file, .. }) => assert_eq!(file, snapshot),
+        other => panic!("expected corruption, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
 fn a_store_from_a_newer_format_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let segment = sealed_store(dir.path());
@@ -175,9 +170,7 @@ fn a_store_from_a_newer_format_is_refused() {
     bytes[60..64].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&segment, bytes).unwrap();
     match Store::open(dir.path(), opts()) {
-        Err(Error::NewerFormat {
-            found: 99, path, ..
-        }) => assert_eq!(path, segment),
+        Err(Error::NewerFormat { found: 99, path, .. }) => assert_eq!(path, segment),
         other => panic!("expected NewerFormat, got {:?}", other.map(|_| ())),
     }
 

@@ -59,9 +59,7 @@ fn crash_child() {
             println!("ACK D {victim}");
         }
         if i % 50 == 49 {
-            let batch: Vec<Event> = (0..20)
-                .map(|j| Event::new(ROUND_IDS + round, j, i))
-                .collect();
+            let batch: Vec<Event> = (0..20).map(|j| Event::new(ROUND_IDS + round, j, i)).collect();
             store.append_events(&batch).unwrap();
             println!("ACK B {round} {}", batch.len());
         }
@@ -110,10 +108,7 @@ fn run_child_and_kill(dir: &std::path::Path, round: u64, rng: &mut impl Rng) -> 
         if line.ends_with("READY") {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "child never became ready"
-        );
+        assert!(std::time::Instant::now() < deadline, "child never became ready");
     }
     std::thread::sleep(Duration::from_millis(rng.gen_range(20..400)));
     child.kill().unwrap(); // SIGKILL
@@ -178,52 +173,26 @@ fn acknowledged_writes_survive_kill_9() {
             } else if maybe_deleted.contains(&id) && got.is_none() {
                 // Its delete was in flight at the kill and made it.
             } else {
-                assert_eq!(
-                    got,
-                    Some(vector_for(id, DIM)),
-                    "round {round}: acknowledged item {id}"
-                );
+                assert_eq!(got, Some(vector_for(id, DIM)), "round {round}: acknowledged item {id}");
             }
         }
         // Unacknowledged writes (at most the one in flight) are whole or absent.
-        let last = acked
-            .upserts
-            .iter()
-            .next_back()
-            .copied()
-            .unwrap_or(round * ROUND_IDS);
+        let last = acked.upserts.iter().next_back().copied().unwrap_or(round * ROUND_IDS);
         for id in last + 1..last + 3 {
             if let Some(v) = store.get(id).unwrap() {
-                assert_eq!(
-                    v,
-                    vector_for(id, DIM),
-                    "round {round}: in-flight item {id} is torn"
-                );
+                assert_eq!(v, vector_for(id, DIM), "round {round}: in-flight item {id} is torn");
             }
         }
         // Acknowledged events are in the user's history, in order.
         let history = store.history(round).unwrap();
         for (user, items) in &acked.events {
             assert_eq!(*user, round);
-            assert!(
-                history.len() >= items.len(),
-                "round {round}: history lost events"
-            );
-            assert!(
-                history.len() <= items.len() + 1,
-                "round {round}: events appeared twice"
-            );
-            assert_eq!(
-                &history[..items.len()],
-                &items[..],
-                "round {round}: history differs"
-            );
+            assert!(history.len() >= items.len(), "round {round}: history lost events");
+            assert!(history.len() <= items.len() + 1, "round {round}: events appeared twice");
+            assert_eq!(&history[..items.len()], &items[..], "round {round}: history differs");
         }
         let batched = store.history(ROUND_IDS + round).unwrap().len();
-        assert!(
-            batched >= acked.batch_events,
-            "round {round}: batch events lost"
-        );
+        assert!(batched >= acked.batch_events, "round {round}: batch events lost");
         assert_eq!(batched % 20, 0, "round {round}: a batch was half applied");
         drop(store);
     }

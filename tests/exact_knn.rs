@@ -8,23 +8,13 @@ use emberdb::{Durability, Metric, Options, Query, Store};
 
 const DIM: usize = 24;
 
-fn reference(
-    metric: Metric,
-    live: &[(u64, Vec<f32>)],
-    q: &[f32],
-    k: usize,
-    skip: Option<u64>,
-) -> Vec<(u64, f64)> {
+fn reference(metric: Metric, live: &[(u64, Vec<f32>)], q: &[f32], k: usize, skip: Option<u64>) -> Vec<(u64, f64)> {
     let mut scored: Vec<(u64, f64)> = live
         .iter()
         .filter(|(id, _)| Some(*id) != skip)
         .map(|(id, v)| {
             let s = match metric {
-                Metric::L2 => v
-                    .iter()
-                    .zip(q)
-                    .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
-                    .sum(),
+                Metric::L2 => v.iter().zip(q).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum(),
                 _ => v.iter().zip(q).map(|(a, b)| *a as f64 * *b as f64).sum(),
             };
             (*id, s)
@@ -68,11 +58,7 @@ fn exact_knn_matches_the_reference_for_every_metric() {
             if id % 21 == 0 {
                 continue;
             }
-            let v = if id % 30 == 0 {
-                &updates[(id / 30) as usize]
-            } else {
-                v
-            };
+            let v = if id % 30 == 0 { &updates[(id / 30) as usize] } else { v };
             let stored = if metric == Metric::Cosine {
                 normalized(v)
             } else {
@@ -103,10 +89,7 @@ fn exact_knn_matches_the_reference_for_every_metric() {
         }
         // Item queries exclude the item itself.
         let (id, v) = &live[17];
-        let want: Vec<u64> = reference(metric, &live, v, 5, Some(*id))
-            .iter()
-            .map(|w| w.0)
-            .collect();
+        let want: Vec<u64> = reference(metric, &live, v, 5, Some(*id)).iter().map(|w| w.0).collect();
         let got: Vec<u64> = store
             .knn(&Query::item(*id).k(5))
             .unwrap()
@@ -116,10 +99,7 @@ fn exact_knn_matches_the_reference_for_every_metric() {
         assert_eq!(got, want, "{metric:?} item query");
         // Asking for more than there is returns everything live.
         assert_eq!(
-            store
-                .knn(&Query::vector(&vectors[0]).k(5000))
-                .unwrap()
-                .len(),
+            store.knn(&Query::vector(&vectors[0]).k(5000)).unwrap().len(),
             live.len()
         );
     }

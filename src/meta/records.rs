@@ -30,6 +30,8 @@ pub(crate) struct SegmentEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Manifest {
     pub segments: Vec<SegmentEntry>,
+    /// The growing segment's rows as of the checkpoint, if it had any.
+    pub growing: Option<SegmentEntry>,
     pub next_segment_id: u64,
     /// Every log record before this position is reflected in the segments
     /// and the metadata; replay starts here.
@@ -43,6 +45,7 @@ impl Default for Manifest {
     fn default() -> Self {
         Manifest {
             segments: Vec::new(),
+            growing: None,
             next_segment_id: 1,
             checkpoint: Position::origin(),
             next_seq: 1,

@@ -75,10 +75,7 @@ impl SledMeta {
         what: &str,
     ) -> Result<Option<T>> {
         match tree.get(key).map_err(|e| self.err(e))? {
-            Some(bytes) => Ok(Some(codec::decode(
-                &bytes,
-                &format!("{} {what}", self.path.display()),
-            )?)),
+            Some(bytes) => Ok(Some(codec::decode(&bytes, &format!("{} {what}", self.path.display()))?)),
             None => Ok(None),
         }
     }
@@ -91,9 +88,7 @@ impl MetaStore for SledMeta {
 
     fn save_config(&self, config: &StoredConfig) -> Result<()> {
         let bytes = codec::encode(config, "config")?;
-        self.catalog
-            .insert(CONFIG_KEY, bytes)
-            .map_err(|e| self.err(e))?;
+        self.catalog.insert(CONFIG_KEY, bytes).map_err(|e| self.err(e))?;
         Ok(())
     }
 
@@ -103,9 +98,7 @@ impl MetaStore for SledMeta {
 
     fn save_manifest(&self, manifest: &Manifest) -> Result<()> {
         let bytes = codec::encode(manifest, "manifest")?;
-        self.catalog
-            .insert(MANIFEST_KEY, bytes)
-            .map_err(|e| self.err(e))?;
+        self.catalog.insert(MANIFEST_KEY, bytes).map_err(|e| self.err(e))?;
         Ok(())
     }
 
@@ -156,11 +149,7 @@ impl MetaStore for SledMeta {
     }
 
     fn load_history(&self, user: u64) -> Result<Option<UserHistory>> {
-        self.get_record(
-            &self.histories,
-            &user.to_be_bytes(),
-            &format!("history of user {user}"),
-        )
+        self.get_record(&self.histories, &user.to_be_bytes(), &format!("history of user {user}"))
     }
 
     fn save_histories(&self, histories: &[(u64, UserHistory)]) -> Result<()> {

@@ -47,16 +47,7 @@ pub(crate) fn search(
     let mut top = TopK::new(k);
     for segment in &version.sealed {
         let (ids, rows) = segment.data()?;
-        scan(
-            metric,
-            query,
-            0,
-            ids,
-            rows,
-            segment.dead(),
-            exclude,
-            &mut top,
-        );
+        scan(metric, query, 0, ids, rows, segment.dead(), exclude, &mut top);
     }
     version.growing.for_each_chunk(|first, ids, rows| {
         scan(

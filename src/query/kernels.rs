@@ -68,19 +68,9 @@ mod tests {
             let a: Vec<f32> = (0..dim).map(|i| (i as f32 * 0.37).sin()).collect();
             let b: Vec<f32> = (0..dim).map(|i| (i as f32 * 0.11).cos()).collect();
             let naive_dot: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
-            let naive_l2: f64 = a
-                .iter()
-                .zip(&b)
-                .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
-                .sum();
-            assert!(
-                (dot(&a, &b) as f64 - naive_dot).abs() < 1e-4,
-                "dot dim {dim}"
-            );
-            assert!(
-                (l2_squared(&a, &b) as f64 - naive_l2).abs() < 1e-4,
-                "l2 dim {dim}"
-            );
+            let naive_l2: f64 = a.iter().zip(&b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
+            assert!((dot(&a, &b) as f64 - naive_dot).abs() < 1e-4, "dot dim {dim}");
+            assert!((l2_squared(&a, &b) as f64 - naive_l2).abs() < 1e-4, "l2 dim {dim}");
         }
     }
 }

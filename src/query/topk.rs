@@ -93,11 +93,7 @@ impl TopK {
 
     /// The hits, nearest first.
     pub fn into_sorted(self) -> Vec<Hit> {
-        self.heap
-            .into_sorted_vec()
-            .into_iter()
-            .map(|c| c.hit)
-            .collect()
+        self.heap.into_sorted_vec().into_iter().map(|c| c.hit).collect()
     }
 }
 

@@ -52,9 +52,7 @@ impl GrowingSegment {
         GrowingSegment {
             dim,
             capacity,
-            chunks: (0..capacity.div_ceil(CHUNK_ROWS))
-                .map(|_| OnceLock::new())
-                .collect(),
+            chunks: (0..capacity.div_ceil(CHUNK_ROWS)).map(|_| OnceLock::new()).collect(),
             len: AtomicUsize::new(0),
             append_lock: Mutex::new(()),
             rows_by_id: RwLock::new(HashMap::new()),
@@ -86,9 +84,7 @@ impl GrowingSegment {
             return None;
         }
         let chunk = self.chunks[row / CHUNK_ROWS].get_or_init(|| Chunk {
-            values: (0..CHUNK_ROWS * self.dim)
-                .map(|_| UnsafeCell::new(0.0))
-                .collect(),
+            values: (0..CHUNK_ROWS * self.dim).map(|_| UnsafeCell::new(0.0)).collect(),
             ids: (0..CHUNK_ROWS).map(|_| UnsafeCell::new(0)).collect(),
         });
         let at = row % CHUNK_ROWS;
@@ -157,8 +153,7 @@ impl GrowingSegment {
         // the layout of `T`, so the cells form valid `u64`/`f32` slices.
         unsafe {
             let ids = std::slice::from_raw_parts(chunk.ids.as_ptr() as *const u64, rows);
-            let values =
-                std::slice::from_raw_parts(chunk.values.as_ptr() as *const f32, rows * self.dim);
+            let values = std::slice::from_raw_parts(chunk.values.as_ptr() as *const f32, rows * self.dim);
             Some((ids, values))
         }
     }
@@ -204,9 +199,7 @@ mod tests {
         while !g.is_full() {
             g.for_each_chunk(|_, ids, values| {
                 for (r, id) in ids.iter().enumerate() {
-                    assert!(values[r * 16..(r + 1) * 16]
-                        .iter()
-                        .all(|&v| v == *id as f32));
+                    assert!(values[r * 16..(r + 1) * 16].iter().all(|&v| v == *id as f32));
                 }
             });
         }

@@ -39,9 +39,16 @@ pub(crate) fn file_name(id: u64) -> String {
     format!("seg-{id:020}.emb")
 }
 
-/// The segment id in a segment file name, if it is one.
+/// The file name of growing-segment snapshot `id` (same layout as a
+/// sealed segment; written at checkpoints so the log can be trimmed).
+pub(crate) fn snapshot_file_name(id: u64) -> String {
+    format!("grow-{id:020}.emb")
+}
+
+/// The segment id in a segment or snapshot file name, if it is one.
 pub(crate) fn parse_name(name: &str) -> Option<u64> {
-    name.strip_prefix("seg-")?
+    name.strip_prefix("seg-")
+        .or_else(|| name.strip_prefix("grow-"))?
         .strip_suffix(".emb")?
         .parse()
         .ok()
@@ -158,10 +165,7 @@ impl SealedSegment {
             .ok_or_else(|| corrupt(16, format!("row count {count} is out of range")))?;
         let vec_off = vectors_offset(count);
         if u64_at(32) != HEADER_LEN as u64 || u64_at(40) != vec_off as u64 {
-            return Err(corrupt(
-                32,
-                "section offsets disagree with the row count".into(),
-            ));
+            return Err(corrupt(32, "section offsets disagree with the row count".into()));
         }
         let expected_len = vec_off as u64 + (count * dim * 4) as u64;
         if len != expected_len {

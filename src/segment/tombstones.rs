@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 pub(crate) struct Tombstones {
+    rows: usize,
     words: Box<[AtomicU64]>,
     count: AtomicUsize,
 }
@@ -12,6 +13,7 @@ pub(crate) struct Tombstones {
 impl Tombstones {
     pub fn new(rows: usize) -> Self {
         Tombstones {
+            rows,
             words: (0..rows.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
             count: AtomicUsize::new(0),
         }
@@ -19,7 +21,7 @@ impl Tombstones {
 
     /// Marks `row` dead; false if it already was (or is out of range).
     pub fn kill(&self, row: usize) -> bool {
-        let Some(word) = self.words.get(row / 64) else {
+        let Some(word) = self.words.get(row / 64).filter(|_| row < self.rows) else {
             return false;
         };
         let bit = 1u64 << (row % 64);

@@ -20,19 +20,10 @@ pub(crate) struct Core {
     pub manifest: Manifest,
     /// The sequence number the next operation gets.
     pub next_seq: u64,
-    /// Where the log record of the oldest row in the growing segment starts:
-    /// a checkpoint may not move past it, since those rows live only in
-    /// memory and in the log.
-    pub growing_start: Option<Position>,
 }
 
 /// Applies one logged record that starts at `start`.
-pub(crate) fn apply_record(
-    shared: &Shared,
-    core: &mut Core,
-    start: Position,
-    record: Record,
-) -> Result<()> {
+pub(crate) fn apply_record(shared: &Shared, core: &mut Core, start: Position, record: Record) -> Result<()> {
     core.next_seq = core.next_seq.max(record.end_seq());
     match record {
         Record::Events { first_seq, events } => apply_events(shared, first_seq, &events),
@@ -50,13 +41,7 @@ pub(crate) fn apply_events(shared: &Shared, first_seq: u64, events: &[Event]) ->
 
 /// Stores `vector` (already validated and normalised) for `id`, whose log
 /// record starts at `start`.
-pub(crate) fn apply_upsert(
-    shared: &Shared,
-    core: &mut Core,
-    start: Position,
-    id: u64,
-    vector: &[f32],
-) -> Result<()> {
+pub(crate) fn apply_upsert(shared: &Shared, core: &mut Core, start: Position, id: u64, vector: &[f32]) -> Result<()> {
     if shared.version.load().growing.is_full() {
         // The rows before this record are all in the growing segment, so
         // this record's start is where replay must begin after the seal.
@@ -68,7 +53,6 @@ pub(crate) fn apply_upsert(
             retire_sealed(shared, &version, id, at)?;
         }
     }
-    core.growing_start.get_or_insert(start);
     // The growing segment was not full above and only this (locked) path
     // appends to it, so `push` has room.
     if version.growing.push(id, vector).is_none() {

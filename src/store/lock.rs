@@ -1,9 +1,13 @@
 //! The directory lock: one open `Store` per directory, across processes.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, IoContext, Result};
+
+/// How long a held lock is retried before the store is reported locked.
+const FORK_GRACE: Duration = Duration::from_millis(250);
 
 /// Holds an exclusive `flock` on `<store>/LOCK` until dropped. The lock is
 /// per open file description, so a second open in the same process is
@@ -21,12 +25,23 @@ impl DirLock {
             .write(true)
             .open(&path)
             .at(&path)?;
-        match file.try_lock() {
-            Ok(()) => Ok(DirLock { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked {
-                path: PathBuf::from(store_dir),
-            }),
-            Err(std::fs::TryLockError::Error(source)) => Err(Error::Io { path, source }),
+        // A process that forks (to spawn a command) shares our open file
+        // descriptions, and so the lock, until its child calls exec: a
+        // momentary hold. Retry briefly before calling the store locked.
+        let deadline = Instant::now() + FORK_GRACE;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(DirLock { _file: file }),
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(Error::Locked {
+                        path: PathBuf::from(store_dir),
+                    })
+                }
+                Err(TryLockError::Error(source)) => return Err(Error::Io { path, source }),
+            }
         }
     }
 }

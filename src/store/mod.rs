@@ -86,6 +86,9 @@ pub struct Stats {
     pub meta_bytes: u64,
     /// All bytes under the store directory.
     pub disk_bytes: u64,
+    /// fsyncs of the log since the store was opened (group commit makes
+    /// this far smaller than the number of synced writes).
+    pub wal_fsyncs: u64,
 }
 
 /// An embedded vector store. See the crate documentation.
@@ -133,6 +136,7 @@ impl Store {
             return Ok(());
         }
         let end = {
+            let _in_flight = self.begin_write();
             let mut w = self.write.lock();
             let mut end = w.wal.end();
             for chunk in events.chunks(EVENTS_PER_RECORD) {
@@ -151,9 +155,9 @@ impl Store {
     /// returns.
     pub fn upsert(&self, id: u64, vector: &[f32]) -> Result<()> {
         let opts = &self.shared.opts;
-        let vector =
-            validate::prepare_vector(opts.metric, opts.dim, vector, || format!("item {id}"))?;
+        let vector = validate::prepare_vector(opts.metric, opts.dim, vector, || format!("item {id}"))?;
         let end = {
+            let _in_flight = self.begin_write();
             let mut w = self.write.lock();
             let seq = w.core.next_seq;
             let (start, end) = w.log(|out| record::encode_upsert(out, seq, id, &vector))?;
@@ -174,6 +178,7 @@ impl Store {
     /// Deletes `id`. Returns false (and logs nothing) if it was not there.
     pub fn delete(&self, id: u64) -> Result<bool> {
         let end = {
+            let _in_flight = self.begin_write();
             let mut w = self.write.lock();
             if !self.contains(id)? {
                 return Ok(false);
@@ -190,8 +195,7 @@ impl Store {
     }
 
     fn contains(&self, id: u64) -> Result<bool> {
-        Ok(self.shared.version.load().growing.row_of(id).is_some()
-            || self.shared.meta.location(id)?.is_some())
+        Ok(self.shared.version.load().growing.row_of(id).is_some() || self.shared.meta.location(id)?.is_some())
     }
 
     /// The stored vector of `id` (normalised under cosine), if it is live.
@@ -216,9 +220,7 @@ impl Store {
         Err(Error::Corruption {
             file: self.shared.path.join("meta"),
             offset: 0,
-            reason: format!(
-                "the registry places item {id} in a segment that is not in the manifest"
-            ),
+            reason: format!("the registry places item {id} in a segment that is not in the manifest"),
         })
     }
 
@@ -234,8 +236,7 @@ impl Store {
         let opts = &self.shared.opts;
         match &query.target {
             Target::Vector(v) => {
-                let v =
-                    validate::prepare_vector(opts.metric, opts.dim, v, || "the query".to_string())?;
+                let v = validate::prepare_vector(opts.metric, opts.dim, v, || "the query".to_string())?;
                 let version = self.shared.version.load_full();
                 exact::search(&version, opts.metric, &v, query.k, &|_| false)
             }
@@ -253,6 +254,9 @@ impl Store {
     pub fn flush(&self) -> Result<()> {
         let mut w = self.write.lock();
         w.wal.sync_all()?;
+        // A checkpoint frees whole log files only: start a new one so the
+        // bytes before the checkpoint can go.
+        w.wal.rotate_if_above(1 << 20)?;
         let end = w.wal.end();
         let w = &mut *w;
         seal::checkpoint(&self.shared, &mut w.core, end)?;
@@ -285,6 +289,7 @@ impl Store {
             segment_bytes,
             meta_bytes: self.shared.meta.disk_bytes()?,
             disk_bytes: crate::fsutil::dir_size(&self.shared.path)?,
+            wal_fsyncs: self.sync.fsync_count(),
         })
     }
 
@@ -309,6 +314,11 @@ impl Store {
         seal::checkpoint(&self.shared, &mut w.core, end)?;
         w.checkpointed_at = end;
         Ok(())
+    }
+
+    /// Tells the group commit that a synced write is on its way.
+    fn begin_write(&self) -> Option<crate::wal::writer::InFlight<'_>> {
+        (self.shared.opts.durability == Durability::Sync).then(|| self.sync.begin_write())
     }
 
     fn wait_durable(&self, end: Position) -> Result<()> {

@@ -33,8 +33,13 @@ pub struct RecoveryReport {
     pub removed_garbage: Vec<std::path::PathBuf>,
 }
 
-pub(crate) fn open(path: &Path, opts: Options) -> Result<Store> {
+pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
     opts.validate()?;
+    if opts.from_store && !path.join("meta").is_dir() {
+        return Err(Error::NotAStore {
+            path: path.to_path_buf(),
+        });
+    }
     let fresh_dir = !path.exists();
     std::fs::create_dir_all(path).at(path)?;
     if fresh_dir {
@@ -48,13 +53,21 @@ pub(crate) fn open(path: &Path, opts: Options) -> Result<Store> {
     }
 
     let meta: Arc<dyn MetaStore> = Arc::new(SledMeta::open(&path.join("meta"))?);
+    if opts.from_store {
+        let stored = meta.load_config()?.ok_or_else(|| Error::NotAStore {
+            path: path.to_path_buf(),
+        })?;
+        opts.dim = stored.dim as usize;
+        opts.metric = stored.metric;
+    }
     let manifest = check_config(path, &opts, meta.as_ref())?;
 
     let mut report = RecoveryReport::default();
     let sealed = open_segments(&segments_dir, &manifest, opts.dim, &mut report)?;
+    let growing = load_growing_snapshot(&segments_dir, &manifest, opts.dim, opts.segment_rows)?;
     let version = Version {
         sealed,
-        growing: Arc::new(GrowingSegment::new(opts.dim, opts.segment_rows)),
+        growing: Arc::new(growing),
     };
     for at in meta.dead_rows()? {
         if let Some(segment) = version.segment(at.segment) {
@@ -73,7 +86,6 @@ pub(crate) fn open(path: &Path, opts: Options) -> Result<Store> {
     });
     let mut core = Core {
         next_seq: manifest.next_seq,
-        growing_start: None,
         manifest: manifest.clone(),
     };
     let end = replay::replay(&wal_dir, manifest.checkpoint, |start, record| {
@@ -160,7 +172,12 @@ fn open_segments(
     dim: usize,
     report: &mut RecoveryReport,
 ) -> Result<Vec<Arc<SealedSegment>>> {
-    let live: std::collections::HashSet<u64> = manifest.segments.iter().map(|s| s.id).collect();
+    let live: std::collections::HashSet<u64> = manifest
+        .segments
+        .iter()
+        .chain(&manifest.growing)
+        .map(|s| s.id)
+        .collect();
     for entry in std::fs::read_dir(dir).at(dir)? {
         let entry = entry.at(dir)?;
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -192,4 +209,21 @@ fn open_segments(
     }
     segments.sort_by_key(|s| s.id());
     Ok(segments)
+}
+
+/// The growing segment as of the checkpoint: the manifest's snapshot loaded
+/// back into memory (checksum verified first), or an empty segment.
+fn load_growing_snapshot(dir: &Path, manifest: &Manifest, dim: usize, segment_rows: usize) -> Result<GrowingSegment> {
+    let Some(entry) = &manifest.growing else {
+        return Ok(GrowingSegment::new(dim, segment_rows));
+    };
+    let path = dir.join(sealed::snapshot_file_name(entry.id));
+    let snapshot = SealedSegment::open(&path, entry.id, dim)?;
+    let (ids, values) = snapshot.data()?;
+    // Room for every snapshot row even if `segment_rows` shrank since.
+    let growing = GrowingSegment::new(dim, segment_rows.max(ids.len()));
+    for (id, row) in ids.iter().zip(values.chunks_exact(dim)) {
+        growing.push(*id, row);
+    }
+    Ok(growing)
 }

@@ -1,9 +1,11 @@
 //! Sealing the growing segment and checkpointing.
 //!
 //! A checkpoint records a WAL position `P` such that every record before
-//! `P` is reflected in durable state (sealed segment files and the flushed
-//! metadata). Order: segment file durable, then histories and manifest
-//! written and sled flushed, then WAL files wholly before `P` removed.
+//! `P` is reflected in durable state (sealed segment files, the snapshot of
+//! the growing segment, and the flushed metadata). Order: segment or
+//! snapshot file durable, then histories and manifest written and sled
+//! flushed, then the files the new manifest no longer names (old snapshot,
+//! WAL files wholly before `P`) removed.
 //! A crash between any two steps leaves either the old checkpoint (and the
 //! log still holding everything after it) or the new one.
 
@@ -19,13 +21,8 @@ use crate::segment::sealed::{self, SealedSegment};
 use crate::segment::Location;
 use crate::wal::{self, Position};
 
-/// Writes the live rows of the growing segment to a new sealed segment,
-/// installs it with a checkpoint at `checkpoint` (the first log record not
-/// included), and starts an empty growing segment.
-pub(crate) fn seal(shared: &Shared, core: &mut Core, checkpoint: Position) -> Result<()> {
-    let current = shared.version.load_full();
-    let growing = &current.growing;
-    let dim = shared.opts.dim;
+/// The live rows of the growing segment: ids and their values.
+fn live_growing_rows(growing: &GrowingSegment, dim: usize) -> (Vec<u64>, Vec<f32>) {
     let mut ids = Vec::with_capacity(growing.live_rows());
     let mut values = Vec::with_capacity(growing.live_rows() * dim);
     growing.for_each_chunk(|first, chunk_ids, rows| {
@@ -36,6 +33,16 @@ pub(crate) fn seal(shared: &Shared, core: &mut Core, checkpoint: Position) -> Re
             }
         }
     });
+    (ids, values)
+}
+
+/// Writes the live rows of the growing segment to a new sealed segment,
+/// installs it with a checkpoint at `checkpoint` (the first log record not
+/// included), and starts an empty growing segment.
+pub(crate) fn seal(shared: &Shared, core: &mut Core, checkpoint: Position) -> Result<()> {
+    let current = shared.version.load_full();
+    let dim = shared.opts.dim;
+    let (ids, values) = live_growing_rows(&current.growing, dim);
 
     let mut sealed_list = current.sealed.clone();
     let mut manifest = core.manifest.clone();
@@ -66,32 +73,56 @@ pub(crate) fn seal(shared: &Shared, core: &mut Core, checkpoint: Position) -> Re
             })
             .collect();
     }
+    let old_snapshot = manifest.growing.take();
     shared.histories.persist_dirty()?;
     manifest.checkpoint = checkpoint;
     manifest.next_seq = core.next_seq;
     shared.meta.commit_seal(&manifest, &registry)?;
     shared.meta.flush()?;
     core.manifest = manifest;
-    core.growing_start = None;
     shared.version.store(Arc::new(Version {
         sealed: sealed_list,
         growing: Arc::new(GrowingSegment::new(dim, shared.opts.segment_rows)),
     }));
+    remove_snapshot(shared, old_snapshot)?;
     remove_wal_before(shared, checkpoint.file_no)
 }
 
-/// Checkpoints without sealing: the checkpoint can only move up to the
-/// oldest row of the growing segment (`wal_end` when it is empty).
+/// Checkpoints at `wal_end` without sealing: the growing segment's live rows
+/// are written to a snapshot file, so the log before `wal_end` can go.
 pub(crate) fn checkpoint(shared: &Shared, core: &mut Core, wal_end: Position) -> Result<()> {
-    let target = core.growing_start.unwrap_or(wal_end);
-    shared.histories.persist_dirty()?;
+    let current = shared.version.load_full();
+    let dim = shared.opts.dim;
     let mut manifest = core.manifest.clone();
-    manifest.checkpoint = target;
+    let old_snapshot = manifest.growing.take();
+    let (ids, values) = live_growing_rows(&current.growing, dim);
+    if !ids.is_empty() {
+        let id = manifest.next_segment_id;
+        let path = shared.segments_dir.join(sealed::snapshot_file_name(id));
+        sealed::write(&path, id, dim, &ids, &values)?;
+        manifest.growing = Some(SegmentEntry {
+            id,
+            rows: ids.len() as u64,
+        });
+        manifest.next_segment_id = id + 1;
+    }
+    shared.histories.persist_dirty()?;
+    manifest.checkpoint = wal_end;
     manifest.next_seq = core.next_seq;
     shared.meta.save_manifest(&manifest)?;
     shared.meta.flush()?;
     core.manifest = manifest;
-    remove_wal_before(shared, target.file_no)
+    remove_snapshot(shared, old_snapshot)?;
+    remove_wal_before(shared, wal_end.file_no)
+}
+
+/// Removes a growing-segment snapshot that the manifest no longer names.
+fn remove_snapshot(shared: &Shared, snapshot: Option<SegmentEntry>) -> Result<()> {
+    if let Some(old) = snapshot {
+        let path = shared.segments_dir.join(sealed::snapshot_file_name(old.id));
+        std::fs::remove_file(&path).at(&path)?;
+    }
+    Ok(())
 }
 
 /// Removes the log files that the checkpoint has made obsolete.

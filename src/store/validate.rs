@@ -29,11 +29,7 @@ pub(crate) fn prepare_vector(
     if metric != Metric::Cosine {
         return Ok(vector.to_vec());
     }
-    let norm = vector
-        .iter()
-        .map(|&x| x as f64 * x as f64)
-        .sum::<f64>()
-        .sqrt();
+    let norm = vector.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
     if norm == 0.0 || !norm.is_finite() {
         return Err(Error::ZeroVector { context: context() });
     }

@@ -26,10 +26,7 @@ pub(crate) fn path_of(dir: &Path, file_no: u64) -> PathBuf {
 
 /// The file number encoded in a log file name, if it is one.
 pub(crate) fn parse_name(name: &str) -> Option<u64> {
-    name.strip_prefix("wal-")?
-        .strip_suffix(".log")?
-        .parse()
-        .ok()
+    name.strip_prefix("wal-")?.strip_suffix(".log")?.parse().ok()
 }
 
 /// The log files in `dir`, ordered by number.

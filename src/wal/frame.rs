@@ -116,10 +116,7 @@ mod tests {
         let second = HEADER_LEN + b"first payload".len();
         for cut in second + 1..bytes.len() {
             let cut_bytes = &bytes[..cut];
-            assert!(
-                matches!(parse_at(cut_bytes, second), Parsed::Bad { .. }),
-                "cut {cut}"
-            );
+            assert!(matches!(parse_at(cut_bytes, second), Parsed::Bad { .. }), "cut {cut}");
             assert_eq!(next_valid_after(cut_bytes, second), None, "cut {cut}");
         }
     }

@@ -105,10 +105,7 @@ impl<'a> Reader<'a> {
 /// Decodes a payload. The error says what is wrong; the caller adds the file
 /// and offset. A payload whose version is newer than ours is reported as such.
 pub(crate) fn decode(payload: &[u8]) -> Result<Record, String> {
-    let mut r = Reader {
-        bytes: payload,
-        at: 0,
-    };
+    let mut r = Reader { bytes: payload, at: 0 };
     let head = r.take(2)?;
     if head[0] != RECORD_VERSION {
         return Err(format!(
@@ -136,10 +133,7 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Record, String> {
                     weight: r.f32()?,
                 });
             }
-            Record::Events {
-                first_seq: seq,
-                events,
-            }
+            Record::Events { first_seq: seq, events }
         }
         KIND_UPSERT => {
             let id = r.u64()?;
@@ -157,10 +151,7 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Record, String> {
         other => return Err(format!("unknown record kind {other}")),
     };
     if r.at != payload.len() {
-        return Err(format!(
-            "{} trailing bytes after the record",
-            payload.len() - r.at
-        ));
+        return Err(format!("{} trailing bytes after the record", payload.len() - r.at));
     }
     Ok(record)
 }
@@ -171,19 +162,10 @@ mod tests {
 
     #[test]
     fn each_kind_round_trips() {
-        let events = vec![
-            Event::new(1, 2, 3),
-            Event::new(u64::MAX, 0, 9).with_weight(-0.5),
-        ];
+        let events = vec![Event::new(1, 2, 3), Event::new(u64::MAX, 0, 9).with_weight(-0.5)];
         let mut buf = Vec::new();
         encode_events(&mut buf, 40, &events);
-        assert_eq!(
-            decode(&buf).unwrap(),
-            Record::Events {
-                first_seq: 40,
-                events
-            }
-        );
+        assert_eq!(decode(&buf).unwrap(), Record::Events { first_seq: 40, events });
         buf.clear();
         encode_upsert(&mut buf, 7, 99, &[1.0, f32::MIN_POSITIVE, -3.5]);
         assert_eq!(

@@ -78,10 +78,7 @@ pub(crate) fn replay(
         }
         let is_last = i == last_index;
         let bytes = std::fs::read(path).at(path)?;
-        if is_last
-            && bytes.len() <= file::HEADER_LEN
-            && file::check_header(&bytes, *no, path).is_err()
-        {
+        if is_last && bytes.len() <= file::HEADER_LEN && file::check_header(&bytes, *no, path).is_err() {
             // A crash while the file was being created: nothing was ever
             // written to it. Start it again.
             drop(file::create(dir, *no)?);
@@ -101,10 +98,7 @@ pub(crate) fn replay(
             return Err(Error::Corruption {
                 file: path.clone(),
                 offset: offset as u64,
-                reason: format!(
-                    "checkpoint lies beyond the end of the file ({} bytes)",
-                    bytes.len()
-                ),
+                reason: format!("checkpoint lies beyond the end of the file ({} bytes)", bytes.len()),
             });
         }
         let start = offset;

@@ -15,10 +15,10 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use super::{file, Position};
 use crate::error::{Error, IoContext, Result};
@@ -27,43 +27,126 @@ use crate::options::Durability;
 /// Under `Durability::None`, bytes wait in memory until this many pile up.
 const PENDING_LIMIT: usize = 1 << 20;
 
+/// The durable point of the log and whether an fsync is under way.
+struct SyncState {
+    /// Everything before this position is on stable storage.
+    synced: Position,
+    /// A leader is fsyncing; others wait for it instead of queueing fsyncs.
+    leader_active: bool,
+}
+
 /// The state that waiters for durability share with the writer.
 pub(crate) struct SyncShared {
     dir: PathBuf,
     /// The file being appended to, and how far bytes were handed to the OS.
     current: Mutex<(Arc<File>, Position)>,
-    /// Everything before this position is on stable storage.
-    synced: Mutex<Position>,
+    state: Mutex<SyncState>,
+    synced_moved: Condvar,
     poisoned: AtomicBool,
+    fsyncs: AtomicU64,
+    /// Writers between the start of a write call and their `sync_to`.
+    in_flight: AtomicUsize,
+    /// Writers inside `sync_to`.
+    waiting: AtomicUsize,
+    /// How many writers the last fsync covered.
+    last_group: AtomicUsize,
 }
+
+/// Marks a writer as on its way to `sync_to` until dropped.
+pub(crate) struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The longest a leader waits for writers already on their way.
+const GATHER_LIMIT: std::time::Duration = std::time::Duration::from_micros(200);
+/// When the last fsync covered several writers (they are writing
+/// concurrently), the leader also gives the ones it just released this long
+/// to come back with their next write: PostgreSQL's `commit_delay` with
+/// `commit_siblings`. A lone writer never waits.
+const COMMIT_DELAY: std::time::Duration = std::time::Duration::from_micros(60);
 
 impl SyncShared {
     /// Returns once every byte before `target` is fsynced.
+    ///
+    /// One waiter at a time becomes the leader and fsyncs everything handed
+    /// to the OS so far; the others sleep until it is done and return at
+    /// once if its fsync covered them, or elect the next leader if not.
     pub fn sync_to(&self, target: Position) -> Result<()> {
-        self.check_poison()?;
-        let mut synced = self.synced.lock();
-        if *synced >= target {
-            return Ok(());
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        let outcome = self.wait_for_sync(target);
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        outcome
+    }
+
+    fn wait_for_sync(&self, target: Position) -> Result<()> {
+        let mut state = self.state.lock();
+        loop {
+            self.check_poison()?;
+            if state.synced >= target {
+                return Ok(());
+            }
+            if state.leader_active {
+                self.synced_moved.wait(&mut state);
+                continue;
+            }
+            state.leader_active = true;
+            drop(state);
+            // Let writers that are already appending get their bytes in, so
+            // that this one fsync covers them too (a commit delay that only
+            // applies when there is someone to wait for).
+            let gather_start = std::time::Instant::now();
+            let siblings = self.last_group.load(Ordering::Acquire) > 1;
+            loop {
+                let waited = gather_start.elapsed();
+                let someone_writing = self.in_flight.load(Ordering::Acquire) > 0;
+                if waited >= GATHER_LIMIT || !(someone_writing || (siblings && waited < COMMIT_DELAY)) {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+            // Everything handed to the OS before this snapshot is covered by
+            // the fsync below, including the bytes of waiting followers.
+            let group = self.waiting.load(Ordering::Acquire);
+            let (file, written) = self.current.lock().clone();
+            let outcome = file.sync_data();
+            self.fsyncs.fetch_add(1, Ordering::Relaxed);
+            self.last_group.store(group, Ordering::Release);
+            state = self.state.lock();
+            state.leader_active = false;
+            match outcome {
+                Ok(()) => state.synced = state.synced.max(written),
+                Err(source) => {
+                    self.poison();
+                    self.synced_moved.notify_all();
+                    return Err(Error::Io {
+                        path: file::path_of(&self.dir, written.file_no),
+                        source,
+                    });
+                }
+            }
+            self.synced_moved.notify_all();
         }
-        // Everything handed to the OS before this snapshot is covered by the
-        // fsync below, including bytes of writers still queued on `synced`.
-        let (file, written) = self.current.lock().clone();
-        if let Err(source) = file.sync_data() {
-            self.poisoned.store(true, Ordering::SeqCst);
-            return Err(Error::Io {
-                path: file::path_of(&self.dir, written.file_no),
-                source,
-            });
-        }
-        *synced = written.max(*synced);
-        self.check_poison()
+    }
+
+    /// Call at the start of a write that will wait in `sync_to`; drop the
+    /// guard once the write's bytes are handed to the OS.
+    pub fn begin_write(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(&self.in_flight)
+    }
+
+    /// fsyncs of the log since the store was opened.
+    pub fn fsync_count(&self) -> u64 {
+        self.fsyncs.load(Ordering::Relaxed)
     }
 
     fn check_poison(&self) -> Result<()> {
         if self.poisoned.load(Ordering::SeqCst) {
-            return Err(Error::Poisoned {
-                path: self.dir.clone(),
-            });
+            return Err(Error::Poisoned { path: self.dir.clone() });
         }
         Ok(())
     }
@@ -90,13 +173,7 @@ pub(crate) struct WalWriter {
 impl WalWriter {
     /// Continues log file `file_no`, whose valid content ends at `end`
     /// (recovery has already cut any torn tail). Creates the file if needed.
-    pub fn open(
-        dir: &Path,
-        file_no: u64,
-        end: u64,
-        durability: Durability,
-        file_limit: u64,
-    ) -> Result<Self> {
+    pub fn open(dir: &Path, file_no: u64, end: u64, durability: Durability, file_limit: u64) -> Result<Self> {
         let path = file::path_of(dir, file_no);
         let file = if path.exists() {
             let f = OpenOptions::new().append(true).open(&path).at(&path)?;
@@ -113,10 +190,7 @@ impl WalWriter {
             file::create(dir, file_no)?
         };
         let end = end.max(file::HEADER_LEN as u64);
-        let position = Position {
-            file_no,
-            offset: end,
-        };
+        let position = Position { file_no, offset: end };
         let file = Arc::new(file);
         Ok(WalWriter {
             dir: dir.to_path_buf(),
@@ -129,8 +203,16 @@ impl WalWriter {
             shared: Arc::new(SyncShared {
                 dir: dir.to_path_buf(),
                 current: Mutex::new((file, position)),
-                synced: Mutex::new(position),
+                state: Mutex::new(SyncState {
+                    synced: position,
+                    leader_active: false,
+                }),
+                synced_moved: Condvar::new(),
                 poisoned: AtomicBool::new(false),
+                fsyncs: AtomicU64::new(0),
+                in_flight: AtomicUsize::new(0),
+                waiting: AtomicUsize::new(0),
+                last_group: AtomicUsize::new(0),
             }),
         })
     }
@@ -199,6 +281,15 @@ impl WalWriter {
         Ok(())
     }
 
+    /// Moves on to a new file if the current one holds more than `bytes`, so
+    /// that a checkpoint at the new file's start lets the old one be removed.
+    pub fn rotate_if_above(&mut self, bytes: u64) -> Result<()> {
+        if self.end().offset > bytes {
+            self.rotate()?;
+        }
+        Ok(())
+    }
+
     /// Makes the old file wholly durable, then moves on to a new one.
     fn rotate(&mut self) -> Result<()> {
         self.write_pending()?;
@@ -206,10 +297,7 @@ impl WalWriter {
         let old_path = file::path_of(&self.dir, self.file_no);
         if let Err(source) = self.file.sync_data() {
             self.shared.poison();
-            return Err(Error::Io {
-                path: old_path,
-                source,
-            });
+            return Err(Error::Io { path: old_path, source });
         }
         let next_no = self.file_no + 1;
         self.file = Arc::new(file::create(&self.dir, next_no)?);
@@ -217,9 +305,10 @@ impl WalWriter {
         self.written = file::HEADER_LEN as u64;
         let start = self.end();
         {
-            let mut synced = self.shared.synced.lock();
-            *synced = (*synced).max(old_end).max(start);
+            let mut state = self.shared.state.lock();
+            state.synced = state.synced.max(old_end).max(start);
         }
+        self.shared.synced_moved.notify_all();
         *self.shared.current.lock() = (Arc::clone(&self.file), start);
         Ok(())
     }

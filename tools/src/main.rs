@@ -1,1 +1,55 @@
-fn main() {}
+//! `ember`: drive an emberdb store from the shell.
+
+mod demo;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "ember", version, about = "Tools for emberdb stores")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a store, ingest a synthetic stream of events and vectors, query
+    /// it and print what happened.
+    Demo {
+        /// Where to create the store (a temporary directory by default).
+        dir: Option<PathBuf>,
+        /// Items in the synthetic catalogue.
+        #[arg(long, default_value_t = 20_000)]
+        items: u64,
+        /// Behaviour events to ingest.
+        #[arg(long, default_value_t = 500_000)]
+        events: u64,
+    },
+    /// Print the counts and sizes of a store.
+    Stats {
+        /// The store directory.
+        store: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Demo { dir, items, events } => demo::run(dir, items, events),
+        Command::Stats { store } => stats::run(&store),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ember: {e}");
+            if matches!(e, emberdb::Error::Locked { .. }) {
+                eprintln!("ember: the store is held by another process; call Store::snapshot or Store::compact from that process instead");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

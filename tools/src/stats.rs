@@ -1,0 +1,25 @@
+//! `ember stats`: what a store holds and occupies.
+
+use std::path::Path;
+
+use emberdb::{Durability, Options, Store};
+
+pub fn run(path: &Path) -> emberdb::Result<()> {
+    let store = Store::open(path, Options::existing().durability(Durability::Buffered))?;
+    print_stats(&store)
+}
+
+pub fn print_stats(store: &Store) -> emberdb::Result<()> {
+    let s = store.stats()?;
+    let o = store.options();
+    println!("store            {}", store.path().display());
+    println!("dim, metric      {}, {:?}", o.dim(), o.metric_kind());
+    println!("rows             {} ({} live)", s.rows, s.live_rows);
+    println!("sealed segments  {}", s.sealed_segments);
+    println!("growing rows     {}", s.growing_rows);
+    println!("segment bytes    {}", s.segment_bytes);
+    println!("wal bytes        {}", s.wal_bytes);
+    println!("meta bytes       {}", s.meta_bytes);
+    println!("disk bytes       {}", s.disk_bytes);
+    Ok(())
+}
