@@ -21,7 +21,7 @@ fn l2(a: &[f32], b: &[f32]) -> f32 {
 
 fn deleted_by(progress: u64, id: u64) -> bool {
     // The writer deletes id i - 9 right after inserting i, when i % 3 == 0.
-    id % 3 == 0 && id >= 3 && id + 9 <= progress
+    id.is_multiple_of(3) && id >= 3 && id + 9 <= progress
 }
 
 #[test]

@@ -55,10 +55,14 @@ fn exact_knn_matches_the_reference_for_every_metric() {
         }
         for (i, v) in vectors.iter().enumerate() {
             let id = i as u64 * 3;
-            if id % 21 == 0 {
+            if id.is_multiple_of(21) {
                 continue;
             }
-            let v = if id % 30 == 0 { &updates[(id / 30) as usize] } else { v };
+            let v = if id.is_multiple_of(30) {
+                &updates[(id / 30) as usize]
+            } else {
+                v
+            };
             let stored = if metric == Metric::Cosine {
                 normalized(v)
             } else {

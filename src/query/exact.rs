@@ -8,30 +8,30 @@ use crate::options::Metric;
 use crate::segment::tombstones::Tombstones;
 use crate::store::version::Version;
 
-/// Scans `rows` (`ids.len()` rows of `query.len()` values), skipping dead rows
-/// and excluded ids, into `top`.
-fn scan(
+/// What a scan looks for.
+struct Probe<'a> {
     metric: Metric,
-    query: &[f32],
-    first_row: usize,
-    ids: &[u64],
-    rows: &[f32],
-    dead: &Tombstones,
-    exclude: &dyn Fn(u64) -> bool,
-    top: &mut TopK,
-) {
-    let dim = query.len();
-    let any_dead = dead.count() > 0;
-    for (r, (id, row)) in ids.iter().zip(rows.chunks_exact(dim)).enumerate() {
-        let s = score(metric, query, row);
-        let near = nearness(metric, s);
-        if near < top.threshold() {
-            continue;
+    query: &'a [f32],
+    exclude: &'a dyn Fn(u64) -> bool,
+}
+
+impl Probe<'_> {
+    /// Scans `ids.len()` contiguous rows starting at row `first_row` of a
+    /// segment, skipping dead rows and excluded ids, into `top`.
+    fn scan(&self, first_row: usize, ids: &[u64], rows: &[f32], dead: &Tombstones, top: &mut TopK) {
+        let dim = self.query.len();
+        let any_dead = dead.count() > 0;
+        for (r, (id, row)) in ids.iter().zip(rows.chunks_exact(dim)).enumerate() {
+            let s = score(self.metric, self.query, row);
+            let near = nearness(self.metric, s);
+            if near < top.threshold() {
+                continue;
+            }
+            if (any_dead && dead.is_dead(first_row + r)) || (self.exclude)(*id) {
+                continue;
+            }
+            top.push(near, Hit { id: *id, score: s });
         }
-        if (any_dead && dead.is_dead(first_row + r)) || exclude(*id) {
-            continue;
-        }
-        top.push(near, Hit { id: *id, score: s });
     }
 }
 
@@ -44,22 +44,14 @@ pub(crate) fn search(
     k: usize,
     exclude: &dyn Fn(u64) -> bool,
 ) -> Result<Vec<Hit>> {
+    let probe = Probe { metric, query, exclude };
     let mut top = TopK::new(k);
     for segment in &version.sealed {
         let (ids, rows) = segment.data()?;
-        scan(metric, query, 0, ids, rows, segment.dead(), exclude, &mut top);
+        probe.scan(0, ids, rows, segment.dead(), &mut top);
     }
-    version.growing.for_each_chunk(|first, ids, rows| {
-        scan(
-            metric,
-            query,
-            first,
-            ids,
-            rows,
-            version.growing.dead(),
-            exclude,
-            &mut top,
-        )
-    });
+    version
+        .growing
+        .for_each_chunk(|first, ids, rows| probe.scan(first, ids, rows, version.growing.dead(), &mut top));
     Ok(top.into_sorted())
 }
