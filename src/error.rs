@@ -75,6 +75,10 @@ pub enum Error {
     #[error("codec error in {context}: {reason}")]
     Codec { context: String, reason: String },
 
+    /// Faiss failed to build, load or search the index of a segment.
+    #[error("index of segment {segment}: {reason}")]
+    Index { segment: u64, reason: String },
+
     /// sled reported an error.
     #[error("metadata store error at {path}: {source}")]
     Meta {

@@ -16,6 +16,7 @@ mod codec;
 mod error;
 mod event;
 mod fsutil;
+mod index;
 mod meta;
 mod options;
 mod query;
@@ -25,6 +26,7 @@ mod wal;
 
 pub use error::{Error, Result};
 pub use event::Event;
+pub use index::IndexSpec;
 pub use options::{Durability, Metric, Options, MAX_DIM};
 pub use query::{Hit, Query, MAX_K};
 pub use store::{RecoveryReport, Stats, Store};

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::index::IndexSpec;
 
 /// How vectors are compared. Scores in [`crate::Hit`] follow the metric:
 /// cosine similarity and inner product (higher is nearer), squared L2
@@ -42,6 +43,8 @@ pub struct Options {
     pub(crate) history_len: usize,
     pub(crate) wal_file_bytes: u64,
     pub(crate) checkpoint_wal_bytes: u64,
+    pub(crate) index: IndexSpec,
+    pub(crate) flat_below: usize,
     /// Take `dim` and `metric` from the existing store (see [`Options::existing`]).
     pub(crate) from_store: bool,
 }
@@ -52,8 +55,9 @@ pub const MAX_DIM: usize = 65_536;
 
 impl Options {
     /// Options for vectors of `dim` components, with defaults for the rest:
-    /// cosine, `Durability::Sync`, segments of 131,072 rows, histories of the
-    /// last 200 items per user.
+    /// cosine, `Durability::Sync`, segments of 131,072 rows indexed with
+    /// HNSW (m 32, ef_construction 100, ef_search 96), histories of the last
+    /// 200 items per user.
     pub fn new(dim: usize) -> Self {
         Options {
             dim,
@@ -63,6 +67,8 @@ impl Options {
             history_len: 200,
             wal_file_bytes: 64 << 20,
             checkpoint_wal_bytes: 256 << 20,
+            index: IndexSpec::default(),
+            flat_below: 10_000,
             from_store: false,
         }
     }
@@ -113,6 +119,24 @@ impl Options {
         self
     }
 
+    /// How sealed segments are indexed (HNSW by default).
+    pub fn index(mut self, spec: IndexSpec) -> Self {
+        self.index = spec;
+        self
+    }
+
+    /// Sealed segments with fewer rows than this are searched exactly,
+    /// without an index (default 10,000).
+    pub fn flat_below(mut self, rows: usize) -> Self {
+        self.flat_below = rows;
+        self
+    }
+
+    /// The index spec.
+    pub fn index_spec(&self) -> IndexSpec {
+        self.index
+    }
+
     /// The vector dimension.
     pub fn dim(&self) -> usize {
         self.dim
@@ -137,6 +161,7 @@ impl Options {
                 self.segment_rows
             )));
         }
+        self.index.validate()?;
         if self.history_len == 0 {
             return Err(Error::InvalidOptions("history_len must be at least 1".into()));
         }

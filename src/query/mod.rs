@@ -1,8 +1,8 @@
 //! Nearest-neighbour queries: what is asked ([`Query`]), what comes back
-//! ([`Hit`]), and the exact scan over a version's segments.
+//! ([`Hit`]), and the search over a version's segments.
 
-pub(crate) mod exact;
 pub(crate) mod kernels;
+pub(crate) mod search;
 pub(crate) mod topk;
 
 /// The largest `k` a query may ask for.
@@ -28,23 +28,48 @@ pub(crate) enum Target {
 pub struct Query {
     pub(crate) target: Target,
     pub(crate) k: usize,
+    pub(crate) exact: bool,
+    pub(crate) ef_search: Option<usize>,
+    pub(crate) nprobe: Option<usize>,
 }
 
 impl Query {
     /// The neighbours of a vector the host brings (10 by default).
     pub fn vector(vector: &[f32]) -> Self {
-        Query {
-            target: Target::Vector(vector.to_vec()),
-            k: 10,
-        }
+        Query::with_target(Target::Vector(vector.to_vec()))
     }
 
     /// Items similar to `id`, the item itself excluded.
     pub fn item(id: u64) -> Self {
+        Query::with_target(Target::Item(id))
+    }
+
+    fn with_target(target: Target) -> Self {
         Query {
-            target: Target::Item(id),
+            target,
             k: 10,
+            exact: false,
+            ef_search: None,
+            nprobe: None,
         }
+    }
+
+    /// Scan every row instead of using the segments' indexes.
+    pub fn exact(mut self) -> Self {
+        self.exact = true;
+        self
+    }
+
+    /// HNSW search depth for this query (default: the index spec's).
+    pub fn ef_search(mut self, ef: usize) -> Self {
+        self.ef_search = Some(ef);
+        self
+    }
+
+    /// IVF lists probed for this query (default: the index spec's).
+    pub fn nprobe(mut self, nprobe: usize) -> Self {
+        self.nprobe = Some(nprobe);
+        self
     }
 
     /// How many hits to return (1..=[`MAX_K`]).

@@ -29,6 +29,7 @@ use memmap2::Mmap;
 use super::tombstones::Tombstones;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
+use crate::index::SegmentIndex;
 
 pub(crate) const MAGIC: &[u8; 8] = b"EMBERSEG";
 pub(crate) const SEGMENT_VERSION: u32 = 1;
@@ -104,6 +105,8 @@ pub(crate) struct SealedSegment {
     /// The outcome of the body checksum, computed once on first use.
     verified: OnceLock<std::result::Result<(), String>>,
     dead: Tombstones,
+    /// Set once by the indexer; until then the segment is searched exactly.
+    index: OnceLock<SegmentIndex>,
 }
 
 impl SealedSegment {
@@ -192,6 +195,7 @@ impl SealedSegment {
             map,
             verified: OnceLock::new(),
             dead: Tombstones::new(count),
+            index: OnceLock::new(),
         })
     }
 
@@ -205,6 +209,22 @@ impl SealedSegment {
 
     pub fn dead(&self) -> &Tombstones {
         &self.dead
+    }
+
+    /// The segment's Faiss index, once built or loaded.
+    pub fn index(&self) -> Option<&SegmentIndex> {
+        self.index.get()
+    }
+
+    /// Installs the index (the first one wins).
+    pub fn set_index(&self, index: SegmentIndex) {
+        let _ = self.index.set(index);
+    }
+
+    /// The dead-row bitmap as bytes (bit `r % 8` of byte `r / 8`), a copy
+    /// taken now, for Faiss's id selector.
+    pub fn dead_bitmap(&self) -> Vec<u8> {
+        self.dead.to_bytes()
     }
 
     pub fn live_rows(&self) -> usize {

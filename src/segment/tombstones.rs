@@ -39,6 +39,15 @@ impl Tombstones {
             .is_some_and(|w| w.load(Ordering::Acquire) & (1u64 << (row % 64)) != 0)
     }
 
+    /// A snapshot of the bits as bytes: bit `r % 8` of byte `r / 8` is row `r`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.words.len() * 8);
+        for word in self.words.iter() {
+            out.extend_from_slice(&word.load(Ordering::Acquire).to_le_bytes());
+        }
+        out
+    }
+
     /// Number of dead rows.
     pub fn count(&self) -> usize {
         self.count.load(Ordering::Acquire)
@@ -58,5 +67,9 @@ mod tests {
         assert!(!t.kill(130), "out of range");
         assert!(t.is_dead(0) && t.is_dead(129) && !t.is_dead(64));
         assert_eq!(t.count(), 2);
+        let bytes = t.to_bytes();
+        assert_eq!(bytes.len(), 24);
+        assert_eq!(bytes[0], 1);
+        assert_eq!(bytes[129 / 8], 1 << (129 % 8));
     }
 }

@@ -5,6 +5,7 @@
 
 pub(crate) mod apply;
 pub(crate) mod history;
+pub(crate) mod indexer;
 pub(crate) mod lock;
 pub(crate) mod open;
 pub(crate) mod seal;
@@ -12,6 +13,7 @@ pub(crate) mod validate;
 pub(crate) mod version;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -19,9 +21,11 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::index::SearchKnobs;
 use crate::meta::MetaStore;
 use crate::options::{Durability, Options};
-use crate::query::{exact, Hit, Query, Target};
+use crate::query::search::{self, Plan};
+use crate::query::{Hit, Query, Target};
 use crate::wal::record::{self, EVENT_BYTES};
 use crate::wal::writer::{SyncShared, WalWriter};
 use crate::wal::{frame, Position};
@@ -40,6 +44,7 @@ pub(crate) struct Shared {
     pub meta: Arc<dyn MetaStore>,
     pub version: ArcSwap<Version>,
     pub histories: Histories,
+    pub indexer: indexer::Indexer,
 }
 
 /// Everything behind the write lock.
@@ -89,6 +94,13 @@ pub struct Stats {
     /// fsyncs of the log since the store was opened (group commit makes
     /// this far smaller than the number of synced writes).
     pub wal_fsyncs: u64,
+    /// Sealed segments whose Faiss index is in use, and a short
+    /// description of each segment's search (`hnsw32`, `ivf894`, `exact`).
+    pub indexed_segments: usize,
+    pub segment_kinds: Vec<String>,
+    /// Indexes built, and index files loaded, since the store was opened.
+    pub index_builds: u64,
+    pub index_loads: u64,
 }
 
 /// An embedded vector store. See the crate documentation.
@@ -234,17 +246,30 @@ impl Store {
     pub fn knn(&self, query: &Query) -> Result<Vec<Hit>> {
         validate::check_k(query.k)?;
         let opts = &self.shared.opts;
+        let knobs = SearchKnobs {
+            ef_search: query.ef_search,
+            nprobe: query.nprobe,
+        };
+        fn plan<'a>(query: &Query, knobs: SearchKnobs, exclude: &'a dyn Fn(u64) -> bool, excluded: usize) -> Plan<'a> {
+            Plan {
+                k: query.k,
+                exact: query.exact,
+                knobs,
+                exclude,
+                excluded,
+            }
+        }
         match &query.target {
             Target::Vector(v) => {
                 let v = validate::prepare_vector(opts.metric, opts.dim, v, || "the query".to_string())?;
                 let version = self.shared.version.load_full();
-                exact::search(&version, opts.metric, &v, query.k, &|_| false)
+                search::search(&version, opts.metric, &v, &plan(query, knobs, &|_| false, 0))
             }
             Target::Item(id) => {
                 let id = *id;
                 let v = self.get(id)?.ok_or(Error::UnknownItem { id })?;
                 let version = self.shared.version.load_full();
-                exact::search(&version, opts.metric, &v, query.k, &|hit| hit == id)
+                search::search(&version, opts.metric, &v, &plan(query, knobs, &|hit| hit == id, 1))
             }
         }
     }
@@ -275,9 +300,17 @@ impl Store {
         Ok(())
     }
 
+    /// Blocks until every sealed segment queued for indexing has its index
+    /// (built or loaded). Queries never need this: unindexed segments are
+    /// searched exactly.
+    pub fn wait_for_indexes(&self) {
+        self.shared.indexer.wait_idle();
+    }
+
     /// Counts of rows, segments and bytes.
     pub fn stats(&self) -> Result<Stats> {
         let version = self.shared.version.load_full();
+        let counters = &self.shared.indexer.counters;
         let wal_bytes = crate::fsutil::dir_size(&self.shared.wal_dir)?;
         let segment_bytes = version.sealed.iter().map(|s| s.file_bytes()).sum();
         Ok(Stats {
@@ -290,6 +323,14 @@ impl Store {
             meta_bytes: self.shared.meta.disk_bytes()?,
             disk_bytes: crate::fsutil::dir_size(&self.shared.path)?,
             wal_fsyncs: self.sync.fsync_count(),
+            indexed_segments: version.sealed.iter().filter(|s| s.index().is_some()).count(),
+            segment_kinds: version
+                .sealed
+                .iter()
+                .map(|s| s.index().map_or_else(|| "exact".to_string(), |i| i.describe()))
+                .collect(),
+            index_builds: counters.builds.load(Ordering::Relaxed),
+            index_loads: counters.loads.load(Ordering::Relaxed),
         })
     }
 

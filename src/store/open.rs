@@ -8,11 +8,13 @@ use parking_lot::Mutex;
 
 use super::apply::{self, Core};
 use super::history::Histories;
+use super::indexer::Indexer;
 use super::lock::DirLock;
 use super::version::Version;
 use super::{Shared, Store, WriteState};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{self, TMP_SUFFIX};
+use crate::index::file as index_file;
 use crate::meta::records::{Manifest, StoredConfig, FORMAT_VERSION};
 use crate::meta::sled_meta::SledMeta;
 use crate::meta::MetaStore;
@@ -78,8 +80,9 @@ pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
     let shared = Arc::new(Shared {
         path: path.to_path_buf(),
         wal_dir: wal_dir.clone(),
-        segments_dir,
+        segments_dir: segments_dir.clone(),
         histories: Histories::new(Arc::clone(&meta), opts.history_len),
+        indexer: Indexer::start(segments_dir.clone(), opts.index, opts.metric, opts.dim, opts.flat_below),
         meta,
         opts: opts.clone(),
         version: ArcSwap::from_pointee(version),
@@ -88,6 +91,9 @@ pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
         next_seq: manifest.next_seq,
         manifest: manifest.clone(),
     };
+    for segment in &shared.version.load().sealed {
+        shared.indexer.submit(Arc::clone(segment));
+    }
     let end = replay::replay(&wal_dir, manifest.checkpoint, |start, record| {
         apply::apply_record(&shared, &mut core, start, record)
     })?;
@@ -181,7 +187,7 @@ fn open_segments(
     for entry in std::fs::read_dir(dir).at(dir)? {
         let entry = entry.at(dir)?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let orphan = match sealed::parse_name(&name) {
+        let orphan = match sealed::parse_name(&name).or_else(|| index_file::parse_name(&name)) {
             Some(id) => !live.contains(&id),
             None => name.ends_with(TMP_SUFFIX),
         };

@@ -47,13 +47,16 @@ pub(crate) fn seal(shared: &Shared, core: &mut Core, checkpoint: Position) -> Re
     let mut sealed_list = current.sealed.clone();
     let mut manifest = core.manifest.clone();
     let mut registry = Vec::new();
+    let mut new_segment = None;
     if !ids.is_empty() {
         let id = manifest.next_segment_id;
         let path = shared.segments_dir.join(sealed::file_name(id));
         sealed::write(&path, id, dim, &ids, &values)?;
         let segment = SealedSegment::open(&path, id, dim)?;
         segment.trust_fresh();
-        sealed_list.push(Arc::new(segment));
+        let segment = Arc::new(segment);
+        new_segment = Some(Arc::clone(&segment));
+        sealed_list.push(segment);
         manifest.segments.push(SegmentEntry {
             id,
             rows: ids.len() as u64,
@@ -84,6 +87,9 @@ pub(crate) fn seal(shared: &Shared, core: &mut Core, checkpoint: Position) -> Re
         sealed: sealed_list,
         growing: Arc::new(GrowingSegment::new(dim, shared.opts.segment_rows)),
     }));
+    if let Some(segment) = new_segment {
+        shared.indexer.submit(segment);
+    }
     remove_snapshot(shared, old_snapshot)?;
     remove_wal_before(shared, checkpoint.file_no)
 }

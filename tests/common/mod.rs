@@ -56,3 +56,51 @@ pub fn flip_bit(path: &std::path::Path, offset: u64) {
     bytes[offset as usize] ^= 0x10;
     std::fs::write(path, bytes).unwrap();
 }
+
+/// A standard normal sample (Box-Muller).
+fn gaussian(rng: &mut StdRng) -> f32 {
+    let u1: f64 = rng.gen_range(f64::MIN_POSITIVE..1.0);
+    let u2: f64 = rng.gen();
+    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+}
+
+/// `n` vectors drawn like `../shared/bench/make_dataset.py` draws them: a
+/// mixture of 256 Gaussian clusters with centres on the unit sphere,
+/// log-uniform spreads in [0.15, 0.9] and unequal weights, plus 10% uniform
+/// noise in [-1, 1]^dim, each normalised; then each is scaled by a factor in
+/// [0.5, 1.5], so inner product and L2 see unequal norms (as two-tower
+/// embeddings have). A fixed seed gives the same set every time.
+pub fn clustered_vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let clusters = 256;
+    let unit = |v: Vec<f32>| {
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        v.into_iter().map(|x| x / norm).collect::<Vec<f32>>()
+    };
+    let centres: Vec<Vec<f32>> = (0..clusters)
+        .map(|_| unit((0..dim).map(|_| gaussian(&mut rng)).collect()))
+        .collect();
+    let spreads: Vec<f32> = (0..clusters)
+        .map(|_| rng.gen_range(0.15f32.ln()..0.9f32.ln()).exp())
+        .collect();
+    let weights: Vec<f64> = (0..clusters).map(|_| rng.gen_range(0.25..1.75)).collect();
+    let total: f64 = weights.iter().sum();
+    (0..n)
+        .map(|_| {
+            let v = if rng.gen_bool(0.1) {
+                (0..dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect()
+            } else {
+                let mut pick = rng.gen_range(0.0..total);
+                let c = weights.iter().position(|w| {
+                    pick -= w;
+                    pick < 0.0
+                });
+                let c = c.unwrap_or(clusters - 1);
+                let sigma = spreads[c] / (dim as f32).sqrt();
+                centres[c].iter().map(|x| x + sigma * gaussian(&mut rng)).collect()
+            };
+            let scale = rng.gen_range(0.5f32..1.5);
+            unit(v).into_iter().map(|x| x * scale).collect()
+        })
+        .collect()
+}

@@ -1,0 +1,180 @@
+//! The raw Faiss calls the `faiss` crate does not wrap: search through a
+//! shared reference with per-call parameters and an id selector, and
+//! (de)serialisation to memory. All of emberdb's FFI lives in this file.
+
+use std::ffi::CStr;
+use std::ptr;
+
+use faiss::index::{FromInnerPtr, IndexImpl};
+use faiss_sys as sys;
+
+/// The message of the last Faiss error on this thread.
+fn last_error(call: &str, code: i32) -> String {
+    // SAFETY: `faiss_get_last_error` returns a thread-local C string (or
+    // null) that stays valid until the next Faiss call on this thread; we
+    // copy it out at once.
+    let message = unsafe {
+        let p = sys::faiss_get_last_error();
+        if p.is_null() {
+            String::new()
+        } else {
+            CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    };
+    format!("{call} failed ({code}): {message}")
+}
+
+fn check(call: &str, code: i32) -> Result<(), String> {
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(last_error(call, code))
+    }
+}
+
+/// Search parameters for one call, freed on drop.
+struct Params {
+    params: *mut sys::FaissSearchParameters,
+    not: *mut sys::FaissIDSelectorNot,
+    bitmap: *mut sys::FaissIDSelectorBitmap,
+}
+
+impl Drop for Params {
+    fn drop(&mut self) {
+        // SAFETY: each pointer is null or was returned by its `_new` call
+        // below and is freed exactly once here. `SearchParameters` does not
+        // own its selector and `IDSelectorNot` does not own its operand, so
+        // all three are freed, parameters first.
+        unsafe {
+            if !self.params.is_null() {
+                sys::faiss_SearchParameters_free(self.params);
+            }
+            if !self.not.is_null() {
+                sys::faiss_IDSelector_free(self.not as *mut sys::FaissIDSelector);
+            }
+            if !self.bitmap.is_null() {
+                sys::faiss_IDSelector_free(self.bitmap as *mut sys::FaissIDSelector);
+            }
+        }
+    }
+}
+
+/// Searches `index` for one query through a shared reference.
+///
+/// `dead` is a bitmap of rows to skip (bit `r % 8` of byte `r / 8`), or
+/// empty; `nprobe` is set for IVF indexes. Returns `(label, distance)` pairs;
+/// Faiss pads with label -1 when it finds fewer than `k`.
+pub(crate) fn search(
+    index: &IndexImpl,
+    query: &[f32],
+    k: usize,
+    nprobe: Option<usize>,
+    dead: &[u8],
+) -> Result<Vec<(i64, f32)>, String> {
+    let mut p = Params {
+        params: ptr::null_mut(),
+        not: ptr::null_mut(),
+        bitmap: ptr::null_mut(),
+    };
+    // SAFETY: every out-pointer is a valid local; `dead` outlives the
+    // selector (which only borrows it) because `p` is dropped before this
+    // function returns; `query` holds `d` floats (checked by the caller) and
+    // the output buffers hold `k` entries each. The index is only read:
+    // Faiss's CPU `Index::search` is `const` and safe to call from many
+    // threads at once (nothing here mutates the index; efSearch changes go
+    // through the owner's write lock), and `faiss_get_last_error` is
+    // thread-local.
+    unsafe {
+        let mut selector: *mut sys::FaissIDSelector = ptr::null_mut();
+        if !dead.is_empty() {
+            check(
+                "faiss_IDSelectorBitmap_new",
+                sys::faiss_IDSelectorBitmap_new(&mut p.bitmap, dead.len(), dead.as_ptr()),
+            )?;
+            check(
+                "faiss_IDSelectorNot_new",
+                sys::faiss_IDSelectorNot_new(&mut p.not, p.bitmap as *const sys::FaissIDSelector),
+            )?;
+            selector = p.not as *mut sys::FaissIDSelector;
+        }
+        match nprobe {
+            Some(nprobe) => check(
+                "faiss_SearchParametersIVF_new_with",
+                sys::faiss_SearchParametersIVF_new_with(&mut p.params, selector, nprobe, 0),
+            )?,
+            None => check(
+                "faiss_SearchParameters_new",
+                sys::faiss_SearchParameters_new(&mut p.params, selector),
+            )?,
+        }
+        let mut distances = vec![0f32; k];
+        let mut labels = vec![-1i64; k];
+        check(
+            "faiss_Index_search_with_params",
+            sys::faiss_Index_search_with_params(
+                index.inner_ptr(),
+                1,
+                query.as_ptr(),
+                k as sys::idx_t,
+                p.params,
+                distances.as_mut_ptr(),
+                labels.as_mut_ptr() as *mut sys::idx_t,
+            ),
+        )?;
+        Ok(labels.into_iter().zip(distances).collect())
+    }
+}
+
+/// Serialises `index` with Faiss's own format into memory.
+pub(crate) fn write_to_vec(index: &IndexImpl) -> Result<Vec<u8>, String> {
+    // SAFETY: `open_memstream` gives a FILE that grows a malloc'd buffer;
+    // after `fclose` the buffer pointer and size are final, we copy the bytes
+    // and free the buffer. The index is only read.
+    unsafe {
+        let mut buf: *mut libc::c_char = ptr::null_mut();
+        let mut size: libc::size_t = 0;
+        let file = libc::open_memstream(&mut buf, &mut size);
+        if file.is_null() {
+            return Err("open_memstream failed".into());
+        }
+        let code = sys::faiss_write_index(index.inner_ptr(), file as *mut sys::FILE);
+        let closed = libc::fclose(file);
+        let out = if buf.is_null() {
+            Vec::new()
+        } else {
+            std::slice::from_raw_parts(buf as *const u8, size).to_vec()
+        };
+        libc::free(buf as *mut libc::c_void);
+        check("faiss_write_index", code)?;
+        if closed != 0 {
+            return Err("fclose of the memory stream failed".into());
+        }
+        Ok(out)
+    }
+}
+
+/// Reads an index that Faiss serialised, from memory. The caller has checked
+/// our checksum over `bytes` first: Faiss's reader is not safe on corrupted
+/// input.
+pub(crate) fn read_from_slice(bytes: &[u8]) -> Result<IndexImpl, String> {
+    if bytes.is_empty() {
+        return Err("empty index body".into());
+    }
+    // SAFETY: `fmemopen` reads from `bytes`, which outlives the FILE (closed
+    // before returning). On success Faiss hands over an owned index pointer,
+    // which `IndexImpl` takes ownership of (and frees on drop).
+    unsafe {
+        let file = libc::fmemopen(bytes.as_ptr() as *mut libc::c_void, bytes.len(), c"rb".as_ptr());
+        if file.is_null() {
+            return Err("fmemopen failed".into());
+        }
+        let mut inner: *mut sys::FaissIndex = ptr::null_mut();
+        let code = sys::faiss_read_index(file as *mut sys::FILE, 0, &mut inner);
+        libc::fclose(file);
+        check("faiss_read_index", code)?;
+        if inner.is_null() {
+            return Err("faiss_read_index returned no index".into());
+        }
+        Ok(IndexImpl::from_inner_ptr(inner))
+    }
+}

@@ -1,0 +1,131 @@
+//! Index files: Faiss's own serialisation inside our header, so the bytes are
+//! checksummed by us before Faiss reads them.
+//!
+//! | bytes | field | meaning |
+//! |---|---|---|
+//! | 0..8 | magic | `b"EMBERIDX"` |
+//! | 8..12 | version u32 LE | [`INDEX_VERSION`] |
+//! | 12..16 | kind u32 LE | 1 HNSW, 2 IVF |
+//! | 16..24 | segment_id u64 LE | the segment it indexes (also in the file name) |
+//! | 24..32 | rows u64 LE | rows indexed (= the segment's row count) |
+//! | 32..36 | param_a u32 LE | HNSW `m`, IVF `nlist` |
+//! | 36..40 | param_b u32 LE | HNSW `ef_construction`, IVF 0 |
+//! | 40..44 | metric u32 LE | 0 inner product (and cosine), 1 L2 (Faiss's numbering) |
+//! | 44..48 | reserved | zero |
+//! | 48..56 | body_len u64 LE | bytes of Faiss data after the header |
+//! | 56..60 | body_crc u32 LE | crc32 of the body |
+//! | 60..64 | header_crc u32 LE | crc32 of bytes 0..60 |
+//! | 64.. | body | `faiss::write_index` output |
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+
+pub(crate) const MAGIC: &[u8; 8] = b"EMBERIDX";
+pub(crate) const INDEX_VERSION: u32 = 1;
+const HEADER_LEN: usize = 64;
+
+/// What an index file says it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IndexHeader {
+    pub kind: u32,
+    pub segment_id: u64,
+    pub rows: u64,
+    pub param_a: u32,
+    pub param_b: u32,
+    pub metric: u32,
+}
+
+/// The file name of the index of segment `id`.
+pub(crate) fn file_name(id: u64) -> String {
+    format!("seg-{id:020}.idx")
+}
+
+/// The segment id in an index file name, if it is one.
+pub(crate) fn parse_name(name: &str) -> Option<u64> {
+    name.strip_prefix("seg-")?.strip_suffix(".idx")?.parse().ok()
+}
+
+/// Writes an index file atomically and durably.
+pub(crate) fn write(path: &Path, header: &IndexHeader, body: &[u8]) -> Result<()> {
+    let mut h = [0u8; HEADER_LEN];
+    h[0..8].copy_from_slice(MAGIC);
+    h[8..12].copy_from_slice(&INDEX_VERSION.to_le_bytes());
+    h[12..16].copy_from_slice(&header.kind.to_le_bytes());
+    h[16..24].copy_from_slice(&header.segment_id.to_le_bytes());
+    h[24..32].copy_from_slice(&header.rows.to_le_bytes());
+    h[32..36].copy_from_slice(&header.param_a.to_le_bytes());
+    h[36..40].copy_from_slice(&header.param_b.to_le_bytes());
+    h[40..44].copy_from_slice(&header.metric.to_le_bytes());
+    h[48..56].copy_from_slice(&(body.len() as u64).to_le_bytes());
+    h[56..60].copy_from_slice(&crc32fast::hash(body).to_le_bytes());
+    let header_crc = crc32fast::hash(&h[0..60]);
+    h[60..64].copy_from_slice(&header_crc.to_le_bytes());
+    fsutil::write_atomically_with(path, |out| {
+        out.write_all(&h)?;
+        out.write_all(body)
+    })
+}
+
+/// Reads an index file, checking magic, version, length and both checksums
+/// before returning the header and the Faiss body.
+pub(crate) fn read(path: &Path) -> Result<(IndexHeader, Vec<u8>)> {
+    let mut bytes = std::fs::read(path).at(path)?;
+    let corrupt = |offset: u64, reason: String| Error::Corruption {
+        file: path.to_path_buf(),
+        offset,
+        reason,
+    };
+    if bytes.len() < HEADER_LEN {
+        return Err(corrupt(
+            0,
+            format!("file of {} bytes is shorter than the index header", bytes.len()),
+        ));
+    }
+    let h = &bytes[..HEADER_LEN];
+    if &h[0..8] != MAGIC {
+        return Err(corrupt(0, "bad magic: not an emberdb index file".into()));
+    }
+    let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+    let u64_at = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&h[i..i + 8]);
+        u64::from_le_bytes(b)
+    };
+    if crc32fast::hash(&h[0..60]) != u32_at(60) {
+        return Err(corrupt(0, "index header checksum mismatch".into()));
+    }
+    let version = u32_at(8);
+    if version > INDEX_VERSION {
+        return Err(Error::NewerFormat {
+            path: path.to_path_buf(),
+            found: version,
+            supported: INDEX_VERSION,
+        });
+    }
+    let body_len = u64_at(48);
+    if body_len != (bytes.len() - HEADER_LEN) as u64 {
+        return Err(corrupt(
+            48,
+            format!(
+                "header says {body_len} body bytes, the file holds {}",
+                bytes.len() - HEADER_LEN
+            ),
+        ));
+    }
+    if crc32fast::hash(&bytes[HEADER_LEN..]) != u32_at(56) {
+        return Err(corrupt(HEADER_LEN as u64, "index body checksum mismatch".into()));
+    }
+    let header = IndexHeader {
+        kind: u32_at(12),
+        segment_id: u64_at(16),
+        rows: u64_at(24),
+        param_a: u32_at(32),
+        param_b: u32_at(36),
+        metric: u32_at(40),
+    };
+    bytes.drain(..HEADER_LEN);
+    Ok((header, bytes))
+}

@@ -1,0 +1,279 @@
+//! Faiss indexes over sealed segments: the only module that touches Faiss.
+//!
+//! Each sealed segment large enough gets its own index, built in the
+//! background after sealing (or loaded from its file at open). Labels in the
+//! index are the segment's row numbers; the segment maps them to item ids
+//! and its tombstones filter dead rows inside the search (an id selector).
+
+mod ffi;
+pub(crate) mod file;
+
+use std::path::Path;
+
+use faiss::index::IndexImpl;
+use faiss::{index_factory, Index, MetricType};
+use parking_lot::RwLock;
+
+use crate::error::{Error, Result};
+use crate::options::Metric;
+use file::IndexHeader;
+
+/// How sealed segments are indexed. Segments smaller than
+/// `Options::flat_below` are always searched exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexSpec {
+    /// No index: every row is scanned (exact).
+    Flat,
+    /// Faiss `HNSW{m},Flat`. `ef_search` is the default per query.
+    Hnsw {
+        m: usize,
+        ef_construction: usize,
+        ef_search: usize,
+    },
+    /// Faiss `IVF{nlist},Flat`; `nlist` defaults to about 4 * sqrt(rows).
+    /// `nprobe` is the default per query.
+    Ivf { nlist: Option<usize>, nprobe: usize },
+}
+
+impl IndexSpec {
+    /// HNSW with the defaults: m = 32, ef_construction = 100, ef_search = 96.
+    pub fn hnsw() -> Self {
+        IndexSpec::Hnsw {
+            m: 32,
+            ef_construction: 100,
+            ef_search: 96,
+        }
+    }
+
+    /// IVF with the defaults: nlist from the segment size, nprobe = 16.
+    pub fn ivf() -> Self {
+        IndexSpec::Ivf {
+            nlist: None,
+            nprobe: 16,
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        let bad = |what: &str| Err(Error::InvalidOptions(format!("index spec: {what}")));
+        match *self {
+            IndexSpec::Flat => Ok(()),
+            IndexSpec::Hnsw {
+                m,
+                ef_construction,
+                ef_search,
+            } => {
+                if !(2..=256).contains(&m) {
+                    return bad("HNSW m must be between 2 and 256");
+                }
+                if ef_construction == 0 || ef_search == 0 {
+                    return bad("HNSW ef_construction and ef_search must be at least 1");
+                }
+                Ok(())
+            }
+            IndexSpec::Ivf { nlist, nprobe } => {
+                if nlist == Some(0) || nprobe == 0 {
+                    return bad("IVF nlist and nprobe must be at least 1");
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Default for IndexSpec {
+    fn default() -> Self {
+        IndexSpec::hnsw()
+    }
+}
+
+const KIND_HNSW: u32 = 1;
+const KIND_IVF: u32 = 2;
+
+fn faiss_metric(metric: Metric) -> MetricType {
+    match metric {
+        // Cosine rows are stored normalised: cosine is their inner product.
+        Metric::Cosine | Metric::InnerProduct => MetricType::InnerProduct,
+        Metric::L2 => MetricType::L2,
+    }
+}
+
+/// The IVF list count for a segment of `rows` rows: about 4 * sqrt(rows),
+/// and never so many that a list gets fewer than 39 training points (below
+/// which Faiss's k-means warns and degrades).
+pub(crate) fn default_nlist(rows: usize) -> usize {
+    let by_sqrt = (4.0 * (rows as f64).sqrt()) as usize;
+    by_sqrt.min(rows / 39).max(1)
+}
+
+/// What an index built from `spec` over `rows` rows would say in its header.
+fn header_for(spec: IndexSpec, metric: Metric, segment_id: u64, rows: usize) -> Option<IndexHeader> {
+    let (kind, param_a, param_b) = match spec {
+        IndexSpec::Flat => return None,
+        IndexSpec::Hnsw { m, ef_construction, .. } => (KIND_HNSW, m as u32, ef_construction as u32),
+        IndexSpec::Ivf { nlist, .. } => (KIND_IVF, nlist.unwrap_or_else(|| default_nlist(rows)) as u32, 0),
+    };
+    Some(IndexHeader {
+        kind,
+        segment_id,
+        rows: rows as u64,
+        param_a,
+        param_b,
+        metric: faiss_metric(metric) as u32,
+    })
+}
+
+/// Per-query knobs.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SearchKnobs {
+    pub ef_search: Option<usize>,
+    pub nprobe: Option<usize>,
+}
+
+/// The Faiss index of one sealed segment.
+pub(crate) struct SegmentIndex {
+    header: IndexHeader,
+    spec: IndexSpec,
+    /// Searches take the read lock and call Faiss through a shared pointer
+    /// (see `ffi::search`); changing HNSW's efSearch, which lives on the
+    /// index, takes the write lock.
+    index: RwLock<IndexImpl>,
+}
+
+impl SegmentIndex {
+    /// Builds the index of `spec` over `rows` (`dim` values each).
+    pub fn build(spec: IndexSpec, metric: Metric, dim: usize, segment_id: u64, rows: &[f32]) -> Result<Option<Self>> {
+        let count = rows.len() / dim;
+        let Some(header) = header_for(spec, metric, segment_id, count) else {
+            return Ok(None);
+        };
+        let fail = |reason: String| Error::Index {
+            segment: segment_id,
+            reason,
+        };
+        let faiss_err = |e: faiss::error::Error| fail(e.to_string());
+        let description = match header.kind {
+            KIND_HNSW => format!("HNSW{},Flat", header.param_a),
+            _ => format!("IVF{},Flat", header.param_a),
+        };
+        let mut index = index_factory(dim as u32, &description, faiss_metric(metric)).map_err(faiss_err)?;
+        if header.kind == KIND_HNSW {
+            let space = faiss::index::autotune::ParameterSpace::new().map_err(faiss_err)?;
+            space
+                .set_index_parameter(&index, "efConstruction", header.param_b)
+                .map_err(faiss_err)?;
+        } else {
+            index.train(rows).map_err(faiss_err)?;
+        }
+        // One call: Faiss's HNSW add does per-call work proportional to the
+        // index size, so adding in pieces would be quadratic.
+        index.add(rows).map_err(faiss_err)?;
+        let built = SegmentIndex {
+            header,
+            spec,
+            index: RwLock::new(index),
+        };
+        built.apply_default_ef()?;
+        Ok(Some(built))
+    }
+
+    /// Loads the index file at `path` if it was built with `spec` and
+    /// `metric` over `rows` rows of segment `segment_id`; `Ok(None)` if it
+    /// was built differently (the caller rebuilds it).
+    pub fn load(path: &Path, spec: IndexSpec, metric: Metric, segment_id: u64, rows: usize) -> Result<Option<Self>> {
+        let (header, body) = file::read(path)?;
+        if Some(header) != header_for(spec, metric, segment_id, rows) {
+            return Ok(None);
+        }
+        let index = ffi::read_from_slice(&body).map_err(|reason| Error::Index {
+            segment: segment_id,
+            reason,
+        })?;
+        if index.ntotal() != rows as u64 {
+            return Err(Error::Corruption {
+                file: path.to_path_buf(),
+                offset: 64,
+                reason: format!("index holds {} rows, the segment {rows}", index.ntotal()),
+            });
+        }
+        let loaded = SegmentIndex {
+            header,
+            spec,
+            index: RwLock::new(index),
+        };
+        loaded.apply_default_ef()?;
+        Ok(Some(loaded))
+    }
+
+    /// Writes the index to `path` (atomically, with our checksum).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let body = ffi::write_to_vec(&self.index.read()).map_err(|reason| Error::Index {
+            segment: self.header.segment_id,
+            reason,
+        })?;
+        file::write(path, &self.header, &body)
+    }
+
+    fn default_ef(&self) -> Option<usize> {
+        match self.spec {
+            IndexSpec::Hnsw { ef_search, .. } => Some(ef_search),
+            _ => None,
+        }
+    }
+
+    fn apply_default_ef(&self) -> Result<()> {
+        match self.default_ef() {
+            Some(ef) => self.set_ef(&self.index.write(), ef),
+            None => Ok(()),
+        }
+    }
+
+    fn set_ef(&self, index: &IndexImpl, ef: usize) -> Result<()> {
+        let space = faiss::index::autotune::ParameterSpace::new().map_err(|e| self.error(e.to_string()))?;
+        space
+            .set_index_parameter(index, "efSearch", ef as f64)
+            .map_err(|e| self.error(e.to_string()))
+    }
+
+    fn error(&self, reason: String) -> Error {
+        Error::Index {
+            segment: self.header.segment_id,
+            reason,
+        }
+    }
+
+    /// The `k` nearest rows to `query`, skipping rows set in `dead` (a
+    /// bitmap, bit `r % 8` of byte `r / 8`; empty when none are dead).
+    /// Returns `(row, score)`; may return fewer than `k` when the graph or
+    /// the probed lists hold fewer live rows.
+    pub fn search(&self, query: &[f32], k: usize, knobs: SearchKnobs, dead: &[u8]) -> Result<Vec<(u32, f32)>> {
+        let nprobe = match self.spec {
+            IndexSpec::Ivf { nprobe, .. } => Some(knobs.nprobe.unwrap_or(nprobe)),
+            _ => None,
+        };
+        let k = k.min(self.header.rows as usize).max(1);
+        let found = match (knobs.ef_search, self.default_ef()) {
+            (Some(ef), Some(default)) if ef != default => {
+                let index = self.index.write();
+                self.set_ef(&index, ef)?;
+                let found = ffi::search(&index, query, k, nprobe, dead);
+                self.set_ef(&index, default)?;
+                found
+            }
+            _ => ffi::search(&self.index.read(), query, k, nprobe, dead),
+        }
+        .map_err(|reason| self.error(reason))?;
+        Ok(found
+            .into_iter()
+            .filter(|(label, _)| *label >= 0 && (*label as u64) < self.header.rows)
+            .map(|(label, score)| (label as u32, score))
+            .collect())
+    }
+
+    /// A short name for stats: `hnsw32`, `ivf894`.
+    pub fn describe(&self) -> String {
+        match self.header.kind {
+            KIND_HNSW => format!("hnsw{}", self.header.param_a),
+            _ => format!("ivf{}", self.header.param_a),
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Search over a version: each sealed segment through its Faiss index when
+//! it has one (filtering dead rows inside the search), exactly otherwise;
+//! the growing segment exactly; then the top k of all.
+//!
+//! An index may return fewer live rows than asked (HNSW's candidate list, or
+//! IVF's probed lists, can hold too few live rows when most of a segment is
+//! dead). Then that segment is scanned exactly, so a query returns k hits
+//! whenever k live items exist. Segments more than half dead skip the index.
+
+use super::kernels::{nearness, score};
+use super::topk::TopK;
+use super::Hit;
+use crate::error::Result;
+use crate::index::SearchKnobs;
+use crate::options::Metric;
+use crate::segment::tombstones::Tombstones;
+use crate::store::version::Version;
+
+/// What a scan looks for.
+struct Probe<'a> {
+    metric: Metric,
+    query: &'a [f32],
+    exclude: &'a dyn Fn(u64) -> bool,
+}
+
+impl Probe<'_> {
+    /// Scans `ids.len()` contiguous rows starting at row `first_row` of a
+    /// segment, skipping dead rows and excluded ids, into `top`.
+    fn scan(&self, first_row: usize, ids: &[u64], rows: &[f32], dead: &Tombstones, top: &mut TopK) {
+        let dim = self.query.len();
+        let any_dead = dead.count() > 0;
+        for (r, (id, row)) in ids.iter().zip(rows.chunks_exact(dim)).enumerate() {
+            let s = score(self.metric, self.query, row);
+            let near = nearness(self.metric, s);
+            if near < top.threshold() {
+                continue;
+            }
+            if (any_dead && dead.is_dead(first_row + r)) || (self.exclude)(*id) {
+                continue;
+            }
+            top.push(near, Hit { id: *id, score: s });
+        }
+    }
+}
+
+/// How to run one query.
+pub(crate) struct Plan<'a> {
+    pub k: usize,
+    pub exact: bool,
+    pub knobs: SearchKnobs,
+    /// Ids never to return.
+    pub exclude: &'a dyn Fn(u64) -> bool,
+    /// How many ids `exclude` may reject: indexes are asked for this many
+    /// more than `k`.
+    pub excluded: usize,
+}
+
+/// The `k` nearest live rows of `version` to `query` (already normalised for
+/// cosine), skipping ids for which `exclude` is true.
+pub(crate) fn search(version: &Version, metric: Metric, query: &[f32], plan: &Plan) -> Result<Vec<Hit>> {
+    let probe = Probe {
+        metric,
+        query,
+        exclude: plan.exclude,
+    };
+    let mut top = TopK::new(plan.k);
+    for segment in &version.sealed {
+        let (ids, rows) = segment.data()?;
+        let index = segment
+            .index()
+            .filter(|_| !plan.exact && segment.dead().count() * 2 <= segment.count());
+        if let Some(index) = index {
+            let dead = if segment.dead().count() > 0 {
+                segment.dead_bitmap()
+            } else {
+                Vec::new()
+            };
+            // Ask for enough that `k` survive the excluded ids.
+            let want = (plan.k + plan.excluded).min(segment.live_rows());
+            let found = index.search(query, want, plan.knobs, &dead)?;
+            if found.len() >= want {
+                for (row, score) in found {
+                    let id = ids[row as usize];
+                    if !(plan.exclude)(id) {
+                        top.push(nearness(metric, score), Hit { id, score });
+                    }
+                }
+                continue;
+            }
+        }
+        probe.scan(0, ids, rows, segment.dead(), &mut top);
+    }
+    version
+        .growing
+        .for_each_chunk(|first, ids, rows| probe.scan(first, ids, rows, version.growing.dead(), &mut top));
+    Ok(top.into_sorted())
+}
