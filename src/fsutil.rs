@@ -55,12 +55,18 @@ pub(crate) fn parent_of(path: &Path) -> &Path {
     }
 }
 
-/// Total size of the regular files below `dir`, recursively.
+/// Total size of the regular files below `dir`, recursively. Files that
+/// vanish while it runs (a temporary file renamed, an old one removed) are
+/// skipped: the store keeps working while stats are taken.
 pub(crate) fn dir_size(dir: &Path) -> Result<u64> {
     let mut total = 0;
     for entry in std::fs::read_dir(dir).at(dir)? {
         let entry = entry.at(dir)?;
-        let meta = entry.metadata().at(&entry.path())?;
+        let meta = match entry.metadata() {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).at(&entry.path()),
+        };
         if meta.is_dir() {
             total += dir_size(&entry.path())?;
         } else {

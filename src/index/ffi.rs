@@ -59,6 +59,28 @@ impl Drop for Params {
     }
 }
 
+/// Searches `index` for one query through a shared reference, with the
+/// parameters stored on the index and no id selector: the cheapest call.
+pub(crate) fn search_plain(index: &IndexImpl, query: &[f32], k: usize) -> Result<Vec<(i64, f32)>, String> {
+    let mut distances = vec![0f32; k];
+    let mut labels = vec![-1i64; k];
+    // SAFETY: as in `search` below: `query` holds `d` floats (checked by
+    // the caller), the output buffers hold `k` entries, and the index is
+    // only read, which Faiss allows from many threads at once.
+    let code = unsafe {
+        sys::faiss_Index_search(
+            index.inner_ptr(),
+            1,
+            query.as_ptr(),
+            k as sys::idx_t,
+            distances.as_mut_ptr(),
+            labels.as_mut_ptr() as *mut sys::idx_t,
+        )
+    };
+    check("faiss_Index_search", code)?;
+    Ok(labels.into_iter().zip(distances).collect())
+}
+
 /// Searches `index` for one query through a shared reference.
 ///
 /// `dead` is a bitmap of rows to skip (bit `r % 8` of byte `r / 8`), or

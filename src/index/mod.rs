@@ -220,17 +220,34 @@ impl SegmentIndex {
         }
     }
 
-    fn apply_default_ef(&self) -> Result<()> {
-        match self.default_ef() {
-            Some(ef) => self.set_ef(&self.index.write(), ef),
-            None => Ok(()),
+    fn default_nprobe(&self) -> Option<usize> {
+        match self.spec {
+            IndexSpec::Ivf { nprobe, .. } => Some(nprobe),
+            _ => None,
         }
     }
 
+    /// Stores the spec's efSearch / nprobe on the index, so that queries
+    /// with default knobs need no per-call parameters.
+    fn apply_default_ef(&self) -> Result<()> {
+        let index = self.index.write();
+        if let Some(ef) = self.default_ef() {
+            self.set_parameter(&index, "efSearch", ef)?;
+        }
+        if let Some(nprobe) = self.default_nprobe() {
+            self.set_parameter(&index, "nprobe", nprobe)?;
+        }
+        Ok(())
+    }
+
     fn set_ef(&self, index: &IndexImpl, ef: usize) -> Result<()> {
+        self.set_parameter(index, "efSearch", ef)
+    }
+
+    fn set_parameter(&self, index: &IndexImpl, name: &str, value: usize) -> Result<()> {
         let space = faiss::index::autotune::ParameterSpace::new().map_err(|e| self.error(e.to_string()))?;
         space
-            .set_index_parameter(index, "efSearch", ef as f64)
+            .set_index_parameter(index, name, value as f64)
             .map_err(|e| self.error(e.to_string()))
     }
 
@@ -246,20 +263,25 @@ impl SegmentIndex {
     /// Returns `(row, score)`; may return fewer than `k` when the graph or
     /// the probed lists hold fewer live rows.
     pub fn search(&self, query: &[f32], k: usize, knobs: SearchKnobs, dead: &[u8]) -> Result<Vec<(u32, f32)>> {
-        let nprobe = match self.spec {
-            IndexSpec::Ivf { nprobe, .. } => Some(knobs.nprobe.unwrap_or(nprobe)),
-            _ => None,
-        };
+        let nprobe = self.default_nprobe().map(|default| knobs.nprobe.unwrap_or(default));
+        let needs_params = !dead.is_empty() || nprobe != self.default_nprobe();
         let k = k.min(self.header.rows as usize).max(1);
+        let run = |index: &IndexImpl| {
+            if needs_params {
+                ffi::search(index, query, k, nprobe, dead)
+            } else {
+                ffi::search_plain(index, query, k)
+            }
+        };
         let found = match (knobs.ef_search, self.default_ef()) {
             (Some(ef), Some(default)) if ef != default => {
                 let index = self.index.write();
                 self.set_ef(&index, ef)?;
-                let found = ffi::search(&index, query, k, nprobe, dead);
+                let found = run(&index);
                 self.set_ef(&index, default)?;
                 found
             }
-            _ => ffi::search(&self.index.read(), query, k, nprobe, dead),
+            _ => run(&self.index.read()),
         }
         .map_err(|reason| self.error(reason))?;
         Ok(found
@@ -267,6 +289,17 @@ impl SegmentIndex {
             .filter(|(label, _)| *label >= 0 && (*label as u64) < self.header.rows)
             .map(|(label, score)| (label as u32, score))
             .collect())
+    }
+
+    /// Knobs that search deeper than `knobs`, if the index has any left:
+    /// IVF probes 8 times as many lists (up to all of them).
+    pub fn deeper(&self, knobs: SearchKnobs) -> Option<SearchKnobs> {
+        let nlist = self.header.param_a as usize;
+        let current = knobs.nprobe.or(self.default_nprobe())?;
+        (current < nlist).then(|| SearchKnobs {
+            nprobe: Some((current * 8).min(nlist)),
+            ..knobs
+        })
     }
 
     /// A short name for stats: `hnsw32`, `ivf894`.

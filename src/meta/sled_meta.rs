@@ -44,13 +44,40 @@ fn dead_key(at: Location) -> [u8; 13] {
     k
 }
 
+/// How long a lock held by the sled instance of a store that was just
+/// dropped is waited for: sled releases its file lock from a background
+/// thread, a moment after the last handle goes.
+const RELEASE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn open_db(path: &Path) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + RELEASE_GRACE;
+    loop {
+        // No periodic background flush: the store flushes at checkpoints,
+        // and everything after the last one is recovered from the WAL.
+        match sled::Config::new().path(path).flush_every_ms(None).open() {
+            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::Other && lock_busy(&e) => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(sled::Error::Io(e));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// sled reports a held lock as an `Other` error whose text says so.
+fn lock_busy(e: &std::io::Error) -> bool {
+    e.to_string().contains("could not acquire lock")
+}
+
 impl SledMeta {
     pub fn open(path: &Path) -> Result<Self> {
         let wrap = |source| Error::Meta {
             path: path.to_path_buf(),
             source,
         };
-        let db = sled::Config::new().path(path).open().map_err(wrap)?;
+        let db = open_db(path).map_err(wrap)?;
         let catalog = db.open_tree("catalog").map_err(wrap)?;
         let histories = db.open_tree("histories").map_err(wrap)?;
         Ok(SledMeta {

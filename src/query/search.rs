@@ -2,10 +2,12 @@
 //! it has one (filtering dead rows inside the search), exactly otherwise;
 //! the growing segment exactly; then the top k of all.
 //!
-//! An index may return fewer live rows than asked (HNSW's candidate list, or
-//! IVF's probed lists, can hold too few live rows when most of a segment is
-//! dead). Then that segment is scanned exactly, so a query returns k hits
-//! whenever k live items exist. Segments more than half dead skip the index.
+//! An index may return fewer live rows than asked (IVF's probed lists may be
+//! small; HNSW's candidate list, or IVF's lists, can hold too few live rows
+//! when much of a segment is dead). IVF then probes 8 times as many lists,
+//! up to all of them; if that is still short, or for HNSW, the segment is
+//! scanned exactly. So a query returns k hits whenever k live items exist.
+//! Segments more than half dead skip the index.
 
 use super::kernels::{nearness, score};
 use super::topk::TopK;
@@ -77,7 +79,14 @@ pub(crate) fn search(version: &Version, metric: Metric, query: &[f32], plan: &Pl
             };
             // Ask for enough that `k` survive the excluded ids.
             let want = (plan.k + plan.excluded).min(segment.live_rows());
-            let found = index.search(query, want, plan.knobs, &dead)?;
+            let mut knobs = plan.knobs;
+            let mut found = index.search(query, want, knobs, &dead)?;
+            // Too few (IVF's probed lists were small): probe deeper first.
+            while found.len() < want {
+                let Some(deeper) = index.deeper(knobs) else { break };
+                knobs = deeper;
+                found = index.search(query, want, knobs, &dead)?;
+            }
             if found.len() >= want {
                 for (row, score) in found {
                     let id = ids[row as usize];

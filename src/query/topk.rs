@@ -37,16 +37,20 @@ impl Ord for Candidate {
 pub(crate) struct TopK {
     k: usize,
     heap: BinaryHeap<Candidate>,
-    /// The ids in `heap`.
-    ids: HashSet<u64>,
+    /// The ids in `heap`, kept only for large `k` (small heaps are scanned).
+    ids: Option<HashSet<u64>>,
 }
+
+/// Up to this `k`, a linear scan of the heap finds duplicates faster than a
+/// hash set.
+const SCAN_BELOW: usize = 64;
 
 impl TopK {
     pub fn new(k: usize) -> Self {
         TopK {
             k,
             heap: BinaryHeap::with_capacity(k + 1),
-            ids: HashSet::with_capacity(k + 1),
+            ids: (k >= SCAN_BELOW).then(|| HashSet::with_capacity(k + 1)),
         }
     }
 
@@ -68,7 +72,11 @@ impl TopK {
         let candidate = Candidate { nearness, hit };
         // An id can be met twice when an update moves it between segments
         // while a scan is under way: keep its nearer row only.
-        if self.ids.contains(&hit.id) {
+        let present = match &self.ids {
+            Some(ids) => ids.contains(&hit.id),
+            None => self.heap.iter().any(|c| c.hit.id == hit.id),
+        };
+        if present {
             let twin = self.heap.iter().find(|c| c.hit.id == hit.id).copied();
             if twin.is_some_and(|twin| candidate < twin) {
                 self.heap.retain(|c| c.hit.id != hit.id);
@@ -78,15 +86,20 @@ impl TopK {
         }
         if self.heap.len() < self.k {
             self.heap.push(candidate);
-            self.ids.insert(hit.id);
+            if let Some(ids) = &mut self.ids {
+                ids.insert(hit.id);
+            }
         } else if let Some(worst) = self.heap.peek() {
             if candidate < *worst {
                 // `Ord` is reversed: smaller means nearer.
-                if let Some(out) = self.heap.pop() {
-                    self.ids.remove(&out.hit.id);
-                }
+                let out = self.heap.pop();
                 self.heap.push(candidate);
-                self.ids.insert(hit.id);
+                if let Some(ids) = &mut self.ids {
+                    if let Some(out) = out {
+                        ids.remove(&out.hit.id);
+                    }
+                    ids.insert(hit.id);
+                }
             }
         }
     }
@@ -109,6 +122,25 @@ mod tests {
         }
         let ids: Vec<u64> = top.into_sorted().iter().map(|h| h.id).collect();
         assert_eq!(ids, vec![2, 4, 5]);
+    }
+
+    #[test]
+    fn large_k_uses_the_id_set_and_still_dedupes() {
+        let mut top = TopK::new(100);
+        for round in 0..3 {
+            for id in 0..150u64 {
+                let near = (id as f32) + round as f32 * 0.1;
+                top.push(near, Hit { id, score: near });
+            }
+        }
+        let hits = top.into_sorted();
+        assert_eq!(hits.len(), 100);
+        assert_eq!(hits[0].id, 149);
+        assert!((hits[0].score - 149.2).abs() < 1e-4, "kept the nearer twin");
+        let mut ids: Vec<u64> = hits.iter().map(|h| h.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 100);
     }
 
     #[test]

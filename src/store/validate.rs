@@ -1,6 +1,8 @@
 //! Checks on what callers hand in, done before anything is logged, so bad
 //! input changes nothing.
 
+use std::borrow::Cow;
+
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::options::Metric;
@@ -12,7 +14,7 @@ pub(crate) fn prepare_vector(
     dim: usize,
     vector: &[f32],
     context: impl Fn() -> String,
-) -> Result<Vec<f32>> {
+) -> Result<Cow<'_, [f32]>> {
     if vector.len() != dim {
         return Err(Error::DimensionMismatch {
             context: context(),
@@ -27,7 +29,7 @@ pub(crate) fn prepare_vector(
         });
     }
     if metric != Metric::Cosine {
-        return Ok(vector.to_vec());
+        return Ok(Cow::Borrowed(vector));
     }
     let norm = vector.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
     if norm == 0.0 || !norm.is_finite() {
@@ -38,7 +40,7 @@ pub(crate) fn prepare_vector(
     if out.iter().all(|&x| x == 0.0) {
         return Err(Error::ZeroVector { context: context() });
     }
-    Ok(out)
+    Ok(Cow::Owned(out))
 }
 
 pub(crate) fn check_k(k: usize) -> Result<()> {

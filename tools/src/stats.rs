@@ -15,7 +15,13 @@ pub fn print_stats(store: &Store) -> emberdb::Result<()> {
     println!("store            {}", store.path().display());
     println!("dim, metric      {}, {:?}", o.dim(), o.metric_kind());
     println!("rows             {} ({} live)", s.rows, s.live_rows);
-    println!("sealed segments  {}", s.sealed_segments);
+    println!(
+        "sealed segments  {} ({} indexed)",
+        s.sealed_segments, s.indexed_segments
+    );
+    if !s.segment_kinds.is_empty() {
+        println!("segment search   {}", s.segment_kinds.join(", "));
+    }
     println!("growing rows     {}", s.growing_rows);
     println!("segment bytes    {}", s.segment_bytes);
     println!("wal bytes        {}", s.wal_bytes);

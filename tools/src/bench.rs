@@ -1,0 +1,285 @@
+//! `ember bench`: our store against the identical Faiss index driven
+//! directly through the `faiss` crate, on a TEXMEX data set (`base.fvecs`,
+//! `query.fvecs`, `groundtruth.ivecs`), side by side in one run.
+//!
+//! For each index kind: build time, open time, index load time, disk size,
+//! and for a ladder of ef_search / nprobe values, recall@10 against the
+//! ground truth, p50 and p99 latency and queries per second, one query
+//! thread, queries interleaved (ours, then Faiss's) so that noise on the
+//! machine hits both alike.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use emberdb::{Durability, IndexSpec, Metric, Options, Query, Store};
+use faiss::index::autotune::ParameterSpace;
+use faiss::{index_factory, Index, MetricType};
+
+use crate::texmex;
+
+pub struct BenchArgs {
+    pub data: PathBuf,
+    pub kinds: Vec<String>,
+    pub ef: Vec<usize>,
+    pub nprobe: Vec<usize>,
+    pub m: usize,
+    pub ef_construction: usize,
+    pub nlist: Option<usize>,
+    pub queries: Option<usize>,
+}
+
+struct Data {
+    dim: usize,
+    base: Vec<f32>,
+    queries: Vec<f32>,
+    truth: Vec<Vec<u64>>,
+}
+
+fn load(dir: &Path, limit: Option<usize>) -> Result<Data, String> {
+    let (dim, base) = texmex::read_fvecs(&dir.join("base.fvecs"))?;
+    let (qdim, mut queries) = texmex::read_fvecs(&dir.join("query.fvecs"))?;
+    let (gdim, gt) = texmex::read_ivecs(&dir.join("groundtruth.ivecs"))?;
+    if qdim != dim {
+        return Err(format!("query dimension {qdim} differs from base dimension {dim}"));
+    }
+    if gdim < 10 {
+        return Err(format!("ground truth holds {gdim} ids per query; recall@10 needs 10"));
+    }
+    let mut truth: Vec<Vec<u64>> = gt
+        .chunks_exact(gdim)
+        .map(|r| r[..10].iter().map(|&i| i as u64).collect())
+        .collect();
+    if truth.len() != queries.len() / dim {
+        return Err(format!(
+            "{} ground-truth rows for {} queries",
+            truth.len(),
+            queries.len() / dim
+        ));
+    }
+    if let Some(n) = limit {
+        queries.truncate(n * dim);
+        truth.truncate(n);
+    }
+    Ok(Data {
+        dim,
+        base,
+        queries,
+        truth,
+    })
+}
+
+/// Latencies and hits of one pass over the queries.
+#[derive(Default)]
+struct Pass {
+    latencies: Vec<Duration>,
+    found: usize,
+}
+
+impl Pass {
+    fn record(&mut self, elapsed: Duration, ids: &[u64], truth: &[u64]) {
+        self.latencies.push(elapsed);
+        self.found += ids.iter().filter(|id| truth.contains(id)).count();
+    }
+
+    fn summary(&mut self) -> (f64, f64, f64, f64) {
+        self.latencies.sort();
+        let n = self.latencies.len();
+        let pct = |p: f64| self.latencies[((n as f64 * p) as usize).min(n - 1)].as_secs_f64() * 1e6;
+        let total: f64 = self.latencies.iter().map(Duration::as_secs_f64).sum();
+        (
+            self.found as f64 / (10 * n) as f64,
+            pct(0.5),
+            pct(0.99),
+            n as f64 / total,
+        )
+    }
+}
+
+fn spec_for(kind: &str, args: &BenchArgs, knob: usize) -> Result<IndexSpec, String> {
+    Ok(match kind {
+        "flat" => IndexSpec::Flat,
+        "hnsw" => IndexSpec::Hnsw {
+            m: args.m,
+            ef_construction: args.ef_construction,
+            ef_search: knob,
+        },
+        "ivf" => IndexSpec::Ivf {
+            nlist: args.nlist,
+            nprobe: knob,
+        },
+        other => return Err(format!("unknown index kind {other:?} (flat, hnsw, ivf)")),
+    })
+}
+
+fn options(dim: usize, rows: usize, spec: IndexSpec) -> Options {
+    Options::new(dim)
+        .metric(Metric::InnerProduct)
+        .durability(Durability::None)
+        .segment_rows(rows.max(1))
+        .flat_below(0)
+        .index(spec)
+}
+
+fn faiss_err(e: faiss::error::Error) -> String {
+    e.to_string()
+}
+
+pub fn run(args: BenchArgs) -> Result<(), String> {
+    let data = load(&args.data, args.queries)?;
+    let (dim, rows) = (data.dim, data.base.len() / data.dim);
+    println!(
+        "data: {} ({rows} x {dim} base, {} queries), inner product, k = 10, one query thread",
+        args.data.display(),
+        data.truth.len()
+    );
+    for kind in &args.kinds {
+        bench_kind(kind, &args, &data, rows)?;
+    }
+    Ok(())
+}
+
+fn bench_kind(kind: &str, args: &BenchArgs, data: &Data, rows: usize) -> Result<(), String> {
+    let dim = data.dim;
+    let ladder: Vec<usize> = match kind {
+        "hnsw" => args.ef.clone(),
+        "ivf" => args.nprobe.clone(),
+        _ => vec![0],
+    };
+    let first = spec_for(kind, args, ladder[0])?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let path = dir.path().join("store");
+    let err = |e: emberdb::Error| e.to_string();
+
+    // Ours: ingest, seal, index (in the background worker), reopen.
+    let store = Store::open(&path, options(dim, rows, first)).map_err(err)?;
+    let t = Instant::now();
+    for (id, v) in data.base.chunks_exact(dim).enumerate() {
+        store.upsert(id as u64, v).map_err(err)?;
+    }
+    let ingest = t.elapsed();
+    let t = Instant::now();
+    store.seal().map_err(err)?;
+    store.wait_for_indexes();
+    let build = t.elapsed();
+    drop(store);
+    let t = Instant::now();
+    let store = Store::open(&path, options(dim, rows, first)).map_err(err)?;
+    let open = t.elapsed();
+    let t = Instant::now();
+    store.wait_for_indexes();
+    let load_index = t.elapsed();
+    let disk = store.stats().map_err(err)?.disk_bytes;
+    drop(store);
+
+    // The identical Faiss index, through the faiss crate.
+    let description = match first {
+        IndexSpec::Flat => "Flat".to_string(),
+        IndexSpec::Hnsw { m, .. } => format!("HNSW{m},Flat"),
+        IndexSpec::Ivf { nlist, .. } => format!("IVF{},Flat", nlist.unwrap_or_else(|| default_nlist(rows))),
+    };
+    let t = Instant::now();
+    let mut faiss_index = index_factory(dim as u32, &description, MetricType::InnerProduct).map_err(faiss_err)?;
+    let space = ParameterSpace::new().map_err(faiss_err)?;
+    if let IndexSpec::Hnsw { ef_construction, .. } = first {
+        space
+            .set_index_parameter(&faiss_index, "efConstruction", ef_construction as f64)
+            .map_err(faiss_err)?;
+    }
+    if matches!(first, IndexSpec::Ivf { .. }) {
+        faiss_index.train(&data.base).map_err(faiss_err)?;
+    }
+    faiss_index.add(&data.base).map_err(faiss_err)?;
+    let faiss_build = t.elapsed();
+
+    println!(
+        "\n{kind} ({description}): ours: ingest {:.2} s, build {:.2} s, open {:.1} ms, index load {:.1} ms, disk {:.1} MiB; faiss crate build {:.2} s",
+        ingest.as_secs_f64(),
+        build.as_secs_f64(),
+        open.as_secs_f64() * 1e3,
+        load_index.as_secs_f64() * 1e3,
+        disk as f64 / (1 << 20) as f64,
+        faiss_build.as_secs_f64()
+    );
+    println!(
+        "  {:>8} | {:>7} {:>9} {:>9} {:>8} | {:>7} {:>9} {:>9} {:>8} | {:>8}",
+        "param", "recall", "p50 us", "p99 us", "qps", "faiss", "p50 us", "p99 us", "qps", "p50 +%"
+    );
+    for &knob in &ladder {
+        let spec = spec_for(kind, args, knob)?;
+        let store = Store::open(&path, options(dim, rows, spec)).map_err(err)?;
+        store.wait_for_indexes();
+        match kind {
+            "hnsw" => space
+                .set_index_parameter(&faiss_index, "efSearch", knob as f64)
+                .map_err(faiss_err)?,
+            "ivf" => space
+                .set_index_parameter(&faiss_index, "nprobe", knob as f64)
+                .map_err(faiss_err)?,
+            _ => {}
+        }
+        let (mut ours, mut theirs) = (Pass::default(), Pass::default());
+        for (q, truth) in data.queries.chunks_exact(dim).zip(&data.truth) {
+            let t = Instant::now();
+            let hits = store.knn(&Query::vector(q).k(10)).map_err(err)?;
+            let elapsed = t.elapsed();
+            let ids: Vec<u64> = hits.iter().map(|h| h.id).collect();
+            ours.record(elapsed, &ids, truth);
+
+            let t = Instant::now();
+            let result = faiss_index.search(q, 10).map_err(faiss_err)?;
+            let elapsed = t.elapsed();
+            let ids: Vec<u64> = result.labels.iter().filter_map(|l| l.get()).collect();
+            theirs.record(elapsed, &ids, truth);
+        }
+        let (r1, p50, p99, qps) = ours.summary();
+        let (r2, f50, f99, fqps) = theirs.summary();
+        let label = match kind {
+            "hnsw" => format!("ef {knob}"),
+            "ivf" => format!("nprobe {knob}"),
+            _ => "exact".into(),
+        };
+        println!(
+            "  {label:>8} | {r1:>7.3} {p50:>9.1} {p99:>9.1} {qps:>8.0} | {r2:>7.3} {f50:>9.1} {f99:>9.1} {fqps:>8.0} | {:>+7.1}%",
+            (p50 / f50 - 1.0) * 100.0
+        );
+    }
+    concurrency(kind, args, data, &path, rows, ladder[0])
+}
+
+/// Queries per second from one and from two threads, same store.
+fn concurrency(kind: &str, args: &BenchArgs, data: &Data, path: &Path, rows: usize, knob: usize) -> Result<(), String> {
+    let dim = data.dim;
+    let spec = spec_for(kind, args, knob)?;
+    let store = Store::open(path, options(dim, rows, spec)).map_err(|e| e.to_string())?;
+    store.wait_for_indexes();
+    let queries: Vec<&[f32]> = data.queries.chunks_exact(dim).collect();
+    let run = |threads: usize| -> f64 {
+        let per_thread = queries.len().max(2000) / threads;
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for th in 0..threads {
+                let (store, queries) = (&store, &queries);
+                s.spawn(move || {
+                    for i in 0..per_thread {
+                        let q = queries[(th * per_thread + i) % queries.len()];
+                        let _ = std::hint::black_box(store.knn(&Query::vector(q).k(10)));
+                    }
+                });
+            }
+        });
+        (per_thread * threads) as f64 / t.elapsed().as_secs_f64()
+    };
+    let one = run(1);
+    let two = run(2);
+    println!(
+        "  concurrent knn: 1 thread {one:.0} qps, 2 threads {two:.0} qps ({:.2}x)",
+        two / one
+    );
+    Ok(())
+}
+
+/// The IVF list count the store derives (kept equal here for the comparison).
+fn default_nlist(rows: usize) -> usize {
+    let by_sqrt = (4.0 * (rows as f64).sqrt()) as usize;
+    by_sqrt.min(rows / 39).max(1)
+}
