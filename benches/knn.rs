@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use emberdb::{Durability, Metric, Options, Query, Store};
+use emberdb::{Durability, IndexSpec, Metric, Options, Query, Store};
 use rand::{Rng, SeedableRng};
 
 const ROWS: u64 = 100_000;
@@ -67,8 +67,8 @@ fn exact_knn(c: &mut Criterion) {
                     .sum()
             })
         });
-        let elapsed = queries_on_threads(&store, &queries, threads, 256 / threads);
-        rates.push((threads, 256.0 / elapsed.as_secs_f64()));
+        let elapsed = queries_on_threads(&store, &queries, threads, 1024 / threads);
+        rates.push((threads, 1024.0 / elapsed.as_secs_f64()));
     }
     group.finish();
     for (threads, qps) in &rates {
