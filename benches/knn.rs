@@ -36,9 +36,11 @@ fn exact_knn(c: &mut Criterion) {
     let store = Arc::new(
         Store::open(
             dir.path(),
+            // Exact search: no index (`ember bench` measures the indexes).
             Options::new(DIM)
                 .metric(Metric::InnerProduct)
-                .durability(Durability::None),
+                .durability(Durability::None)
+                .index(IndexSpec::Flat),
         )
         .unwrap(),
     );
