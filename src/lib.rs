@@ -21,6 +21,7 @@ mod meta;
 mod options;
 mod query;
 mod segment;
+mod stamp;
 mod store;
 mod wal;
 

@@ -22,10 +22,10 @@ use std::path::Path;
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
+use crate::stamp::{Header, HeaderWriter, HEADER_LEN};
 
 pub(crate) const MAGIC: &[u8; 8] = b"EMBERIDX";
 pub(crate) const INDEX_VERSION: u32 = 1;
-const HEADER_LEN: usize = 64;
 
 /// What an index file says it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,19 +50,16 @@ pub(crate) fn parse_name(name: &str) -> Option<u64> {
 
 /// Writes an index file atomically and durably.
 pub(crate) fn write(path: &Path, header: &IndexHeader, body: &[u8]) -> Result<()> {
-    let mut h = [0u8; HEADER_LEN];
-    h[0..8].copy_from_slice(MAGIC);
-    h[8..12].copy_from_slice(&INDEX_VERSION.to_le_bytes());
-    h[12..16].copy_from_slice(&header.kind.to_le_bytes());
-    h[16..24].copy_from_slice(&header.segment_id.to_le_bytes());
-    h[24..32].copy_from_slice(&header.rows.to_le_bytes());
-    h[32..36].copy_from_slice(&header.param_a.to_le_bytes());
-    h[36..40].copy_from_slice(&header.param_b.to_le_bytes());
-    h[40..44].copy_from_slice(&header.metric.to_le_bytes());
-    h[48..56].copy_from_slice(&(body.len() as u64).to_le_bytes());
-    h[56..60].copy_from_slice(&crc32fast::hash(body).to_le_bytes());
-    let header_crc = crc32fast::hash(&h[0..60]);
-    h[60..64].copy_from_slice(&header_crc.to_le_bytes());
+    let h = HeaderWriter::new(MAGIC, INDEX_VERSION)
+        .u32(12, header.kind)
+        .u64(16, header.segment_id)
+        .u64(24, header.rows)
+        .u32(32, header.param_a)
+        .u32(36, header.param_b)
+        .u32(40, header.metric)
+        .u64(48, body.len() as u64)
+        .u32(56, crc32fast::hash(body))
+        .finish();
     fsutil::write_atomically_with(path, |out| {
         out.write_all(&h)?;
         out.write_all(body)
@@ -78,33 +75,8 @@ pub(crate) fn read(path: &Path) -> Result<(IndexHeader, Vec<u8>)> {
         offset,
         reason,
     };
-    if bytes.len() < HEADER_LEN {
-        return Err(corrupt(
-            0,
-            format!("file of {} bytes is shorter than the index header", bytes.len()),
-        ));
-    }
-    let h = &bytes[..HEADER_LEN];
-    if &h[0..8] != MAGIC {
-        return Err(corrupt(0, "bad magic: not an emberdb index file".into()));
-    }
-    let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
-    let u64_at = |i: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&h[i..i + 8]);
-        u64::from_le_bytes(b)
-    };
-    if crc32fast::hash(&h[0..60]) != u32_at(60) {
-        return Err(corrupt(0, "index header checksum mismatch".into()));
-    }
-    let version = u32_at(8);
-    if version > INDEX_VERSION {
-        return Err(Error::NewerFormat {
-            path: path.to_path_buf(),
-            found: version,
-            supported: INDEX_VERSION,
-        });
-    }
+    let h = Header::check(&bytes, MAGIC, INDEX_VERSION, path, "index")?;
+    let (u32_at, u64_at) = (|i| h.u32(i), |i| h.u64(i));
     let body_len = u64_at(48);
     if body_len != (bytes.len() - HEADER_LEN) as u64 {
         return Err(corrupt(

@@ -30,10 +30,10 @@ use super::tombstones::Tombstones;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::index::SegmentIndex;
+use crate::stamp::{Header, HeaderWriter, HEADER_LEN};
 
 pub(crate) const MAGIC: &[u8; 8] = b"EMBERSEG";
 pub(crate) const SEGMENT_VERSION: u32 = 1;
-const HEADER_LEN: usize = 64;
 
 /// The file name of segment `id`.
 pub(crate) fn file_name(id: u64) -> String {
@@ -73,17 +73,14 @@ pub(crate) fn write(path: &Path, id: u64, dim: usize, ids: &[u64], values: &[f32
     body_crc.update(&padding);
     body_crc.update(value_bytes);
 
-    let mut h = [0u8; HEADER_LEN];
-    h[0..8].copy_from_slice(MAGIC);
-    h[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
-    h[12..16].copy_from_slice(&(dim as u32).to_le_bytes());
-    h[16..24].copy_from_slice(&(count as u64).to_le_bytes());
-    h[24..32].copy_from_slice(&id.to_le_bytes());
-    h[32..40].copy_from_slice(&(HEADER_LEN as u64).to_le_bytes());
-    h[40..48].copy_from_slice(&(vec_off as u64).to_le_bytes());
-    h[48..52].copy_from_slice(&body_crc.finalize().to_le_bytes());
-    let header_crc = crc32fast::hash(&h[0..60]);
-    h[60..64].copy_from_slice(&header_crc.to_le_bytes());
+    let h = HeaderWriter::new(MAGIC, SEGMENT_VERSION)
+        .u32(12, dim as u32)
+        .u64(16, count as u64)
+        .u64(24, id)
+        .u64(32, HEADER_LEN as u64)
+        .u64(40, vec_off as u64)
+        .u32(48, body_crc.finalize())
+        .finish();
 
     fsutil::write_atomically_with(path, |out| {
         out.write_all(&h)?;
@@ -121,33 +118,10 @@ impl SealedSegment {
         let mut file = File::open(path).at(path)?;
         let len = file.metadata().at(path)?.len();
         let mut h = [0u8; HEADER_LEN];
-        if len < HEADER_LEN as u64 {
-            return Err(corrupt(
-                0,
-                format!("file of {len} bytes is shorter than the segment header"),
-            ));
-        }
-        std::io::Read::read_exact(&mut file, &mut h).at(path)?;
-        if &h[0..8] != MAGIC {
-            return Err(corrupt(0, "bad magic: not an emberdb segment file".into()));
-        }
-        let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
-        let u64_at = |i: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&h[i..i + 8]);
-            u64::from_le_bytes(b)
-        };
-        if crc32fast::hash(&h[0..60]) != u32_at(60) {
-            return Err(corrupt(0, "segment header checksum mismatch".into()));
-        }
-        let version = u32_at(8);
-        if version > SEGMENT_VERSION {
-            return Err(Error::NewerFormat {
-                path: path.to_path_buf(),
-                found: version,
-                supported: SEGMENT_VERSION,
-            });
-        }
+        let n = (len as usize).min(HEADER_LEN);
+        std::io::Read::read_exact(&mut file, &mut h[..n]).at(path)?;
+        let header = Header::check(&h[..n], MAGIC, SEGMENT_VERSION, path, "segment")?;
+        let (u32_at, u64_at) = (|i| header.u32(i), |i| header.u64(i));
         let dim = u32_at(12) as usize;
         let count = u64_at(16);
         if dim != expected_dim {

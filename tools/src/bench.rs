@@ -17,14 +17,30 @@ use faiss::{index_factory, Index, MetricType};
 
 use crate::texmex;
 
+#[derive(clap::Args)]
 pub struct BenchArgs {
+    /// Directory holding base.fvecs, query.fvecs and groundtruth.ivecs.
     pub data: PathBuf,
+    /// Index kinds to run, comma separated: flat, hnsw, ivf.
+    #[arg(long, value_delimiter = ',', default_value = "flat,hnsw,ivf")]
     pub kinds: Vec<String>,
+    /// HNSW ef_search ladder (the first is used for the thread test).
+    #[arg(long, value_delimiter = ',', default_value = "96,16,32,64,128,256")]
     pub ef: Vec<usize>,
+    /// IVF nprobe ladder (the first is used for the thread test).
+    #[arg(long, value_delimiter = ',', default_value = "16,1,4,8,32,64")]
     pub nprobe: Vec<usize>,
+    /// HNSW m.
+    #[arg(long, default_value_t = 32)]
     pub m: usize,
+    /// HNSW ef_construction.
+    #[arg(long, default_value_t = 100)]
     pub ef_construction: usize,
+    /// IVF lists (default: about 4 * sqrt(rows)).
+    #[arg(long)]
     pub nlist: Option<usize>,
+    /// Use only the first N queries.
+    #[arg(long)]
     pub queries: Option<usize>,
 }
 

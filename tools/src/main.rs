@@ -33,31 +33,7 @@ enum Command {
     },
     /// Benchmark the store against the identical Faiss index on a TEXMEX
     /// data set (base.fvecs, query.fvecs, groundtruth.ivecs in DATA).
-    Bench {
-        /// Directory holding base.fvecs, query.fvecs and groundtruth.ivecs.
-        data: PathBuf,
-        /// Index kinds to run, comma separated: flat, hnsw, ivf.
-        #[arg(long, value_delimiter = ',', default_value = "flat,hnsw,ivf")]
-        kinds: Vec<String>,
-        /// HNSW ef_search ladder (the first is used for the thread test).
-        #[arg(long, value_delimiter = ',', default_value = "96,16,32,64,128,256")]
-        ef: Vec<usize>,
-        /// IVF nprobe ladder (the first is used for the thread test).
-        #[arg(long, value_delimiter = ',', default_value = "16,1,4,8,32,64")]
-        nprobe: Vec<usize>,
-        /// HNSW m.
-        #[arg(long, default_value_t = 32)]
-        m: usize,
-        /// HNSW ef_construction.
-        #[arg(long, default_value_t = 100)]
-        ef_construction: usize,
-        /// IVF lists (default: about 4 * sqrt(rows)).
-        #[arg(long)]
-        nlist: Option<usize>,
-        /// Use only the first N queries.
-        #[arg(long)]
-        queries: Option<usize>,
-    },
+    Bench(bench::BenchArgs),
     /// Print the counts and sizes of a store.
     Stats {
         /// The store directory.
@@ -70,26 +46,8 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Demo { dir, items, events } => demo::run(dir, items, events),
         Command::Stats { store } => stats::run(&store),
-        Command::Bench {
-            data,
-            kinds,
-            ef,
-            nprobe,
-            m,
-            ef_construction,
-            nlist,
-            queries,
-        } => {
-            return match bench::run(bench::BenchArgs {
-                data,
-                kinds,
-                ef,
-                nprobe,
-                m,
-                ef_construction,
-                nlist,
-                queries,
-            }) {
+        Command::Bench(args) => {
+            return match bench::run(args) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("ember bench: {e}");
