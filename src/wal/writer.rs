@@ -2,10 +2,10 @@
 //!
 //! Writers append under the store's write lock ([`WalWriter`] is owned by
 //! it), then release that lock and wait for durability in [`SyncShared::sync_to`]
-//! outside it. The first waiter fsyncs everything written so far; writers
-//! that queued behind it find their bytes already covered and return without
-//! an fsync of their own. That is the group commit: N concurrent writers
-//! share far fewer than N fsyncs.
+//! outside it. The first waiter becomes the leader and fsyncs everything
+//! written so far; writers that arrive meanwhile park, and find their bytes
+//! covered when the leader unparks them. That is the group commit: N
+//! concurrent writers share far fewer than N fsyncs.
 //!
 //! A failed fsync (or write) poisons the log: the kernel may have dropped the
 //! dirty pages, so nothing later can be promised durable. Every later write
@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
 use super::{file, Position};
 use crate::error::{Error, IoContext, Result};
@@ -33,6 +33,10 @@ struct SyncState {
     synced: Position,
     /// A leader is fsyncing; others wait for it instead of queueing fsyncs.
     leader_active: bool,
+    /// Followers parked until the leader's fsync ends. The leader unparks
+    /// them all at once (a condition variable would wake them one by one,
+    /// each after the previous one released the lock).
+    parked: Vec<std::thread::Thread>,
 }
 
 /// The state that waiters for durability share with the writer.
@@ -41,7 +45,6 @@ pub(crate) struct SyncShared {
     /// The file being appended to, and how far bytes were handed to the OS.
     current: Mutex<(Arc<File>, Position)>,
     state: Mutex<SyncState>,
-    synced_moved: Condvar,
     poisoned: AtomicBool,
     fsyncs: AtomicU64,
     /// Writers between the start of a write call and their `sync_to`.
@@ -67,7 +70,7 @@ const GATHER_LIMIT: std::time::Duration = std::time::Duration::from_micros(200);
 /// concurrently), the leader also gives the ones it just released this long
 /// to come back with their next write: PostgreSQL's `commit_delay` with
 /// `commit_siblings`. A lone writer never waits.
-const COMMIT_DELAY: std::time::Duration = std::time::Duration::from_micros(60);
+const COMMIT_DELAY: std::time::Duration = std::time::Duration::from_micros(15);
 
 impl SyncShared {
     /// Returns once every byte before `target` is fsynced.
@@ -90,7 +93,12 @@ impl SyncShared {
                 return Ok(());
             }
             if state.leader_active {
-                self.synced_moved.wait(&mut state);
+                state.parked.push(std::thread::current());
+                drop(state);
+                // A wake-up may be spurious or meant for an earlier wait:
+                // the loop re-checks under the lock either way.
+                std::thread::park();
+                state = self.state.lock();
                 continue;
             }
             state.leader_active = true;
@@ -117,18 +125,23 @@ impl SyncShared {
             self.last_group.store(group, Ordering::Release);
             state = self.state.lock();
             state.leader_active = false;
-            match outcome {
-                Ok(()) => state.synced = state.synced.max(written),
-                Err(source) => {
-                    self.poison();
-                    self.synced_moved.notify_all();
-                    return Err(Error::Io {
-                        path: file::path_of(&self.dir, written.file_no),
-                        source,
-                    });
-                }
+            if outcome.is_ok() {
+                state.synced = state.synced.max(written);
+            } else {
+                self.poison();
             }
-            self.synced_moved.notify_all();
+            let parked = std::mem::take(&mut state.parked);
+            drop(state);
+            for follower in parked {
+                follower.unpark();
+            }
+            if let Err(source) = outcome {
+                return Err(Error::Io {
+                    path: file::path_of(&self.dir, written.file_no),
+                    source,
+                });
+            }
+            state = self.state.lock();
         }
     }
 
@@ -206,8 +219,8 @@ impl WalWriter {
                 state: Mutex::new(SyncState {
                     synced: position,
                     leader_active: false,
+                    parked: Vec::new(),
                 }),
-                synced_moved: Condvar::new(),
                 poisoned: AtomicBool::new(false),
                 fsyncs: AtomicU64::new(0),
                 in_flight: AtomicUsize::new(0),
@@ -304,11 +317,14 @@ impl WalWriter {
         self.file_no = next_no;
         self.written = file::HEADER_LEN as u64;
         let start = self.end();
-        {
+        let parked = {
             let mut state = self.shared.state.lock();
             state.synced = state.synced.max(old_end).max(start);
+            std::mem::take(&mut state.parked)
+        };
+        for follower in parked {
+            follower.unpark();
         }
-        self.shared.synced_moved.notify_all();
         *self.shared.current.lock() = (Arc::clone(&self.file), start);
         Ok(())
     }
