@@ -86,6 +86,9 @@ impl Default for IndexSpec {
     }
 }
 
+/// Rows added to an index per Faiss call (see `SegmentIndex::build`).
+const ADD_PIECE_ROWS: usize = 16_384;
+
 const KIND_HNSW: u32 = 1;
 const KIND_IVF: u32 = 2;
 
@@ -140,8 +143,16 @@ pub(crate) struct SegmentIndex {
 }
 
 impl SegmentIndex {
-    /// Builds the index of `spec` over `rows` (`dim` values each).
-    pub fn build(spec: IndexSpec, metric: Metric, dim: usize, segment_id: u64, rows: &[f32]) -> Result<Option<Self>> {
+    /// Builds the index of `spec` over `rows` (`dim` values each). Returns
+    /// `Ok(None)` for `Flat`, or when `stop` turns true part way.
+    pub fn build(
+        spec: IndexSpec,
+        metric: Metric,
+        dim: usize,
+        segment_id: u64,
+        rows: &[f32],
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Option<Self>> {
         let count = rows.len() / dim;
         let Some(header) = header_for(spec, metric, segment_id, count) else {
             return Ok(None);
@@ -164,9 +175,16 @@ impl SegmentIndex {
         } else {
             index.train(rows).map_err(faiss_err)?;
         }
-        // One call: Faiss's HNSW add does per-call work proportional to the
-        // index size, so adding in pieces would be quadratic.
-        index.add(rows).map_err(faiss_err)?;
+        // In pieces, so that closing the store need not wait for a whole
+        // build: each HNSW add also does work proportional to the index size
+        // (locks, visited tables), so pieces are large enough for that to stay
+        // a small fraction of the work.
+        for piece in rows.chunks(ADD_PIECE_ROWS * dim) {
+            if stop() {
+                return Ok(None);
+            }
+            index.add(piece).map_err(faiss_err)?;
+        }
         let built = SegmentIndex {
             header,
             spec,

@@ -69,7 +69,7 @@ impl Indexer {
                 .spawn(move || {
                     for segment in receiver {
                         if !stop.load(Ordering::Acquire) {
-                            index_segment(&config, &segment, &counters);
+                            index_segment(&config, &segment, &counters, &|| stop.load(Ordering::Acquire));
                         }
                         let mut jobs = pending.jobs.lock();
                         *jobs -= 1;
@@ -109,8 +109,9 @@ impl Indexer {
         }
     }
 
-    /// Stops the worker: the index being built is finished, queued ones are
-    /// dropped (they are built again at the next open).
+    /// Stops the worker: the index being built is abandoned at its next
+    /// piece (16,384 rows), queued ones are dropped; they are built again at
+    /// the next open.
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::Release);
         self.sender.lock().take();
@@ -127,7 +128,7 @@ impl Drop for Indexer {
 }
 
 /// Loads or builds the index of one segment and installs it.
-fn index_segment(config: &Config, segment: &SealedSegment, counters: &IndexCounters) {
+fn index_segment(config: &Config, segment: &SealedSegment, counters: &IndexCounters, stop: &dyn Fn() -> bool) {
     if config.spec == IndexSpec::Flat || segment.count() < config.flat_below || segment.index().is_some() {
         return;
     }
@@ -143,7 +144,7 @@ fn index_segment(config: &Config, segment: &SealedSegment, counters: &IndexCount
             Err(e) => log::warn!("{}: unusable ({e}); rebuilding it from its segment", path.display()),
         }
     }
-    match build(config, segment, &path) {
+    match build(config, segment, &path, stop) {
         Ok(Some(index)) => {
             segment.set_index(index);
             counters.builds.fetch_add(1, Ordering::Relaxed);
@@ -159,9 +160,14 @@ fn index_segment(config: &Config, segment: &SealedSegment, counters: &IndexCount
     }
 }
 
-fn build(config: &Config, segment: &SealedSegment, path: &std::path::Path) -> Result<Option<SegmentIndex>> {
+fn build(
+    config: &Config,
+    segment: &SealedSegment,
+    path: &std::path::Path,
+    stop: &dyn Fn() -> bool,
+) -> Result<Option<SegmentIndex>> {
     let (_, rows) = segment.data()?;
-    let Some(index) = SegmentIndex::build(config.spec, config.metric, config.dim, segment.id(), rows)? else {
+    let Some(index) = SegmentIndex::build(config.spec, config.metric, config.dim, segment.id(), rows, stop)? else {
         return Ok(None);
     };
     index.save(path)?;
