@@ -95,11 +95,26 @@ pub(crate) fn replay(
             file::HEADER_LEN
         };
         if offset > bytes.len() {
-            return Err(Error::Corruption {
-                file: path.clone(),
+            if !is_last {
+                // The log moves on only after fsyncing a file whole.
+                return Err(Error::Corruption {
+                    file: path.clone(),
+                    offset: offset as u64,
+                    reason: format!("checkpoint lies beyond the end of the file ({} bytes)", bytes.len()),
+                });
+            }
+            // The checkpoint was made durable before the log bytes it
+            // follows (a power loss took the unsynced tail). Everything
+            // before it is in durable state and nothing after it was
+            // acknowledged, so the log goes on from the checkpoint: pad
+            // the file to it (the padding is never read).
+            cut_at(path, offset as u64)?;
+            truncated = Some((path.clone(), bytes.len() as u64));
+            end = Position {
+                file_no: *no,
                 offset: offset as u64,
-                reason: format!("checkpoint lies beyond the end of the file ({} bytes)", bytes.len()),
-            });
+            };
+            break;
         }
         let start = offset;
         loop {
@@ -147,7 +162,8 @@ pub(crate) fn replay(
     })
 }
 
-/// Truncates a torn tail durably.
+/// Sets the file's length durably (cuts a torn tail, or pads up to a
+/// checkpoint).
 fn cut_at(path: &Path, len: u64) -> Result<()> {
     let file = OpenOptions::new().write(true).open(path).at(path)?;
     file.set_len(len).at(path)?;
