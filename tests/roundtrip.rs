@@ -156,3 +156,35 @@ fn log_rotation_and_checkpoints_keep_everything() {
     // User 3 had 286 events; the default history keeps the last 200.
     assert_eq!(store.history(3).unwrap().len(), 200);
 }
+
+#[test]
+fn a_lost_update_leaves_the_old_vector_not_nothing() {
+    // Under `Durability::None` a crash may lose the last writes. An update
+    // of a sealed item that is lost must leave the item as it was: the
+    // retirement of its old row may not outlive the lost log record.
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options::new(DIM).metric(Metric::L2).durability(Durability::None);
+    {
+        let store = Store::open(dir.path(), opts.clone()).unwrap();
+        for id in 0..10u64 {
+            store.upsert(id, &vector_for(id, DIM)).unwrap();
+        }
+        store.seal().unwrap();
+        store.upsert(3, &vector_for(1003, DIM)).unwrap();
+        assert!(store.delete(4).unwrap());
+        assert_eq!(store.get(3).unwrap(), Some(vector_for(1003, DIM)));
+        store.close_without_checkpoint(); // the buffered log records are lost
+    }
+    let store = Store::open(dir.path(), opts).unwrap();
+    assert_eq!(
+        store.get(3).unwrap(),
+        Some(vector_for(3, DIM)),
+        "the lost update took the item with it"
+    );
+    assert_eq!(
+        store.get(4).unwrap(),
+        Some(vector_for(4, DIM)),
+        "the lost delete happened anyway"
+    );
+    assert_eq!(store.stats().unwrap().live_rows, 10);
+}

@@ -18,13 +18,15 @@ pub(crate) trait MetaStore: Send + Sync {
     fn save_config(&self, config: &StoredConfig) -> Result<()>;
     fn load_manifest(&self) -> Result<Option<Manifest>>;
     fn save_manifest(&self, manifest: &Manifest) -> Result<()>;
-    /// Atomically installs `manifest` and registers `rows` (ids of the segment
-    /// it adds): after a crash, either both are there or neither.
-    fn commit_seal(&self, manifest: &Manifest, rows: &[(u64, Location)]) -> Result<()>;
+    /// Atomically installs `manifest`, takes the `retired` ids out of the
+    /// registry (recording their rows dead) and registers `rows` (ids of a
+    /// segment the manifest adds, if any): after a crash, all of it is there
+    /// or none. Retirements reach the metadata only this way, together with
+    /// the checkpoint that covers their log records: a retirement whose
+    /// record did not survive a crash must not survive it either.
+    fn commit(&self, manifest: &Manifest, retired: &[(u64, Location)], rows: &[(u64, Location)]) -> Result<()>;
     /// The sealed row that holds `id`, if it is live in a sealed segment.
     fn location(&self, id: u64) -> Result<Option<Location>>;
-    /// Atomically removes `id` from the registry and records its row dead.
-    fn retire(&self, id: u64, at: Location) -> Result<()>;
     /// Every dead row of every sealed segment.
     fn dead_rows(&self) -> Result<Vec<Location>>;
     fn load_history(&self, user: u64) -> Result<Option<UserHistory>>;

@@ -129,8 +129,14 @@ impl MetaStore for SledMeta {
         Ok(())
     }
 
-    fn commit_seal(&self, manifest: &Manifest, rows: &[(u64, Location)]) -> Result<()> {
+    fn commit(&self, manifest: &Manifest, retired: &[(u64, Location)], rows: &[(u64, Location)]) -> Result<()> {
+        // A batch holds one operation per key, the last given: an id retired
+        // from an old segment and registered in the new one ends registered.
         let mut batch = sled::Batch::default();
+        for (id, at) in retired {
+            batch.remove(&registry_key(*id)[..]);
+            batch.insert(&dead_key(*at)[..], &[][..]);
+        }
         for (id, at) in rows {
             batch.insert(&registry_key(*id)[..], codec::encode(at, "registry")?);
         }
@@ -144,13 +150,6 @@ impl MetaStore for SledMeta {
             &registry_key(id),
             &format!("registry entry of item {id}"),
         )
-    }
-
-    fn retire(&self, id: u64, at: Location) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        batch.remove(&registry_key(id)[..]);
-        batch.insert(&dead_key(at)[..], &[][..]);
-        self.catalog.apply_batch(batch).map_err(|e| self.err(e))
     }
 
     fn dead_rows(&self) -> Result<Vec<Location>> {

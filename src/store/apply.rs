@@ -49,8 +49,8 @@ pub(crate) fn apply_upsert(shared: &Shared, core: &mut Core, start: Position, id
     }
     let version = shared.version.load();
     if version.growing.row_of(id).is_none() {
-        if let Some(at) = shared.meta.location(id)? {
-            retire_sealed(shared, &version, id, at)?;
+        if let Some(at) = shared.sealed_location(id)? {
+            retire_sealed(shared, &version, id, at);
         }
     }
     // The growing segment was not full above and only this (locked) path
@@ -69,20 +69,20 @@ pub(crate) fn apply_delete(shared: &Shared, id: u64) -> Result<bool> {
     if version.growing.remove(id) {
         return Ok(true);
     }
-    match shared.meta.location(id)? {
+    match shared.sealed_location(id)? {
         Some(at) => {
-            retire_sealed(shared, &version, id, at)?;
+            retire_sealed(shared, &version, id, at);
             Ok(true)
         }
         None => Ok(false),
     }
 }
 
-/// Takes `id` out of the registry and kills its sealed row.
-fn retire_sealed(shared: &Shared, version: &Arc<Version>, id: u64, at: Location) -> Result<()> {
-    shared.meta.retire(id, at)?;
+/// Kills the sealed row of `id` and records the retirement in memory; the
+/// next checkpoint writes it to the metadata (see `MetaStore::commit`).
+fn retire_sealed(shared: &Shared, version: &Arc<Version>, id: u64, at: Location) {
+    shared.retired.lock().insert(id, at);
     if let Some(segment) = version.segment(at.segment) {
         segment.dead().kill(at.row as usize);
     }
-    Ok(())
 }

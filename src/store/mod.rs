@@ -12,6 +12,7 @@ pub(crate) mod seal;
 pub(crate) mod validate;
 pub(crate) mod version;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use crate::meta::MetaStore;
 use crate::options::{Durability, Options};
 use crate::query::search::{self, Plan};
 use crate::query::{Hit, Query, Target};
+use crate::segment::Location;
 use crate::wal::record::{self, EVENT_BYTES};
 use crate::wal::writer::{SyncShared, WalWriter};
 use crate::wal::{frame, Position};
@@ -45,6 +47,25 @@ pub(crate) struct Shared {
     pub version: ArcSwap<Version>,
     pub histories: Histories,
     pub indexer: indexer::Indexer,
+    /// Sealed rows retired (deleted or superseded) since the last
+    /// checkpoint: id -> its old row. The registry in the metadata still
+    /// names them until the checkpoint commits these.
+    pub retired: Mutex<HashMap<u64, Location>>,
+}
+
+impl Shared {
+    /// The sealed row that holds `id`, if it is live in a sealed segment.
+    pub fn sealed_location(&self, id: u64) -> Result<Option<Location>> {
+        if self.retired.lock().contains_key(&id) {
+            return Ok(None);
+        }
+        self.meta.location(id)
+    }
+
+    /// The retirements to commit with the next checkpoint.
+    pub fn pending_retirements(&self) -> Vec<(u64, Location)> {
+        self.retired.lock().iter().map(|(id, at)| (*id, *at)).collect()
+    }
 }
 
 /// Everything behind the write lock.
@@ -207,7 +228,7 @@ impl Store {
     }
 
     fn contains(&self, id: u64) -> Result<bool> {
-        Ok(self.shared.version.load().growing.row_of(id).is_some() || self.shared.meta.location(id)?.is_some())
+        Ok(self.shared.version.load().growing.row_of(id).is_some() || self.shared.sealed_location(id)?.is_some())
     }
 
     /// The stored vector of `id` (normalised under cosine), if it is live.
@@ -219,7 +240,7 @@ impl Store {
             if let Some(row) = version.growing.row_of(id) {
                 return Ok(version.growing.row(row).map(<[f32]>::to_vec));
             }
-            let Some(at) = self.shared.meta.location(id)? else {
+            let Some(at) = self.shared.sealed_location(id)? else {
                 return Ok(None);
             };
             if let Some(segment) = version.segment(at.segment) {

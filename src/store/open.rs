@@ -84,6 +84,7 @@ pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
         histories: Histories::new(Arc::clone(&meta), opts.history_len),
         indexer: Indexer::start(segments_dir.clone(), opts.index, opts.metric, opts.dim, opts.flat_below),
         meta,
+        retired: Mutex::new(std::collections::HashMap::new()),
         opts: opts.clone(),
         version: ArcSwap::from_pointee(version),
     });

@@ -80,8 +80,10 @@ pub(crate) fn seal(shared: &Shared, core: &mut Core, checkpoint: Position) -> Re
     shared.histories.persist_dirty()?;
     manifest.checkpoint = checkpoint;
     manifest.next_seq = core.next_seq;
-    shared.meta.commit_seal(&manifest, &registry)?;
+    let retired = shared.pending_retirements();
+    shared.meta.commit(&manifest, &retired, &registry)?;
     shared.meta.flush()?;
+    forget_committed(shared, &retired);
     core.manifest = manifest;
     shared.version.store(Arc::new(Version {
         sealed: sealed_list,
@@ -115,11 +117,22 @@ pub(crate) fn checkpoint(shared: &Shared, core: &mut Core, wal_end: Position) ->
     shared.histories.persist_dirty()?;
     manifest.checkpoint = wal_end;
     manifest.next_seq = core.next_seq;
-    shared.meta.save_manifest(&manifest)?;
+    let retired = shared.pending_retirements();
+    shared.meta.commit(&manifest, &retired, &[])?;
     shared.meta.flush()?;
+    forget_committed(shared, &retired);
     core.manifest = manifest;
     remove_snapshot(shared, old_snapshot)?;
     remove_wal_before(shared, wal_end.file_no)
+}
+
+/// Drops retirements that the metadata now holds. (The write lock is held,
+/// so none of these was changed since `pending_retirements`.)
+fn forget_committed(shared: &Shared, committed: &[(u64, Location)]) {
+    let mut retired = shared.retired.lock();
+    for (id, _) in committed {
+        retired.remove(id);
+    }
 }
 
 /// Removes a growing-segment snapshot that the manifest no longer names.
