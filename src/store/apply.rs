@@ -27,7 +27,21 @@ pub(crate) fn apply_record(shared: &Shared, core: &mut Core, start: Position, re
     core.next_seq = core.next_seq.max(record.end_seq());
     match record {
         Record::Events { first_seq, events } => apply_events(shared, first_seq, &events),
-        Record::Upsert { id, vector, .. } => apply_upsert(shared, core, start, id, &vector),
+        Record::Upsert { id, vector, .. } => {
+            if vector.len() != shared.opts.dim {
+                // Checksummed but not ours to apply: never half-apply it.
+                return Err(crate::error::Error::Corruption {
+                    file: crate::wal::file::path_of(&shared.wal_dir, start.file_no),
+                    offset: start.offset,
+                    reason: format!(
+                        "upsert of item {id} has {} components, the store's dimension is {}",
+                        vector.len(),
+                        shared.opts.dim
+                    ),
+                });
+            }
+            apply_upsert(shared, core, start, id, &vector)
+        }
         Record::Delete { id, .. } => apply_delete(shared, id).map(|_| ()),
     }
 }
