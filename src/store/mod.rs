@@ -122,6 +122,9 @@ pub struct Stats {
     /// Indexes built, and index files loaded, since the store was opened.
     pub index_builds: u64,
     pub index_loads: u64,
+    /// Index builds that failed since the store was opened (logged; those
+    /// segments are searched exactly).
+    pub index_failures: u64,
 }
 
 /// An embedded vector store. See the crate documentation.
@@ -352,6 +355,7 @@ impl Store {
                 .collect(),
             index_builds: counters.builds.load(Ordering::Relaxed),
             index_loads: counters.loads.load(Ordering::Relaxed),
+            index_failures: counters.failures.load(Ordering::Relaxed),
         })
     }
 

@@ -15,7 +15,7 @@ use super::apply::Core;
 use super::version::Version;
 use super::Shared;
 use crate::error::{IoContext, Result};
-use crate::meta::records::SegmentEntry;
+use crate::meta::records::{Manifest, SegmentEntry};
 use crate::segment::growing::GrowingSegment;
 use crate::segment::sealed::{self, SealedSegment};
 use crate::segment::Location;
@@ -49,42 +49,28 @@ pub(crate) fn seal(shared: &Shared, core: &mut Core, checkpoint: Position) -> Re
     let mut registry = Vec::new();
     let mut new_segment = None;
     if !ids.is_empty() {
-        let id = manifest.next_segment_id;
-        let path = shared.segments_dir.join(sealed::file_name(id));
-        sealed::write(&path, id, dim, &ids, &values)?;
-        let segment = SealedSegment::open(&path, id, dim)?;
+        let entry = write_rows(shared, &mut manifest, sealed::file_name, &ids, &values)?;
+        let path = shared.segments_dir.join(sealed::file_name(entry.id));
+        let segment = SealedSegment::open(&path, entry.id, dim)?;
         segment.trust_fresh();
         let segment = Arc::new(segment);
         new_segment = Some(Arc::clone(&segment));
         sealed_list.push(segment);
-        manifest.segments.push(SegmentEntry {
-            id,
-            rows: ids.len() as u64,
-        });
-        manifest.next_segment_id = id + 1;
         registry = ids
             .iter()
             .enumerate()
             .map(|(row, item)| {
-                (
-                    *item,
-                    Location {
-                        segment: id,
-                        row: row as u32,
-                    },
-                )
+                let at = Location {
+                    segment: entry.id,
+                    row: row as u32,
+                };
+                (*item, at)
             })
             .collect();
+        manifest.segments.push(entry);
     }
     let old_snapshot = manifest.growing.take();
-    shared.histories.persist_dirty()?;
-    manifest.checkpoint = checkpoint;
-    manifest.next_seq = core.next_seq;
-    let retired = shared.pending_retirements();
-    shared.meta.commit(&manifest, &retired, &registry)?;
-    shared.meta.flush()?;
-    forget_committed(shared, &retired);
-    core.manifest = manifest;
+    commit_manifest(shared, core, manifest, checkpoint, &registry)?;
     shared.version.store(Arc::new(Version {
         sealed: sealed_list,
         growing: Arc::new(GrowingSegment::new(dim, shared.opts.segment_rows)),
@@ -105,25 +91,56 @@ pub(crate) fn checkpoint(shared: &Shared, core: &mut Core, wal_end: Position) ->
     let old_snapshot = manifest.growing.take();
     let (ids, values) = live_growing_rows(&current.growing, dim);
     if !ids.is_empty() {
-        let id = manifest.next_segment_id;
-        let path = shared.segments_dir.join(sealed::snapshot_file_name(id));
-        sealed::write(&path, id, dim, &ids, &values)?;
-        manifest.growing = Some(SegmentEntry {
-            id,
-            rows: ids.len() as u64,
-        });
-        manifest.next_segment_id = id + 1;
+        manifest.growing = Some(write_rows(
+            shared,
+            &mut manifest,
+            sealed::snapshot_file_name,
+            &ids,
+            &values,
+        )?);
     }
+    commit_manifest(shared, core, manifest, wal_end, &[])?;
+    remove_snapshot(shared, old_snapshot)?;
+    remove_wal_before(shared, wal_end.file_no)
+}
+
+/// Writes `ids` and their rows to a new file named by `name` under the next
+/// segment id (taken from `manifest`), durably; returns its manifest entry.
+fn write_rows(
+    shared: &Shared,
+    manifest: &mut Manifest,
+    name: fn(u64) -> String,
+    ids: &[u64],
+    values: &[f32],
+) -> Result<SegmentEntry> {
+    let id = manifest.next_segment_id;
+    sealed::write(&shared.segments_dir.join(name(id)), id, shared.opts.dim, ids, values)?;
+    manifest.next_segment_id = id + 1;
+    Ok(SegmentEntry {
+        id,
+        rows: ids.len() as u64,
+    })
+}
+
+/// Makes `manifest` durable with a checkpoint at `checkpoint`: dirty
+/// histories, pending retirements, `registry` (rows of a new segment) and
+/// the manifest go to the metadata in one batch, which is then flushed.
+fn commit_manifest(
+    shared: &Shared,
+    core: &mut Core,
+    mut manifest: Manifest,
+    checkpoint: Position,
+    registry: &[(u64, Location)],
+) -> Result<()> {
     shared.histories.persist_dirty()?;
-    manifest.checkpoint = wal_end;
+    manifest.checkpoint = checkpoint;
     manifest.next_seq = core.next_seq;
     let retired = shared.pending_retirements();
-    shared.meta.commit(&manifest, &retired, &[])?;
+    shared.meta.commit(&manifest, &retired, registry)?;
     shared.meta.flush()?;
     forget_committed(shared, &retired);
     core.manifest = manifest;
-    remove_snapshot(shared, old_snapshot)?;
-    remove_wal_before(shared, wal_end.file_no)
+    Ok(())
 }
 
 /// Drops retirements that the metadata now holds. (The write lock is held,
