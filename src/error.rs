@@ -79,6 +79,22 @@ pub enum Error {
     #[error("index of segment {segment}: {reason}")]
     Index { segment: u64, reason: String },
 
+    /// The store trains its own item vectors: the host cannot write them.
+    #[error("store {path} trains its item vectors from events; {operation} is for host-fed stores (see Options::trained)")]
+    TrainedStore { path: PathBuf, operation: &'static str },
+
+    /// Training was asked of a store whose vectors the host brings.
+    #[error("store {path} holds host-fed vectors; open it with Options::trained to train item vectors")]
+    NotTrained { path: PathBuf },
+
+    /// A user with no recorded events.
+    #[error("user {id} has no events in the store")]
+    UnknownUser { id: u64 },
+
+    /// A training round was abandoned because the store is closing.
+    #[error("training round on {path} stopped: the store is closing")]
+    TrainingStopped { path: PathBuf },
+
     /// sled reported an error.
     #[error("metadata store error at {path}: {source}")]
     Meta {

@@ -23,11 +23,13 @@ mod query;
 mod segment;
 mod stamp;
 mod store;
+mod train;
 mod wal;
 
 pub use error::{Error, Result};
 pub use event::Event;
 pub use index::IndexSpec;
 pub use options::{Durability, Metric, Options, MAX_DIM};
-pub use query::{Hit, Query, MAX_K};
-pub use store::{RecoveryReport, Stats, Store};
+pub use query::{Hit, Pooling, Query, MAX_K, SEED_RECENT_ITEMS, USER_RECENT_ITEMS};
+pub use store::{RecoveryReport, Stats, Store, TrainerStats};
+pub use train::{RunStats, Sigmoid, TrainOptions, TrainPolicy, TrainReport};

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::index::IndexSpec;
+use crate::train::TrainOptions;
 
 /// How vectors are compared. Scores in [`crate::Hit`] follow the metric:
 /// cosine similarity and inner product (higher is nearer), squared L2
@@ -45,6 +46,8 @@ pub struct Options {
     pub(crate) checkpoint_wal_bytes: u64,
     pub(crate) index: IndexSpec,
     pub(crate) flat_below: usize,
+    /// Some for a store that trains its own item vectors (persisted).
+    pub(crate) train: Option<TrainOptions>,
     /// Take `dim` and `metric` from the existing store (see [`Options::existing`]).
     pub(crate) from_store: bool,
 }
@@ -57,18 +60,20 @@ impl Options {
     /// Options for vectors of `dim` components, with defaults for the rest:
     /// cosine, `Durability::Sync`, segments of 131,072 rows indexed with
     /// HNSW (m 32, ef_construction 100, ef_search 96), histories of the last
-    /// 200 items per user.
+    /// 1,000 items per user. The host brings the vectors (`upsert`); see
+    /// [`Options::trained`] for a store that learns them from events.
     pub fn new(dim: usize) -> Self {
         Options {
             dim,
             metric: Metric::Cosine,
             durability: Durability::Sync,
             segment_rows: 131_072,
-            history_len: 200,
+            history_len: 1000,
             wal_file_bytes: 64 << 20,
             checkpoint_wal_bytes: 256 << 20,
             index: IndexSpec::default(),
             flat_below: 10_000,
+            train: None,
             from_store: false,
         }
     }
@@ -81,6 +86,27 @@ impl Options {
             from_store: true,
             ..Options::new(1)
         }
+    }
+
+    /// Options for a store that trains its own item vectors of `dim`
+    /// components (item2vec over the users' histories, see
+    /// [`TrainOptions`]), searched by cosine. Whether a store is trained or
+    /// host-fed is fixed when it is created: a trained store refuses
+    /// `upsert` and `delete`, a host-fed one refuses `train`.
+    pub fn trained(dim: usize) -> Self {
+        Options::new(dim).train_options(TrainOptions::default())
+    }
+
+    /// Makes the store a trained one, with these hyperparameters (they may
+    /// change between opens; being trained may not).
+    pub fn train_options(mut self, train: TrainOptions) -> Self {
+        self.train = Some(train);
+        self
+    }
+
+    /// The training options, for a trained store.
+    pub fn training(&self) -> Option<&TrainOptions> {
+        self.train.as_ref()
     }
 
     /// The metric (persisted: reopening with another metric is an error).
@@ -164,6 +190,9 @@ impl Options {
         self.index.validate()?;
         if self.history_len == 0 {
             return Err(Error::InvalidOptions("history_len must be at least 1".into()));
+        }
+        if let Some(train) = &self.train {
+            train.validate()?;
         }
         if self.wal_file_bytes < 4096 {
             return Err(Error::InvalidOptions("wal_file_bytes must be at least 4096".into()));

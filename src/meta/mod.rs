@@ -30,6 +30,8 @@ pub(crate) trait MetaStore: Send + Sync {
     /// Every dead row of every sealed segment.
     fn dead_rows(&self) -> Result<Vec<Location>>;
     fn load_history(&self, user: u64) -> Result<Option<UserHistory>>;
+    /// Calls `f` with every stored history (in user id order).
+    fn for_each_history(&self, f: &mut dyn FnMut(u64, UserHistory) -> Result<()>) -> Result<()>;
     fn save_histories(&self, histories: &[(u64, UserHistory)]) -> Result<()>;
     /// Makes every earlier write durable.
     fn flush(&self) -> Result<()>;

@@ -16,6 +16,8 @@ pub(crate) struct StoredConfig {
     pub format_version: u32,
     pub dim: u32,
     pub metric: Metric,
+    /// The store trains its own item vectors (else the host upserts them).
+    pub trained: bool,
 }
 
 /// A sealed segment that is part of the store.
@@ -39,6 +41,15 @@ pub(crate) struct Manifest {
     /// The sequence number of the first operation at or after `checkpoint`
     /// (used when the log after it is empty).
     pub next_seq: u64,
+    /// The trainer state of the current generation (trained stores).
+    pub trainer: Option<TrainerEntry>,
+}
+
+/// The trainer state file of a generation: `trainer-<file_id>.emb`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub(crate) struct TrainerEntry {
+    pub file_id: u64,
+    pub generation: u64,
 }
 
 impl Default for Manifest {
@@ -49,6 +60,7 @@ impl Default for Manifest {
             next_segment_id: 1,
             checkpoint: Position::origin(),
             next_seq: 1,
+            trainer: None,
         }
     }
 }
@@ -56,6 +68,9 @@ impl Default for Manifest {
 /// One entry of a user's history.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub(crate) struct HistoryEntry {
+    /// The event's sequence number: a training round takes the events
+    /// before its cut, and knows which of them it has not trained yet.
+    pub seq: u64,
     pub item: u64,
     pub ts: u64,
     pub weight: f32,

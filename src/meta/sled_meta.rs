@@ -178,6 +178,19 @@ impl MetaStore for SledMeta {
         self.get_record(&self.histories, &user.to_be_bytes(), &format!("history of user {user}"))
     }
 
+    fn for_each_history(&self, f: &mut dyn FnMut(u64, UserHistory) -> Result<()>) -> Result<()> {
+        for kv in self.histories.iter() {
+            let (key, value) = kv.map_err(|e| self.err(e))?;
+            let user = <[u8; 8]>::try_from(&key[..]).map(u64::from_be_bytes).map_err(|_| Error::Corruption {
+                file: self.path.clone(),
+                offset: 0,
+                reason: format!("history key of {} bytes", key.len()),
+            })?;
+            f(user, codec::decode(&value, &format!("history of user {user}"))?)?;
+        }
+        Ok(())
+    }
+
     fn save_histories(&self, histories: &[(u64, UserHistory)]) -> Result<()> {
         let mut batch = sled::Batch::default();
         for (user, history) in histories {

@@ -21,7 +21,25 @@ pub struct Hit {
 pub(crate) enum Target {
     Vector(Vec<f32>),
     Item(u64),
+    User(u64),
+    Seeds(u64),
 }
+
+/// How `Query::user` pools the vectors of the user's recent items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pooling {
+    /// The mean of the normalised vectors.
+    #[default]
+    Mean,
+    /// The element-wise maximum of the normalised vectors.
+    Max,
+}
+
+/// Recent items pooled by `Query::user` unless `recent` says otherwise
+/// (chosen by `ember eval` on MovieLens 100k, see ARCHITECTURE.md).
+pub const USER_RECENT_ITEMS: usize = 5;
+/// Seed items of `Query::seeds` unless `recent` says otherwise.
+pub const SEED_RECENT_ITEMS: usize = 5;
 
 /// A nearest-neighbour query, built as `Query::item(id).k(10)`.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +49,9 @@ pub struct Query {
     pub(crate) exact: bool,
     pub(crate) ef_search: Option<usize>,
     pub(crate) nprobe: Option<usize>,
+    pub(crate) pooling: Pooling,
+    pub(crate) recent: Option<usize>,
+    pub(crate) include_seen: bool,
 }
 
 impl Query {
@@ -44,6 +65,21 @@ impl Query {
         Query::with_target(Target::Item(id))
     }
 
+    /// Personalised recall for user `id`: the neighbours of the pooled
+    /// (mean by default) normalised vectors of the user's most recent items,
+    /// the items the user already interacted with excluded.
+    pub fn user(id: u64) -> Self {
+        Query::with_target(Target::User(id))
+    }
+
+    /// Seed-item recall for user `id`: the neighbours of each of the user's
+    /// most recent items, merged with scores weighted by recency (the
+    /// newest seed weighs 1, the next 1/2, then 1/3...), seen items
+    /// excluded. The hit's score is the weighted sum of its similarities.
+    pub fn seeds(id: u64) -> Self {
+        Query::with_target(Target::Seeds(id))
+    }
+
     fn with_target(target: Target) -> Self {
         Query {
             target,
@@ -51,7 +87,31 @@ impl Query {
             exact: false,
             ef_search: None,
             nprobe: None,
+            pooling: Pooling::Mean,
+            recent: None,
+            include_seen: false,
         }
+    }
+
+    /// How `user` queries pool the recent items' vectors.
+    pub fn pooling(mut self, pooling: Pooling) -> Self {
+        self.pooling = pooling;
+        self
+    }
+
+    /// How many of the user's most recent items a `user` query pools, or a
+    /// `seeds` query searches from (defaults: [`USER_RECENT_ITEMS`],
+    /// [`SEED_RECENT_ITEMS`]).
+    pub fn recent(mut self, items: usize) -> Self {
+        self.recent = Some(items);
+        self
+    }
+
+    /// Keep the items the user already interacted with in `user` and
+    /// `seeds` results.
+    pub fn include_seen(mut self) -> Self {
+        self.include_seen = true;
+        self
     }
 
     /// Scan every row instead of using the segments' indexes.

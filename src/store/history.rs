@@ -16,6 +16,7 @@ use crate::error::Result;
 use crate::event::Event;
 use crate::meta::records::{HistoryEntry, UserHistory};
 use crate::meta::MetaStore;
+use crate::train::round::UserEvents;
 
 const SHARDS: usize = 64;
 
@@ -60,6 +61,7 @@ impl Histories {
         }
         history.next_seq = seq + 1;
         let entry = HistoryEntry {
+            seq,
             item: event.item,
             ts: event.ts,
             weight: event.weight,
@@ -92,6 +94,38 @@ impl Histories {
             }
             None => Ok(Vec::new()),
         }
+    }
+
+    /// Every user's events with a sequence number below `cut`, as (item,
+    /// seq) oldest first, sorted by user: what a training round trains on.
+    /// Events applied concurrently are at or above the cut, so they are
+    /// left out whether or not they land during the walk.
+    pub fn snapshot(&self, cut: u64) -> Result<Vec<UserEvents>> {
+        let mut out = Vec::new();
+        let mut in_memory = HashSet::new();
+        let take = |user: u64, h: &UserHistory| UserEvents {
+            user,
+            events: h.items.iter().filter(|e| e.seq < cut).map(|e| (e.item, e.seq)).collect(),
+        };
+        for shard in self.shards.iter() {
+            let shard = shard.lock();
+            for (&user, h) in &shard.users {
+                in_memory.insert(user);
+                out.push(take(user, h));
+            }
+        }
+        // Users not loaded since the store opened have had no events since:
+        // the stored history is theirs. (One loaded after the walk above
+        // still has the same events below the cut.)
+        self.meta.for_each_history(&mut |user, h| {
+            if !in_memory.contains(&user) {
+                out.push(take(user, &h));
+            }
+            Ok(())
+        })?;
+        out.retain(|u| !u.events.is_empty());
+        out.sort_unstable_by_key(|u| u.user);
+        Ok(out)
     }
 
     /// Writes every changed history to the metadata store (not yet flushed).

@@ -8,7 +8,10 @@ pub(crate) mod history;
 pub(crate) mod indexer;
 pub(crate) mod lock;
 pub(crate) mod open;
+pub(crate) mod publish;
+pub(crate) mod recall;
 pub(crate) mod seal;
+pub(crate) mod training;
 pub(crate) mod validate;
 pub(crate) mod version;
 
@@ -22,11 +25,10 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::index::SearchKnobs;
 use crate::meta::MetaStore;
 use crate::options::{Durability, Options};
-use crate::query::search::{self, Plan};
-use crate::query::{Hit, Query, Target};
+use crate::query::{Hit, Query};
+use crate::train::TrainReport;
 use crate::segment::Location;
 use crate::wal::record::{self, EVENT_BYTES};
 use crate::wal::writer::{SyncShared, WalWriter};
@@ -35,6 +37,7 @@ use apply::Core;
 use history::Histories;
 use lock::DirLock;
 pub use open::RecoveryReport;
+pub use training::TrainerStats;
 use version::Version;
 
 /// What readers and the write path share.
@@ -51,11 +54,16 @@ pub(crate) struct Shared {
     /// checkpoint: id -> its old row. The registry in the metadata still
     /// names them until the checkpoint commits these.
     pub retired: Mutex<HashMap<u64, Location>>,
+    /// Trained stores: the trainer.
+    pub trainer: Option<training::Trainer>,
 }
 
 impl Shared {
     /// The sealed row that holds `id`, if it is live in a sealed segment.
     pub fn sealed_location(&self, id: u64) -> Result<Option<Location>> {
+        if let Some(directory) = &self.version.load().directory {
+            return Ok(directory.get(&id).copied());
+        }
         if self.retired.lock().contains_key(&id) {
             return Ok(None);
         }
@@ -94,7 +102,7 @@ impl WriteState {
 const EVENTS_PER_RECORD: usize = (frame::MAX_PAYLOAD - 64) / EVENT_BYTES / 2;
 
 /// Counts of what a store holds and occupies.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Stats {
     /// Rows in all segments, including dead (deleted or superseded) ones.
     pub rows: usize,
@@ -125,12 +133,16 @@ pub struct Stats {
     /// Index builds that failed since the store was opened (logged; those
     /// segments are searched exactly).
     pub index_failures: u64,
+    /// Trained stores: the generation, vocabulary and rounds.
+    pub trainer: Option<TrainerStats>,
 }
 
 /// An embedded vector store. See the crate documentation.
 pub struct Store {
     shared: Arc<Shared>,
-    write: Mutex<WriteState>,
+    write: Arc<Mutex<WriteState>>,
+    /// The background trainer (trained stores with a policy).
+    background: Option<std::thread::JoinHandle<()>>,
     sync: Arc<SyncShared>,
     recovery: RecoveryReport,
     crash_on_drop: bool,
@@ -181,6 +193,14 @@ impl Store {
                 w.core.next_seq += chunk.len() as u64;
                 apply::apply_events(&self.shared, seq, chunk)?;
             }
+            if let Some(trainer) = &self.shared.trainer {
+                trainer
+                    .events_since_round
+                    .fetch_add(events.len() as u64, Ordering::Relaxed);
+                for (id, vector) in training::provisional_vectors(&self.shared, events)? {
+                    end = self.log_upsert(&mut w, id, &vector)?;
+                }
+            }
             self.maybe_checkpoint(&mut w)?;
             end
         };
@@ -190,29 +210,66 @@ impl Store {
     /// Inserts or replaces the vector of `id`. It is searchable when this
     /// returns.
     pub fn upsert(&self, id: u64, vector: &[f32]) -> Result<()> {
+        self.refuse_if_trained("upsert")?;
         let opts = &self.shared.opts;
         let vector = validate::prepare_vector(opts.metric, opts.dim, vector, || format!("item {id}"))?;
         let end = {
             let _in_flight = self.begin_write();
             let mut w = self.write.lock();
-            let seq = w.core.next_seq;
-            let (start, end) = w.log(|out| record::encode_upsert(out, seq, id, &vector))?;
-            w.core.next_seq += 1;
-            if self.shared.version.load().growing.is_full() {
-                // Sealing checkpoints up to this record: its bytes must be
-                // in the file before the checkpoint names a later position.
-                w.wal.write_pending()?;
-            }
-            let w = &mut *w;
-            apply::apply_upsert(&self.shared, &mut w.core, start, id, &vector)?;
-            self.maybe_checkpoint(w)?;
+            let end = self.log_upsert(&mut w, id, &vector)?;
+            self.maybe_checkpoint(&mut w)?;
             end
         };
         self.wait_durable(end)
     }
 
+    /// Logs and applies an upsert of a validated vector; returns the log end.
+    fn log_upsert(&self, w: &mut WriteState, id: u64, vector: &[f32]) -> Result<Position> {
+        let seq = w.core.next_seq;
+        let (start, end) = w.log(|out| record::encode_upsert(out, seq, id, vector))?;
+        w.core.next_seq += 1;
+        if self.shared.version.load().growing.is_full() {
+            // Sealing checkpoints up to this record: its bytes must be in
+            // the file before the checkpoint names a later position.
+            w.wal.write_pending()?;
+        }
+        apply::apply_upsert(&self.shared, &mut w.core, start, id, vector)?;
+        Ok(end)
+    }
+
+    fn refuse_if_trained(&self, operation: &'static str) -> Result<()> {
+        match self.shared.trainer {
+            Some(_) => Err(Error::TrainedStore {
+                path: self.shared.path.clone(),
+                operation,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Trains one round on the events that arrived since the last one
+    /// (incremental, warm-started; or a full retrain if the options ask for
+    /// it, or the store was never trained) and publishes the new generation
+    /// of item vectors. Readers keep answering from the old generation until
+    /// the new one is swapped in whole. Returns at once, with the current
+    /// generation, when nothing is new.
+    pub fn train(&self) -> Result<TrainReport> {
+        training::round(&self.shared, &self.write, false, &|_| {})
+    }
+
+    /// Retrains from scratch on every history, then publishes.
+    pub fn train_full(&self) -> Result<TrainReport> {
+        training::round(&self.shared, &self.write, true, &|_| {})
+    }
+
+    /// `train` or `train_full`, calling `progress` with the fraction done.
+    pub fn train_with_progress(&self, full: bool, progress: &(dyn Fn(f64) + Sync)) -> Result<TrainReport> {
+        training::round(&self.shared, &self.write, full, progress)
+    }
+
     /// Deletes `id`. Returns false (and logs nothing) if it was not there.
     pub fn delete(&self, id: u64) -> Result<bool> {
+        self.refuse_if_trained("delete")?;
         let end = {
             let _in_flight = self.begin_write();
             let mut w = self.write.lock();
@@ -236,28 +293,7 @@ impl Store {
 
     /// The stored vector of `id` (normalised under cosine), if it is live.
     pub fn get(&self, id: u64) -> Result<Option<Vec<f32>>> {
-        // A seal registers rows before it swaps the version in, so a registry
-        // entry can name a segment one version ahead: retry once.
-        for _ in 0..2 {
-            let version = self.shared.version.load_full();
-            if let Some(row) = version.growing.row_of(id) {
-                return Ok(version.growing.row(row).map(<[f32]>::to_vec));
-            }
-            let Some(at) = self.shared.sealed_location(id)? else {
-                return Ok(None);
-            };
-            if let Some(segment) = version.segment(at.segment) {
-                if segment.dead().is_dead(at.row as usize) {
-                    return Ok(None);
-                }
-                return Ok(segment.row(at.row)?.map(<[f32]>::to_vec));
-            }
-        }
-        Err(Error::Corruption {
-            file: self.shared.path.join("meta"),
-            offset: 0,
-            reason: format!("the registry places item {id} in a segment that is not in the manifest"),
-        })
+        recall::get(&self.shared, id)
     }
 
     /// The user's most recent items (up to `history_len`), oldest first.
@@ -268,34 +304,7 @@ impl Store {
     /// The nearest neighbours for `query`, nearest first. Never waits for
     /// writers: it searches the version current when it starts.
     pub fn knn(&self, query: &Query) -> Result<Vec<Hit>> {
-        validate::check_k(query.k)?;
-        let opts = &self.shared.opts;
-        let knobs = SearchKnobs {
-            ef_search: query.ef_search,
-            nprobe: query.nprobe,
-        };
-        fn plan<'a>(query: &Query, knobs: SearchKnobs, exclude: &'a dyn Fn(u64) -> bool, excluded: usize) -> Plan<'a> {
-            Plan {
-                k: query.k,
-                exact: query.exact,
-                knobs,
-                exclude,
-                excluded,
-            }
-        }
-        match &query.target {
-            Target::Vector(v) => {
-                let v = validate::prepare_vector(opts.metric, opts.dim, v, || "the query".to_string())?;
-                let version = self.shared.version.load_full();
-                search::search(&version, opts.metric, &v, &plan(query, knobs, &|_| false, 0))
-            }
-            Target::Item(id) => {
-                let id = *id;
-                let v = self.get(id)?.ok_or(Error::UnknownItem { id })?;
-                let version = self.shared.version.load_full();
-                search::search(&version, opts.metric, &v, &plan(query, knobs, &|hit| hit == id, 1))
-            }
-        }
+        recall::knn(&self.shared, query)
     }
 
     /// Makes every earlier write durable and checkpoints, so that reopening
@@ -356,6 +365,7 @@ impl Store {
             index_builds: counters.builds.load(Ordering::Relaxed),
             index_loads: counters.loads.load(Ordering::Relaxed),
             index_failures: counters.failures.load(Ordering::Relaxed),
+            trainer: self.shared.trainer.as_ref().map(|t| t.stats()),
         })
     }
 
@@ -397,6 +407,13 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
+        if let Some(trainer) = &self.shared.trainer {
+            trainer.stop.store(true, Ordering::Release);
+        }
+        if let Some(background) = self.background.take() {
+            background.thread().unpark();
+            let _ = background.join();
+        }
         if self.crash_on_drop {
             return;
         }

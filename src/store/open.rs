@@ -1,5 +1,6 @@
 //! Opening a store: lock, configuration check, segments, recovery.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use super::apply::{self, Core};
 use super::history::Histories;
 use super::indexer::Indexer;
 use super::lock::DirLock;
+use super::training::{self, Trainer};
 use super::version::Version;
 use super::{Shared, Store, WriteState};
 use crate::error::{Error, IoContext, Result};
@@ -21,6 +23,8 @@ use crate::meta::MetaStore;
 use crate::options::Options;
 use crate::segment::growing::GrowingSegment;
 use crate::segment::sealed::{self, SealedSegment};
+use crate::segment::Location;
+use crate::train::state::{self, TrainerState};
 use crate::wal::replay;
 use crate::wal::writer::WalWriter;
 
@@ -61,15 +65,42 @@ pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
         })?;
         opts.dim = stored.dim as usize;
         opts.metric = stored.metric;
+        if stored.trained && opts.train.is_none() {
+            opts.train = Some(crate::train::TrainOptions::default());
+        }
     }
     let manifest = check_config(path, &opts, meta.as_ref())?;
 
     let mut report = RecoveryReport::default();
     let sealed = open_segments(&segments_dir, &manifest, opts.dim, &mut report)?;
     let growing = load_growing_snapshot(&segments_dir, &manifest, opts.dim, opts.segment_rows)?;
+    let (trainer, directory) = match &opts.train {
+        None => (None, None),
+        Some(train) => {
+            let state = match &manifest.trainer {
+                Some(t) => TrainerState::read(&segments_dir.join(state::file_name(t.file_id)), opts.dim)?,
+                None => TrainerState::empty(opts.dim),
+            };
+            let mut directory = HashMap::new();
+            for segment in &sealed {
+                let (ids, _) = segment.data()?;
+                for (row, id) in ids.iter().enumerate() {
+                    directory.insert(
+                        *id,
+                        Location {
+                            segment: segment.id(),
+                            row: row as u32,
+                        },
+                    );
+                }
+            }
+            (Some(Trainer::new(train.clone(), state)), Some(Arc::new(directory)))
+        }
+    };
     let version = Version {
         sealed,
         growing: Arc::new(growing),
+        directory,
     };
     for at in meta.dead_rows()? {
         if let Some(segment) = version.segment(at.segment) {
@@ -84,7 +115,8 @@ pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
         histories: Histories::new(Arc::clone(&meta), opts.history_len),
         indexer: Indexer::start(segments_dir.clone(), opts.index, opts.metric, opts.dim, opts.flat_below),
         meta,
-        retired: Mutex::new(std::collections::HashMap::new()),
+        retired: Mutex::new(HashMap::new()),
+        trainer,
         opts: opts.clone(),
         version: ArcSwap::from_pointee(version),
     });
@@ -108,14 +140,16 @@ pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
         opts.wal_file_bytes,
     )?;
     let sync = wal.shared();
+    let write = Arc::new(Mutex::new(WriteState {
+        checkpointed_at: wal.end(),
+        core,
+        wal,
+        payload: Vec::new(),
+        frames: Vec::new(),
+    }));
     Ok(Store {
-        write: Mutex::new(WriteState {
-            checkpointed_at: wal.end(),
-            core,
-            wal,
-            payload: Vec::new(),
-            frames: Vec::new(),
-        }),
+        background: training::spawn_background(Arc::clone(&shared), Arc::clone(&write)),
+        write,
         sync,
         shared,
         recovery: report,
@@ -132,6 +166,7 @@ fn check_config(path: &Path, opts: &Options, meta: &dyn MetaStore) -> Result<Man
                 format_version: FORMAT_VERSION,
                 dim: opts.dim as u32,
                 metric: opts.metric,
+                trained: opts.train.is_some(),
             })?;
             let manifest = Manifest::default();
             meta.save_manifest(&manifest)?;
@@ -162,6 +197,15 @@ fn check_config(path: &Path, opts: &Options, meta: &dyn MetaStore) -> Result<Man
                     requested: format!("{:?}", opts.metric),
                 });
             }
+            if stored.trained != opts.train.is_some() {
+                let kind = |trained: bool| if trained { "trained" } else { "host-fed" }.to_string();
+                return Err(Error::ConfigMismatch {
+                    path: path.to_path_buf(),
+                    field: "vectors",
+                    stored: kind(stored.trained),
+                    requested: kind(opts.train.is_some()),
+                });
+            }
             meta.load_manifest()?.ok_or_else(|| Error::Corruption {
                 file: path.join("meta"),
                 offset: 0,
@@ -184,11 +228,15 @@ fn open_segments(
         .iter()
         .chain(&manifest.growing)
         .map(|s| s.id)
+        .chain(manifest.trainer.map(|t| t.file_id))
         .collect();
     for entry in std::fs::read_dir(dir).at(dir)? {
         let entry = entry.at(dir)?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let orphan = match sealed::parse_name(&name).or_else(|| index_file::parse_name(&name)) {
+        let known = sealed::parse_name(&name)
+            .or_else(|| index_file::parse_name(&name))
+            .or_else(|| state::parse_name(&name));
+        let orphan = match known {
             Some(id) => !live.contains(&id),
             None => name.ends_with(TMP_SUFFIX),
         };

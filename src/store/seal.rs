@@ -22,7 +22,7 @@ use crate::segment::Location;
 use crate::wal::{self, Position};
 
 /// The live rows of the growing segment: ids and their values.
-fn live_growing_rows(growing: &GrowingSegment, dim: usize) -> (Vec<u64>, Vec<f32>) {
+pub(crate) fn live_growing_rows(growing: &GrowingSegment, dim: usize) -> (Vec<u64>, Vec<f32>) {
     let mut ids = Vec::with_capacity(growing.live_rows());
     let mut values = Vec::with_capacity(growing.live_rows() * dim);
     growing.for_each_chunk(|first, chunk_ids, rows| {
@@ -70,10 +70,19 @@ pub(crate) fn seal(shared: &Shared, core: &mut Core, checkpoint: Position) -> Re
         manifest.segments.push(entry);
     }
     let old_snapshot = manifest.growing.take();
-    commit_manifest(shared, core, manifest, checkpoint, &registry)?;
+    // Trained stores keep locations in the version, not the registry.
+    let registered: &[(u64, Location)] = if current.directory.is_some() { &[] } else { &registry };
+    commit_manifest(shared, core, manifest, checkpoint, registered)?;
+    // A trained store's version carries its own directory: extend it.
+    let directory = current.directory.as_ref().map(|d| {
+        let mut d = (**d).clone();
+        d.extend(registry.iter().copied());
+        Arc::new(d)
+    });
     shared.version.store(Arc::new(Version {
         sealed: sealed_list,
         growing: Arc::new(GrowingSegment::new(dim, shared.opts.segment_rows)),
+        directory,
     }));
     if let Some(segment) = new_segment {
         shared.indexer.submit(segment);
@@ -106,7 +115,7 @@ pub(crate) fn checkpoint(shared: &Shared, core: &mut Core, wal_end: Position) ->
 
 /// Writes `ids` and their rows to a new file named by `name` under the next
 /// segment id (taken from `manifest`), durably; returns its manifest entry.
-fn write_rows(
+pub(crate) fn write_rows(
     shared: &Shared,
     manifest: &mut Manifest,
     name: fn(u64) -> String,
@@ -125,7 +134,7 @@ fn write_rows(
 /// Makes `manifest` durable with a checkpoint at `checkpoint`: dirty
 /// histories, pending retirements, `registry` (rows of a new segment) and
 /// the manifest go to the metadata in one batch, which is then flushed.
-fn commit_manifest(
+pub(crate) fn commit_manifest(
     shared: &Shared,
     core: &mut Core,
     mut manifest: Manifest,
@@ -153,7 +162,7 @@ fn forget_committed(shared: &Shared, committed: &[(u64, Location)]) {
 }
 
 /// Removes a growing-segment snapshot that the manifest no longer names.
-fn remove_snapshot(shared: &Shared, snapshot: Option<SegmentEntry>) -> Result<()> {
+pub(crate) fn remove_snapshot(shared: &Shared, snapshot: Option<SegmentEntry>) -> Result<()> {
     if let Some(old) = snapshot {
         let path = shared.segments_dir.join(sealed::snapshot_file_name(old.id));
         std::fs::remove_file(&path).at(&path)?;
@@ -162,7 +171,7 @@ fn remove_snapshot(shared: &Shared, snapshot: Option<SegmentEntry>) -> Result<()
 }
 
 /// Removes the log files that the checkpoint has made obsolete.
-fn remove_wal_before(shared: &Shared, file_no: u64) -> Result<()> {
+pub(crate) fn remove_wal_before(shared: &Shared, file_no: u64) -> Result<()> {
     let mut removed = false;
     for (no, path) in wal::file::list(&shared.wal_dir)? {
         if no < file_no {

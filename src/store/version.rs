@@ -4,15 +4,22 @@
 //! growing-segment rows are the two things that change under a version, both
 //! append-only and lock-free (see their modules).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::segment::growing::GrowingSegment;
 use crate::segment::sealed::SealedSegment;
+use crate::segment::Location;
 
 pub(crate) struct Version {
     /// Sorted by segment id.
     pub sealed: Vec<Arc<SealedSegment>>,
     pub growing: Arc<GrowingSegment>,
+    /// Trained stores: the sealed row of every item, held by the version
+    /// itself so that a lookup always agrees with the segments it searches
+    /// (a generation switch changes both in one swap). Host-fed stores keep
+    /// this in the metadata registry instead (None here).
+    pub directory: Option<Arc<HashMap<u64, Location>>>,
 }
 
 impl Version {
@@ -21,6 +28,20 @@ impl Version {
             .binary_search_by_key(&id, |s| s.id())
             .ok()
             .map(|i| &self.sealed[i])
+    }
+
+    /// The vector of `id` in this version (trained stores), if it has one.
+    pub fn trained_row(&self, id: u64) -> crate::error::Result<Option<&[f32]>> {
+        if let Some(row) = self.growing.row_of(id) {
+            return Ok(self.growing.row(row));
+        }
+        let Some(at) = self.directory.as_ref().and_then(|d| d.get(&id)) else {
+            return Ok(None);
+        };
+        match self.segment(at.segment) {
+            Some(segment) if !segment.dead().is_dead(at.row as usize) => segment.row(at.row),
+            _ => Ok(None),
+        }
     }
 
     /// Rows in all segments, dead or alive.

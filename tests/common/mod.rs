@@ -104,3 +104,24 @@ pub fn clustered_vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
         })
         .collect()
 }
+
+/// A planted data set for training tests: `clusters` hidden clusters of
+/// `per_cluster` items (item `c * per_cluster + j` is in cluster `c`);
+/// each user belongs to one cluster (user % clusters) and draws `len`
+/// distinct items from it, in time order. Returns the events.
+#[allow(dead_code)]
+pub fn planted_events(users: u64, clusters: u64, per_cluster: u64, len: usize, seed: u64) -> Vec<emberdb::Event> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut events = Vec::new();
+    for user in 0..users {
+        let c = user % clusters;
+        let mut items: Vec<u64> = (0..per_cluster).map(|j| c * per_cluster + j).collect();
+        items.shuffle(&mut rng);
+        for (t, item) in items.into_iter().take(len).enumerate() {
+            events.push(emberdb::Event::new(user, item, 1_000 + t as u64));
+        }
+    }
+    events
+}

@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod eval;
 mod stats;
 mod texmex;
 
@@ -34,6 +35,9 @@ enum Command {
     /// Benchmark the store against the identical Faiss index on a TEXMEX
     /// data set (base.fvecs, query.fvecs, groundtruth.ivecs in DATA).
     Bench(bench::BenchArgs),
+    /// Evaluate item2vec recall on ratings (leave the last event of each
+    /// user out; HR@10 and NDCG@10).
+    Eval(eval::EvalArgs),
     /// Print the counts and sizes of a store.
     Stats {
         /// The store directory.
@@ -46,6 +50,15 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Demo { dir, items, events } => demo::run(dir, items, events),
         Command::Stats { store } => stats::run(&store),
+        Command::Eval(args) => {
+            return match eval::run(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ember eval: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Bench(args) => {
             return match bench::run(args) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,216 @@
+//! The store's side of training: the current trainer state, rounds (gather
+//! the histories, train, publish), provisional vectors for items first seen
+//! in events, and the background policy.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::{publish, Shared, WriteState};
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::train::round::{self, Stopped, TrainReport};
+use crate::train::state::TrainerState;
+use crate::train::{RunStats, TrainOptions};
+
+/// Items of the user's recent history whose vectors make a new item's
+/// provisional vector.
+const PROVISIONAL_CONTEXT: usize = 20;
+
+pub(crate) struct Trainer {
+    pub opts: TrainOptions,
+    /// The state of the published generation.
+    current: Mutex<Arc<TrainerState>>,
+    /// One round at a time.
+    round: Mutex<()>,
+    /// Set when the store closes: a round in progress gives up.
+    pub stop: AtomicBool,
+    /// Events appended since the last round began (for the policy).
+    pub events_since_round: AtomicU64,
+    last_round: Mutex<Instant>,
+    last_report: Mutex<Option<TrainReport>>,
+}
+
+/// What `Stats` reports of the trainer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainerStats {
+    /// The published generation (0: never trained).
+    pub generation: u64,
+    /// Items with a trained vector.
+    pub items: usize,
+    pub rounds: u64,
+    /// Events appended since the last round began.
+    pub untrained_events: u64,
+    /// The last round's report, if one ran since the store was opened.
+    pub last_round: Option<TrainReport>,
+}
+
+impl Trainer {
+    pub fn new(opts: TrainOptions, state: TrainerState) -> Self {
+        Trainer {
+            opts,
+            current: Mutex::new(Arc::new(state)),
+            round: Mutex::new(()),
+            stop: AtomicBool::new(false),
+            events_since_round: AtomicU64::new(0),
+            last_round: Mutex::new(Instant::now()),
+            last_report: Mutex::new(None),
+        }
+    }
+
+    pub fn stats(&self) -> TrainerStats {
+        let current = self.current.lock().clone();
+        TrainerStats {
+            generation: current.generation,
+            items: current.len(),
+            rounds: current.rounds,
+            untrained_events: self.events_since_round.load(Ordering::Relaxed),
+            last_round: self.last_report.lock().clone(),
+        }
+    }
+}
+
+/// Runs one round: incremental, or full when `full` (or the options, or a
+/// store never trained) says so. `progress` gets the fraction of training
+/// done.
+pub(crate) fn round(
+    shared: &Shared,
+    write: &Mutex<WriteState>,
+    full: bool,
+    progress: &(dyn Fn(f64) + Sync),
+) -> Result<TrainReport> {
+    let trainer = shared.trainer.as_ref().ok_or_else(|| Error::NotTrained {
+        path: shared.path.clone(),
+    })?;
+    let _one_round = trainer.round.lock();
+    let started = Instant::now();
+    let (cut, events_before) = {
+        let w = write.lock();
+        (w.core.next_seq, trainer.events_since_round.load(Ordering::Relaxed))
+    };
+    let users = shared.histories.snapshot(cut)?;
+    let current = trainer.current.lock().clone();
+    let gather_seconds = started.elapsed().as_secs_f64();
+    let keep_going = || !trainer.stop.load(Ordering::Acquire);
+    let full = full || trainer.opts.full_retrain;
+    let outcome = round::run(&current, &users, cut, &trainer.opts, full, &keep_going, progress);
+    let report = match outcome {
+        None => TrainReport {
+            generation: current.generation,
+            full: false,
+            new_events: 0,
+            items: current.len(),
+            new_items: 0,
+            fresh_histories: 0,
+            replayed_histories: 0,
+            epochs: 0,
+            run: RunStats::default(),
+            gather_seconds,
+            publish_seconds: 0.0,
+        },
+        Some(Err(Stopped)) => {
+            return Err(Error::TrainingStopped {
+                path: shared.path.clone(),
+            })
+        }
+        Some(Ok((next, mut report))) => {
+            let publishing = Instant::now();
+            publish::publish(shared, write, &next)?;
+            report.publish_seconds = publishing.elapsed().as_secs_f64();
+            report.gather_seconds = gather_seconds;
+            *trainer.current.lock() = Arc::new(next);
+            report
+        }
+    };
+    trainer.events_since_round.fetch_sub(events_before, Ordering::Relaxed);
+    *trainer.last_round.lock() = Instant::now();
+    *trainer.last_report.lock() = Some(report.clone());
+    Ok(report)
+}
+
+/// Provisional vectors for the items of `events` that have none yet: the
+/// normalised mean of the vectors of the user's recent items, so a new item
+/// is queryable (near what its users touched) before the next round. An
+/// item whose users touched nothing with a vector gets none until a round
+/// trains it.
+pub(crate) fn provisional_vectors(shared: &Shared, events: &[Event]) -> Result<Vec<(u64, Vec<f32>)>> {
+    let version = shared.version.load();
+    let dim = shared.opts.dim;
+    let mut out: Vec<(u64, Vec<f32>)> = Vec::new();
+    let mut done = HashSet::new();
+    for e in events {
+        if done.contains(&e.item) || version.trained_row(e.item)?.is_some() {
+            continue;
+        }
+        done.insert(e.item);
+        let mut sum = vec![0f32; dim];
+        let mut found = 0;
+        for item in shared.histories.items(e.user)?.iter().rev().take(PROVISIONAL_CONTEXT + 1) {
+            if *item == e.item {
+                continue;
+            }
+            if let Some(row) = version.trained_row(*item)? {
+                let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+                if norm > 0.0 {
+                    sum.iter_mut().zip(row).for_each(|(s, x)| *s += x / norm);
+                    found += 1;
+                }
+            }
+        }
+        let norm = sum.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if found > 0 && norm > 0.0 && norm.is_finite() {
+            sum.iter_mut().for_each(|x| *x /= norm);
+            out.push((e.item, sum));
+        }
+    }
+    Ok(out)
+}
+
+/// How often the background thread looks at the policy.
+const POLICY_TICK: Duration = Duration::from_millis(50);
+
+/// Starts the thread that runs rounds by the policy, if there is one.
+pub(crate) fn spawn_background(shared: Arc<Shared>, write: Arc<Mutex<WriteState>>) -> Option<JoinHandle<()>> {
+    let trainer = shared.trainer.as_ref()?;
+    let policy = trainer.opts.policy;
+    if policy.after_events.is_none() && policy.every.is_none() {
+        return None;
+    }
+    let thread = std::thread::Builder::new().name("emberdb-trainer".into()).spawn(move || {
+        let Some(trainer) = shared.trainer.as_ref() else { return };
+        while !trainer.stop.load(Ordering::Acquire) {
+            std::thread::park_timeout(POLICY_TICK);
+            let pending = trainer.events_since_round.load(Ordering::Relaxed);
+            let by_count = policy.after_events.is_some_and(|n| pending >= n);
+            let by_time = policy.every.is_some_and(|p| pending > 0 && trainer.last_round.lock().elapsed() >= p);
+            if !(by_count || by_time) || trainer.stop.load(Ordering::Acquire) {
+                continue;
+            }
+            match round(&shared, &write, false, &|_| {}) {
+                Ok(r) => log::info!(
+                    "background round: generation {}, {} new events, {:.2} s",
+                    r.generation,
+                    r.new_events,
+                    r.run.seconds + r.publish_seconds
+                ),
+                Err(Error::TrainingStopped { .. }) => return,
+                Err(e) => {
+                    log::error!("background training round failed: {e}");
+                    *trainer.last_round.lock() = Instant::now();
+                    std::thread::sleep(POLICY_TICK * 20);
+                }
+            }
+        }
+    });
+    match thread {
+        Ok(t) => Some(t),
+        Err(e) => {
+            log::error!("could not start the background trainer: {e}");
+            None
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! item2vec inside the store: skip-gram with negative sampling over each
+//! user's items, trained in rounds on the events the store ingests.
+//!
+//! One concept per file: [`rng`] (seeded SplitMix64), [`sampler`] (negative
+//! draws, alias method), [`subsample`] (word2vec's keep probability),
+//! [`sigmoid`], [`kernel`] (the SGNS step and its loss), [`hogwild`] (the
+//! lock-free shared matrices), [`corpus`], [`sgns`] (epochs and threads),
+//! [`state`] (vocabulary and matrices, persisted), [`round`] (full and
+//! incremental rounds). Publishing a round's vectors is the store's job
+//! (`store::publish`).
+
+pub(crate) mod corpus;
+pub(crate) mod hogwild;
+pub(crate) mod kernel;
+pub(crate) mod options;
+pub(crate) mod rng;
+pub(crate) mod round;
+pub(crate) mod sampler;
+pub(crate) mod sgns;
+pub(crate) mod sigmoid;
+pub(crate) mod state;
+pub(crate) mod subsample;
+
+pub use options::{TrainOptions, TrainPolicy};
+pub use round::TrainReport;
+pub use sgns::RunStats;
+pub use sigmoid::Sigmoid;

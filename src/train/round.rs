@@ -1,0 +1,163 @@
+//! One training round, independent of the store: from the users' events up
+//! to a cut, the next trainer state.
+//!
+//! A full round starts the vectors over and trains `epochs` passes on every
+//! history. An incremental round warm-starts from the current vectors and
+//! trains `incremental_epochs` passes on the histories that gained events
+//! since the last round (the new items in the context of the user's older
+//! ones), plus a replay sample of the other histories, so that items nobody
+//! touched lately keep their place relative to the new ones. Either way the
+//! vocabulary grows with the new items and the counts (hence the negative
+//! sampler and subsampling) are recomputed from all histories.
+
+use super::corpus::Corpus;
+use super::options::TrainOptions;
+use super::rng::Rng;
+use super::sgns::{self, Hyper, RunStats};
+use super::state::TrainerState;
+
+/// One user's history as a round sees it: (item, sequence number), oldest
+/// first.
+#[derive(Debug, Clone)]
+pub(crate) struct UserEvents {
+    pub user: u64,
+    pub events: Vec<(u64, u64)>,
+}
+
+/// What a round did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainReport {
+    /// The generation the round published (unchanged if it had nothing to do).
+    pub generation: u64,
+    /// A full retrain rather than an incremental round.
+    pub full: bool,
+    /// Events the round saw for the first time.
+    pub new_events: u64,
+    /// Items in the vocabulary, and how many of them are new.
+    pub items: usize,
+    pub new_items: usize,
+    /// Histories trained: those with new events, and replayed older ones.
+    pub fresh_histories: usize,
+    pub replayed_histories: usize,
+    pub epochs: usize,
+    /// Pairs, items read, seconds and threads of the training itself.
+    pub run: RunStats,
+    /// Seconds to gather the histories, and to write and swap in the new
+    /// generation (segments, indexes, trainer state).
+    pub gather_seconds: f64,
+    pub publish_seconds: f64,
+}
+
+impl TrainReport {
+    /// Positive pairs per second per training thread.
+    pub fn pairs_per_second_per_thread(&self) -> f64 {
+        if self.run.seconds <= 0.0 {
+            return 0.0;
+        }
+        self.run.pairs as f64 / self.run.seconds / self.run.threads.max(1) as f64
+    }
+}
+
+/// Trains the next state from `current` on `users` (sorted by user id,
+/// events before the cut only); returns None if nothing is new (and the
+/// round is not full), or if `keep_going` stopped it.
+pub(crate) fn run(
+    current: &TrainerState,
+    users: &[UserEvents],
+    cut: u64,
+    opts: &TrainOptions,
+    full: bool,
+    keep_going: &(dyn Fn() -> bool + Sync),
+    progress: &(dyn Fn(f64) + Sync),
+) -> Option<Result<(TrainerState, TrainReport), Stopped>> {
+    let watermark = current.watermark;
+    let new_events: u64 = users
+        .iter()
+        .map(|u| u.events.iter().filter(|(_, seq)| *seq >= watermark).count() as u64)
+        .sum();
+    let full = full || current.generation == 0;
+    if new_events == 0 && !full {
+        return None;
+    }
+    let mut next = current.clone();
+    let known = next.len();
+    next.counts.iter_mut().for_each(|c| *c = 0);
+    let mut sequences: Vec<Vec<u32>> = Vec::with_capacity(users.len());
+    for u in users {
+        let seq: Vec<u32> = u.events.iter().map(|&(item, _)| next.intern(item, opts.seed)).collect();
+        for &i in &seq {
+            next.counts[i as usize] += 1;
+        }
+        sequences.push(seq);
+    }
+    if full {
+        next.reinitialise(opts.seed);
+    }
+    let mut corpus = Corpus::new();
+    let (mut fresh, mut replayed) = (0, 0);
+    if full {
+        for s in &sequences {
+            corpus.push(s);
+        }
+        fresh = sequences.len();
+    } else {
+        let mut old = Vec::new();
+        for (u, s) in users.iter().zip(&sequences) {
+            if u.events.iter().any(|(_, seq)| *seq >= watermark) {
+                corpus.push(s);
+                fresh += 1;
+            } else {
+                old.push(s);
+            }
+        }
+        // A partial Fisher-Yates shuffle picks the replay sample.
+        let want = ((fresh as f64 * opts.replay_ratio).ceil() as usize).min(old.len());
+        let mut rng = Rng::new(opts.seed, 0x5245_504C ^ current.rounds);
+        for i in 0..want {
+            let j = i + rng.below((old.len() - i) as u32) as usize;
+            old.swap(i, j);
+            corpus.push(old[i]);
+        }
+        replayed = want;
+    }
+    let epochs = if full { opts.epochs } else { opts.incremental_epochs };
+    let hyper = Hyper {
+        epochs,
+        negative: opts.negative,
+        alpha: opts.alpha,
+        min_alpha: opts.min_alpha,
+        window: opts.window,
+        sample: opts.sample,
+        ns_exponent: opts.ns_exponent,
+        threads: opts.threads,
+        seed: opts.seed ^ current.rounds.wrapping_mul(0x9E37_79B9),
+        sigmoid: opts.sigmoid,
+    };
+    let dim = next.dim;
+    let counts = next.counts.clone();
+    let (input, output) = (&mut next.input, &mut next.output);
+    let Some(run) = sgns::train(&corpus, &counts, input, output, dim, &hyper, keep_going, progress) else {
+        return Some(Err(Stopped));
+    };
+    next.generation += 1;
+    next.watermark = cut;
+    next.rounds += 1;
+    let report = TrainReport {
+        generation: next.generation,
+        full,
+        new_events,
+        items: next.len(),
+        new_items: next.len() - known,
+        fresh_histories: fresh,
+        replayed_histories: replayed,
+        epochs,
+        run,
+        gather_seconds: 0.0,
+        publish_seconds: 0.0,
+    };
+    Some(Ok((next, report)))
+}
+
+/// A round was stopped before it finished (the store is closing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stopped;

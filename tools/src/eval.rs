@@ -1,0 +1,312 @@
+//! `ember eval RATINGS.csv`: the leave-last-out protocol on explicit
+//! ratings treated as implicit events.
+//!
+//! Per user, events sorted by (timestamp, item id): the last is the test
+//! item, the rest are ingested through `append_events` and trained on. For
+//! every user, all items except the user's training items are ranked, and
+//! HR@10 and NDCG@10 (one relevant item) are reported for popularity,
+//! `Query::user` (mean and max pooling) and `Query::seeds`.
+//! `--incremental` also checks incremental training: train on the events
+//! before the 80th percentile of time, ingest the rest, run one incremental
+//! round, and compare with a full retrain on everything.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::Args;
+use emberdb::{Durability, Event, Options, Pooling, Query, Sigmoid, Store, TrainOptions, TrainReport};
+
+#[derive(Args, Debug, Clone)]
+pub struct EvalArgs {
+    /// `user_id,item_id,rating,timestamp` with a header line.
+    ratings: PathBuf,
+    #[arg(long, default_value_t = 64)]
+    dim: usize,
+    #[arg(long, default_value_t = 20)]
+    epochs: usize,
+    #[arg(long, default_value_t = 5)]
+    negative: usize,
+    #[arg(long, default_value_t = 0.75, allow_hyphen_values = true)]
+    ns_exponent: f64,
+    #[arg(long, default_value_t = 1e-3)]
+    sample: f64,
+    #[arg(long, default_value_t = 0.025)]
+    alpha: f32,
+    #[arg(long, default_value_t = 0.0001)]
+    min_alpha: f32,
+    /// Items on each side of an item that form its context (0 = whole history).
+    #[arg(long, default_value_t = 0)]
+    window: usize,
+    /// Training threads (default: the machine's cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// `table` (word2vec's) or `exact`.
+    #[arg(long, default_value = "table")]
+    sigmoid: String,
+    /// Recent items `Query::user` pools (default: the library's).
+    #[arg(long)]
+    recent: Option<usize>,
+    /// Seed items of `Query::seeds` (default: the library's).
+    #[arg(long)]
+    seeds: Option<usize>,
+    /// Epochs of an incremental round (with --incremental).
+    #[arg(long)]
+    incremental_epochs: Option<usize>,
+    /// Replayed old histories per new one (with --incremental).
+    #[arg(long)]
+    replay_ratio: Option<f64>,
+    /// Also measure incremental training against a full retrain.
+    #[arg(long)]
+    incremental: bool,
+    /// Only train and report throughput (no ranking).
+    #[arg(long)]
+    train_only: bool,
+}
+
+struct Split {
+    /// Training events, in (timestamp, user, item) order.
+    train: Vec<Event>,
+    /// The held-out item of each user.
+    test: HashMap<u64, u64>,
+    /// Each user's training items.
+    seen: HashMap<u64, HashSet<u64>>,
+}
+
+fn read_split(path: &Path) -> Result<Split, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut per_user: HashMap<u64, Vec<(u64, u64)>> = HashMap::new();
+    for (n, line) in text.lines().enumerate().skip(1) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = line.split(',').collect();
+        let parse = |i: usize| -> Result<u64, String> {
+            f.get(i)
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| format!("{}: line {}: expected user_id,item_id,rating,timestamp", path.display(), n + 1))
+        };
+        let (user, item, ts) = (parse(0)?, parse(1)?, parse(3)?);
+        per_user.entry(user).or_default().push((ts, item));
+    }
+    let mut split = Split {
+        train: Vec::new(),
+        test: HashMap::new(),
+        seen: HashMap::new(),
+    };
+    for (user, mut events) in per_user {
+        events.sort_unstable();
+        let Some((_, last)) = events.pop() else { continue };
+        split.test.insert(user, last);
+        split.seen.insert(user, events.iter().map(|&(_, i)| i).collect());
+        split.train.extend(events.into_iter().map(|(ts, item)| Event::new(user, item, ts)));
+    }
+    split.train.sort_unstable_by_key(|e| (e.ts, e.user, e.item));
+    Ok(split)
+}
+
+fn train_options(a: &EvalArgs) -> Result<TrainOptions, String> {
+    let sigmoid = match a.sigmoid.as_str() {
+        "table" => Sigmoid::Table,
+        "exact" => Sigmoid::Exact,
+        other => return Err(format!("--sigmoid must be table or exact, not {other}")),
+    };
+    let mut t = TrainOptions::default()
+        .epochs(a.epochs)
+        .negative(a.negative)
+        .ns_exponent(a.ns_exponent)
+        .sample(a.sample)
+        .alpha(a.alpha)
+        .min_alpha(a.min_alpha)
+        .window(a.window)
+        .seed(a.seed)
+        .sigmoid(sigmoid);
+    if let Some(n) = a.threads {
+        t = t.threads(n);
+    }
+    if let Some(n) = a.incremental_epochs {
+        t = t.incremental_epochs(n);
+    }
+    if let Some(r) = a.replay_ratio {
+        t = t.replay_ratio(r);
+    }
+    Ok(t)
+}
+
+fn open_store(dir: &Path, a: &EvalArgs) -> Result<Store, String> {
+    let opts = Options::trained(a.dim)
+        .train_options(train_options(a)?)
+        .durability(Durability::None);
+    Store::open(dir, opts).map_err(|e| e.to_string())
+}
+
+fn ingest(store: &Store, events: &[Event]) -> Result<f64, String> {
+    let started = Instant::now();
+    for chunk in events.chunks(10_000) {
+        store.append_events(chunk).map_err(|e| e.to_string())?;
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+fn print_round(label: &str, r: &TrainReport, wall: f64) {
+    println!(
+        "{label}: {:.2} s wall ({:.2} s training, {:.2} s publish), {} epochs, {} histories (+{} replayed), {} items, {} pairs, {:.2} M pairs/s/thread on {} threads",
+        wall,
+        r.run.seconds,
+        r.publish_seconds,
+        r.epochs,
+        r.fresh_histories,
+        r.replayed_histories,
+        r.items,
+        r.run.pairs,
+        r.pairs_per_second_per_thread() / 1e6,
+        r.run.threads
+    );
+}
+
+#[derive(Default, Clone, Copy)]
+struct Score {
+    hits: f64,
+    ndcg: f64,
+    users: usize,
+}
+
+impl Score {
+    fn add(&mut self, ranked: &[u64], relevant: u64) {
+        self.users += 1;
+        if let Some(rank) = ranked.iter().take(10).position(|&i| i == relevant) {
+            self.hits += 1.0;
+            self.ndcg += 1.0 / (rank as f64 + 2.0).log2();
+        }
+    }
+    fn hr(&self) -> f64 {
+        self.hits / self.users.max(1) as f64
+    }
+    fn ndcg(&self) -> f64 {
+        self.ndcg / self.users.max(1) as f64
+    }
+}
+
+fn rank(store: &Store, split: &Split, a: &EvalArgs) -> Result<[Score; 4], String> {
+    let mut counts: HashMap<u64, u64> = HashMap::new();
+    for e in &split.train {
+        *counts.entry(e.item).or_default() += 1;
+    }
+    let mut popular: Vec<(u64, u64)> = counts.into_iter().collect();
+    popular.sort_unstable_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
+    let mut scores = [Score::default(); 4];
+    let mut users: Vec<_> = split.test.iter().collect();
+    users.sort_unstable();
+    for (&user, &test) in users {
+        let seen = &split.seen[&user];
+        let top: Vec<u64> = popular.iter().map(|p| p.0).filter(|i| !seen.contains(i)).take(10).collect();
+        scores[0].add(&top, test);
+        if seen.is_empty() {
+            for s in &mut scores[1..] {
+                s.add(&[], test);
+            }
+            continue;
+        }
+        let mut user_q = Query::user(user).k(10);
+        let mut seeds_q = Query::seeds(user).k(10);
+        if let Some(n) = a.recent {
+            user_q = user_q.recent(n);
+        }
+        if let Some(n) = a.seeds {
+            seeds_q = seeds_q.recent(n);
+        }
+        let queries = [user_q.clone(), user_q.pooling(Pooling::Max), seeds_q];
+        for (q, s) in queries.iter().zip(&mut scores[1..]) {
+            let hits = store.knn(q).map_err(|e| e.to_string())?;
+            s.add(&hits.iter().map(|h| h.id).collect::<Vec<_>>(), test);
+        }
+    }
+    Ok(scores)
+}
+
+fn print_scores(scores: &[Score; 4]) {
+    let names = ["popularity", "Query::user mean", "Query::user max", "Query::seeds"];
+    println!("{:<20} {:>8} {:>9}", "method", "HR@10", "NDCG@10");
+    for (n, s) in names.iter().zip(scores) {
+        println!("{:<20} {:>8.4} {:>9.4}", n, s.hr(), s.ndcg());
+    }
+    println!("({} users)", scores[0].users);
+}
+
+pub fn run(a: EvalArgs) -> Result<(), String> {
+    let split = read_split(&a.ratings)?;
+    let opts = train_options(&a)?;
+    println!(
+        "{}: {} users, {} training events; dim {}, epochs {}, negative {}, ns_exponent {}, sample {}, alpha {} -> {}, window {}, threads {}, seed {}, sigmoid {}",
+        a.ratings.display(),
+        split.test.len(),
+        split.train.len(),
+        a.dim,
+        a.epochs,
+        a.negative,
+        a.ns_exponent,
+        a.sample,
+        a.alpha,
+        a.min_alpha,
+        a.window,
+        a.threads.map_or_else(|| format!("{} (all cores)", opts_threads(&opts)), |t| t.to_string()),
+        a.seed,
+        a.sigmoid
+    );
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let store = open_store(&tmp.path().join("full"), &a)?;
+    let ingest_s = ingest(&store, &split.train)?;
+    println!("ingest: {} events in {:.2} s", split.train.len(), ingest_s);
+    let started = Instant::now();
+    let full = store.train_full().map_err(|e| e.to_string())?;
+    let full_wall = started.elapsed().as_secs_f64();
+    print_round("full training", &full, full_wall);
+    if a.train_only {
+        return Ok(());
+    }
+    let scores = rank(&store, &split, &a)?;
+    print_scores(&scores);
+    if a.incremental {
+        incremental(&a, &split, tmp.path(), scores[1].hr(), full_wall)?;
+    }
+    Ok(())
+}
+
+fn opts_threads(_: &TrainOptions) -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn incremental(a: &EvalArgs, split: &Split, dir: &Path, full_hr: f64, full_wall: f64) -> Result<(), String> {
+    let mut times: Vec<u64> = split.train.iter().map(|e| e.ts).collect();
+    times.sort_unstable();
+    let cut = times[times.len() * 8 / 10];
+    let (before, after): (Vec<Event>, Vec<Event>) = split.train.iter().partition(|e| e.ts < cut);
+    println!(
+        "\nincremental: {} events before the 80th percentile of time ({cut}), {} after",
+        before.len(),
+        after.len()
+    );
+    let store = open_store(&dir.join("incremental"), a)?;
+    ingest(&store, &before)?;
+    let started = Instant::now();
+    let first = store.train_full().map_err(|e| e.to_string())?;
+    print_round("  initial full round (80%)", &first, started.elapsed().as_secs_f64());
+    ingest(&store, &after)?;
+    let started = Instant::now();
+    let round = store.train().map_err(|e| e.to_string())?;
+    let wall = started.elapsed().as_secs_f64();
+    print_round("  incremental round (20%)", &round, wall);
+    let scores = rank(&store, split, a)?;
+    println!(
+        "  Query::user mean HR@10: incremental {:.4} vs full retrain {:.4} (difference {:+.4}); time {:.2} s vs {:.2} s ({:.0}%)",
+        scores[1].hr(),
+        full_hr,
+        scores[1].hr() - full_hr,
+        wall,
+        full_wall,
+        100.0 * wall / full_wall
+    );
+    Ok(())
+}
