@@ -80,7 +80,9 @@ pub enum Error {
     Index { segment: u64, reason: String },
 
     /// The store trains its own item vectors: the host cannot write them.
-    #[error("store {path} trains its item vectors from events; {operation} is for host-fed stores (see Options::trained)")]
+    #[error(
+        "store {path} trains its item vectors from events; {operation} is for host-fed stores (see Options::trained)"
+    )]
     TrainedStore { path: PathBuf, operation: &'static str },
 
     /// Training was asked of a store whose vectors the host brings.

@@ -135,7 +135,8 @@ fn log_rotation_and_checkpoints_keep_everything() {
         .durability(Durability::Buffered)
         .wal_file_bytes(4096)
         .checkpoint_wal_bytes(16 * 1024)
-        .segment_rows(1_000_000);
+        .segment_rows(1_000_000)
+        .history_len(200);
     let vectors = random_vectors(2_000, 8, 3);
     {
         let store = Store::open(dir.path(), opts.clone()).unwrap();
@@ -153,7 +154,7 @@ fn log_rotation_and_checkpoints_keep_everything() {
     for (i, v) in vectors.iter().enumerate() {
         assert_eq!(store.get(i as u64).unwrap().as_deref(), Some(&v[..]), "item {i}");
     }
-    // User 3 had 286 events; the default history keeps the last 200.
+    // User 3 had 286 events; the history keeps the last 200.
     assert_eq!(store.history(3).unwrap().len(), 200);
 }
 

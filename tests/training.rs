@@ -22,7 +22,9 @@ fn train_opts() -> TrainOptions {
 }
 
 fn opts() -> Options {
-    Options::trained(32).train_options(train_opts()).durability(Durability::None)
+    Options::trained(32)
+        .train_options(train_opts())
+        .durability(Durability::None)
 }
 
 fn cluster(item: u64) -> u64 {
@@ -73,7 +75,9 @@ fn single_thread_training_is_bit_identical_for_a_seed() {
 fn planted_clusters_are_recovered_and_user_queries_find_the_users_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), opts().train_options(train_opts().threads(2))).unwrap();
-    store.append_events(&planted_events(400, CLUSTERS, PER_CLUSTER, 12, 2)).unwrap();
+    store
+        .append_events(&planted_events(400, CLUSTERS, PER_CLUSTER, 12, 2))
+        .unwrap();
     store.train().unwrap();
     let purity = neighbour_purity(&store);
     assert!(purity >= 0.8, "neighbour purity {purity}");
@@ -117,7 +121,10 @@ fn exclusion_still_returns_k_when_the_user_has_seen_most_items() {
     }
     let with_seen = store.knn(&Query::user(1000).k(40).include_seen()).unwrap();
     assert!(with_seen.iter().any(|h| seen.contains(&h.id)));
-    assert!(matches!(store.knn(&Query::user(424242)), Err(Error::UnknownUser { id: 424242 })));
+    assert!(matches!(
+        store.knn(&Query::user(424242)),
+        Err(Error::UnknownUser { id: 424242 })
+    ));
 }
 
 #[test]
@@ -125,7 +132,9 @@ fn new_items_get_provisional_vectors_then_incremental_rounds_train_them() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), opts()).unwrap();
     // Clusters 0..7 known; then item 10_000 arrives, used by cluster-3 users.
-    store.append_events(&planted_events(320, CLUSTERS, PER_CLUSTER, 12, 4)).unwrap();
+    store
+        .append_events(&planted_events(320, CLUSTERS, PER_CLUSTER, 12, 4))
+        .unwrap();
     let first = store.train().unwrap();
     let before = all_vectors(&store);
     let new_item = 10_000;
@@ -240,7 +249,9 @@ fn background_policy_runs_rounds_without_the_host() {
         every: None,
     };
     let store = Store::open(dir.path(), opts().train_options(train_opts().policy(policy))).unwrap();
-    store.append_events(&planted_events(240, CLUSTERS, PER_CLUSTER, 12, 6)).unwrap();
+    store
+        .append_events(&planted_events(240, CLUSTERS, PER_CLUSTER, 12, 6))
+        .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let t = store.stats().unwrap().trainer.unwrap();
@@ -286,7 +297,10 @@ fn generation_switch_under_concurrent_queries() {
         .collect();
     for round in 0..4u64 {
         // More events on known items only: no provisional rows.
-        let more: Vec<Event> = events.iter().map(|e| Event::new(e.user, e.item, e.ts + 10_000 * (round + 1))).collect();
+        let more: Vec<Event> = events
+            .iter()
+            .map(|e| Event::new(e.user, e.item, e.ts + 10_000 * (round + 1)))
+            .collect();
         store.append_events(&more[..600]).unwrap();
         store.train().unwrap();
         generations.push(all_vectors(&store));
@@ -300,7 +314,10 @@ fn generation_switch_under_concurrent_queries() {
     };
     for (item, hits) in &answers {
         let fits = generations.iter().any(|g| {
-            let mut all: Vec<(f32, u64)> = (0..ITEMS).filter(|&o| o != *item).map(|o| (cos(g, *item, o), o)).collect();
+            let mut all: Vec<(f32, u64)> = (0..ITEMS)
+                .filter(|&o| o != *item)
+                .map(|o| (cos(g, *item, o), o))
+                .collect();
             all.sort_by(|a, b| b.0.total_cmp(&a.0));
             hits.iter().all(|h| (h.score - cos(g, *item, h.id)).abs() < 1e-4)
                 && hits.last().is_some_and(|last| last.score >= all[9].0 - 1e-4)
@@ -319,11 +336,19 @@ fn train_child() {
         return; // Run as a normal test: nothing to do.
     };
     let events = planted_events(240, CLUSTERS, PER_CLUSTER, 12, 8);
-    let sync = || Options::trained(32).train_options(train_opts()).durability(Durability::Sync);
+    let sync = || {
+        Options::trained(32)
+            .train_options(train_opts())
+            .durability(Durability::Sync)
+    };
     let store = Store::open(&dir, sync()).unwrap();
     store.append_events(&events).unwrap();
     store.train().unwrap();
-    let more: Vec<Event> = events.iter().take(500).map(|e| Event::new(e.user, e.item, e.ts + 50_000)).collect();
+    let more: Vec<Event> = events
+        .iter()
+        .take(500)
+        .map(|e| Event::new(e.user, e.item, e.ts + 50_000))
+        .collect();
     store.append_events(&more).unwrap();
     drop(store);
     let store = Store::open(&dir, sync().train_options(train_opts().epochs(100_000))).unwrap();

@@ -181,11 +181,13 @@ impl MetaStore for SledMeta {
     fn for_each_history(&self, f: &mut dyn FnMut(u64, UserHistory) -> Result<()>) -> Result<()> {
         for kv in self.histories.iter() {
             let (key, value) = kv.map_err(|e| self.err(e))?;
-            let user = <[u8; 8]>::try_from(&key[..]).map(u64::from_be_bytes).map_err(|_| Error::Corruption {
-                file: self.path.clone(),
-                offset: 0,
-                reason: format!("history key of {} bytes", key.len()),
-            })?;
+            let user = <[u8; 8]>::try_from(&key[..])
+                .map(u64::from_be_bytes)
+                .map_err(|_| Error::Corruption {
+                    file: self.path.clone(),
+                    offset: 0,
+                    reason: format!("history key of {} bytes", key.len()),
+                })?;
             f(user, codec::decode(&value, &format!("history of user {user}"))?)?;
         }
         Ok(())

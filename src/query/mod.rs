@@ -37,9 +37,9 @@ pub enum Pooling {
 
 /// Recent items pooled by `Query::user` unless `recent` says otherwise
 /// (chosen by `ember eval` on MovieLens 100k, see ARCHITECTURE.md).
-pub const USER_RECENT_ITEMS: usize = 5;
+pub const USER_RECENT_ITEMS: usize = 2;
 /// Seed items of `Query::seeds` unless `recent` says otherwise.
-pub const SEED_RECENT_ITEMS: usize = 5;
+pub const SEED_RECENT_ITEMS: usize = 20;
 
 /// A nearest-neighbour query, built as `Query::item(id).k(10)`.
 #[derive(Debug, Clone, PartialEq)]

@@ -105,7 +105,12 @@ impl Histories {
         let mut in_memory = HashSet::new();
         let take = |user: u64, h: &UserHistory| UserEvents {
             user,
-            events: h.items.iter().filter(|e| e.seq < cut).map(|e| (e.item, e.seq)).collect(),
+            events: h
+                .items
+                .iter()
+                .filter(|e| e.seq < cut)
+                .map(|e| (e.item, e.seq))
+                .collect(),
         };
         for shard in self.shards.iter() {
             let shard = shard.lock();

@@ -107,7 +107,9 @@ fn pool(shared: &Shared, version: &Arc<Version>, items: &[u64], pooling: Pooling
     let dim = shared.opts.dim;
     let mut pooled: Option<Vec<f32>> = None;
     for item in items {
-        let Some(v) = vector_of(shared, version, *item)? else { continue };
+        let Some(v) = vector_of(shared, version, *item)? else {
+            continue;
+        };
         let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         if norm == 0.0 {
             continue;
@@ -138,7 +140,9 @@ fn seeds(shared: &Shared, version: &Arc<Version>, user: u64, query: &Query) -> R
     let mut merged: HashMap<u64, f32> = HashMap::new();
     let mut rank = 0;
     for seed in &recent {
-        let Some(v) = vector_of(shared, version, *seed)? else { continue };
+        let Some(v) = vector_of(shared, version, *seed)? else {
+            continue;
+        };
         let weight = 1.0 / (rank as f32 + 1.0);
         rank += 1;
         let seed = *seed;

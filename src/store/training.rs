@@ -149,7 +149,13 @@ pub(crate) fn provisional_vectors(shared: &Shared, events: &[Event]) -> Result<V
         done.insert(e.item);
         let mut sum = vec![0f32; dim];
         let mut found = 0;
-        for item in shared.histories.items(e.user)?.iter().rev().take(PROVISIONAL_CONTEXT + 1) {
+        for item in shared
+            .histories
+            .items(e.user)?
+            .iter()
+            .rev()
+            .take(PROVISIONAL_CONTEXT + 1)
+        {
             if *item == e.item {
                 continue;
             }
@@ -180,32 +186,36 @@ pub(crate) fn spawn_background(shared: Arc<Shared>, write: Arc<Mutex<WriteState>
     if policy.after_events.is_none() && policy.every.is_none() {
         return None;
     }
-    let thread = std::thread::Builder::new().name("emberdb-trainer".into()).spawn(move || {
-        let Some(trainer) = shared.trainer.as_ref() else { return };
-        while !trainer.stop.load(Ordering::Acquire) {
-            std::thread::park_timeout(POLICY_TICK);
-            let pending = trainer.events_since_round.load(Ordering::Relaxed);
-            let by_count = policy.after_events.is_some_and(|n| pending >= n);
-            let by_time = policy.every.is_some_and(|p| pending > 0 && trainer.last_round.lock().elapsed() >= p);
-            if !(by_count || by_time) || trainer.stop.load(Ordering::Acquire) {
-                continue;
-            }
-            match round(&shared, &write, false, &|_| {}) {
-                Ok(r) => log::info!(
-                    "background round: generation {}, {} new events, {:.2} s",
-                    r.generation,
-                    r.new_events,
-                    r.run.seconds + r.publish_seconds
-                ),
-                Err(Error::TrainingStopped { .. }) => return,
-                Err(e) => {
-                    log::error!("background training round failed: {e}");
-                    *trainer.last_round.lock() = Instant::now();
-                    std::thread::sleep(POLICY_TICK * 20);
+    let thread = std::thread::Builder::new()
+        .name("emberdb-trainer".into())
+        .spawn(move || {
+            let Some(trainer) = shared.trainer.as_ref() else { return };
+            while !trainer.stop.load(Ordering::Acquire) {
+                std::thread::park_timeout(POLICY_TICK);
+                let pending = trainer.events_since_round.load(Ordering::Relaxed);
+                let by_count = policy.after_events.is_some_and(|n| pending >= n);
+                let by_time = policy
+                    .every
+                    .is_some_and(|p| pending > 0 && trainer.last_round.lock().elapsed() >= p);
+                if !(by_count || by_time) || trainer.stop.load(Ordering::Acquire) {
+                    continue;
+                }
+                match round(&shared, &write, false, &|_| {}) {
+                    Ok(r) => log::info!(
+                        "background round: generation {}, {} new events, {:.2} s",
+                        r.generation,
+                        r.new_events,
+                        r.run.seconds + r.publish_seconds
+                    ),
+                    Err(Error::TrainingStopped { .. }) => return,
+                    Err(e) => {
+                        log::error!("background training round failed: {e}");
+                        *trainer.last_round.lock() = Instant::now();
+                        std::thread::sleep(POLICY_TICK * 20);
+                    }
                 }
             }
-        }
-    });
+        });
     match thread {
         Ok(t) => Some(t),
         Err(e) => {

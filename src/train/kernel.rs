@@ -24,7 +24,6 @@ pub(crate) const MAX_BATCH: usize = 16;
 
 /// Per-thread buffers, so a step allocates nothing.
 pub(crate) struct Scratch {
-    x: Vec<f32>,
     y: Vec<f32>,
     dx: Vec<f32>,
     dy: Vec<f32>,
@@ -32,17 +31,9 @@ pub(crate) struct Scratch {
     g: Vec<f32>,
 }
 
-fn scratch_g(g: &mut Vec<f32>, n: usize) -> &mut [f32] {
-    if g.len() < n {
-        g.resize(n, 0.0);
-    }
-    &mut g[..n]
-}
-
 impl Scratch {
     pub fn new(dim: usize, max_targets: usize) -> Self {
         Scratch {
-            x: vec![0.0; dim * MAX_BATCH],
             y: vec![0.0; dim * max_targets],
             dx: vec![0.0; dim * MAX_BATCH],
             dy: vec![0.0; dim * max_targets],
@@ -51,46 +42,53 @@ impl Scratch {
     }
 }
 
-/// One SGNS step: the input rows `contexts` (at most [`MAX_BATCH`]) of
-/// `input` against `targets` (the positive target first, then the
-/// negatives) of `output`.
+/// One SGNS step: the context rows `x` (at most [`MAX_BATCH`] rows of
+/// `dim`, the caller's copies of input rows, updated in place) against
+/// `targets` of `output` (the positive target first, then the negatives).
+/// Row `skip` of `x`, if any, sits out (it is the target's own position).
 #[inline]
 pub(crate) fn sgns_batch(
-    input: &HogwildMatrix<'_>,
-    contexts: &[u32],
+    x: &mut [f32],
+    skip: Option<usize>,
     output: &HogwildMatrix<'_>,
     targets: &[u32],
     alpha: f32,
     sigmoid: &SigmoidFn,
     scratch: &mut Scratch,
 ) {
-    let dim = input.dim();
-    let (c, t) = (contexts.len().min(MAX_BATCH), targets.len());
-    let Scratch { x, y, dx, dy, g: _ } = scratch;
-    if y.len() < t * dim {
-        y.resize(t * dim, 0.0);
-        dy.resize(t * dim, 0.0);
-    }
-    let (x, dx) = (&mut x[..c * dim], &mut dx[..c * dim]);
-    let (y, dy) = (&mut y[..t * dim], &mut dy[..t * dim]);
-    for (rows, out, matrix) in [(&contexts[..c], &mut *x, input), (targets, &mut *y, output)] {
-        for (&r, buf) in rows.iter().zip(out.chunks_exact_mut(dim)) {
-            // SAFETY: `row` returned a pointer to `dim` in-bounds elements;
-            // see `HogwildMatrix` for why racing with other training
-            // threads is sound.
-            unsafe { load_row(matrix.row(r), buf) };
+    let dim = output.dim();
+    let (c, t) = ((x.len() / dim).min(MAX_BATCH), targets.len());
+    let x = &mut x[..c * dim];
+    let Scratch { y, dx, dy, g } = scratch;
+    for buf in [&mut *y, &mut *dy] {
+        if buf.len() < t * dim {
+            buf.resize(t * dim, 0.0);
         }
+    }
+    if g.len() < c * t {
+        g.resize(c * t, 0.0);
+    }
+    let (dx, g) = (&mut dx[..c * dim], &mut g[..c * t]);
+    let (y, dy) = (&mut y[..t * dim], &mut dy[..t * dim]);
+    for (&r, buf) in targets.iter().zip(y.chunks_exact_mut(dim)) {
+        // SAFETY: `row` returned a pointer to `dim` in-bounds elements; see
+        // `HogwildMatrix` for why racing with other training threads is
+        // sound.
+        unsafe { load_row(output.row(r), buf) };
     }
     // Scores first, gradients next, then the updates: the dot products are
     // independent of each other, so the core overlaps them instead of
     // waiting on each one's reduction and sigmoid in turn.
-    let g = &mut scratch_g(&mut scratch.g, c * t);
     for (xr, gs) in x.chunks_exact(dim).zip(g.chunks_exact_mut(t)) {
         for (yr, gk) in y.chunks_exact(dim).zip(gs.iter_mut()) {
             *gk = dot(xr, yr);
         }
     }
-    for gs in g.chunks_exact_mut(t) {
+    for (row, gs) in g.chunks_exact_mut(t).enumerate() {
+        if skip == Some(row) {
+            gs.fill(0.0);
+            continue;
+        }
         for (k, gk) in gs.iter_mut().enumerate() {
             let label = if k == 0 { 1.0 } else { 0.0 };
             let f = *gk;
@@ -110,11 +108,12 @@ pub(crate) fn sgns_batch(
             axpy_pair(gk, xr, yr, dxr, dyr);
         }
     }
-    for (rows, delta, matrix) in [(&contexts[..c], &*dx, input), (targets, &*dy, output)] {
-        for (&r, d) in rows.iter().zip(delta.chunks_exact(dim)) {
-            // SAFETY: as above.
-            unsafe { add_to_row(matrix.row(r), d) };
-        }
+    for (xi, di) in x.iter_mut().zip(dx.iter()) {
+        *xi += di;
+    }
+    for (&r, d) in targets.iter().zip(dy.chunks_exact(dim)) {
+        // SAFETY: as above.
+        unsafe { add_to_row(output.row(r), d) };
     }
 }
 
@@ -144,7 +143,7 @@ fn axpy_pair(g: f32, x: &[f32], y: &[f32], dx: &mut [f32], dy: &mut [f32]) {
 /// # Safety
 /// `p` must point at `buf.len()` readable `f32`s.
 #[inline(always)]
-unsafe fn load_row(p: *const f32, buf: &mut [f32]) {
+pub(crate) unsafe fn load_row(p: *const f32, buf: &mut [f32]) {
     let lanes = buf.len() / 8 * 8;
     for (c, b8) in buf[..lanes].chunks_exact_mut(8).enumerate() {
         b8.copy_from_slice(&p.add(c * 8).cast::<[f32; 8]>().read_unaligned());
@@ -159,7 +158,7 @@ unsafe fn load_row(p: *const f32, buf: &mut [f32]) {
 /// # Safety
 /// `p` must point at `delta.len()` readable and writable `f32`s.
 #[inline(always)]
-unsafe fn add_to_row(p: *mut f32, delta: &[f32]) {
+pub(crate) unsafe fn add_to_row(p: *mut f32, delta: &[f32]) {
     let lanes = delta.len() / 8 * 8;
     for (c, d8) in delta[..lanes].chunks_exact(8).enumerate() {
         let q = p.add(c * 8).cast::<[f32; 8]>();
@@ -242,7 +241,9 @@ mod tests {
         let mut rng = Rng::new(11, 0);
         let dim = 13;
         let x = random(dim, &mut rng);
-        let rows: Vec<Vec<f32>> = (0..4).map(|_| random(dim, &mut rng).iter().map(|v| v * 4.0).collect()).collect();
+        let rows: Vec<Vec<f32>> = (0..4)
+            .map(|_| random(dim, &mut rng).iter().map(|v| v * 4.0).collect())
+            .collect();
         let ys: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
         let (gx, gys) = analytic_gradient(&x, &ys);
         let h = 1e-3f32;
@@ -261,7 +262,11 @@ mod tests {
                 let lp = pair_loss(&x, &plus.iter().map(Vec::as_slice).collect::<Vec<_>>());
                 let lm = pair_loss(&x, &minus.iter().map(Vec::as_slice).collect::<Vec<_>>());
                 let numeric = (lp - lm) / (2.0 * h as f64);
-                assert!((numeric - gys[t][i]).abs() < 1e-3, "dL/dy{t}[{i}]: {numeric} vs {}", gys[t][i]);
+                assert!(
+                    (numeric - gys[t][i]).abs() < 1e-3,
+                    "dL/dy{t}[{i}]: {numeric} vs {}",
+                    gys[t][i]
+                );
             }
         }
     }
@@ -280,13 +285,22 @@ mod tests {
             let targets = [2u32, 0, 4, 1];
             let alpha = 0.05f32;
             let (in_before, out_before) = (input.clone(), output.clone());
-            let ys_before: Vec<&[f32]> = targets.iter().map(|&t| &out_before[t as usize * dim..][..dim]).collect();
+            let ys_before: Vec<&[f32]> = targets
+                .iter()
+                .map(|&t| &out_before[t as usize * dim..][..dim])
+                .collect();
             let row = |m: &[f32], r: u32| m[r as usize * dim..][..dim].to_vec();
-            let loss_before: f64 = contexts.iter().map(|&c| pair_loss(&row(&in_before, c), &ys_before)).sum();
+            let loss_before: f64 = contexts
+                .iter()
+                .map(|&c| pair_loss(&row(&in_before, c), &ys_before))
+                .sum();
             let mut want_out: Vec<f64> = out_before.iter().map(|&v| v as f64).collect();
             for &c in contexts {
                 let (gx, gys) = analytic_gradient(&row(&in_before, c), &ys_before);
-                let got = row(&input_after(&in_before, &out_before, contexts, &targets, alpha, dim).0, c);
+                let got = row(
+                    &input_after(&in_before, &out_before, contexts, &targets, alpha, dim).0,
+                    c,
+                );
                 for i in 0..dim {
                     let want = in_before[c as usize * dim + i] as f64 - alpha as f64 * gx[i];
                     assert!((got[i] as f64 - want).abs() < 1e-5, "context {c} [{i}]");
@@ -297,12 +311,7 @@ mod tests {
                     }
                 }
             }
-            {
-                let inm = HogwildMatrix::new(&mut input, dim);
-                let outm = HogwildMatrix::new(&mut output, dim);
-                let sigmoid = SigmoidFn::new(Sigmoid::Exact);
-                sgns_batch(&inm, contexts, &outm, &targets, alpha, &sigmoid, &mut Scratch::new(dim, targets.len()));
-            }
+            (input, output) = input_after(&in_before, &out_before, contexts, &targets, alpha, dim);
             for (i, (&got, want)) in output.iter().zip(&want_out).enumerate() {
                 assert!((got as f64 - want).abs() < 1e-5, "output [{i}]");
             }
@@ -322,12 +331,34 @@ mod tests {
         alpha: f32,
         dim: usize,
     ) -> (Vec<f32>, Vec<f32>) {
-        let (mut input, mut output) = (input.to_vec(), output.to_vec());
+        // The caller's copies of the context rows, plus one that sits out.
+        let mut x: Vec<f32> = contexts
+            .iter()
+            .flat_map(|&c| input[c as usize * dim..][..dim].to_vec())
+            .collect();
+        x.extend(std::iter::repeat_n(9.0, dim));
+        let skip = contexts.len();
+        let mut output = output.to_vec();
         {
-            let inm = HogwildMatrix::new(&mut input, dim);
             let outm = HogwildMatrix::new(&mut output, dim);
             let sigmoid = SigmoidFn::new(Sigmoid::Exact);
-            sgns_batch(&inm, contexts, &outm, targets, alpha, &sigmoid, &mut Scratch::new(dim, targets.len()));
+            sgns_batch(
+                &mut x,
+                Some(skip),
+                &outm,
+                targets,
+                alpha,
+                &sigmoid,
+                &mut Scratch::new(dim, targets.len()),
+            );
+        }
+        assert!(
+            x[skip * dim..].iter().all(|&v| v == 9.0),
+            "the skipped row is untouched"
+        );
+        let mut input = input.to_vec();
+        for (k, &c) in contexts.iter().enumerate() {
+            input[c as usize * dim..][..dim].copy_from_slice(&x[k * dim..][..dim]);
         }
         (input, output)
     }

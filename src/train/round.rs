@@ -92,6 +92,8 @@ pub(crate) fn run(
     }
     if full {
         next.reinitialise(opts.seed);
+    } else {
+        warm_start_new_items(&mut next, known, &sequences);
     }
     let mut corpus = Corpus::new();
     let (mut fresh, mut replayed) = (0, 0);
@@ -136,7 +138,8 @@ pub(crate) fn run(
     let dim = next.dim;
     let counts = next.counts.clone();
     let (input, output) = (&mut next.input, &mut next.output);
-    let Some(run) = sgns::train(&corpus, &counts, input, output, dim, &hyper, keep_going, progress) else {
+    let control = sgns::Control { keep_going, progress };
+    let Some(run) = sgns::train(&corpus, &counts, input, output, dim, &hyper, &control) else {
         return Some(Err(Stopped));
     };
     next.generation += 1;
@@ -156,6 +159,49 @@ pub(crate) fn run(
         publish_seconds: 0.0,
     };
     Some(Ok((next, report)))
+}
+
+/// Starts each new item (vocabulary index `known` and up) at the mean input
+/// vector of the known items its users touched, the trained counterpart of
+/// its provisional vector, so that a short incremental round refines it
+/// rather than learning it from noise. Items with no known neighbour keep
+/// their random start.
+fn warm_start_new_items(state: &mut TrainerState, known: usize, sequences: &[Vec<u32>]) {
+    let dim = state.dim;
+    let fresh = state.len() - known;
+    if fresh == 0 || known == 0 {
+        return;
+    }
+    let mut sums = vec![0f64; fresh * dim];
+    let mut counts = vec![0u64; fresh];
+    let mut seq_sum = vec![0f64; dim];
+    for seq in sequences {
+        if !seq.iter().any(|&i| i as usize >= known) {
+            continue;
+        }
+        seq_sum.fill(0.0);
+        let mut n = 0;
+        for &i in seq.iter().filter(|&&i| (i as usize) < known) {
+            seq_sum.iter_mut().zip(state.row(i)).for_each(|(s, x)| *s += *x as f64);
+            n += 1;
+        }
+        for &i in seq.iter().filter(|&&i| i as usize >= known) {
+            let f = i as usize - known;
+            sums[f * dim..][..dim]
+                .iter_mut()
+                .zip(&seq_sum)
+                .for_each(|(s, x)| *s += x);
+            counts[f] += n;
+        }
+    }
+    for (f, &count) in counts.iter().enumerate() {
+        if count > 0 {
+            let row = &mut state.input[(known + f) * dim..][..dim];
+            row.iter_mut()
+                .zip(&sums[f * dim..][..dim])
+                .for_each(|(r, s)| *r = (s / count as f64) as f32);
+        }
+    }
 }
 
 /// A round was stopped before it finished (the store is closing).

@@ -90,7 +90,12 @@ mod tests {
                 let want = if c == 0 {
                     0.0
                 } else {
-                    (c as f64).powf(exponent) / counts.iter().filter(|&&c| c > 0).map(|&c| (c as f64).powf(exponent)).sum::<f64>()
+                    (c as f64).powf(exponent)
+                        / counts
+                            .iter()
+                            .filter(|&&c| c > 0)
+                            .map(|&c| (c as f64).powf(exponent))
+                            .sum::<f64>()
                 };
                 let se = (want * (1.0 - want) / draws as f64).sqrt().max(1e-6);
                 assert!(

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use super::corpus::Corpus;
 use super::hogwild::HogwildMatrix;
-use super::kernel::{sgns_batch, Scratch, MAX_BATCH};
+use super::kernel::{add_to_row, load_row, sgns_batch, Scratch, MAX_BATCH};
 use super::rng::Rng;
 use super::sampler::NegativeSampler;
 use super::sigmoid::{Sigmoid, SigmoidFn};
@@ -48,10 +48,17 @@ pub struct RunStats {
 /// Tokens a thread processes between updates of the shared progress.
 const PROGRESS_EVERY: u64 = 4096;
 
+/// How a caller steers a run: `keep_going` is asked between sequences; when
+/// it says no, the run stops and returns None (the matrices are then
+/// half-trained and must be thrown away). `progress` gets the fraction
+/// done, from one thread.
+pub(crate) struct Control<'a> {
+    pub keep_going: &'a (dyn Fn() -> bool + Sync),
+    pub progress: &'a (dyn Fn(f64) + Sync),
+}
+
 /// Trains `input` and `output` (`counts.len() x dim` each, row-major) on
-/// `corpus`. `keep_going` is asked between sequences; when it says no, the
-/// run stops and returns None (the matrices are then half-trained and must
-/// be thrown away). `progress` gets the fraction done, from one thread.
+/// `corpus`.
 pub(crate) fn train(
     corpus: &Corpus,
     counts: &[u64],
@@ -59,9 +66,9 @@ pub(crate) fn train(
     output: &mut [f32],
     dim: usize,
     hyper: &Hyper,
-    keep_going: &(dyn Fn() -> bool + Sync),
-    progress: &(dyn Fn(f64) + Sync),
+    control: &Control<'_>,
 ) -> Option<RunStats> {
+    let (keep_going, progress) = (control.keep_going, control.progress);
     let started = Instant::now();
     let Some(sampler) = NegativeSampler::new(counts, hyper.ns_exponent) else {
         return Some(RunStats::default());
@@ -135,8 +142,12 @@ impl Context<'_, '_> {
     /// or None if stopped.
     fn run_thread(&self, thread: usize, range: std::ops::Range<usize>) -> Option<(u64, u64)> {
         let h = self.hyper;
-        let mut scratch = Scratch::new(self.input.dim(), h.negative + 1);
-        let mut contexts: Vec<u32> = Vec::with_capacity(MAX_BATCH);
+        let dim = self.input.dim();
+        let mut scratch = Scratch::new(dim, h.negative + 1);
+        // The sequence's input rows, checked out for the whole sequence:
+        // read once, updated locally by every batch, and written back once
+        // as deltas (so concurrent updates by other threads are kept).
+        let (mut local, mut original): (Vec<f32>, Vec<f32>) = (Vec::new(), Vec::new());
         let mut kept: Vec<u32> = Vec::new();
         let mut targets: Vec<u32> = Vec::with_capacity(h.negative + 1);
         let (mut pairs, mut tokens, mut unreported) = (0u64, 0u64, 0u64);
@@ -154,37 +165,50 @@ impl Context<'_, '_> {
                     t == u32::MAX || (rng.next_u64() as u32) < t
                 }));
                 let n = kept.len();
-                for i in 0..n {
-                    let target = kept[i];
+                local.resize(n * dim, 0.0);
+                for (&item, buf) in kept.iter().zip(local.chunks_exact_mut(dim)) {
+                    // SAFETY: `row` points at `dim` in-bounds elements; see
+                    // `HogwildMatrix` for the races.
+                    unsafe { load_row(self.input.row(item), buf) };
+                }
+                original.clear();
+                original.extend_from_slice(&local);
+                for (i, &target) in kept.iter().enumerate() {
                     let (lo, hi) = if h.window == 0 {
                         (0, n)
                     } else {
                         (i.saturating_sub(h.window), (i + h.window + 1).min(n))
                     };
                     // The context, in batches that share their negatives.
-                    let mut j = lo;
-                    while j < hi {
-                        contexts.clear();
-                        while j < hi && contexts.len() < MAX_BATCH {
-                            if j != i {
-                                contexts.push(kept[j]);
+                    let mut a = lo;
+                    while a < hi {
+                        let b = (a + MAX_BATCH).min(hi);
+                        let skip = (a..b).contains(&i).then(|| i - a);
+                        let batch = b - a - usize::from(skip.is_some());
+                        if batch > 0 {
+                            targets.clear();
+                            targets.push(target);
+                            for _ in 0..h.negative {
+                                let negative = self.sampler.draw(&mut rng);
+                                if negative != target {
+                                    targets.push(negative);
+                                }
                             }
-                            j += 1;
+                            let x = &mut local[a * dim..b * dim];
+                            sgns_batch(x, skip, self.output, &targets, alpha, self.sigmoid, &mut scratch);
+                            pairs += batch as u64;
                         }
-                        if contexts.is_empty() {
-                            continue;
-                        }
-                        targets.clear();
-                        targets.push(target);
-                        for _ in 0..h.negative {
-                            let negative = self.sampler.draw(&mut rng);
-                            if negative != target {
-                                targets.push(negative);
-                            }
-                        }
-                        sgns_batch(self.input, &contexts, self.output, &targets, alpha, self.sigmoid, &mut scratch);
-                        pairs += contexts.len() as u64;
+                        a = b;
                     }
+                }
+                for ((&item, now), before) in kept
+                    .iter()
+                    .zip(local.chunks_exact_mut(dim))
+                    .zip(original.chunks_exact(dim))
+                {
+                    now.iter_mut().zip(before).for_each(|(v, b)| *v -= b);
+                    // SAFETY: as above.
+                    unsafe { add_to_row(self.input.row(item), now) };
                 }
                 tokens += sequence.len() as u64;
                 unreported += sequence.len() as u64;

@@ -147,7 +147,10 @@ impl TrainerState {
         };
         let h = Header::check(&bytes, MAGIC, STATE_VERSION, path, "trainer state")?;
         if h.u32(12) as usize != dim {
-            return Err(corrupt(12, format!("dimension {} in a store of dimension {dim}", h.u32(12))));
+            return Err(corrupt(
+                12,
+                format!("dimension {} in a store of dimension {dim}", h.u32(12)),
+            ));
         }
         let n = h.u64(16);
         let expected = n
@@ -157,7 +160,10 @@ impl TrainerState {
             .ok_or_else(|| corrupt(16, format!("{n} items do not fit a file of {} bytes", bytes.len())))?;
         let body = &bytes[HEADER_LEN..expected as usize];
         if crc32fast::hash(body) != h.u32(48) {
-            return Err(corrupt(HEADER_LEN as u64, "trainer state body checksum mismatch".into()));
+            return Err(corrupt(
+                HEADER_LEN as u64,
+                "trainer state body checksum mismatch".into(),
+            ));
         }
         let n = n as usize;
         let (ids_b, rest) = body.split_at(8 * n);

@@ -37,7 +37,10 @@ mod tests {
         // Off.
         assert_eq!(keep_probability(50_000, 100_000, 0.0), 1.0);
         // Monotone: more frequent, less kept.
-        let probs: Vec<f64> = [200, 500, 2_000, 20_000].iter().map(|&c| keep_probability(c, 100_000, 1e-3)).collect();
+        let probs: Vec<f64> = [200, 500, 2_000, 20_000]
+            .iter()
+            .map(|&c| keep_probability(c, 100_000, 1e-3))
+            .collect();
         assert!(probs.windows(2).all(|w| w[0] >= w[1]), "{probs:?}");
     }
 

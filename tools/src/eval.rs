@@ -27,7 +27,7 @@ pub struct EvalArgs {
     epochs: usize,
     #[arg(long, default_value_t = 5)]
     negative: usize,
-    #[arg(long, default_value_t = 0.75, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = -0.5, allow_hyphen_values = true)]
     ns_exponent: f64,
     #[arg(long, default_value_t = 1e-3)]
     sample: f64,
@@ -64,6 +64,10 @@ pub struct EvalArgs {
     /// Only train and report throughput (no ranking).
     #[arg(long)]
     train_only: bool,
+    /// Also rank with `recent` = 1, 2, 3, 5, 10, 20 for both queries, on
+    /// the same trained vectors (to choose the defaults).
+    #[arg(long)]
+    sweep_queries: bool,
 }
 
 struct Split {
@@ -84,9 +88,13 @@ fn read_split(path: &Path) -> Result<Split, String> {
         }
         let f: Vec<&str> = line.split(',').collect();
         let parse = |i: usize| -> Result<u64, String> {
-            f.get(i)
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .ok_or_else(|| format!("{}: line {}: expected user_id,item_id,rating,timestamp", path.display(), n + 1))
+            f.get(i).and_then(|s| s.trim().parse::<u64>().ok()).ok_or_else(|| {
+                format!(
+                    "{}: line {}: expected user_id,item_id,rating,timestamp",
+                    path.display(),
+                    n + 1
+                )
+            })
         };
         let (user, item, ts) = (parse(0)?, parse(1)?, parse(3)?);
         per_user.entry(user).or_default().push((ts, item));
@@ -101,7 +109,9 @@ fn read_split(path: &Path) -> Result<Split, String> {
         let Some((_, last)) = events.pop() else { continue };
         split.test.insert(user, last);
         split.seen.insert(user, events.iter().map(|&(_, i)| i).collect());
-        split.train.extend(events.into_iter().map(|(ts, item)| Event::new(user, item, ts)));
+        split
+            .train
+            .extend(events.into_iter().map(|(ts, item)| Event::new(user, item, ts)));
     }
     split.train.sort_unstable_by_key(|e| (e.ts, e.user, e.item));
     Ok(split)
@@ -201,7 +211,12 @@ fn rank(store: &Store, split: &Split, a: &EvalArgs) -> Result<[Score; 4], String
     users.sort_unstable();
     for (&user, &test) in users {
         let seen = &split.seen[&user];
-        let top: Vec<u64> = popular.iter().map(|p| p.0).filter(|i| !seen.contains(i)).take(10).collect();
+        let top: Vec<u64> = popular
+            .iter()
+            .map(|p| p.0)
+            .filter(|i| !seen.contains(i))
+            .take(10)
+            .collect();
         scores[0].add(&top, test);
         if seen.is_empty() {
             for s in &mut scores[1..] {
@@ -268,6 +283,23 @@ pub fn run(a: EvalArgs) -> Result<(), String> {
     }
     let scores = rank(&store, &split, &a)?;
     print_scores(&scores);
+    if a.sweep_queries {
+        for n in [1, 2, 3, 5, 10, 20] {
+            let mut b = a.clone();
+            b.recent = Some(n);
+            b.seeds = Some(n);
+            let s = rank(&store, &split, &b)?;
+            println!(
+                "recent {n:>2}: user mean {:.4} / {:.4}, user max {:.4} / {:.4}, seeds {:.4} / {:.4}",
+                s[1].hr(),
+                s[1].ndcg(),
+                s[2].hr(),
+                s[2].ndcg(),
+                s[3].hr(),
+                s[3].ndcg()
+            );
+        }
+    }
     if a.incremental {
         incremental(&a, &split, tmp.path(), scores[1].hr(), full_wall)?;
     }

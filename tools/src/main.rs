@@ -5,6 +5,7 @@ mod demo;
 mod eval;
 mod stats;
 mod texmex;
+mod train_bench;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +39,9 @@ enum Command {
     /// Evaluate item2vec recall on ratings (leave the last event of each
     /// user out; HR@10 and NDCG@10).
     Eval(eval::EvalArgs),
+    /// The trainer at scale on a synthetic event stream: ingest rate,
+    /// training throughput, peak memory, publish time.
+    BenchTrain(train_bench::TrainBenchArgs),
     /// Print the counts and sizes of a store.
     Stats {
         /// The store directory.
@@ -55,6 +59,15 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("ember eval: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::BenchTrain(args) => {
+            return match train_bench::run(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ember bench-train: {e}");
                     ExitCode::FAILURE
                 }
             }
