@@ -62,7 +62,7 @@ def main():
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--negative", type=int, default=5)
-    ap.add_argument("--ns-exponent", type=float, default=0.75)
+    ap.add_argument("--ns-exponent", type=float, default=-0.5)  # ember eval's default
     ap.add_argument("--sample", type=float, default=1e-3)
     ap.add_argument("--alpha", type=float, default=0.025)
     ap.add_argument("--min-alpha", type=float, default=0.0001)

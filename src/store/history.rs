@@ -133,6 +133,16 @@ impl Histories {
         Ok(out)
     }
 
+    /// The user's `n` most recent items, newest first.
+    pub fn recent(&self, user: u64, n: usize) -> Result<Vec<u64>> {
+        let shard = self.shard(user).lock();
+        if let Some(h) = shard.users.get(&user) {
+            return Ok(h.items.iter().rev().take(n).map(|e| e.item).collect());
+        }
+        drop(shard);
+        Ok(self.items(user)?.into_iter().rev().take(n).collect())
+    }
+
     /// Writes every changed history to the metadata store (not yet flushed).
     pub fn persist_dirty(&self) -> Result<()> {
         for shard in self.shards.iter() {

@@ -141,6 +141,10 @@ pub(crate) fn provisional_vectors(shared: &Shared, events: &[Event]) -> Result<V
     let version = shared.version.load();
     let dim = shared.opts.dim;
     let mut out: Vec<(u64, Vec<f32>)> = Vec::new();
+    if version.rows() == 0 {
+        // Nothing has a vector yet (before the first round).
+        return Ok(out);
+    }
     let mut done = HashSet::new();
     for e in events {
         if done.contains(&e.item) || version.trained_row(e.item)?.is_some() {
@@ -149,13 +153,7 @@ pub(crate) fn provisional_vectors(shared: &Shared, events: &[Event]) -> Result<V
         done.insert(e.item);
         let mut sum = vec![0f32; dim];
         let mut found = 0;
-        for item in shared
-            .histories
-            .items(e.user)?
-            .iter()
-            .rev()
-            .take(PROVISIONAL_CONTEXT + 1)
-        {
+        for item in &shared.histories.recent(e.user, PROVISIONAL_CONTEXT + 1)? {
             if *item == e.item {
                 continue;
             }

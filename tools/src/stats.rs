@@ -27,5 +27,23 @@ pub fn print_stats(store: &Store) -> emberdb::Result<()> {
     println!("wal bytes        {}", s.wal_bytes);
     println!("meta bytes       {}", s.meta_bytes);
     println!("disk bytes       {}", s.disk_bytes);
+    match &s.trainer {
+        None => println!("vectors          host-fed"),
+        Some(t) => {
+            println!(
+                "vectors          trained: generation {}, {} items, {} rounds, {} events not trained yet",
+                t.generation, t.items, t.rounds, t.untrained_events
+            );
+            if let Some(r) = &t.last_round {
+                println!(
+                    "last round       {}, {} new events, {:.2} s training + {:.2} s publishing",
+                    if r.full { "full" } else { "incremental" },
+                    r.new_events,
+                    r.run.seconds,
+                    r.publish_seconds
+                );
+            }
+        }
+    }
     Ok(())
 }
