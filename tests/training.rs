@@ -186,6 +186,7 @@ fn trainer_state_survives_restart_and_training_continues() {
     let stats = store.stats().unwrap().trainer.expect("a trained store");
     assert_eq!(stats.generation, generation);
     assert_eq!(stats.items, ITEMS as usize);
+    assert!(stats.untrained_events >= (events.len() - events.len() / 2) as u64);
     assert_eq!(all_vectors(&store), vectors, "the same vectors after reopening");
     // The events after the round (recovered from the log) are trained next.
     let r = store.train().unwrap();

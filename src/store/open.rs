@@ -139,6 +139,9 @@ pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
         opts.durability,
         opts.wal_file_bytes,
     )?;
+    if let Some(trainer) = &shared.trainer {
+        trainer.count_untrained_after_open(core.next_seq);
+    }
     let sync = wal.shared();
     let write = Arc::new(Mutex::new(WriteState {
         checkpointed_at: wal.end(),

@@ -43,7 +43,8 @@ pub struct TrainerStats {
     /// Items with a trained vector.
     pub items: usize,
     pub rounds: u64,
-    /// Events appended since the last round began.
+    /// Events appended since the last round began (after a restart, an
+    /// upper bound: every operation logged since the last round's cut).
     pub untrained_events: u64,
     /// The last round's report, if one ran since the store was opened.
     pub last_round: Option<TrainReport>,
@@ -60,6 +61,15 @@ impl Trainer {
             last_round: Mutex::new(Instant::now()),
             last_report: Mutex::new(None),
         }
+    }
+
+    /// After recovery: operations logged since the last round's cut count
+    /// as untrained events (an upper bound: provisional upserts count too),
+    /// so the policy sees events that arrived before a restart.
+    pub fn count_untrained_after_open(&self, next_seq: u64) {
+        let watermark = self.current.lock().watermark;
+        self.events_since_round
+            .store(next_seq.saturating_sub(watermark.max(1)), Ordering::Relaxed);
     }
 
     pub fn stats(&self) -> TrainerStats {
