@@ -1,11 +1,13 @@
-//! `ember demo`: the quick-start tour. A synthetic catalogue whose items
-//! belong to hidden genres, users who mostly watch one or two genres, and
-//! the queries a recommender would make, with what each step cost.
+//! `ember demo`: the quick-start tour of a trained store. A synthetic
+//! catalogue whose items belong to hidden genres, users who mostly watch
+//! one genre, and what a recommender does with them: ingest events, train
+//! item vectors inside the store, ask for similar items and personalised
+//! recall, take in a brand-new item, train incrementally, reopen.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use emberdb::{Durability, Event, Metric, Options, Query, Store};
+use emberdb::{Durability, Event, Options, Query, Store, TrainOptions, TrainReport};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -15,26 +17,12 @@ const USERS: u64 = 5_000;
 
 /// The synthetic world: item `i` is of genre `i % GENRES`.
 struct World {
-    centers: Vec<Vec<f32>>,
     rng: StdRng,
 }
 
 impl World {
-    fn new(seed: u64) -> Self {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let centers = (0..GENRES)
-            .map(|_| (0..DIM).map(|_| rng.gen_range(-1.0f32..1.0)).collect())
-            .collect();
-        World { centers, rng }
-    }
-
     fn genre(item: u64) -> u64 {
         item % GENRES
-    }
-
-    fn item_vector(&mut self, item: u64) -> Vec<f32> {
-        let center = &self.centers[Self::genre(item) as usize];
-        center.iter().map(|c| c + self.rng.gen_range(-0.45f32..0.45)).collect()
     }
 
     /// A user's favourite genre (most of their events are in it).
@@ -51,7 +39,7 @@ impl World {
         };
         // Popular items (small ranks) are picked more often within a genre.
         let per_genre = (items / GENRES).max(1);
-        let rank = ((self.rng.gen::<f64>().powi(3)) * per_genre as f64) as u64;
+        let rank = ((self.rng.gen::<f64>().powi(2)) * per_genre as f64) as u64;
         Event::new(user, (rank.min(per_genre - 1)) * GENRES + genre, ts)
     }
 }
@@ -59,6 +47,29 @@ impl World {
 fn rate(count: u64, since: Instant) -> String {
     let secs = since.elapsed().as_secs_f64();
     format!("{count} in {:.0} ms ({:.0}/s)", secs * 1e3, count as f64 / secs)
+}
+
+fn describe(r: &TrainReport, wall: f64) -> String {
+    format!(
+        "{} round, generation {}: {} items ({} new), {} histories (+{} replayed), {} epochs, {:.1} M pairs at {:.1} M pairs/s/thread on {} threads; {:.1} s ({:.2} s publishing)",
+        if r.full { "full" } else { "incremental" },
+        r.generation,
+        r.items,
+        r.new_items,
+        r.fresh_histories,
+        r.replayed_histories,
+        r.epochs,
+        r.run.pairs as f64 / 1e6,
+        r.pairs_per_second_per_thread() / 1e6,
+        r.run.threads,
+        wall,
+        r.publish_seconds
+    )
+}
+
+/// How many of `hits` are of `genre`.
+fn in_genre(hits: &[emberdb::Hit], genre: u64) -> usize {
+    hits.iter().filter(|h| World::genre(h.id) == genre).count()
 }
 
 pub fn run(dir: Option<PathBuf>, items: u64, events: u64) -> emberdb::Result<()> {
@@ -78,23 +89,18 @@ pub fn run(dir: Option<PathBuf>, items: u64, events: u64) -> emberdb::Result<()>
             temp.path().join("demo-store")
         }
     };
-    let opts = Options::new(DIM)
-        .metric(Metric::Cosine)
+    let opts = Options::trained(DIM)
+        .train_options(TrainOptions::default())
         .durability(Durability::Buffered)
-        .segment_rows(8_192)
-        // Small enough that the demo's sealed segments get HNSW indexes.
-        .flat_below(4_096);
-    println!("emberdb demo: store at {}", path.display());
-    println!("  {items} items in {GENRES} hidden genres, {USERS} users, {events} events, dim {DIM}, cosine\n");
+        // Small enough that the demo's generation gets an HNSW index.
+        .flat_below(1_000);
+    println!("emberdb demo: a trained store at {}", path.display());
+    println!("  {items} items in {GENRES} hidden genres, {USERS} users, {events} events, dim {DIM}\n");
 
-    let mut world = World::new(42);
+    let mut world = World {
+        rng: StdRng::seed_from_u64(42),
+    };
     let store = Store::open(&path, opts.clone())?;
-
-    let t = Instant::now();
-    for item in 0..items {
-        store.upsert(item, &world.item_vector(item))?;
-    }
-    println!("upserted item vectors: {}", rate(items, t));
 
     let t = Instant::now();
     let mut batch = Vec::with_capacity(10_000);
@@ -108,17 +114,18 @@ pub fn run(dir: Option<PathBuf>, items: u64, events: u64) -> emberdb::Result<()>
     store.append_events(&batch)?;
     println!("ingested events in batches of 10,000: {}", rate(events, t));
 
+    let t = Instant::now();
+    let first = store.train()?;
+    println!("trained item2vec: {}", describe(&first, t.elapsed().as_secs_f64()));
+
     let probe = 7u64;
     let t = Instant::now();
     let similar = store.knn(&Query::item(probe).k(10))?;
-    let same = similar
-        .iter()
-        .filter(|h| World::genre(h.id) == World::genre(probe))
-        .count();
     println!(
-        "\nsimilar to item {probe} (genre {}), exact search in {:.2} ms: {same}/10 share its genre",
+        "\nsimilar to item {probe} (genre {}), {:.2} ms: {}/10 share its genre",
         World::genre(probe),
-        t.elapsed().as_secs_f64() * 1e3
+        t.elapsed().as_secs_f64() * 1e3,
+        in_genre(&similar, World::genre(probe))
     );
     for h in &similar {
         println!(
@@ -130,61 +137,78 @@ pub fn run(dir: Option<PathBuf>, items: u64, events: u64) -> emberdb::Result<()>
     }
 
     let user = 123u64;
+    let favourite = World::favourite(user);
     let history = store.history(user)?;
-    let recent: Vec<u64> = history.iter().rev().take(10).copied().collect();
     println!(
-        "\nuser {user} (favourite genre {}): {} events kept, most recent {:?}",
-        World::favourite(user),
+        "\nuser {user} (favourite genre {favourite}): {} events, most recent {:?}",
         history.len(),
-        recent
+        history.iter().rev().take(5).collect::<Vec<_>>()
     );
-    let mut mean = vec![0f32; DIM];
-    for item in &recent {
-        if let Some(v) = store.get(*item)? {
-            mean.iter_mut().zip(&v).for_each(|(m, x)| *m += x);
-        }
-    }
-    let seen: std::collections::HashSet<u64> = history.iter().copied().collect();
-    let recall: Vec<_> = store
-        .knn(&Query::vector(&mean).k(10 + seen.len().min(200)))?
-        .into_iter()
-        .filter(|h| !seen.contains(&h.id))
-        .take(10)
-        .collect();
-    let in_favourite = recall
-        .iter()
-        .filter(|h| World::genre(h.id) == World::favourite(user))
-        .count();
-    println!("recall from the mean of those 10 items, seen items excluded: {in_favourite}/10 in the favourite genre");
+    let t = Instant::now();
+    let recall = store.knn(&Query::user(user).k(10))?;
+    println!(
+        "Query::user (mean of the last 2 items: what the user is into right now), {:.2} ms: {}/10 in the favourite genre",
+        t.elapsed().as_secs_f64() * 1e3,
+        in_genre(&recall, favourite)
+    );
     println!("  {:?}", recall.iter().map(|h| h.id).collect::<Vec<_>>());
+    let taste = store.knn(&Query::user(user).recent(30).k(10))?;
+    println!(
+        "Query::user .recent(30) (the user's taste; seen items excluded): {}/10 in the favourite genre",
+        in_genre(&taste, favourite)
+    );
+    let seeds = store.knn(&Query::seeds(user).k(10))?;
+    println!(
+        "Query::seeds (neighbours of the last 20 items, merged by recency): {}/10 in the favourite genre",
+        in_genre(&seeds, favourite)
+    );
 
-    let t = Instant::now();
-    store.wait_for_indexes();
+    // A brand-new item of the probe's genre, picked up by that genre's fans.
+    let new_item = items * 10 + World::genre(probe);
+    let fans: Vec<Event> = (0..USERS)
+        .filter(|u| World::favourite(*u) == World::genre(probe))
+        .take(40)
+        .map(|u| Event::new(u, new_item, events + u))
+        .collect();
+    store.append_events(&fans)?;
+    let provisional = store.knn(&Query::item(new_item).k(10))?;
     println!(
-        "\nsealed segments indexed with HNSW in the background ({:.0} ms more after the queries above)",
-        t.elapsed().as_secs_f64() * 1e3
+        "\nnew item {new_item} seen in {} events: queryable at once with a provisional vector, {}/10 of its neighbours in genre {}",
+        fans.len(),
+        in_genre(&provisional, World::genre(probe)),
+        World::genre(probe)
     );
+    let more: Vec<Event> = (0..events / 10)
+        .map(|i| world.event(items, events + USERS + i))
+        .collect();
+    store.append_events(&more)?;
     let t = Instant::now();
-    let indexed = store.knn(&Query::item(probe).k(10))?;
-    let agree = indexed.iter().filter(|h| similar.iter().any(|s| s.id == h.id)).count();
+    let round = store.train()?;
     println!(
-        "the same similar-items query through the indexes: {:.2} ms, {agree}/10 as the exact answer",
-        t.elapsed().as_secs_f64() * 1e3
+        "{} more events, then {}",
+        more.len(),
+        describe(&round, t.elapsed().as_secs_f64())
     );
+    let trained = store.knn(&Query::item(new_item).k(10))?;
+    println!(
+        "after the round, {}/10 of item {new_item}'s neighbours in its genre",
+        in_genre(&trained, World::genre(probe))
+    );
+
     println!();
     crate::stats::print_stats(&store)?;
-    let before = store.knn(&Query::item(probe).k(10))?;
+    let before = store.knn(&Query::user(user).k(10))?;
     drop(store);
 
     let t = Instant::now();
     let store = Store::open(&path, opts)?;
     let open_ms = t.elapsed().as_secs_f64() * 1e3;
-    let t = Instant::now();
+    // Until the index file is loaded (in the background) the segment is
+    // searched exactly; wait so both answers come from the same index.
     store.wait_for_indexes();
-    let load_ms = t.elapsed().as_secs_f64() * 1e3;
-    let after = store.knn(&Query::item(probe).k(10))?;
+    let after = store.knn(&Query::user(user).k(10))?;
     println!(
-        "\nreopened in {open_ms:.1} ms ({} log bytes replayed; index files loaded in the background in {load_ms:.1} ms more); the same query gives {} results",
+        "\nreopened in {open_ms:.1} ms ({} log bytes replayed); the same query gives {} results",
         store.recovery().replayed_bytes,
         if before == after { "identical" } else { "DIFFERENT" }
     );

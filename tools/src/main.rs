@@ -21,16 +21,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create a store, ingest a synthetic stream of events and vectors, query
-    /// it and print what happened.
+    /// Create a trained store, ingest a synthetic event stream, train item
+    /// vectors, query similar items and personalised recall, take in a new
+    /// item, train incrementally, reopen, and print what happened.
     Demo {
         /// Where to create the store (a temporary directory by default).
         dir: Option<PathBuf>,
         /// Items in the synthetic catalogue.
-        #[arg(long, default_value_t = 20_000)]
+        #[arg(long, default_value_t = 4_000)]
         items: u64,
         /// Behaviour events to ingest.
-        #[arg(long, default_value_t = 500_000)]
+        #[arg(long, default_value_t = 200_000)]
         events: u64,
     },
     /// Benchmark the store against the identical Faiss index on a TEXMEX
