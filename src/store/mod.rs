@@ -11,6 +11,7 @@ pub(crate) mod open;
 pub(crate) mod publish;
 pub(crate) mod recall;
 pub(crate) mod seal;
+pub(crate) mod snapshot;
 pub(crate) mod training;
 pub(crate) mod validate;
 pub(crate) mod version;
@@ -37,6 +38,7 @@ use apply::Core;
 use history::Histories;
 use lock::DirLock;
 pub use open::RecoveryReport;
+pub use snapshot::{restore, SnapshotInfo};
 pub use training::TrainerStats;
 use version::Version;
 

@@ -1,6 +1,7 @@
 //! `ember`: drive an emberdb store from the shell.
 
 mod bench;
+mod cmd;
 mod demo;
 mod eval;
 mod stats;
@@ -37,6 +38,16 @@ enum Command {
     /// Benchmark the store against the identical Faiss index on a TEXMEX
     /// data set (base.fvecs, query.fvecs, groundtruth.ivecs in DATA).
     Bench(bench::BenchArgs),
+    /// Append events from a CSV file.
+    Ingest(cmd::IngestArgs),
+    /// Run one training round (or --full) and print its figures.
+    Train(cmd::TrainArgs),
+    /// Nearest neighbours: --item, --user, --seeds or --vector.
+    Knn(cmd::KnnArgs),
+    /// Write a consistent point-in-time copy of a store.
+    Snapshot(cmd::SnapshotArgs),
+    /// Make a store from a snapshot.
+    Restore(cmd::RestoreArgs),
     /// Evaluate item2vec recall on ratings (leave the last event of each
     /// user out; HR@10 and NDCG@10).
     Eval(eval::EvalArgs),
@@ -55,6 +66,11 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Demo { dir, items, events } => demo::run(dir, items, events),
         Command::Stats { store } => stats::run(&store),
+        Command::Ingest(args) => return finish("ingest", cmd::ingest(args)),
+        Command::Train(args) => return finish("train", cmd::train(args)),
+        Command::Knn(args) => return finish("knn", cmd::knn(args)),
+        Command::Snapshot(args) => return finish("snapshot", cmd::snapshot(args)),
+        Command::Restore(args) => return finish("restore", cmd::restore(args)),
         Command::Eval(args) => {
             return match eval::run(args) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -88,6 +104,20 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("ember: {e}");
             if matches!(e, emberdb::Error::Locked { .. }) {
+                eprintln!("ember: the store is held by another process; call Store::snapshot or Store::compact from that process instead");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One clear line and a non-zero exit on error.
+fn finish(command: &str, outcome: Result<(), String>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ember {command}: {e}");
+            if e.contains("locked by another open Store") {
                 eprintln!("ember: the store is held by another process; call Store::snapshot or Store::compact from that process instead");
             }
             ExitCode::FAILURE

@@ -1,0 +1,180 @@
+//! Point-in-time copies of a store.
+//!
+//! `snapshot` takes the write lock, checkpoints (the growing segment goes to
+//! a snapshot file, the metadata is flushed, the log before the end is no
+//! longer needed), and while still holding the lock copies the store:
+//! immutable files the manifest names (segments, their indexes, the growing
+//! snapshot, the trainer state) are hard-linked when the file system allows
+//! and copied otherwise; the log and the metadata directory are copied. With
+//! the write lock held nothing writes to the store (sled has no background
+//! flusher here), so the copy is the store exactly as of that point of the
+//! log: writes acknowledged before it are in, later ones are not. Readers
+//! keep going. The copy is built under a temporary name and renamed into
+//! place, so `dest` either holds a whole snapshot or nothing.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use super::{seal, Store};
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+use crate::index::file as index_file;
+use crate::segment::sealed;
+use crate::train::state;
+
+/// What a snapshot captured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    pub path: PathBuf,
+    /// Operations (events, upserts, deletes) with a smaller sequence number
+    /// are in the snapshot; none with this one or later.
+    pub next_seq: u64,
+    /// Files hard-linked, files copied, and bytes copied.
+    pub linked: usize,
+    pub copied: usize,
+    pub copied_bytes: u64,
+}
+
+impl Store {
+    /// A consistent copy of the store at `dest` (which must not exist),
+    /// taken while other threads keep reading; writers wait for the copy.
+    /// Open it with `Store::open(dest, Options::existing())`.
+    pub fn snapshot(&self, dest: impl AsRef<Path>) -> Result<SnapshotInfo> {
+        let dest = dest.as_ref();
+        refuse_existing(dest)?;
+        let tmp = tmp_dir(dest);
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).at(&tmp)?;
+        }
+        let mut w = self.write.lock();
+        w.wal.sync_all()?;
+        let end = w.wal.end();
+        let w = &mut *w;
+        seal::checkpoint(&self.shared, &mut w.core, end)?;
+        w.checkpointed_at = end;
+        let live = live_segment_files(&w.core.manifest);
+        let mut info = SnapshotInfo {
+            path: dest.to_path_buf(),
+            next_seq: w.core.next_seq,
+            linked: 0,
+            copied: 0,
+            copied_bytes: 0,
+        };
+        let outcome = copy_store(&self.shared.path, &tmp, &|name| live.contains(name), &mut info)
+            .and_then(|()| std::fs::rename(&tmp, dest).at(dest))
+            .and_then(|()| fsutil::sync_dir(fsutil::parent_of(dest)));
+        if outcome.is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        outcome.map(|()| info)
+    }
+}
+
+/// Makes a store at `dest` from the snapshot at `snapshot` (hard links where
+/// possible), then opens it once to check it.
+pub fn restore(snapshot: &Path, dest: &Path) -> Result<SnapshotInfo> {
+    if !snapshot.join("meta").is_dir() {
+        return Err(Error::NotAStore {
+            path: snapshot.to_path_buf(),
+        });
+    }
+    refuse_existing(dest)?;
+    let tmp = tmp_dir(dest);
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).at(&tmp)?;
+    }
+    let mut info = SnapshotInfo {
+        path: dest.to_path_buf(),
+        next_seq: 0,
+        linked: 0,
+        copied: 0,
+        copied_bytes: 0,
+    };
+    // Every segment-directory file of a snapshot is live: it was made so.
+    copy_store(snapshot, &tmp, &|_| true, &mut info)?;
+    std::fs::rename(&tmp, dest).at(dest)?;
+    fsutil::sync_dir(fsutil::parent_of(dest))?;
+    let store = Store::open(dest, crate::Options::existing().durability(crate::Durability::Buffered))?;
+    info.next_seq = store.write.lock().core.next_seq;
+    Ok(info)
+}
+
+fn refuse_existing(dest: &Path) -> Result<()> {
+    if dest.exists() {
+        return Err(Error::Io {
+            path: dest.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "the destination already exists"),
+        });
+    }
+    Ok(())
+}
+
+fn tmp_dir(dest: &Path) -> PathBuf {
+    let mut name = dest.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".snapshot-tmp");
+    dest.with_file_name(name)
+}
+
+/// The segment-directory files the manifest names.
+fn live_segment_files(manifest: &crate::meta::records::Manifest) -> HashSet<String> {
+    let mut live = HashSet::new();
+    for s in &manifest.segments {
+        live.insert(sealed::file_name(s.id));
+        live.insert(index_file::file_name(s.id));
+    }
+    if let Some(g) = &manifest.growing {
+        live.insert(sealed::snapshot_file_name(g.id));
+    }
+    if let Some(t) = &manifest.trainer {
+        live.insert(state::file_name(t.file_id));
+    }
+    live
+}
+
+fn copy_store(src: &Path, dst: &Path, live: &dyn Fn(&str) -> bool, info: &mut SnapshotInfo) -> Result<()> {
+    for dir in ["segments", "wal", "meta"] {
+        std::fs::create_dir_all(dst.join(dir)).at(&dst.join(dir))?;
+    }
+    for entry in std::fs::read_dir(src.join("segments")).at(&src.join("segments"))? {
+        let entry = entry.at(&src.join("segments"))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !live(&name) {
+            continue;
+        }
+        let (from, to) = (entry.path(), dst.join("segments").join(&name));
+        if std::fs::hard_link(&from, &to).is_ok() {
+            info.linked += 1;
+        } else {
+            copy_file(&from, &to, info)?;
+        }
+    }
+    copy_tree(&src.join("wal"), &dst.join("wal"), info)?;
+    copy_tree(&src.join("meta"), &dst.join("meta"), info)?;
+    for dir in ["segments", "wal", "meta", ""] {
+        fsutil::sync_dir(&dst.join(dir))?;
+    }
+    Ok(())
+}
+
+fn copy_tree(src: &Path, dst: &Path, info: &mut SnapshotInfo) -> Result<()> {
+    std::fs::create_dir_all(dst).at(dst)?;
+    for entry in std::fs::read_dir(src).at(src)? {
+        let entry = entry.at(src)?;
+        let (from, to) = (entry.path(), dst.join(entry.file_name()));
+        if entry.file_type().at(&from)?.is_dir() {
+            copy_tree(&from, &to, info)?;
+            fsutil::sync_dir(&to)?;
+        } else if !entry.file_name().to_string_lossy().ends_with(fsutil::TMP_SUFFIX) {
+            copy_file(&from, &to, info)?;
+        }
+    }
+    Ok(())
+}
+
+fn copy_file(from: &Path, to: &Path, info: &mut SnapshotInfo) -> Result<()> {
+    let bytes = std::fs::copy(from, to).at(from)?;
+    std::fs::File::open(to).and_then(|f| f.sync_all()).at(to)?;
+    info.copied += 1;
+    info.copied_bytes += bytes;
+    Ok(())
+}

@@ -1,0 +1,236 @@
+//! The store-level commands: `ingest`, `train`, `knn`, `snapshot`,
+//! `restore`.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use emberdb::{Durability, Event, Hit, Options, Query, Store};
+
+/// Opens an existing store for a tool (its dim, metric and kind are read
+/// from it).
+pub fn open_existing(path: &Path) -> emberdb::Result<Store> {
+    Store::open(path, Options::existing().durability(Durability::Buffered))
+}
+
+#[derive(Args, Debug)]
+pub struct IngestArgs {
+    /// The store directory.
+    store: PathBuf,
+    /// Events as CSV: `user_id,item_id,timestamp[,weight]`, or MovieLens's
+    /// `user_id,item_id,rating,timestamp` (a header line is detected).
+    file: PathBuf,
+    /// Stop at the first bad line and ingest nothing.
+    #[arg(long)]
+    strict: bool,
+    /// Create a trained store of this dimension if there is none.
+    #[arg(long)]
+    dim: Option<usize>,
+}
+
+/// Parses the events file: the events and the bad lines (number, reason).
+fn parse_events(text: &str) -> (Vec<Event>, Vec<(usize, String)>) {
+    let mut lines = text.lines().enumerate().peekable();
+    let mut movielens = false;
+    if let Some((_, first)) = lines.peek() {
+        let fields: Vec<&str> = first.split(',').map(str::trim).collect();
+        if fields.iter().any(|f| f.parse::<f64>().is_err()) {
+            movielens = fields.get(2).is_some_and(|f| f.eq_ignore_ascii_case("rating"));
+            lines.next();
+        }
+    }
+    let (mut events, mut bad) = (Vec::new(), Vec::new());
+    for (n, line) in lines {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = line.split(',').map(str::trim).collect();
+        let parsed = (|| -> Result<Event, String> {
+            let int = |i: usize, what: &str| -> Result<u64, String> {
+                f.get(i)
+                    .ok_or_else(|| format!("missing {what}"))?
+                    .parse::<u64>()
+                    .map_err(|_| format!("{what} {:?} is not a non-negative integer", f[i]))
+            };
+            if f.len() < 3 || f.len() > 4 {
+                return Err(format!("expected 3 or 4 fields, found {}", f.len()));
+            }
+            let (user, item) = (int(0, "user_id")?, int(1, "item_id")?);
+            if movielens {
+                return Ok(Event::new(user, item, int(3, "timestamp")?));
+            }
+            let mut event = Event::new(user, item, int(2, "timestamp")?);
+            if let Some(w) = f.get(3) {
+                let weight: f32 = w.parse().map_err(|_| format!("weight {w:?} is not a number"))?;
+                if !weight.is_finite() {
+                    return Err(format!("weight {w:?} is not finite"));
+                }
+                event = event.with_weight(weight);
+            }
+            Ok(event)
+        })();
+        match parsed {
+            Ok(e) => events.push(e),
+            Err(reason) => bad.push((n + 1, reason)),
+        }
+    }
+    (events, bad)
+}
+
+pub fn ingest(a: IngestArgs) -> Result<(), String> {
+    let text = std::fs::read_to_string(&a.file).map_err(|e| format!("{}: {e}", a.file.display()))?;
+    let (events, bad) = parse_events(&text);
+    for (line, reason) in bad.iter().take(20) {
+        eprintln!("{}: line {line}: {reason}", a.file.display());
+    }
+    if bad.len() > 20 {
+        eprintln!("{}: {} more bad lines", a.file.display(), bad.len() - 20);
+    }
+    if a.strict && !bad.is_empty() {
+        return Err(format!("{} bad line(s); nothing ingested (--strict)", bad.len()));
+    }
+    let store = match (a.store.join("meta").is_dir(), a.dim) {
+        (true, _) => open_existing(&a.store),
+        (false, Some(dim)) => Store::open(&a.store, Options::trained(dim).durability(Durability::Buffered)),
+        (false, None) => {
+            return Err(format!(
+                "{} is not a store; pass --dim N to create a trained one",
+                a.store.display()
+            ))
+        }
+    }
+    .map_err(|e| e.to_string())?;
+    for chunk in events.chunks(10_000) {
+        store.append_events(chunk).map_err(|e| e.to_string())?;
+    }
+    store.flush().map_err(|e| e.to_string())?;
+    println!("ingested {} events ({} bad lines skipped)", events.len(), bad.len());
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    store: PathBuf,
+    /// Retrain from scratch instead of an incremental round.
+    #[arg(long)]
+    full: bool,
+}
+
+pub fn train(a: TrainArgs) -> Result<(), String> {
+    let store = open_existing(&a.store).map_err(|e| e.to_string())?;
+    let r = if a.full { store.train_full() } else { store.train() }.map_err(|e| e.to_string())?;
+    println!(
+        "{} round: generation {}, {} new events, {} items ({} new), {} histories (+{} replayed), {} epochs, {} pairs in {:.2} s ({:.2} M pairs/s/thread on {} threads), published in {:.2} s",
+        if r.full { "full" } else { "incremental" },
+        r.generation,
+        r.new_events,
+        r.items,
+        r.new_items,
+        r.fresh_histories,
+        r.replayed_histories,
+        r.epochs,
+        r.run.pairs,
+        r.run.seconds,
+        r.pairs_per_second_per_thread() / 1e6,
+        r.run.threads,
+        r.publish_seconds
+    );
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct KnnArgs {
+    store: PathBuf,
+    /// Items similar to this one.
+    #[arg(long, group = "target")]
+    item: Option<u64>,
+    /// Personalised recall for this user.
+    #[arg(long, group = "target")]
+    user: Option<u64>,
+    /// Seed-item recall for this user.
+    #[arg(long, group = "target")]
+    seeds: Option<u64>,
+    /// Neighbours of this vector ("0.1,0.2,...").
+    #[arg(long, group = "target", allow_hyphen_values = true)]
+    vector: Option<String>,
+    #[arg(short, long, default_value_t = 10)]
+    k: usize,
+    /// One JSON array instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn knn(a: KnnArgs) -> Result<(), String> {
+    let query = match (a.item, a.user, a.seeds, &a.vector) {
+        (Some(id), ..) => Query::item(id),
+        (_, Some(id), ..) => Query::user(id),
+        (_, _, Some(id), _) => Query::seeds(id),
+        (_, _, _, Some(v)) => {
+            let values: Result<Vec<f32>, _> = v.split(',').map(|x| x.trim().parse::<f32>()).collect();
+            Query::vector(&values.map_err(|_| format!("--vector {v:?}: expected comma-separated numbers"))?)
+        }
+        _ => return Err("one of --item, --user, --seeds or --vector is needed".into()),
+    }
+    .k(a.k);
+    let store = open_existing(&a.store).map_err(|e| e.to_string())?;
+    store.wait_for_indexes();
+    let hits = store.knn(&query).map_err(|e| e.to_string())?;
+    print_hits(&hits, a.json);
+    Ok(())
+}
+
+fn print_hits(hits: &[Hit], json: bool) {
+    if json {
+        let items: Vec<String> = hits
+            .iter()
+            .map(|h| format!("{{\"id\":{},\"score\":{}}}", h.id, h.score))
+            .collect();
+        println!("[{}]", items.join(","));
+        return;
+    }
+    println!("{:>4}  {:>12}  {:>10}", "rank", "id", "score");
+    for (r, h) in hits.iter().enumerate() {
+        println!("{:>4}  {:>12}  {:>10.6}", r + 1, h.id, h.score);
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct SnapshotArgs {
+    store: PathBuf,
+    /// Where to write the snapshot (must not exist).
+    dest: PathBuf,
+}
+
+pub fn snapshot(a: SnapshotArgs) -> Result<(), String> {
+    let store = open_existing(&a.store).map_err(|e| e.to_string())?;
+    let info = store.snapshot(&a.dest).map_err(|e| e.to_string())?;
+    println!(
+        "snapshot of {} at {}: operations before #{} ; {} files hard-linked, {} copied ({} bytes)",
+        a.store.display(),
+        info.path.display(),
+        info.next_seq,
+        info.linked,
+        info.copied,
+        info.copied_bytes
+    );
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    snapshot: PathBuf,
+    /// The new store's directory (must not exist).
+    dest: PathBuf,
+}
+
+pub fn restore(a: RestoreArgs) -> Result<(), String> {
+    let info = emberdb::restore(&a.snapshot, &a.dest).map_err(|e| e.to_string())?;
+    println!(
+        "restored {} to {}: {} files hard-linked, {} copied ({} bytes)",
+        a.snapshot.display(),
+        info.path.display(),
+        info.linked,
+        info.copied,
+        info.copied_bytes
+    );
+    Ok(())
+}

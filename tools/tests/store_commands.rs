@@ -1,0 +1,124 @@
+//! `ember ingest`, `train`, `knn`, `snapshot` and `restore` end to end
+//! through the real binary: a restored snapshot answers every query with
+//! output identical to the original's at the snapshot point.
+
+use std::fmt::Write;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn ember(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ember")).args(args).output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// MovieLens-style ratings: 200 users of 5 tastes, 12 of their taste's 20
+/// items each.
+fn ratings() -> String {
+    let mut csv = String::from("user_id,item_id,rating,timestamp\n");
+    for user in 0..200u64 {
+        let taste = user % 5;
+        for t in 0..12u64 {
+            let item = taste * 20 + (user * 7 + t * 3) % 20;
+            writeln!(csv, "{user},{item},5,{}", 1_000 + t).unwrap();
+        }
+    }
+    csv
+}
+
+#[test]
+fn ingest_train_knn_snapshot_restore_give_identical_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, snap, restored) = (
+        dir.path().join("store"),
+        dir.path().join("snap"),
+        dir.path().join("restored"),
+    );
+    let csv = dir.path().join("ratings.csv");
+    std::fs::write(&csv, ratings()).unwrap();
+
+    let out = ok(&ember(&["ingest", path(&store), path(&csv), "--dim", "16", "--strict"]));
+    assert!(out.contains("ingested 2400 events (0 bad lines skipped)"), "{out}");
+    let out = ok(&ember(&["train", path(&store)]));
+    assert!(
+        out.contains("full round: generation 1, 2400 new events, 100 items"),
+        "{out}"
+    );
+
+    let queries: [&[&str]; 4] = [
+        &["--item", "7"],
+        &["--user", "3"],
+        &["--seeds", "4", "-k", "5"],
+        &["--vector", "1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0", "--json"],
+    ];
+    let answer = |dir: &Path, q: &[&str]| -> String {
+        let mut args = vec!["knn", path(dir)];
+        args.extend_from_slice(q);
+        ok(&ember(&args))
+    };
+    let before: Vec<String> = queries.iter().map(|q| answer(&store, q)).collect();
+    assert!(before[0].contains("rank"), "a table: {}", before[0]);
+    assert_eq!(before[0].lines().count(), 11);
+    assert!(before[3].starts_with("[{\"id\":"), "{}", before[3]);
+    // Item 7's neighbours share its taste (items 0..20).
+    let same_taste = before[0].lines().skip(1).filter(|l| {
+        let id: u64 = l.split_whitespace().nth(1).unwrap().parse().unwrap();
+        id < 20
+    });
+    assert!(same_taste.count() >= 8, "{}", before[0]);
+
+    let out = ok(&ember(&["snapshot", path(&store), path(&snap)]));
+    assert!(out.contains("hard-linked"), "{out}");
+    // The original moves on after the snapshot.
+    let more = dir.path().join("more.csv");
+    std::fs::write(&more, "user_id,item_id,timestamp\n3,99,5000\n3,98,5001\n").unwrap();
+    ok(&ember(&["ingest", path(&store), path(&more)]));
+    ok(&ember(&["train", path(&store), "--full"]));
+
+    ok(&ember(&["restore", path(&snap), path(&restored)]));
+    for (q, b) in queries.iter().zip(&before) {
+        assert_eq!(&answer(&restored, q), b, "{q:?}");
+    }
+    let refused = ember(&["restore", path(&snap), path(&restored)]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("already exists"));
+}
+
+#[test]
+fn bad_csv_lines_are_reported_with_their_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let csv = dir.path().join("events.csv");
+    std::fs::write(&csv, "user_id,item_id,timestamp\n1,2,3\n1,x,4\n2,3\n2,4,5,nan\n3,5,6\n").unwrap();
+
+    let strict = ember(&["ingest", path(&store), path(&csv), "--dim", "8", "--strict"]);
+    assert!(!strict.status.success());
+    let stderr = String::from_utf8_lossy(&strict.stderr);
+    for line in [
+        "line 3: item_id \"x\"",
+        "line 4: expected 3 or 4 fields",
+        "line 5: weight \"nan\"",
+    ] {
+        assert!(stderr.contains(line), "{line}: {stderr}");
+    }
+    assert!(stderr.contains("nothing ingested"), "{stderr}");
+    assert!(!store.exists(), "strict mode wrote nothing");
+
+    let out = ok(&ember(&["ingest", path(&store), path(&csv), "--dim", "8"]));
+    assert!(out.contains("ingested 2 events (3 bad lines skipped)"), "{out}");
+    let missing = ember(&["knn", path(&dir.path().join("nowhere")), "--item", "1"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("is not an emberdb store"));
+}
