@@ -24,7 +24,17 @@ pub(crate) trait MetaStore: Send + Sync {
     /// or none. Retirements reach the metadata only this way, together with
     /// the checkpoint that covers their log records: a retirement whose
     /// record did not survive a crash must not survive it either.
-    fn commit(&self, manifest: &Manifest, retired: &[(u64, Location)], rows: &[(u64, Location)]) -> Result<()>;
+    /// `dropped_segments` (removed by a compaction) lose their dead-row
+    /// records in the same batch; `dead` rows are recorded dead without
+    /// touching the registry.
+    fn commit(
+        &self,
+        manifest: &Manifest,
+        retired: &[(u64, Location)],
+        rows: &[(u64, Location)],
+        dropped_segments: &[u64],
+        dead: &[Location],
+    ) -> Result<()>;
     /// The sealed row that holds `id`, if it is live in a sealed segment.
     fn location(&self, id: u64) -> Result<Option<Location>>;
     /// Every dead row of every sealed segment.

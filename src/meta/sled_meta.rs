@@ -129,7 +129,14 @@ impl MetaStore for SledMeta {
         Ok(())
     }
 
-    fn commit(&self, manifest: &Manifest, retired: &[(u64, Location)], rows: &[(u64, Location)]) -> Result<()> {
+    fn commit(
+        &self,
+        manifest: &Manifest,
+        retired: &[(u64, Location)],
+        rows: &[(u64, Location)],
+        dropped_segments: &[u64],
+        dead: &[Location],
+    ) -> Result<()> {
         // A batch holds one operation per key, the last given: an id retired
         // from an old segment and registered in the new one ends registered.
         let mut batch = sled::Batch::default();
@@ -139,6 +146,22 @@ impl MetaStore for SledMeta {
         }
         for (id, at) in rows {
             batch.insert(&registry_key(*id)[..], codec::encode(at, "registry")?);
+        }
+        for segment in dropped_segments {
+            let mut prefix = [0u8; 9];
+            prefix[0] = DEAD_PREFIX;
+            prefix[1..].copy_from_slice(&segment.to_be_bytes());
+            for entry in self.catalog.scan_prefix(prefix) {
+                let (key, _) = entry.map_err(|e| self.err(e))?;
+                batch.remove(key);
+            }
+            // Retirements of rows in a dropped segment record nothing.
+            for (_, at) in retired.iter().filter(|(_, at)| at.segment == *segment) {
+                batch.remove(&dead_key(*at)[..]);
+            }
+        }
+        for at in dead {
+            batch.insert(&dead_key(*at)[..], &[][..]);
         }
         batch.insert(MANIFEST_KEY, codec::encode(manifest, "manifest")?);
         self.catalog.apply_batch(batch).map_err(|e| self.err(e))

@@ -4,6 +4,7 @@
 //! and never take the write lock.
 
 pub(crate) mod apply;
+pub(crate) mod compact;
 pub(crate) mod history;
 pub(crate) mod indexer;
 pub(crate) mod lock;
@@ -35,6 +36,7 @@ use crate::wal::record::{self, EVENT_BYTES};
 use crate::wal::writer::{SyncShared, WalWriter};
 use crate::wal::{frame, Position};
 use apply::Core;
+pub use compact::CompactReport;
 use history::Histories;
 use lock::DirLock;
 pub use open::RecoveryReport;
@@ -143,6 +145,8 @@ pub struct Stats {
 pub struct Store {
     shared: Arc<Shared>,
     write: Arc<Mutex<WriteState>>,
+    /// One compaction at a time.
+    compaction: Mutex<()>,
     /// The background trainer (trained stores with a policy).
     background: Option<std::thread::JoinHandle<()>>,
     sync: Arc<SyncShared>,

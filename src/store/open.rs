@@ -152,6 +152,7 @@ pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
     }));
     Ok(Store {
         background: training::spawn_background(Arc::clone(&shared), Arc::clone(&write)),
+        compaction: Mutex::new(()),
         write,
         sync,
         shared,

@@ -25,9 +25,12 @@ fn vector_of(shared: &Shared, version: &Version, id: u64) -> Result<Option<Vec<f
 
 /// The stored vector of `id` (normalised under cosine), if it is live.
 pub(crate) fn get(shared: &Shared, id: u64) -> Result<Option<Vec<f32>>> {
-    // A seal registers rows before it swaps the version in, so a registry
-    // entry can name a segment one version ahead: retry once.
-    for _ in 0..2 {
+    // The registry changes in the metadata commit of a seal or compaction,
+    // the version a moment later (after the flush, under the write lock):
+    // a registry entry can name a segment one version ahead. Such a window
+    // lasts one fsync; wait it out rather than fail.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
         let version = shared.version.load_full();
         if version.directory.is_some() {
             return Ok(version.trained_row(id)?.map(<[f32]>::to_vec));
@@ -44,12 +47,18 @@ pub(crate) fn get(shared: &Shared, id: u64) -> Result<Option<Vec<f32>>> {
             }
             return Ok(segment.row(at.row)?.map(<[f32]>::to_vec));
         }
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::Corruption {
+                file: shared.path.join("meta"),
+                offset: 0,
+                reason: format!(
+                    "the registry places item {id} in segment {}, which is not in the manifest",
+                    at.segment
+                ),
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_micros(100));
     }
-    Err(Error::Corruption {
-        file: shared.path.join("meta"),
-        offset: 0,
-        reason: format!("the registry places item {id} in a segment that is not in the manifest"),
-    })
 }
 
 pub(crate) fn knn(shared: &Shared, query: &Query) -> Result<Vec<Hit>> {

@@ -137,15 +137,29 @@ pub(crate) fn write_rows(
 pub(crate) fn commit_manifest(
     shared: &Shared,
     core: &mut Core,
+    manifest: Manifest,
+    checkpoint: Position,
+    registry: &[(u64, Location)],
+) -> Result<()> {
+    commit_manifest_dropping(shared, core, manifest, checkpoint, registry, &[], &[])
+}
+
+/// `commit_manifest`, also forgetting the dead rows of `dropped` segments
+/// and recording `dead` rows (of new segments) as dead.
+pub(crate) fn commit_manifest_dropping(
+    shared: &Shared,
+    core: &mut Core,
     mut manifest: Manifest,
     checkpoint: Position,
     registry: &[(u64, Location)],
+    dropped: &[u64],
+    dead: &[Location],
 ) -> Result<()> {
     shared.histories.persist_dirty()?;
     manifest.checkpoint = checkpoint;
     manifest.next_seq = core.next_seq;
     let retired = shared.pending_retirements();
-    shared.meta.commit(&manifest, &retired, registry)?;
+    shared.meta.commit(&manifest, &retired, registry, dropped, dead)?;
     shared.meta.flush()?;
     forget_committed(shared, &retired);
     core.manifest = manifest;

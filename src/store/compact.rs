@@ -1,0 +1,226 @@
+//! Compaction: sealed segments with many dead rows (or too few rows) are
+//! merged into new segments holding only their live rows.
+//!
+//! Order, as for a seal: (1) without locks, the live rows of the chosen
+//! segments are copied into new segment files (ids reserved from the
+//! manifest) and indexed; (2) under the write lock, rows that died during
+//! (1) are killed in the new segments too, and one metadata batch commits a
+//! checkpoint at the log's end with the manifest naming the new segments
+//! instead of the old, the registry pointing moved items at their new rows,
+//! and the old segments' dead-row records gone; (3) the new version is
+//! swapped in; (4) the old files are removed. A crash before (2) leaves the
+//! new files unnamed, after it the old ones: the next open removes either.
+//! Readers keep the version they hold; writers wait only for (2).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::version::Version;
+use super::{seal, Store};
+use crate::error::{IoContext, Result};
+use crate::index::{file as index_file, IndexSpec, SegmentIndex};
+use crate::meta::records::SegmentEntry;
+use crate::segment::sealed::{self, SealedSegment};
+use crate::segment::Location;
+
+/// A segment is rewritten when at least this share of its rows is dead...
+const DEAD_SHARE: f64 = 0.2;
+/// ...or when it is smaller than this share of `segment_rows` (merged with
+/// other small ones).
+const SMALL_SHARE: f64 = 0.25;
+
+/// What a compaction did (or, for a dry run, would do).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CompactReport {
+    /// Segments rewritten, and the segments written in their place.
+    pub segments_in: usize,
+    pub segments_out: usize,
+    /// Rows in the rewritten segments, and the live ones kept.
+    pub rows_in: usize,
+    pub rows_kept: usize,
+    /// Bytes of the store before and after (for a dry run: the segment
+    /// files' bytes that would be reclaimed, in `bytes_after`'s place the
+    /// estimate).
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+/// The segments worth rewriting.
+fn choose(version: &Version, segment_rows: usize) -> Vec<Arc<SealedSegment>> {
+    let small = (segment_rows as f64 * SMALL_SHARE) as usize;
+    let chosen: Vec<_> = version
+        .sealed
+        .iter()
+        .filter(|s| {
+            let dead = s.dead().count();
+            dead as f64 >= DEAD_SHARE * s.count() as f64 && dead > 0 || s.count() < small
+        })
+        .cloned()
+        .collect();
+    // One small segment with no dead rows gains nothing from a rewrite.
+    if chosen.len() == 1 && chosen[0].dead().count() == 0 {
+        return Vec::new();
+    }
+    chosen
+}
+
+impl Store {
+    /// Rewrites the sealed segments whose dead rows (at least 20%) or size
+    /// (under a quarter of `segment_rows`) warrant it, keeping only live
+    /// rows, rebuilding their indexes and trimming the log. Runs while other
+    /// threads query and write; `dry_run` only reports what it would do.
+    pub fn compact(&self, dry_run: bool) -> Result<CompactReport> {
+        let shared = &self.shared;
+        let _one = self.compaction.lock();
+        // A round publishing meanwhile would replace the very segments
+        // being merged.
+        let _no_round = shared.trainer.as_ref().map(|t| t.hold_rounds());
+        let dim = shared.opts.dim;
+        let version = shared.version.load_full();
+        let chosen = choose(&version, shared.opts.segment_rows);
+        let mut report = CompactReport {
+            bytes_before: crate::fsutil::dir_size(&shared.path)?,
+            segments_in: chosen.len(),
+            rows_in: chosen.iter().map(|s| s.count()).sum(),
+            rows_kept: chosen.iter().map(|s| s.live_rows()).sum(),
+            ..CompactReport::default()
+        };
+        if dry_run || chosen.is_empty() {
+            let reclaim: u64 = chosen
+                .iter()
+                .map(|s| s.file_bytes() * s.dead().count() as u64 / s.count().max(1) as u64)
+                .sum();
+            report.bytes_after = report.bytes_before.saturating_sub(reclaim);
+            return Ok(report);
+        }
+
+        // (1) Live rows, with where each came from.
+        let mut ids = Vec::with_capacity(report.rows_kept);
+        let mut values = Vec::with_capacity(report.rows_kept * dim);
+        let mut origins = Vec::with_capacity(report.rows_kept);
+        for segment in &chosen {
+            let (s_ids, s_values) = segment.data()?;
+            for (r, (id, row)) in s_ids.iter().zip(s_values.chunks_exact(dim)).enumerate() {
+                if !segment.dead().is_dead(r) {
+                    ids.push(*id);
+                    values.extend_from_slice(row);
+                    origins.push((Arc::clone(segment), r));
+                }
+            }
+        }
+        let per = shared.opts.segment_rows.max(1);
+        let pieces = ids.len().div_ceil(per);
+        let first_id = {
+            let mut w = self.write.lock();
+            let id = w.core.manifest.next_segment_id;
+            w.core.manifest.next_segment_id += pieces as u64;
+            id
+        };
+        let mut fresh = Vec::with_capacity(pieces);
+        for p in 0..pieces {
+            let id = first_id + p as u64;
+            let (lo, hi) = (p * per, ((p + 1) * per).min(ids.len()));
+            let rows = &values[lo * dim..hi * dim];
+            let path = shared.segments_dir.join(sealed::file_name(id));
+            sealed::write(&path, id, dim, &ids[lo..hi], rows)?;
+            let segment = SealedSegment::open(&path, id, dim)?;
+            segment.trust_fresh();
+            if shared.opts.index != IndexSpec::Flat && hi - lo >= shared.opts.flat_below {
+                let never = || false;
+                if let Some(index) = SegmentIndex::build(shared.opts.index, shared.opts.metric, dim, id, rows, &never)?
+                {
+                    index.save(&shared.segments_dir.join(index_file::file_name(id)))?;
+                    segment.set_index(index);
+                    shared.indexer.counters.builds.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            fresh.push(Arc::new(segment));
+        }
+
+        // (2) + (3) Under the write lock.
+        let dropped: Vec<u64> = chosen.iter().map(|s| s.id()).collect();
+        let checkpoint = {
+            let mut w = self.write.lock();
+            w.wal.write_pending()?;
+            let end = w.wal.end();
+            let current = shared.version.load_full();
+            let mut moved = Vec::with_capacity(ids.len());
+            let mut died = Vec::new();
+            for (i, (id, (segment, row))) in ids.iter().zip(&origins).enumerate() {
+                let at = Location {
+                    segment: first_id + (i / per) as u64,
+                    row: (i % per) as u32,
+                };
+                if segment.dead().is_dead(*row) {
+                    // Deleted or replaced while we copied: dead here too,
+                    // and recorded so, without touching the registry (the
+                    // item may live on elsewhere by now).
+                    fresh[i / per].dead().kill(i % per);
+                    died.push(at);
+                } else {
+                    moved.push((*id, at));
+                }
+            }
+            let mut manifest = w.core.manifest.clone();
+            let dropped_set: HashSet<u64> = dropped.iter().copied().collect();
+            manifest.segments.retain(|s| !dropped_set.contains(&s.id));
+            manifest.segments.extend(fresh.iter().map(|s| SegmentEntry {
+                id: s.id(),
+                rows: s.count() as u64,
+            }));
+            manifest.segments.sort_by_key(|s| s.id);
+            let old_snapshot = manifest.growing.take();
+            let (g_ids, g_values) = seal::live_growing_rows(&current.growing, dim);
+            if !g_ids.is_empty() {
+                manifest.growing = Some(seal::write_rows(
+                    shared,
+                    &mut manifest,
+                    sealed::snapshot_file_name,
+                    &g_ids,
+                    &g_values,
+                )?);
+            }
+            let trained = current.directory.is_some();
+            let registered: &[(u64, Location)] = if trained { &[] } else { &moved };
+            let w = &mut *w;
+            seal::commit_manifest_dropping(shared, &mut w.core, manifest, end, registered, &dropped, &died)?;
+            let mut sealed_list: Vec<_> = current
+                .sealed
+                .iter()
+                .filter(|s| !dropped_set.contains(&s.id()))
+                .cloned()
+                .chain(fresh.iter().cloned())
+                .collect();
+            sealed_list.sort_by_key(|s| s.id());
+            let directory = current.directory.as_ref().map(|d| {
+                let mut d: HashMap<u64, Location> = (**d).clone();
+                d.extend(moved.iter().copied());
+                Arc::new(d)
+            });
+            shared.version.store(Arc::new(Version {
+                sealed: sealed_list,
+                growing: Arc::clone(&current.growing),
+                directory,
+            }));
+            w.checkpointed_at = end;
+            seal::remove_snapshot(shared, old_snapshot)?;
+            end
+        };
+
+        // (4) The old files.
+        for id in &dropped {
+            for name in [sealed::file_name(*id), index_file::file_name(*id)] {
+                let path = shared.segments_dir.join(name);
+                if path.exists() {
+                    std::fs::remove_file(&path).at(&path)?;
+                }
+            }
+        }
+        crate::fsutil::sync_dir(&shared.segments_dir)?;
+        seal::remove_wal_before(shared, checkpoint.file_no)?;
+        report.segments_out = fresh.len();
+        report.bytes_after = crate::fsutil::dir_size(&shared.path)?;
+        Ok(report)
+    }
+}
