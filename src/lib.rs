@@ -31,5 +31,5 @@ pub use event::Event;
 pub use index::IndexSpec;
 pub use options::{Durability, Metric, Options, MAX_DIM};
 pub use query::{Hit, Pooling, Query, MAX_K, SEED_RECENT_ITEMS, USER_RECENT_ITEMS};
-pub use store::{restore, CompactReport, RecoveryReport, SnapshotInfo, Stats, Store, TrainerStats};
+pub use store::{restore, CompactReport, RecoveryReport, SnapshotInfo, Stats, Store, TrainerStats, VerifyReport};
 pub use train::{RunStats, Sigmoid, TrainOptions, TrainPolicy, TrainReport};

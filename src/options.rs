@@ -163,6 +163,11 @@ impl Options {
         self.index
     }
 
+    /// Rows of a full segment.
+    pub fn segment_rows_value(&self) -> usize {
+        self.segment_rows
+    }
+
     /// The vector dimension.
     pub fn dim(&self) -> usize {
         self.dim

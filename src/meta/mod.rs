@@ -37,6 +37,8 @@ pub(crate) trait MetaStore: Send + Sync {
     ) -> Result<()>;
     /// The sealed row that holds `id`, if it is live in a sealed segment.
     fn location(&self, id: u64) -> Result<Option<Location>>;
+    /// Every registry entry: (item, the sealed row that holds it).
+    fn registry(&self) -> Result<Vec<(u64, Location)>>;
     /// Every dead row of every sealed segment.
     fn dead_rows(&self) -> Result<Vec<Location>>;
     fn load_history(&self, user: u64) -> Result<Option<UserHistory>>;

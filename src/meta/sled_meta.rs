@@ -175,6 +175,22 @@ impl MetaStore for SledMeta {
         )
     }
 
+    fn registry(&self) -> Result<Vec<(u64, Location)>> {
+        let mut out = Vec::new();
+        for entry in self.catalog.scan_prefix([REGISTRY_PREFIX]) {
+            let (key, value) = entry.map_err(|e| self.err(e))?;
+            let id = <[u8; 8]>::try_from(&key[1..])
+                .map(u64::from_be_bytes)
+                .map_err(|_| Error::Corruption {
+                    file: self.path.clone(),
+                    offset: 0,
+                    reason: format!("registry key of {} bytes", key.len()),
+                })?;
+            out.push((id, codec::decode(&value, &format!("registry entry of item {id}"))?));
+        }
+        Ok(out)
+    }
+
     fn dead_rows(&self) -> Result<Vec<Location>> {
         let mut out = Vec::new();
         for entry in self.catalog.scan_prefix([DEAD_PREFIX]) {

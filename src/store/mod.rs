@@ -15,6 +15,7 @@ pub(crate) mod seal;
 pub(crate) mod snapshot;
 pub(crate) mod training;
 pub(crate) mod validate;
+pub(crate) mod verify;
 pub(crate) mod version;
 
 use std::collections::HashMap;
@@ -42,6 +43,7 @@ use lock::DirLock;
 pub use open::RecoveryReport;
 pub use snapshot::{restore, SnapshotInfo};
 pub use training::TrainerStats;
+pub use verify::VerifyReport;
 use version::Version;
 
 /// What readers and the write path share.
@@ -300,6 +302,31 @@ impl Store {
     /// The stored vector of `id` (normalised under cosine), if it is live.
     pub fn get(&self, id: u64) -> Result<Option<Vec<f32>>> {
         recall::get(&self.shared, id)
+    }
+
+    /// Every live item id (sealed segments in id order, then the growing
+    /// segment), as of the current version.
+    pub fn ids(&self) -> Result<Vec<u64>> {
+        let version = self.shared.version.load_full();
+        let mut out = Vec::with_capacity(version.live_rows());
+        for segment in &version.sealed {
+            let (ids, _) = segment.data()?;
+            out.extend(
+                ids.iter()
+                    .enumerate()
+                    .filter(|(r, _)| !segment.dead().is_dead(*r))
+                    .map(|(_, id)| *id),
+            );
+        }
+        version.growing.for_each_chunk(|first, ids, _| {
+            out.extend(
+                ids.iter()
+                    .enumerate()
+                    .filter(|(r, _)| !version.growing.dead().is_dead(first + r))
+                    .map(|(_, id)| *id),
+            );
+        });
+        Ok(out)
     }
 
     /// The user's most recent items (up to `history_len`), oldest first.

@@ -234,3 +234,178 @@ pub fn restore(a: RestoreArgs) -> Result<(), String> {
     );
     Ok(())
 }
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    store: PathBuf,
+}
+
+/// Exit 0 when healthy; otherwise every problem, one per line, and exit 1.
+pub fn verify(a: VerifyArgs) -> Result<(), String> {
+    // Flat: the background indexer must not rebuild (heal) a damaged index
+    // file before it is checked.
+    let opts = Options::existing()
+        .durability(Durability::Buffered)
+        .index(emberdb::IndexSpec::Flat);
+    let store = Store::open(&a.store, opts).map_err(|e| format!("cannot open the store: {e}"))?;
+    let report = store.verify().map_err(|e| e.to_string())?;
+    if report.problems.is_empty() {
+        println!(
+            "healthy: {} files and {} registry entries checked",
+            report.files_checked, report.entries_checked
+        );
+        return Ok(());
+    }
+    for p in &report.problems {
+        println!("problem: {p}");
+    }
+    Err(format!("{} problem(s) found", report.problems.len()))
+}
+
+#[derive(Args, Debug)]
+pub struct CompactArgs {
+    store: PathBuf,
+    /// Only report what would be reclaimed.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub fn compact(a: CompactArgs) -> Result<(), String> {
+    let store = open_existing(&a.store).map_err(|e| e.to_string())?;
+    let r = store.compact(a.dry_run).map_err(|e| e.to_string())?;
+    if r.segments_in == 0 {
+        println!("nothing to compact ({} bytes)", r.bytes_before);
+        return Ok(());
+    }
+    println!(
+        "{}{} segments ({} rows, {} live) -> {} segments; {} bytes before, {} after",
+        if a.dry_run { "would rewrite " } else { "rewrote " },
+        r.segments_in,
+        r.rows_in,
+        r.rows_kept,
+        if a.dry_run {
+            r.rows_kept.div_ceil(store.options().segment_rows_value())
+        } else {
+            r.segments_out
+        },
+        r.bytes_before,
+        r.bytes_after
+    );
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    store: PathBuf,
+    /// Write every item vector here (.fvecs), and the ids, one per line, to
+    /// the same path with `.ids` appended.
+    #[arg(long)]
+    vectors: Option<PathBuf>,
+    /// Write every item's top-N similar items here (CSV
+    /// `item_id,rank,similar_id,score`, or JSON lines with --jsonl).
+    #[arg(long)]
+    similar: Option<PathBuf>,
+    #[arg(long, default_value_t = 20)]
+    top: usize,
+    #[arg(long)]
+    jsonl: bool,
+}
+
+pub fn export(a: ExportArgs) -> Result<(), String> {
+    use std::io::Write as _;
+    if a.vectors.is_none() && a.similar.is_none() {
+        return Err("nothing to export: pass --vectors and/or --similar".into());
+    }
+    let store = open_existing(&a.store).map_err(|e| e.to_string())?;
+    store.wait_for_indexes();
+    let ids = store.ids().map_err(|e| e.to_string())?;
+    let create = |p: &Path| {
+        std::fs::File::create(p)
+            .map(std::io::BufWriter::new)
+            .map_err(|e| format!("{}: {e}", p.display()))
+    };
+    if let Some(path) = &a.vectors {
+        let ids_path = {
+            let mut s = path.clone().into_os_string();
+            s.push(".ids");
+            PathBuf::from(s)
+        };
+        let (mut out, mut id_out) = (create(path)?, create(&ids_path)?);
+        for id in &ids {
+            let Some(v) = store.get(*id).map_err(|e| e.to_string())? else {
+                continue;
+            };
+            let io = |e: std::io::Error| format!("{}: {e}", path.display());
+            out.write_all(&(v.len() as i32).to_le_bytes()).map_err(io)?;
+            for x in &v {
+                out.write_all(&x.to_le_bytes()).map_err(io)?;
+            }
+            writeln!(id_out, "{id}").map_err(|e| format!("{}: {e}", ids_path.display()))?;
+        }
+        out.flush().map_err(|e| format!("{}: {e}", path.display()))?;
+        id_out.flush().map_err(|e| format!("{}: {e}", ids_path.display()))?;
+        println!(
+            "{} vectors to {} (ids in {})",
+            ids.len(),
+            path.display(),
+            ids_path.display()
+        );
+    }
+    if let Some(path) = &a.similar {
+        // Batches of items, searched by every core through the indexes.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut out = create(path)?;
+        if !a.jsonl {
+            writeln!(out, "item_id,rank,similar_id,score").map_err(|e| e.to_string())?;
+        }
+        for batch in ids.chunks(4_096) {
+            let per = batch.len().div_ceil(threads);
+            let results: Vec<Result<Vec<(u64, Vec<Hit>)>, String>> = std::thread::scope(|s| {
+                let handles: Vec<_> = batch
+                    .chunks(per.max(1))
+                    .map(|part| {
+                        let store = &store;
+                        s.spawn(move || {
+                            part.iter()
+                                .map(|id| {
+                                    store
+                                        .knn(&Query::item(*id).k(a.top))
+                                        .map(|h| (*id, h))
+                                        .map_err(|e| e.to_string())
+                                })
+                                .collect()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|_| Err("a search thread failed".into())))
+                    .collect()
+            });
+            for part in results {
+                for (id, hits) in part? {
+                    if a.jsonl {
+                        let list: Vec<String> = hits
+                            .iter()
+                            .map(|h| format!("{{\"id\":{},\"score\":{}}}", h.id, h.score))
+                            .collect();
+                        writeln!(out, "{{\"item_id\":{id},\"similar\":[{}]}}", list.join(","))
+                    } else {
+                        hits.iter()
+                            .enumerate()
+                            .try_for_each(|(r, h)| writeln!(out, "{id},{},{},{}", r + 1, h.id, h.score))
+                    }
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                }
+            }
+        }
+        out.flush().map_err(|e| format!("{}: {e}", path.display()))?;
+        println!(
+            "top {} similar items of {} items to {}",
+            a.top,
+            ids.len(),
+            path.display()
+        );
+    }
+    Ok(())
+}

@@ -48,6 +48,13 @@ enum Command {
     Snapshot(cmd::SnapshotArgs),
     /// Make a store from a snapshot.
     Restore(cmd::RestoreArgs),
+    /// Check every checksum and cross-reference; exit 0 when healthy.
+    Verify(cmd::VerifyArgs),
+    /// Rewrite segments with many dead rows; --dry-run reports only.
+    Compact(cmd::CompactArgs),
+    /// Item vectors to .fvecs, and every item's top-N similar items to CSV
+    /// or JSON lines.
+    Export(cmd::ExportArgs),
     /// Evaluate item2vec recall on ratings (leave the last event of each
     /// user out; HR@10 and NDCG@10).
     Eval(eval::EvalArgs),
@@ -71,6 +78,9 @@ fn main() -> ExitCode {
         Command::Knn(args) => return finish("knn", cmd::knn(args)),
         Command::Snapshot(args) => return finish("snapshot", cmd::snapshot(args)),
         Command::Restore(args) => return finish("restore", cmd::restore(args)),
+        Command::Verify(args) => return finish("verify", cmd::verify(args)),
+        Command::Compact(args) => return finish("compact", cmd::compact(args)),
+        Command::Export(args) => return finish("export", cmd::export(args)),
         Command::Eval(args) => {
             return match eval::run(args) {
                 Ok(()) => ExitCode::SUCCESS,

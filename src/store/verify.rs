@@ -1,0 +1,206 @@
+//! `Store::verify`: every checksum and cross-reference, reported rather
+//! than acted on.
+//!
+//! Checked: each manifest segment's body checksum and row count; each
+//! segment's index file (both checksums, and that it was built for this
+//! segment), if there is one; the growing-segment snapshot; the trainer
+//! state (both checksums, and that it names the generation the manifest
+//! does); that no file in the segment directory is left over; and, for a
+//! host-fed store, that every registry entry names a live segment row that
+//! holds that very item, and that every dead-row record names a segment of
+//! the manifest; and every frame of every log file.
+
+use std::collections::{HashMap, HashSet};
+
+use super::Store;
+use crate::error::Result;
+use crate::index::file as index_file;
+use crate::segment::sealed::{self, SealedSegment};
+use crate::train::state::{self, TrainerState};
+
+/// What `verify` found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Files whose checksums were checked.
+    pub files_checked: usize,
+    /// Registry entries checked against the segments.
+    pub entries_checked: usize,
+    /// Every problem, one line each (empty: healthy).
+    pub problems: Vec<String>,
+}
+
+impl Store {
+    /// Checks every checksum and cross-reference of the store (see the
+    /// module documentation). Reads every byte of every file; queries and
+    /// writes carry on meanwhile (the checks run on the version current
+    /// when it starts, under no lock).
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let shared = &self.shared;
+        let manifest = self.write.lock().core.manifest.clone();
+        let version = shared.version.load_full();
+        let mut report = VerifyReport::default();
+        let dir = &shared.segments_dir;
+        let mut named = HashSet::new();
+        for entry in &manifest.segments {
+            let path = dir.join(sealed::file_name(entry.id));
+            named.insert(sealed::file_name(entry.id));
+            report.files_checked += 1;
+            match version.segment(entry.id) {
+                Some(segment) => {
+                    if let Err(e) = segment.verified() {
+                        report.problems.push(e.to_string());
+                    }
+                }
+                None => report
+                    .problems
+                    .push(format!("{}: in the manifest but not open", path.display())),
+            }
+            let index_path = dir.join(index_file::file_name(entry.id));
+            named.insert(index_file::file_name(entry.id));
+            if index_path.exists() {
+                report.files_checked += 1;
+                if let Err(e) = index_file::read(&index_path) {
+                    report.problems.push(e.to_string());
+                }
+            }
+        }
+        if let Some(g) = &manifest.growing {
+            let name = sealed::snapshot_file_name(g.id);
+            report.files_checked += 1;
+            let path = dir.join(&name);
+            named.insert(name);
+            match SealedSegment::open(&path, g.id, shared.opts.dim).and_then(|s| s.verified()) {
+                Ok(()) => {}
+                Err(e) => report.problems.push(e.to_string()),
+            }
+        }
+        if let Some(t) = &manifest.trainer {
+            let name = state::file_name(t.file_id);
+            report.files_checked += 1;
+            let path = dir.join(&name);
+            named.insert(name);
+            match TrainerState::read(&path, shared.opts.dim) {
+                Ok(s) if s.generation != t.generation => report.problems.push(format!(
+                    "{}: generation {}, the manifest says {}",
+                    path.display(),
+                    s.generation,
+                    t.generation
+                )),
+                Ok(_) => {}
+                Err(e) => report.problems.push(e.to_string()),
+            }
+        }
+        for entry in std::fs::read_dir(dir).map_err(|source| crate::Error::Io {
+            path: dir.clone(),
+            source,
+        })? {
+            let Ok(entry) = entry else { continue };
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !named.contains(&name) && !name.ends_with(crate::fsutil::TMP_SUFFIX) {
+                report
+                    .problems
+                    .push(format!("{}: a file no manifest names", entry.path().display()));
+            }
+        }
+        if version.directory.is_none() {
+            check_registry(self, &version, &manifest, &mut report)?;
+        }
+        self.check_wal(&mut report)?;
+        Ok(report)
+    }
+
+    /// Every frame of every log file, the obsolete part before the
+    /// checkpoint too. Writers wait meanwhile, so no frame is half-written.
+    fn check_wal(&self, report: &mut VerifyReport) -> Result<()> {
+        let mut w = self.write.lock();
+        w.wal.write_pending()?;
+        for (no, path) in crate::wal::file::list(&self.shared.wal_dir)? {
+            report.files_checked += 1;
+            let bytes = std::fs::read(&path).map_err(|source| crate::Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+            if let Err(e) = crate::wal::file::check_header(&bytes, no, &path) {
+                report.problems.push(e.to_string());
+                continue;
+            }
+            let mut offset = crate::wal::file::HEADER_LEN;
+            loop {
+                match crate::wal::frame::parse_at(&bytes, offset) {
+                    crate::wal::frame::Parsed::Frame { next, .. } => offset = next,
+                    crate::wal::frame::Parsed::End => break,
+                    crate::wal::frame::Parsed::Bad { reason } => {
+                        report
+                            .problems
+                            .push(format!("{}: bad frame at byte {offset}: {reason}", path.display()));
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_registry(
+    store: &Store,
+    version: &super::version::Version,
+    manifest: &crate::meta::records::Manifest,
+    report: &mut VerifyReport,
+) -> Result<()> {
+    let meta_path = store.shared.path.join("meta");
+    let segments: HashMap<u64, u64> = manifest.segments.iter().map(|s| (s.id, s.rows)).collect();
+    let retired = store.shared.pending_retirements();
+    let retired: HashSet<u64> = retired.iter().map(|(id, _)| *id).collect();
+    for (id, at) in store.shared.meta.registry()? {
+        report.entries_checked += 1;
+        let Some(&rows) = segments.get(&at.segment) else {
+            report.problems.push(format!(
+                "{}: item {id} is registered in segment {}, which the manifest does not name",
+                meta_path.display(),
+                at.segment
+            ));
+            continue;
+        };
+        if u64::from(at.row) >= rows {
+            report.problems.push(format!(
+                "{}: item {id} is registered at row {} of segment {}, which has {rows} rows",
+                meta_path.display(),
+                at.row,
+                at.segment
+            ));
+            continue;
+        }
+        if let Some(segment) = version.segment(at.segment) {
+            if let Ok((ids, _)) = segment.data() {
+                if ids[at.row as usize] != id {
+                    report.problems.push(format!(
+                        "{}: item {id} is registered at row {} of segment {}, which holds item {}",
+                        meta_path.display(),
+                        at.row,
+                        at.segment,
+                        ids[at.row as usize]
+                    ));
+                }
+            }
+            if segment.dead().is_dead(at.row as usize) && !retired.contains(&id) {
+                report.problems.push(format!(
+                    "{}: item {id} is registered at a dead row ({} of segment {})",
+                    meta_path.display(),
+                    at.row,
+                    at.segment
+                ));
+            }
+        }
+    }
+    for at in store.shared.meta.dead_rows()? {
+        if !segments.contains_key(&at.segment) {
+            report.problems.push(format!(
+                "{}: a dead-row record for segment {}, which the manifest does not name",
+                meta_path.display(),
+                at.segment
+            ));
+        }
+    }
+    Ok(())
+}

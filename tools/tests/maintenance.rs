@@ -1,0 +1,172 @@
+//! `ember verify`, `compact` and `export` end to end through the real
+//! binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use emberdb::{Durability, Event, IndexSpec, Options, Store, TrainOptions};
+
+fn ember(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ember")).args(args).output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn vector(id: u64) -> Vec<f32> {
+    (0..8).map(|j| ((id * 31 + j * 7) % 17) as f32 - 8.0 + 0.5).collect()
+}
+
+/// A host-fed store with a sealed, HNSW-indexed segment, dead rows and a
+/// growing snapshot; and a trained store (segments plus a trainer file).
+fn build_stores(dir: &Path) -> (PathBuf, PathBuf) {
+    let host = dir.join("host");
+    {
+        let store = Store::open(
+            &host,
+            Options::new(8)
+                .durability(Durability::Buffered)
+                .segment_rows(600)
+                .flat_below(100)
+                .index(IndexSpec::hnsw()),
+        )
+        .unwrap();
+        for id in 0..1_300u64 {
+            store.upsert(id, &vector(id)).unwrap();
+        }
+        for id in (0..600u64).filter(|id| id % 2 == 0) {
+            store.delete(id).unwrap();
+        }
+        store.wait_for_indexes();
+    }
+    let trained = dir.join("trained");
+    {
+        let store = Store::open(
+            &trained,
+            Options::trained(8).train_options(TrainOptions::default().epochs(2).threads(1)),
+        )
+        .unwrap();
+        let events: Vec<Event> = (0..400u64).map(|i| Event::new(i % 40, i % 50, i)).collect();
+        store.append_events(&events).unwrap();
+        store.train().unwrap();
+    }
+    (host, trained)
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), to).unwrap();
+        }
+    }
+}
+
+fn file_starting(dir: &Path, prefix: &str, suffix: &str) -> PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.starts_with(prefix) && n.ends_with(suffix)
+        })
+        .unwrap_or_else(|| panic!("no {prefix}*{suffix} in {}", dir.display()))
+}
+
+#[test]
+fn verify_reports_a_flipped_byte_in_each_kind_of_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (host, trained) = build_stores(dir.path());
+    for store in [&host, &trained] {
+        let out = ember(&["verify", store.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains("healthy"), "{}", text(&out));
+    }
+    let cases = [
+        (&host, "segments", "seg-", ".emb"),
+        (&host, "segments", "seg-", ".idx"),
+        (&host, "segments", "grow-", ".emb"),
+        (&host, "wal", "wal-", ".log"),
+        (&trained, "segments", "trainer-", ".emb"),
+        (&trained, "segments", "seg-", ".emb"),
+    ];
+    for (i, (store, sub, prefix, suffix)) in cases.iter().enumerate() {
+        let copy = dir.path().join(format!("case{i}"));
+        copy_dir(store, &copy);
+        let file = file_starting(&copy.join(sub), prefix, suffix);
+        let mut bytes = std::fs::read(&file).unwrap();
+        // A byte in the body (past the 64-byte header): only a checksum
+        // over the contents can see it.
+        let at = (bytes.len() - 64) / 2 + 64;
+        bytes[at] ^= 0x20;
+        std::fs::write(&file, &bytes).unwrap();
+        let out = ember(&["verify", copy.to_str().unwrap()]);
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(!out.status.success(), "{name}: {}", text(&out));
+        assert!(text(&out).contains(&name), "the report names {name}: {}", text(&out));
+    }
+    // A file nobody names is reported too.
+    let copy = dir.path().join("orphan");
+    copy_dir(&host, &copy);
+    std::fs::write(copy.join("segments").join("notes.txt"), b"hello").unwrap();
+    let out = ember(&["verify", copy.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("notes.txt"), "{}", text(&out));
+}
+
+#[test]
+fn compact_reclaims_segment_space_and_export_writes_vectors_and_neighbours() {
+    let dir = tempfile::tempdir().unwrap();
+    let (host, _) = build_stores(dir.path());
+    let h = host.to_str().unwrap();
+    let dry = text(&ember(&["compact", h, "--dry-run"]));
+    assert!(dry.contains("would rewrite"), "{dry}");
+    let out = ember(&["compact", h]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("rewrote"), "{}", text(&out));
+    let again = text(&ember(&["compact", h]));
+    assert!(again.contains("nothing to compact"), "{again}");
+    assert!(ember(&["verify", h]).status.success());
+
+    let fvecs = dir.path().join("items.fvecs");
+    let similar = dir.path().join("similar.csv");
+    let out = ember(&[
+        "export",
+        h,
+        "--vectors",
+        fvecs.to_str().unwrap(),
+        "--similar",
+        similar.to_str().unwrap(),
+        "--top",
+        "5",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let live = 1_300 - 300;
+    let bytes = std::fs::read(&fvecs).unwrap();
+    assert_eq!(bytes.len(), live * (4 + 8 * 4));
+    assert_eq!(i32::from_le_bytes(bytes[0..4].try_into().unwrap()), 8);
+    let ids = std::fs::read_to_string(format!("{}.ids", fvecs.display())).unwrap();
+    assert_eq!(ids.lines().count(), live);
+    assert!(ids.lines().all(|l| {
+        let id: u64 = l.parse().unwrap();
+        id >= 600 || id % 2 == 1
+    }));
+    let csv = std::fs::read_to_string(&similar).unwrap();
+    assert_eq!(csv.lines().count(), 1 + live * 5);
+    assert!(csv.starts_with("item_id,rank,similar_id,score\n"));
+    let store = Store::open(&host, Options::existing()).unwrap();
+    let first = csv.lines().nth(1).unwrap();
+    let item: u64 = first.split(',').next().unwrap().parse().unwrap();
+    let top = store.knn(&emberdb::Query::item(item).k(5)).unwrap();
+    let second: u64 = first.split(',').nth(2).unwrap().parse().unwrap();
+    assert_eq!(top[0].id, second);
+}
