@@ -122,3 +122,46 @@ fn bad_csv_lines_are_reported_with_their_numbers() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("is not an emberdb store"));
 }
+
+#[test]
+fn ingest_takes_json_lines_events_and_fvecs_or_csv_vectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(
+        &events,
+        "{\"user_id\": 1, \"item_id\": 10, \"timestamp\": 5}\n{\"user_id\":1,\"item_id\":11,\"timestamp\":6,\"weight\":2.5}\n{\"user_id\":1}\n",
+    )
+    .unwrap();
+    let trained = dir.path().join("trained");
+    let out = ember(&["ingest", path(&trained), path(&events), "--dim", "8"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 3: missing \"item_id\""));
+    assert!(ok(&out).contains("ingested 2 events (1 bad lines skipped)"));
+
+    // Host-fed: vectors from CSV (with a header and one bad line) and fvecs.
+    let host = dir.path().join("host");
+    let csv = dir.path().join("vectors.csv");
+    std::fs::write(&csv, "id,a,b,c\n1,1,0,0\n2,0.9,0.1,0\nthree,0,0,1\n4,0,0,1\n").unwrap();
+    let out = ember(&["ingest", path(&host), path(&csv), "--vectors", "--dim", "3"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 4: id \"three\""));
+    assert!(ok(&out).contains("ingested 3 vectors (1 bad entries skipped, 0 refused)"));
+    let mut fvecs = Vec::new();
+    for v in [[0.0f32, 1.0, 0.0], [0.0, 0.9, 0.1]] {
+        fvecs.extend_from_slice(&3i32.to_le_bytes());
+        v.iter().for_each(|x| fvecs.extend_from_slice(&x.to_le_bytes()));
+    }
+    let fv = dir.path().join("more.fvecs");
+    std::fs::write(&fv, &fvecs).unwrap();
+    std::fs::write(dir.path().join("more.fvecs.ids"), "20\n21\n").unwrap();
+    assert!(ok(&ember(&["ingest", path(&host), path(&fv), "--vectors"])).contains("ingested 2 vectors"));
+    let hits = ok(&ember(&["knn", path(&host), "--vector", "0,1,0", "-k", "2", "--json"]));
+    assert!(hits.starts_with("[{\"id\":20,"), "{hits}");
+    assert!(hits.contains("{\"id\":21,"), "{hits}");
+    // Strict: a wrong dimension stops everything before any write.
+    let wrong = dir.path().join("wrong.csv");
+    std::fs::write(&wrong, "30,1,0,0\n31,1,0\n").unwrap();
+    let out = ember(&["ingest", path(&host), path(&wrong), "--vectors", "--strict"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing ingested"));
+    let none = ok(&ember(&["knn", path(&host), "--vector", "1,0,0", "-k", "10", "--json"]));
+    assert!(!none.contains("\"id\":30,"), "{none}");
+}
