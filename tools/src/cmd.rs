@@ -6,6 +6,21 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use emberdb::{Durability, Event, Hit, Options, Query, Store};
 
+/// A progress bar over `len` steps on a terminal; hidden otherwise (when
+/// output goes to a file or a pipe).
+pub fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {percent:>3}% {elapsed} (eta {eta})") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_string());
+    bar
+}
+
 /// Opens an existing store for a tool (its dim, metric and kind are read
 /// from it).
 pub fn open_existing(path: &Path) -> emberdb::Result<Store> {
@@ -298,9 +313,12 @@ pub fn ingest(a: IngestArgs) -> Result<(), String> {
         }
     }
     .map_err(|e| e.to_string())?;
+    let bar = progress(events.len() as u64, "ingesting");
     for chunk in events.chunks(10_000) {
         store.append_events(chunk).map_err(|e| e.to_string())?;
+        bar.inc(chunk.len() as u64);
     }
+    bar.finish_and_clear();
     store.flush().map_err(|e| e.to_string())?;
     println!("ingested {} events ({} bad lines skipped)", events.len(), bad.len());
     Ok(())
@@ -316,7 +334,11 @@ pub struct TrainArgs {
 
 pub fn train(a: TrainArgs) -> Result<(), String> {
     let store = open_existing(&a.store).map_err(|e| e.to_string())?;
-    let r = if a.full { store.train_full() } else { store.train() }.map_err(|e| e.to_string())?;
+    let bar = progress(1_000, "training");
+    let r = store
+        .train_with_progress(a.full, &|f| bar.set_position((f * 1_000.0) as u64))
+        .map_err(|e| e.to_string())?;
+    bar.finish_and_clear();
     println!(
         "{} round: generation {}, {} new events, {} items ({} new), {} histories (+{} replayed), {} epochs, {} pairs in {:.2} s ({:.2} M pairs/s/thread on {} threads), published in {:.2} s",
         if r.full { "full" } else { "incremental" },
@@ -554,6 +576,7 @@ pub fn export(a: ExportArgs) -> Result<(), String> {
         // Batches of items, searched by every core through the indexes.
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut out = create(path)?;
+        let bar = progress(ids.len() as u64, "exporting");
         if !a.jsonl {
             writeln!(out, "item_id,rank,similar_id,score").map_err(|e| e.to_string())?;
         }
@@ -581,6 +604,7 @@ pub fn export(a: ExportArgs) -> Result<(), String> {
                     .map(|h| h.join().unwrap_or_else(|_| Err("a search thread failed".into())))
                     .collect()
             });
+            bar.inc(batch.len() as u64);
             for part in results {
                 for (id, hits) in part? {
                     if a.jsonl {

@@ -275,7 +275,11 @@ pub fn run(a: EvalArgs) -> Result<(), String> {
     let ingest_s = ingest(&store, &split.train)?;
     println!("ingest: {} events in {:.2} s", split.train.len(), ingest_s);
     let started = Instant::now();
-    let full = store.train_full().map_err(|e| e.to_string())?;
+    let bar = crate::cmd::progress(1_000, "training");
+    let full = store
+        .train_with_progress(true, &|f| bar.set_position((f * 1_000.0) as u64))
+        .map_err(|e| e.to_string())?;
+    bar.finish_and_clear();
     let full_wall = started.elapsed().as_secs_f64();
     print_round("full training", &full, full_wall);
     if a.train_only {

@@ -15,6 +15,11 @@ pub fn print_stats(store: &Store) -> emberdb::Result<()> {
     println!("store            {}", store.path().display());
     println!("dim, metric      {}, {:?}", o.dim(), o.metric_kind());
     println!("rows             {} ({} live)", s.rows, s.live_rows);
+    let dead = s.rows - s.live_rows;
+    println!(
+        "tombstones       {dead} ({:.1}% of rows; `ember compact` rewrites segments above 20%)",
+        100.0 * dead as f64 / s.rows.max(1) as f64
+    );
     println!(
         "sealed segments  {} ({} indexed)",
         s.sealed_segments, s.indexed_segments
