@@ -84,7 +84,9 @@ fn killed_compactions_leave_the_old_or_the_new_layout() {
             }
         });
         loop {
-            let line = rx.recv_timeout(Duration::from_secs(60)).expect("child never became ready");
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("child never became ready");
             if line.ends_with("READY") {
                 break;
             }
@@ -126,7 +128,10 @@ fn killed_compactions_leave_the_old_or_the_new_layout() {
         let report = store.verify().unwrap();
         assert!(report.problems.is_empty(), "round {round}: {:?}", report.problems);
     }
-    assert!(compactions >= iterations, "the children compacted only {compactions} times");
+    assert!(
+        compactions >= iterations,
+        "the children compacted only {compactions} times"
+    );
     println!(
         "{iterations} kills, {} acknowledged upserts, {} deletes, {compactions} compactions",
         upserts.len(),

@@ -49,4 +49,7 @@ pub(crate) trait MetaStore: Send + Sync {
     fn flush(&self) -> Result<()>;
     /// Bytes the engine occupies on disk.
     fn disk_bytes(&self) -> Result<u64>;
+    /// Rewrites the engine's files holding only the live records, to give
+    /// back the space of deleted ones. Called with nothing else writing.
+    fn rebuild(&self) -> Result<()>;
 }

@@ -9,6 +9,7 @@
 //! envelope.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::records::{Manifest, StoredConfig, UserHistory};
 use super::MetaStore;
@@ -22,7 +23,8 @@ const MANIFEST_KEY: &[u8] = b"manifest";
 const REGISTRY_PREFIX: u8 = b'r';
 const DEAD_PREFIX: u8 = b'd';
 
-pub(crate) struct SledMeta {
+/// One sled database: `meta/db-<generation>/`.
+struct Engine {
     path: PathBuf,
     db: sled::Db,
     catalog: sled::Tree,
@@ -71,8 +73,8 @@ fn lock_busy(e: &std::io::Error) -> bool {
     e.to_string().contains("could not acquire lock")
 }
 
-impl SledMeta {
-    pub fn open(path: &Path) -> Result<Self> {
+impl Engine {
+    fn open(path: &Path) -> Result<Self> {
         let wrap = |source| Error::Meta {
             path: path.to_path_buf(),
             source,
@@ -80,7 +82,7 @@ impl SledMeta {
         let db = open_db(path).map_err(wrap)?;
         let catalog = db.open_tree("catalog").map_err(wrap)?;
         let histories = db.open_tree("histories").map_err(wrap)?;
-        Ok(SledMeta {
+        Ok(Engine {
             path: path.to_path_buf(),
             db,
             catalog,
@@ -108,7 +110,7 @@ impl SledMeta {
     }
 }
 
-impl MetaStore for SledMeta {
+impl MetaStore for Engine {
     fn load_config(&self) -> Result<Option<StoredConfig>> {
         self.get_record(&self.catalog, CONFIG_KEY, "config")
     }
@@ -247,5 +249,168 @@ impl MetaStore for SledMeta {
 
     fn disk_bytes(&self) -> Result<u64> {
         fsutil::dir_size(&self.path)
+    }
+
+    fn rebuild(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+const CURRENT_MAGIC: &[u8; 8] = b"EMBERMET";
+const CURRENT_VERSION: u32 = 1;
+
+/// The metadata store of a store directory: `meta/CURRENT` (a 64-byte
+/// stamped header, [`crate::stamp`], whose bytes 16..24 hold the
+/// generation) names the live sled database `meta/db-<generation:020>/`.
+/// `rebuild` copies the live records into the next generation's database
+/// and switches `CURRENT` to it: sled never gives back the space of
+/// deleted keys, and a compaction that deleted most items wants it back.
+pub(crate) struct SledMeta {
+    root: PathBuf,
+    engine: parking_lot::RwLock<(u64, Arc<Engine>)>,
+}
+
+fn db_dir(root: &Path, generation: u64) -> PathBuf {
+    root.join(format!("db-{generation:020}"))
+}
+
+fn write_current(root: &Path, generation: u64) -> Result<()> {
+    let header = crate::stamp::HeaderWriter::new(CURRENT_MAGIC, CURRENT_VERSION)
+        .u64(16, generation)
+        .finish();
+    let path = root.join("CURRENT");
+    fsutil::write_atomically_with(&path, |out| std::io::Write::write_all(out, &header))?;
+    fsutil::sync_dir(root)
+}
+
+impl SledMeta {
+    pub fn open(root: &Path) -> Result<Self> {
+        std::fs::create_dir_all(root).map_err(|source| Error::Io {
+            path: root.to_path_buf(),
+            source,
+        })?;
+        let current = root.join("CURRENT");
+        let generation = match std::fs::read(&current) {
+            Ok(bytes) => {
+                crate::stamp::Header::check(&bytes, CURRENT_MAGIC, CURRENT_VERSION, &current, "metadata pointer")?
+                    .u64(16)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 1,
+            Err(source) => return Err(Error::Io { path: current, source }),
+        };
+        let engine = Engine::open(&db_dir(root, generation))?;
+        if !current.exists() {
+            write_current(root, generation)?;
+        }
+        // Databases of other generations are left by an interrupted rebuild
+        // (the next one) or by a finished one (the previous one).
+        let live = db_dir(root, generation);
+        for entry in std::fs::read_dir(root).map_err(|source| Error::Io {
+            path: root.to_path_buf(),
+            source,
+        })? {
+            let Ok(entry) = entry else { continue };
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("db-") && entry.path() != live {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        Ok(SledMeta {
+            root: root.to_path_buf(),
+            engine: parking_lot::RwLock::new((generation, Arc::new(engine))),
+        })
+    }
+
+    fn current(&self) -> Arc<Engine> {
+        Arc::clone(&self.engine.read().1)
+    }
+}
+
+impl MetaStore for SledMeta {
+    fn load_config(&self) -> Result<Option<StoredConfig>> {
+        self.current().load_config()
+    }
+    fn save_config(&self, config: &StoredConfig) -> Result<()> {
+        self.current().save_config(config)
+    }
+    fn load_manifest(&self) -> Result<Option<Manifest>> {
+        self.current().load_manifest()
+    }
+    fn save_manifest(&self, manifest: &Manifest) -> Result<()> {
+        self.current().save_manifest(manifest)
+    }
+    fn commit(
+        &self,
+        manifest: &Manifest,
+        retired: &[(u64, Location)],
+        rows: &[(u64, Location)],
+        dropped_segments: &[u64],
+        dead: &[Location],
+    ) -> Result<()> {
+        self.current().commit(manifest, retired, rows, dropped_segments, dead)
+    }
+    fn location(&self, id: u64) -> Result<Option<Location>> {
+        self.current().location(id)
+    }
+    fn registry(&self) -> Result<Vec<(u64, Location)>> {
+        self.current().registry()
+    }
+    fn dead_rows(&self) -> Result<Vec<Location>> {
+        self.current().dead_rows()
+    }
+    fn load_history(&self, user: u64) -> Result<Option<UserHistory>> {
+        self.current().load_history(user)
+    }
+    fn for_each_history(&self, f: &mut dyn FnMut(u64, UserHistory) -> Result<()>) -> Result<()> {
+        self.current().for_each_history(f)
+    }
+    fn save_histories(&self, histories: &[(u64, UserHistory)]) -> Result<()> {
+        self.current().save_histories(histories)
+    }
+    fn flush(&self) -> Result<()> {
+        self.current().flush()
+    }
+    fn disk_bytes(&self) -> Result<u64> {
+        fsutil::dir_size(&self.root)
+    }
+
+    /// The caller holds the store's write lock: nothing writes meanwhile.
+    fn rebuild(&self) -> Result<()> {
+        let (generation, old) = {
+            let e = self.engine.read();
+            (e.0, Arc::clone(&e.1))
+        };
+        old.flush()?;
+        let next = generation + 1;
+        let dir = db_dir(&self.root, next);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|source| Error::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let fresh = Engine::open(&dir)?;
+        for (from, to) in [(&old.catalog, &fresh.catalog), (&old.histories, &fresh.histories)] {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for kv in from.iter() {
+                let (k, v) = kv.map_err(|e| old.err(e))?;
+                batch.insert(k, v);
+                n += 1;
+                if n % 10_000 == 0 {
+                    to.apply_batch(std::mem::take(&mut batch)).map_err(|e| fresh.err(e))?;
+                }
+            }
+            to.apply_batch(batch).map_err(|e| fresh.err(e))?;
+        }
+        fresh.flush()?;
+        write_current(&self.root, next)?;
+        *self.engine.write() = (next, Arc::new(fresh));
+        let old_path = old.path.clone();
+        drop(old);
+        // Readers may still hold the old engine for a moment; its files go
+        // with the directory either way (and the next open removes it).
+        let _ = std::fs::remove_dir_all(&old_path);
+        Ok(())
     }
 }

@@ -205,6 +205,14 @@ impl Store {
             }));
             w.checkpointed_at = end;
             seal::remove_snapshot(shared, old_snapshot)?;
+            // sled keeps the space of the registry entries and dead-row
+            // records just deleted; when they were a sizable share (a tenth
+            // of all rows), copy the live records into a fresh database.
+            // Under the write lock: nothing else writes the metadata.
+            let dropped_rows = report.rows_in - report.rows_kept;
+            if dropped_rows * 10 >= current.rows().max(1) {
+                shared.meta.rebuild()?;
+            }
             end
         };
 

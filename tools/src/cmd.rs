@@ -14,7 +14,9 @@ pub fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(len);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {percent:>3}% {elapsed} (eta {eta})") {
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {percent:>3}% {elapsed} (eta {eta})")
+    {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_message(what.to_string());
@@ -74,7 +76,11 @@ fn parse_json_event(line: &str) -> Result<Event, String> {
             .map_err(|_| format!("\"{k}\" is not a non-negative integer"))
     };
     let (user, item) = (int("user_id")?, int("item_id")?);
-    let ts = if fields.contains_key("ts") { int("ts")? } else { int("timestamp")? };
+    let ts = if fields.contains_key("ts") {
+        int("ts")?
+    } else {
+        int("timestamp")?
+    };
     let mut event = Event::new(user, item, ts);
     if let Some(w) = fields.get("weight") {
         let weight: f32 = w.parse().map_err(|_| format!("weight {w:?} is not a number"))?;
