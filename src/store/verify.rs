@@ -23,7 +23,8 @@ use crate::train::state::{self, TrainerState};
 pub struct VerifyReport {
     /// Files whose checksums were checked.
     pub files_checked: usize,
-    /// Registry entries checked against the segments.
+    /// Metadata records checked: registry entries (against the segments)
+    /// and user histories.
     pub entries_checked: usize,
     /// Every problem, one line each (empty: healthy).
     pub problems: Vec<String>,
@@ -103,8 +104,19 @@ impl Store {
             }
         }
         if version.directory.is_none() {
-            check_registry(self, &version, &manifest, &mut report)?;
+            if let Err(e) = check_registry(self, &version, &manifest, &mut report) {
+                report.problems.push(e.to_string());
+            }
         }
+        // Every history record decodes (each carries its own crc).
+        let mut histories = 0;
+        if let Err(e) = shared.meta.for_each_history(&mut |_, _| {
+            histories += 1;
+            Ok(())
+        }) {
+            report.problems.push(e.to_string());
+        }
+        report.entries_checked += histories;
         self.check_wal(&mut report)?;
         Ok(report)
     }

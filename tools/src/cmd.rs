@@ -478,7 +478,7 @@ pub fn verify(a: VerifyArgs) -> Result<(), String> {
     let report = store.verify().map_err(|e| e.to_string())?;
     if report.problems.is_empty() {
         println!(
-            "healthy: {} files and {} registry entries checked",
+            "healthy: {} files and {} metadata records checked",
             report.files_checked, report.entries_checked
         );
         return Ok(());
