@@ -31,6 +31,7 @@ pub struct TrainOptions {
     pub(crate) sigmoid: Sigmoid,
     pub(crate) full_retrain: bool,
     pub(crate) incremental_epochs: usize,
+    pub(crate) incremental_alpha: f32,
     pub(crate) replay_ratio: f64,
     pub(crate) policy: TrainPolicy,
 }
@@ -51,8 +52,9 @@ impl Default for TrainOptions {
             seed: 1,
             sigmoid: Sigmoid::Table,
             full_retrain: false,
-            incremental_epochs: 5,
-            replay_ratio: 2.0,
+            incremental_epochs: 4,
+            incremental_alpha: 0.01,
+            replay_ratio: 1.0,
             policy: TrainPolicy::default(),
         }
     }
@@ -119,13 +121,20 @@ impl TrainOptions {
         self.full_retrain = full;
         self
     }
-    /// Epochs of an incremental round (default 5).
+    /// Epochs of an incremental round (default 4).
     pub fn incremental_epochs(mut self, epochs: usize) -> Self {
         self.incremental_epochs = epochs;
         self
     }
+    /// Learning rate at the start of an incremental round (default 0.01):
+    /// lower than a full round's, so that fine-tuning on what is new does
+    /// not shake the rest out of place.
+    pub fn incremental_alpha(mut self, alpha: f32) -> Self {
+        self.incremental_alpha = alpha;
+        self
+    }
     /// Histories without new events mixed into an incremental round, per
-    /// history with new events (default 2), so that items nobody touched
+    /// history with new events (default 1), so that items nobody touched
     /// lately keep their place relative to the rest.
     pub fn replay_ratio(mut self, ratio: f64) -> Self {
         self.replay_ratio = ratio;
@@ -154,10 +163,11 @@ impl TrainOptions {
         }
         if !(self.alpha.is_finite() && self.min_alpha.is_finite() && self.alpha > 0.0 && self.min_alpha >= 0.0)
             || self.min_alpha > self.alpha
+            || !(self.incremental_alpha.is_finite() && self.incremental_alpha >= self.min_alpha)
         {
             return bad(format!(
-                "need 0 <= min_alpha <= alpha and alpha > 0, got alpha {} min_alpha {}",
-                self.alpha, self.min_alpha
+                "need 0 <= min_alpha <= alpha, incremental_alpha and alpha > 0, got alpha {} incremental_alpha {} min_alpha {}",
+                self.alpha, self.incremental_alpha, self.min_alpha
             ));
         }
         if self.threads == 0 || self.threads > 1024 {

@@ -126,7 +126,7 @@ pub(crate) fn run(
     let hyper = Hyper {
         epochs,
         negative: opts.negative,
-        alpha: opts.alpha,
+        alpha: if full { opts.alpha } else { opts.incremental_alpha },
         min_alpha: opts.min_alpha,
         window: opts.window,
         sample: opts.sample,

@@ -55,6 +55,9 @@ pub struct EvalArgs {
     /// Epochs of an incremental round (with --incremental).
     #[arg(long)]
     incremental_epochs: Option<usize>,
+    /// Starting learning rate of an incremental round (with --incremental).
+    #[arg(long)]
+    incremental_alpha: Option<f32>,
     /// Replayed old histories per new one (with --incremental).
     #[arg(long)]
     replay_ratio: Option<f64>,
@@ -138,6 +141,9 @@ fn train_options(a: &EvalArgs) -> Result<TrainOptions, String> {
     }
     if let Some(n) = a.incremental_epochs {
         t = t.incremental_epochs(n);
+    }
+    if let Some(x) = a.incremental_alpha {
+        t = t.incremental_alpha(x);
     }
     if let Some(r) = a.replay_ratio {
         t = t.replay_ratio(r);
