@@ -165,3 +165,19 @@ fn ingest_takes_json_lines_events_and_fvecs_or_csv_vectors() {
     let none = ok(&ember(&["knn", path(&host), "--vector", "1,0,0", "-k", "10", "--json"]));
     assert!(!none.contains("\"id\":30,"), "{none}");
 }
+
+#[test]
+fn a_store_held_by_another_process_is_refused_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = emberdb::Store::open(dir.path(), emberdb::Options::new(4)).unwrap();
+    let out = ember(&["compact", path(dir.path())]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("locked by another open Store"), "{stderr}");
+    assert!(
+        stderr.contains("call Store::snapshot or Store::compact from that process"),
+        "{stderr}"
+    );
+    drop(held);
+    assert!(ok(&ember(&["compact", path(dir.path())])).contains("nothing to compact"));
+}
