@@ -125,12 +125,7 @@ pub(crate) fn publish(shared: &Shared, write: &Mutex<WriteState>, next: &Trainer
 
     // (4) The old generation's files.
     for entry in old {
-        for name in [sealed::file_name(entry.id), index_file::file_name(entry.id)] {
-            let path = shared.segments_dir.join(name);
-            if path.exists() {
-                std::fs::remove_file(&path).at(&path)?;
-            }
-        }
+        seal::remove_segment_files(shared, entry.id)?;
     }
     if let Some(t) = old_trainer {
         let path = shared.segments_dir.join(state::file_name(t.file_id));

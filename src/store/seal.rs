@@ -184,6 +184,18 @@ pub(crate) fn remove_snapshot(shared: &Shared, snapshot: Option<SegmentEntry>) -
     Ok(())
 }
 
+/// Removes the files of a sealed segment the manifest no longer names: the
+/// segment and its index, if they are there.
+pub(crate) fn remove_segment_files(shared: &Shared, id: u64) -> Result<()> {
+    for name in [sealed::file_name(id), crate::index::file::file_name(id)] {
+        let path = shared.segments_dir.join(name);
+        if path.exists() {
+            std::fs::remove_file(&path).at(&path)?;
+        }
+    }
+    Ok(())
+}
+
 /// Removes the log files that the checkpoint has made obsolete.
 pub(crate) fn remove_wal_before(shared: &Shared, file_no: u64) -> Result<()> {
     let mut removed = false;

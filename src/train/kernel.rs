@@ -16,6 +16,7 @@
 
 use super::hogwild::HogwildMatrix;
 use super::sigmoid::{SigmoidFn, MAX_EXP};
+use crate::query::kernels::dot;
 
 /// Context rows per batch: bounds how many pair gradients are summed into
 /// one step of a target row (large sums from whole-history contexts would
@@ -172,24 +173,6 @@ pub(crate) unsafe fn add_to_row(p: *mut f32, delta: &[f32]) {
         let q = p.add(i);
         q.write(q.read() + d);
     }
-}
-
-/// `x . y` with eight accumulators, so it vectorises.
-#[inline]
-fn dot(x: &[f32], y: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (cx, cy) = (x.chunks_exact(8), y.chunks_exact(8));
-    let (rx, ry) = (cx.remainder(), cy.remainder());
-    for (a, b) in cx.zip(cy) {
-        for l in 0..8 {
-            acc[l] = a[l].mul_add(b[l], acc[l]);
-        }
-    }
-    let mut sum: f32 = acc.iter().sum();
-    for (a, b) in rx.iter().zip(ry) {
-        sum += a * b;
-    }
-    sum
 }
 
 /// The SGNS loss of one pair (see the module comment), in f64.

@@ -23,6 +23,16 @@ pub fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
+/// Opens the store at `path`, or creates it with `create` (from `--dim`).
+fn open_or_create(path: &Path, create: Option<Options>) -> Result<Store, String> {
+    match (path.join("meta").is_dir(), create) {
+        (true, _) => open_existing(path),
+        (false, Some(opts)) => Store::open(path, opts.durability(Durability::Buffered)),
+        (false, None) => Err(format!("{} is not a store; pass --dim N to create one", path.display()))?,
+    }
+    .map_err(|e| e.to_string())
+}
+
 /// Opens an existing store for a tool (its dim, metric and kind are read
 /// from it).
 pub fn open_existing(path: &Path) -> emberdb::Result<Store> {
@@ -185,17 +195,7 @@ fn ingest_vectors(a: &IngestArgs) -> Result<(), String> {
     if a.strict && !bad.is_empty() {
         return Err(format!("{} bad entr(ies); nothing ingested (--strict)", bad.len()));
     }
-    let store = match (a.store.join("meta").is_dir(), a.dim) {
-        (true, _) => open_existing(&a.store),
-        (false, Some(dim)) => Store::open(&a.store, Options::new(dim).durability(Durability::Buffered)),
-        (false, None) => {
-            return Err(format!(
-                "{} is not a store; pass --dim N to create one",
-                a.store.display()
-            ))
-        }
-    }
-    .map_err(|e| e.to_string())?;
+    let store = open_or_create(&a.store, a.dim.map(Options::new))?;
     if a.strict {
         // Check every vector before writing any, so nothing is half-ingested.
         let dim = store.options().dim();
@@ -308,17 +308,7 @@ pub fn ingest(a: IngestArgs) -> Result<(), String> {
     if a.strict && !bad.is_empty() {
         return Err(format!("{} bad line(s); nothing ingested (--strict)", bad.len()));
     }
-    let store = match (a.store.join("meta").is_dir(), a.dim) {
-        (true, _) => open_existing(&a.store),
-        (false, Some(dim)) => Store::open(&a.store, Options::trained(dim).durability(Durability::Buffered)),
-        (false, None) => {
-            return Err(format!(
-                "{} is not a store; pass --dim N to create a trained one",
-                a.store.display()
-            ))
-        }
-    }
-    .map_err(|e| e.to_string())?;
+    let store = open_or_create(&a.store, a.dim.map(Options::trained))?;
     let bar = progress(events.len() as u64, "ingesting");
     for chunk in events.chunks(10_000) {
         store.append_events(chunk).map_err(|e| e.to_string())?;

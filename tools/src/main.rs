@@ -81,33 +81,9 @@ fn main() -> ExitCode {
         Command::Verify(args) => return finish("verify", cmd::verify(args)),
         Command::Compact(args) => return finish("compact", cmd::compact(args)),
         Command::Export(args) => return finish("export", cmd::export(args)),
-        Command::Eval(args) => {
-            return match eval::run(args) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("ember eval: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Command::BenchTrain(args) => {
-            return match train_bench::run(args) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("ember bench-train: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Command::Bench(args) => {
-            return match bench::run(args) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("ember bench: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Command::Eval(args) => return finish("eval", eval::run(args)),
+        Command::BenchTrain(args) => return finish("bench-train", train_bench::run(args)),
+        Command::Bench(args) => return finish("bench", bench::run(args)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
