@@ -421,7 +421,7 @@ pub fn snapshot(a: SnapshotArgs) -> Result<(), String> {
     let store = open_existing(&a.store).map_err(|e| e.to_string())?;
     let info = store.snapshot(&a.dest).map_err(|e| e.to_string())?;
     println!(
-        "snapshot of {} at {}: operations before #{} ; {} files hard-linked, {} copied ({} bytes)",
+        "snapshot of {} at {}: operations before #{}; {} files hard-linked, {} copied ({} bytes)",
         a.store.display(),
         info.path.display(),
         info.next_seq,
