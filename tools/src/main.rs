@@ -4,6 +4,9 @@ mod bench;
 mod cmd;
 mod demo;
 mod eval;
+mod export;
+mod ingest;
+mod maintain;
 mod stats;
 mod texmex;
 mod train_bench;
@@ -39,22 +42,22 @@ enum Command {
     /// data set (base.fvecs, query.fvecs, groundtruth.ivecs in DATA).
     Bench(bench::BenchArgs),
     /// Append events from a CSV file.
-    Ingest(cmd::IngestArgs),
+    Ingest(ingest::IngestArgs),
     /// Run one training round (or --full) and print its figures.
     Train(cmd::TrainArgs),
     /// Nearest neighbours: --item, --user, --seeds or --vector.
     Knn(cmd::KnnArgs),
     /// Write a consistent point-in-time copy of a store.
-    Snapshot(cmd::SnapshotArgs),
+    Snapshot(maintain::SnapshotArgs),
     /// Make a store from a snapshot.
-    Restore(cmd::RestoreArgs),
+    Restore(maintain::RestoreArgs),
     /// Check every checksum and cross-reference; exit 0 when healthy.
-    Verify(cmd::VerifyArgs),
+    Verify(maintain::VerifyArgs),
     /// Rewrite segments with many dead rows; --dry-run reports only.
-    Compact(cmd::CompactArgs),
+    Compact(maintain::CompactArgs),
     /// Item vectors to .fvecs, and every item's top-N similar items to CSV
     /// or JSON lines.
-    Export(cmd::ExportArgs),
+    Export(export::ExportArgs),
     /// Evaluate item2vec recall on ratings (leave the last event of each
     /// user out; HR@10 and NDCG@10).
     Eval(eval::EvalArgs),
@@ -73,14 +76,14 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Demo { dir, items, events } => demo::run(dir, items, events),
         Command::Stats { store } => stats::run(&store),
-        Command::Ingest(args) => return finish("ingest", cmd::ingest(args)),
+        Command::Ingest(args) => return finish("ingest", ingest::ingest(args)),
         Command::Train(args) => return finish("train", cmd::train(args)),
         Command::Knn(args) => return finish("knn", cmd::knn(args)),
-        Command::Snapshot(args) => return finish("snapshot", cmd::snapshot(args)),
-        Command::Restore(args) => return finish("restore", cmd::restore(args)),
-        Command::Verify(args) => return finish("verify", cmd::verify(args)),
-        Command::Compact(args) => return finish("compact", cmd::compact(args)),
-        Command::Export(args) => return finish("export", cmd::export(args)),
+        Command::Snapshot(args) => return finish("snapshot", maintain::snapshot(args)),
+        Command::Restore(args) => return finish("restore", maintain::restore(args)),
+        Command::Verify(args) => return finish("verify", maintain::verify(args)),
+        Command::Compact(args) => return finish("compact", maintain::compact(args)),
+        Command::Export(args) => return finish("export", export::export(args)),
         Command::Eval(args) => return finish("eval", eval::run(args)),
         Command::BenchTrain(args) => return finish("bench-train", train_bench::run(args)),
         Command::Bench(args) => return finish("bench", bench::run(args)),
