@@ -140,9 +140,10 @@ pub(crate) fn publish(shared: &Shared, write: &Mutex<WriteState>, next: &Trainer
 /// provisional vectors of items first seen after the round's cut.
 fn carry_over(version: &Version, directory: &HashMap<u64, Location>, dim: usize) -> Result<(Vec<u64>, Vec<f32>)> {
     let (mut ids, mut values) = (Vec::new(), Vec::new());
+    let mut taken = std::collections::HashSet::new();
     let (g_ids, g_values) = seal::live_growing_rows(&version.growing, dim);
     for (id, row) in g_ids.iter().zip(g_values.chunks_exact(dim)) {
-        if !directory.contains_key(id) {
+        if !directory.contains_key(id) && taken.insert(*id) {
             ids.push(*id);
             values.extend_from_slice(row);
         }
@@ -150,7 +151,7 @@ fn carry_over(version: &Version, directory: &HashMap<u64, Location>, dim: usize)
     for segment in &version.sealed {
         let (s_ids, s_values) = segment.data()?;
         for (r, (id, row)) in s_ids.iter().zip(s_values.chunks_exact(dim)).enumerate() {
-            if !segment.dead().is_dead(r) && !directory.contains_key(id) && !ids.contains(id) {
+            if !segment.dead().is_dead(r) && !directory.contains_key(id) && taken.insert(*id) {
                 ids.push(*id);
                 values.extend_from_slice(row);
             }
