@@ -1,0 +1,348 @@
+//! `ember ingest` edge cases through the real binary: headers known by
+//! their names, a leading BOM, `.ids` files that are unreadable or
+//! miscounted, a `--dim` that differs from the store's, and error messages
+//! that echo huge input.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn ember(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ember")).args(args).output().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}\n{}", stderr(out));
+    stdout
+}
+
+/// The command failed; its stderr.
+fn failed(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "expected a failure:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(out)
+    );
+    stderr(out)
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn fvecs(rows: &[[f32; 3]]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for v in rows {
+        bytes.extend_from_slice(&3i32.to_le_bytes());
+        v.iter().for_each(|x| bytes.extend_from_slice(&x.to_le_bytes()));
+    }
+    bytes
+}
+
+/// Item `id`'s vector in the host-fed store at `dir`.
+fn vector(dir: &Path, id: u64) -> Option<Vec<f32>> {
+    let store = emberdb::Store::open(dir, emberdb::Options::existing()).unwrap();
+    store.get(id).unwrap()
+}
+
+#[test]
+fn a_first_line_with_a_bad_field_is_a_bad_line_not_a_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let csv = dir.path().join("events.csv");
+
+    std::fs::write(&csv, "1,abc,3\n1,2,3\n").unwrap();
+    let err = failed(&ember(&["ingest", path(&store), path(&csv), "--dim", "8", "--strict"]));
+    assert!(
+        err.contains("line 1: item_id \"abc\" is not a non-negative integer"),
+        "{err}"
+    );
+    assert!(err.contains("1 bad line(s); nothing ingested (--strict)"), "{err}");
+    assert!(!store.exists(), "strict mode wrote nothing");
+    let out = ok(&ember(&["ingest", path(&store), path(&csv), "--dim", "8"]));
+    assert!(out.contains("ingested 1 events (1 bad lines skipped)"), "{out}");
+
+    // Identifier-like, but no known column: data, not a header.
+    std::fs::write(&csv, "abc,def,ghi\n1,2,3\n").unwrap();
+    let err = failed(&ember(&["ingest", path(&store), path(&csv), "--strict"]));
+    assert!(err.contains("line 1: user_id \"abc\""), "{err}");
+
+    // Headers of known column names are still skipped, in their spellings.
+    for header in [
+        "user_id,item_id,timestamp",
+        "userId,movieId,rating,timestamp",
+        "user,item,ts",
+        "\"user_id\",\"item_id\",\"time\",\"weight\"",
+    ] {
+        std::fs::write(&csv, format!("{header}\n1,2,3,4\n")).unwrap();
+        let out = ok(&ember(&["ingest", path(&store), path(&csv), "--strict"]));
+        assert!(
+            out.contains("ingested 1 events (0 bad lines skipped)"),
+            "{header}: {out}"
+        );
+    }
+}
+
+#[test]
+fn a_vectors_csv_header_is_known_by_its_id_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let csv = dir.path().join("vectors.csv");
+
+    std::fs::write(&csv, "abc,1,0,0\n2,0,1,0\n").unwrap();
+    let err = failed(&ember(&[
+        "ingest",
+        path(&store),
+        path(&csv),
+        "--vectors",
+        "--dim",
+        "3",
+        "--strict",
+    ]));
+    assert!(
+        err.contains("line 1: id \"abc\" is not a non-negative integer"),
+        "{err}"
+    );
+    assert!(err.contains("nothing ingested"), "{err}");
+    assert!(!store.exists(), "strict mode wrote nothing");
+
+    for header in ["id,v1,v2,v3", "item_id,x,y,z", "movieId,a,b,c"] {
+        std::fs::write(&csv, format!("{header}\n1,1,0,0\n")).unwrap();
+        let out = ok(&ember(&[
+            "ingest",
+            path(&store),
+            path(&csv),
+            "--vectors",
+            "--dim",
+            "3",
+            "--strict",
+        ]));
+        assert!(
+            out.contains("ingested 1 vectors (0 bad entries skipped, 0 refused)"),
+            "{header}: {out}"
+        );
+    }
+}
+
+#[test]
+fn a_leading_bom_is_ignored_in_every_text_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let trained = dir.path().join("trained");
+    let csv = dir.path().join("events.csv");
+    std::fs::write(&csv, "\u{feff}1,2,3\n1,3,4\n").unwrap();
+    let out = ok(&ember(&[
+        "ingest",
+        path(&trained),
+        path(&csv),
+        "--dim",
+        "8",
+        "--strict",
+    ]));
+    assert!(out.contains("ingested 2 events (0 bad lines skipped)"), "{out}");
+    std::fs::write(&csv, "\u{feff}user_id,item_id,timestamp\n1,2,3\n").unwrap();
+    let out = ok(&ember(&["ingest", path(&trained), path(&csv), "--strict"]));
+    assert!(out.contains("ingested 1 events (0 bad lines skipped)"), "{out}");
+    let jsonl = dir.path().join("events.jsonl");
+    std::fs::write(
+        &jsonl,
+        "\u{feff}{\"user_id\":1,\"item_id\":2,\"timestamp\":3}\n{\"user_id\":1,\"item_id\":3,\"timestamp\":4}\n",
+    )
+    .unwrap();
+    let out = ok(&ember(&["ingest", path(&trained), path(&jsonl), "--strict"]));
+    assert!(out.contains("ingested 2 events (0 bad lines skipped)"), "{out}");
+
+    let host = dir.path().join("host");
+    let vcsv = dir.path().join("vectors.csv");
+    std::fs::write(&vcsv, "\u{feff}1,1,0,0\n2,0,1,0\n").unwrap();
+    let out = ok(&ember(&[
+        "ingest",
+        path(&host),
+        path(&vcsv),
+        "--vectors",
+        "--dim",
+        "3",
+        "--strict",
+    ]));
+    assert!(
+        out.contains("ingested 2 vectors (0 bad entries skipped, 0 refused)"),
+        "{out}"
+    );
+    let fv = dir.path().join("more.fvecs");
+    std::fs::write(&fv, fvecs(&[[0.0, 0.0, 1.0]])).unwrap();
+    std::fs::write(dir.path().join("more.fvecs.ids"), "\u{feff}20\n").unwrap();
+    let out = ok(&ember(&["ingest", path(&host), path(&fv), "--vectors", "--strict"]));
+    assert!(out.contains("ingested 1 vectors"), "{out}");
+    assert_eq!(vector(&host, 1), Some(vec![1.0, 0.0, 0.0]));
+    assert_eq!(vector(&host, 20), Some(vec![0.0, 0.0, 1.0]));
+}
+
+#[test]
+fn an_ids_file_that_is_unreadable_or_miscounted_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = dir.path().join("host");
+    let csv = dir.path().join("vectors.csv");
+    std::fs::write(&csv, "0,1,0,0\n1,0,1,0\n").unwrap();
+    ok(&ember(&["ingest", path(&host), path(&csv), "--vectors", "--dim", "3"]));
+
+    let fv = dir.path().join("new.fvecs");
+    std::fs::write(&fv, fvecs(&[[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])).unwrap();
+    let ids = dir.path().join("new.fvecs.ids");
+    let cases: [(&[u8], &str); 3] = [
+        (b"\xff\xfe2\n3\n", "valid UTF-8"),
+        (b"20\n", "1 ids for the 2 vectors"),
+        (b"20\n21\n22\n", "3 ids for the 2 vectors"),
+    ];
+    for (contents, reason) in cases {
+        std::fs::write(&ids, contents).unwrap();
+        for strict in [false, true] {
+            let mut args = vec!["ingest", path(&host), path(&fv), "--vectors"];
+            if strict {
+                args.push("--strict");
+            }
+            let err = failed(&ember(&args));
+            assert!(err.contains("new.fvecs.ids") && err.contains(reason), "{reason}: {err}");
+            assert!(err.contains("nothing ingested"), "{err}");
+        }
+        // Items 0 and 1 were not overwritten by rows 0 and 1.
+        assert_eq!(vector(&host, 0), Some(vec![1.0, 0.0, 0.0]), "{reason}");
+        assert_eq!(vector(&host, 1), Some(vec![0.0, 1.0, 0.0]), "{reason}");
+        assert_eq!(vector(&host, 20), None, "{reason}");
+    }
+    // An .ids that cannot be read at all (a directory) is an error too.
+    std::fs::remove_file(&ids).unwrap();
+    std::fs::create_dir(&ids).unwrap();
+    let err = failed(&ember(&["ingest", path(&host), path(&fv), "--vectors"]));
+    assert!(err.contains("new.fvecs.ids"), "{err}");
+    assert_eq!(vector(&host, 0), Some(vec![1.0, 0.0, 0.0]));
+
+    // Only a missing .ids means the ids are the row numbers.
+    std::fs::remove_dir(&ids).unwrap();
+    let out = ok(&ember(&["ingest", path(&host), path(&fv), "--vectors", "--strict"]));
+    assert!(out.contains("ingested 2 vectors"), "{out}");
+    assert_eq!(vector(&host, 0), Some(vec![0.0, 0.0, 1.0]));
+}
+
+#[test]
+fn a_dim_that_differs_from_the_store_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = dir.path().join("host");
+    let csv = dir.path().join("vectors.csv");
+    std::fs::write(&csv, "1,1,0,0\n").unwrap();
+    ok(&ember(&["ingest", path(&host), path(&csv), "--vectors", "--dim", "3"]));
+    std::fs::write(&csv, "5,0,1,0\n").unwrap();
+    let err = failed(&ember(&["ingest", path(&host), path(&csv), "--vectors", "--dim", "4"]));
+    assert!(err.contains("--dim 4 differs from the dimension 3"), "{err}");
+    assert_eq!(vector(&host, 5), None, "nothing written");
+    ok(&ember(&["ingest", path(&host), path(&csv), "--vectors", "--dim", "3"]));
+    assert_eq!(vector(&host, 5), Some(vec![0.0, 1.0, 0.0]));
+
+    let trained = dir.path().join("trained");
+    let events = dir.path().join("events.csv");
+    std::fs::write(&events, "1,2,3\n1,3,4\n").unwrap();
+    ok(&ember(&["ingest", path(&trained), path(&events), "--dim", "8"]));
+    let err = failed(&ember(&[
+        "ingest",
+        path(&trained),
+        path(&events),
+        "--dim",
+        "16",
+        "--strict",
+    ]));
+    assert!(err.contains("--dim 16 differs from the dimension 8"), "{err}");
+    let stats = ok(&ember(&["stats", path(&trained)]));
+    assert!(stats.contains("2 events not trained yet"), "nothing written: {stats}");
+}
+
+#[test]
+fn echoed_input_is_cut_to_80_characters_with_its_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    // Each bad line follows a good one, so no header rule is involved.
+    let huge = "a".repeat(10 << 20);
+    let a80 = format!("\"{}…\" (10485760 bytes)", "a".repeat(80));
+    let cases = [
+        (
+            file("field.csv", &format!("1,2,3\n1,{huge},3\n")),
+            false,
+            format!("item_id {a80}"),
+        ),
+        (
+            file("weight.csv", &format!("1,2,3\n1,2,3,{huge}\n")),
+            false,
+            format!("weight {a80}"),
+        ),
+        (
+            file("pair.jsonl", &format!("{{\"user_id\":1,{huge}}}\n")),
+            false,
+            a80.clone(),
+        ),
+        (
+            file(
+                "jweight.jsonl",
+                &format!("{{\"user_id\":1,\"item_id\":2,\"ts\":3,\"weight\":\"{huge}\"}}\n"),
+            ),
+            false,
+            format!("weight {a80}"),
+        ),
+        (
+            file("id.csv", &format!("9,1,0,0\n{huge},1,0,0\n")),
+            true,
+            format!("id {a80}"),
+        ),
+        (
+            file("component.csv", &format!("9,1,0,0\n1,{huge},0,0\n")),
+            true,
+            format!("component {a80}"),
+        ),
+    ];
+    for (input, vectors, expected) in &cases {
+        let mut args = vec!["ingest", path(&store), path(input), "--dim", "3", "--strict"];
+        if *vectors {
+            args.push("--vectors");
+        }
+        let err = failed(&ember(&args));
+        assert!(err.len() < 1_000, "{} bytes of stderr", err.len());
+        assert!(err.contains(expected.as_str()), "{expected}: {err}");
+    }
+    // An id in FILE.ids.
+    let fv = dir.path().join("v.fvecs");
+    std::fs::write(&fv, fvecs(&[[1.0, 0.0, 0.0]])).unwrap();
+    std::fs::write(dir.path().join("v.fvecs.ids"), format!("{huge}\n")).unwrap();
+    let err = failed(&ember(&["ingest", path(&store), path(&fv), "--vectors", "--dim", "3"]));
+    assert!(err.len() < 1_000, "{} bytes of stderr", err.len());
+    assert!(err.contains(&format!("line 1: id {a80}")), "{err}");
+
+    // Cut on a char boundary: 100 two-byte characters show as 80.
+    let e = file("multibyte.csv", &format!("1,2,3\n1,{},3\n", "é".repeat(100)));
+    let err = failed(&ember(&["ingest", path(&store), path(&e), "--dim", "3", "--strict"]));
+    assert!(
+        err.contains(&format!("item_id \"{}…\" (200 bytes)", "é".repeat(80))),
+        "{err}"
+    );
+    // 80 characters are shown whole.
+    let e = file("eighty.csv", &format!("1,2,3\n1,{},3\n", "b".repeat(80)));
+    let err = failed(&ember(&["ingest", path(&store), path(&e), "--dim", "3", "--strict"]));
+    assert!(err.contains(&format!("item_id \"{}\" is not", "b".repeat(80))), "{err}");
+    assert!(!err.contains('…'), "{err}");
+    assert!(!store.exists(), "strict mode wrote nothing");
+}
+
+#[test]
+fn the_strict_help_says_what_strict_does() {
+    let help = ok(&ember(&["ingest", "--help"]));
+    assert!(
+        help.contains("Ingest nothing unless every line is good; the bad lines are listed"),
+        "{help}"
+    );
+    assert!(!help.contains("Stop at the first bad line"), "{help}");
+}
