@@ -105,9 +105,13 @@ pub enum Error {
         source: sled::Error,
     },
 
-    /// An earlier fsync failed, so what is on disk is unknown: the store
-    /// refuses further writes until it is reopened (and recovered from the log).
-    #[error("store {path} is poisoned by an earlier failed fsync; reopen it to recover")]
+    /// An earlier write or fsync of the log, or of the metadata store,
+    /// failed (for example on a full disk), so what is on disk is unknown:
+    /// the store refuses further writes until it is reopened (and
+    /// recovered from the log). Free the space first.
+    #[error(
+        "store {path} is poisoned by an earlier failed write or fsync of its log or metadata (a full disk?); free the space and reopen the store to recover"
+    )]
     Poisoned { path: PathBuf },
 }
 

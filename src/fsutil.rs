@@ -75,3 +75,90 @@ pub(crate) fn dir_size(dir: &Path) -> Result<u64> {
     }
     Ok(total)
 }
+
+/// Renames `from` to `to`, failing with `AlreadyExists` instead of replacing
+/// whatever is at `to` (on Linux, `rename(2)` would silently replace an
+/// empty directory or a file). Uses `renameat2(RENAME_NOREPLACE)`; where
+/// the file system does not support it, falls back to a check and a plain
+/// rename, which is race-free only against other emberdb calls made under
+/// one of our exclusive temporary names.
+pub(crate) fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &Path| {
+            std::ffi::CString::new(p.as_os_str().as_bytes())
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path holds a NUL byte"))
+        };
+        let (old, new) = (c(from)?, c(to)?);
+        // SAFETY: both pointers come from live, NUL-terminated CStrings that
+        // outlive the call; renameat2 only reads them.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_renameat2,
+                libc::AT_FDCWD,
+                old.as_ptr(),
+                libc::AT_FDCWD,
+                new.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINVAL) | Some(libc::ENOSYS) => {}
+            _ => return Err(err),
+        }
+    }
+    if to.exists() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "the destination already exists",
+        ));
+    }
+    std::fs::rename(from, to)
+}
+
+/// Creates a new, empty directory beside `dest` named
+/// `<dest>.<purpose>-<pid>-<n>`, exclusively (`mkdir` fails if the name is
+/// taken, and another name is tried), so that it is ours alone: two
+/// processes writing the same destination never share, or delete, each
+/// other's temporary directory, and nothing that existed before is touched.
+pub(crate) fn create_unique_dir_beside(dest: &Path, purpose: &str) -> Result<PathBuf> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = dest.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut last = None;
+    for _ in 0..64 {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let mut tmp = name.clone();
+        tmp.push(format!(".{purpose}-{}-{nanos:09}-{n}", std::process::id()));
+        let path = dest.with_file_name(tmp);
+        match std::fs::create_dir(&path) {
+            Ok(()) => return Ok(path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some((path, e)),
+            Err(e) => return Err(e).at(&path),
+        }
+    }
+    let (path, e) = last.unwrap_or_else(|| (dest.to_path_buf(), std::io::Error::other("no name left")));
+    Err(e).at(&path)
+}
+
+/// `path` made absolute with its symbolic links resolved, for a path that
+/// may not exist yet: its parent is resolved and its last component kept.
+pub(crate) fn resolve(path: &Path) -> Result<PathBuf> {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return Ok(p);
+    }
+    let parent = parent_of(path);
+    let base = std::fs::canonicalize(parent).at(parent)?;
+    Ok(match path.file_name() {
+        Some(name) => base.join(name),
+        None => base,
+    })
+}

@@ -46,6 +46,11 @@ pub struct Options {
     pub(crate) checkpoint_wal_bytes: u64,
     pub(crate) index: IndexSpec,
     pub(crate) flat_below: usize,
+    /// Memory for user histories in memory (an LRU; the rest live in the
+    /// metadata store).
+    pub(crate) history_cache_bytes: usize,
+    /// sled's page cache.
+    pub(crate) meta_cache_bytes: u64,
     /// Some for a store that trains its own item vectors (persisted).
     pub(crate) train: Option<TrainOptions>,
     /// Take `dim` and `metric` from the existing store (see [`Options::existing`]).
@@ -73,6 +78,8 @@ impl Options {
             checkpoint_wal_bytes: 256 << 20,
             index: IndexSpec::default(),
             flat_below: 10_000,
+            history_cache_bytes: 64 << 20,
+            meta_cache_bytes: 64 << 20,
             train: None,
             from_store: false,
         }
@@ -101,6 +108,23 @@ impl Options {
     /// change between opens; being trained may not).
     pub fn train_options(mut self, train: TrainOptions) -> Self {
         self.train = Some(train);
+        self
+    }
+
+    /// Bytes of user histories kept in memory (default 64 MiB): the most
+    /// recently used ones, plus changed ones until they are written to the
+    /// metadata store (which happens when they pass half of this, or at the
+    /// next checkpoint). The others are read back from the metadata store
+    /// when a query or an event needs them. May change between opens.
+    pub fn history_cache_bytes(mut self, bytes: usize) -> Self {
+        self.history_cache_bytes = bytes;
+        self
+    }
+
+    /// Bytes of the metadata store's (sled's) page cache (default 64 MiB;
+    /// sled's own default is 1 GiB). May change between opens.
+    pub fn meta_cache_bytes(mut self, bytes: u64) -> Self {
+        self.meta_cache_bytes = bytes;
         self
     }
 

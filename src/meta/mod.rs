@@ -47,8 +47,15 @@ pub(crate) trait MetaStore: Send + Sync {
     fn save_histories(&self, histories: &[(u64, UserHistory)]) -> Result<()>;
     /// Makes every earlier write durable.
     fn flush(&self) -> Result<()>;
+    /// Whether a write or flush has failed since the store was opened:
+    /// the engine's state on disk is then unknown, and the store refuses
+    /// writes (`Error::Poisoned`) until it is reopened.
+    fn failed(&self) -> bool;
     /// Bytes the engine occupies on disk.
     fn disk_bytes(&self) -> Result<u64>;
+    /// Files or directories under the metadata root that the live
+    /// metadata does not explain (for `verify`; open never deletes them).
+    fn strays(&self) -> Result<Vec<std::path::PathBuf>>;
     /// Rewrites the engine's files holding only the live records, to give
     /// back the space of deleted ones. Called with nothing else writing.
     fn rebuild(&self) -> Result<()>;

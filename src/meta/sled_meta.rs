@@ -51,12 +51,17 @@ fn dead_key(at: Location) -> [u8; 13] {
 /// thread, a moment after the last handle goes.
 const RELEASE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
-fn open_db(path: &Path) -> sled::Result<sled::Db> {
+fn open_db(path: &Path, cache_bytes: u64) -> sled::Result<sled::Db> {
     let deadline = std::time::Instant::now() + RELEASE_GRACE;
     loop {
         // No periodic background flush: the store flushes at checkpoints,
         // and everything after the last one is recovered from the WAL.
-        match sled::Config::new().path(path).flush_every_ms(None).open() {
+        match sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .flush_every_ms(None)
+            .open()
+        {
             Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::Other && lock_busy(&e) => {
                 if std::time::Instant::now() >= deadline {
                     return Err(sled::Error::Io(e));
@@ -74,12 +79,12 @@ fn lock_busy(e: &std::io::Error) -> bool {
 }
 
 impl Engine {
-    fn open(path: &Path) -> Result<Self> {
+    fn open(path: &Path, cache_bytes: u64) -> Result<Self> {
         let wrap = |source| Error::Meta {
             path: path.to_path_buf(),
             source,
         };
-        let db = open_db(path).map_err(wrap)?;
+        let db = open_db(path, cache_bytes).map_err(wrap)?;
         let catalog = db.open_tree("catalog").map_err(wrap)?;
         let histories = db.open_tree("histories").map_err(wrap)?;
         Ok(Engine {
@@ -251,6 +256,14 @@ impl MetaStore for Engine {
         fsutil::dir_size(&self.path)
     }
 
+    fn strays(&self) -> Result<Vec<PathBuf>> {
+        Ok(Vec::new())
+    }
+
+    fn failed(&self) -> bool {
+        false
+    }
+
     fn rebuild(&self) -> Result<()> {
         Ok(())
     }
@@ -267,6 +280,11 @@ const CURRENT_VERSION: u32 = 1;
 /// deleted keys, and a compaction that deleted most items wants it back.
 pub(crate) struct SledMeta {
     root: PathBuf,
+    cache_bytes: u64,
+    /// Set by the first failed write or flush: sled keeps failing after an
+    /// I/O error (it records a global error) even once space returns, so
+    /// the store stops writing until it is reopened.
+    failed: std::sync::atomic::AtomicBool,
     engine: parking_lot::RwLock<(u64, Arc<Engine>)>,
 }
 
@@ -283,46 +301,126 @@ fn write_current(root: &Path, generation: u64) -> Result<()> {
     fsutil::sync_dir(root)
 }
 
+/// Removes the databases that `CURRENT` (naming `live`) proves obsolete:
+/// older generations (a finished rebuild switched `CURRENT` past them,
+/// then was interrupted before removing them) and `live + 1` (a rebuild
+/// interrupted before it switched `CURRENT`, which it does last). Any
+/// other generation is not explained by the protocol and is left for a
+/// person to look at (`verify` reports it).
+fn remove_obsolete_generations(root: &Path, live: u64, generations: &[u64]) {
+    for &generation in generations {
+        if generation < live || generation == live + 1 {
+            let dir = db_dir(root, generation);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                log::warn!("could not remove obsolete metadata {}: {e}", dir.display());
+            }
+        }
+    }
+}
+
+/// The generations of the `db-*` directories under `root`, ascending. A
+/// name that does not parse as `db-<number>` is not ours and is left alone.
+fn list_generations(root: &Path) -> Result<Vec<u64>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(root).map_err(|source| Error::Io {
+        path: root.to_path_buf(),
+        source,
+    })? {
+        let entry = entry.map_err(|source| Error::Io {
+            path: root.to_path_buf(),
+            source,
+        })?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(generation) = name.strip_prefix("db-").and_then(|g| g.parse::<u64>().ok()) {
+            if entry.path().is_dir() {
+                out.push(generation);
+            }
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
 impl SledMeta {
-    pub fn open(root: &Path) -> Result<Self> {
+    /// Opens the metadata under `root` (`<store>/meta`). `store_has_data`
+    /// says whether the store directory already holds log or segment files:
+    /// metadata may only be created for a store that holds nothing yet.
+    ///
+    /// `CURRENT` is the commit point of creation and of every rebuild, so
+    /// its absence is never taken as "new" when a database exists: a store
+    /// whose `CURRENT` is missing next to `db-*` directories is corruption
+    /// (nothing is deleted), with one exception proved harmless: a store
+    /// that holds nothing but `db-1` is a creation interrupted before its
+    /// `CURRENT` was written, and that database is adopted.
+    pub fn open(root: &Path, store_has_data: bool, cache_bytes: u64) -> Result<Self> {
         std::fs::create_dir_all(root).map_err(|source| Error::Io {
             path: root.to_path_buf(),
             source,
         })?;
         let current = root.join("CURRENT");
+        let generations = list_generations(root)?;
         let generation = match std::fs::read(&current) {
             Ok(bytes) => {
-                crate::stamp::Header::check(&bytes, CURRENT_MAGIC, CURRENT_VERSION, &current, "metadata pointer")?
-                    .u64(16)
+                let generation =
+                    crate::stamp::Header::check(&bytes, CURRENT_MAGIC, CURRENT_VERSION, &current, "metadata pointer")?
+                        .u64(16);
+                if !generations.contains(&generation) {
+                    return Err(Error::Corruption {
+                        file: db_dir(root, generation),
+                        offset: 0,
+                        reason: "the metadata database that meta/CURRENT names is missing".into(),
+                    });
+                }
+                generation
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match (generations.as_slice(), store_has_data) {
+                ([], false) | ([1], false) => 1,
+                ([], true) => {
+                    return Err(Error::Corruption {
+                        file: root.to_path_buf(),
+                        offset: 0,
+                        reason:
+                            "the metadata is missing, but the store holds log or segment files; nothing was changed"
+                                .into(),
+                    })
+                }
+                (found, _) => {
+                    let names: Vec<String> = found.iter().map(|g| format!("db-{g:020}")).collect();
+                    return Err(Error::Corruption {
+                            file: current,
+                            offset: 0,
+                            reason: format!(
+                                "missing, while meta/ holds {}; nothing was deleted (restore from a snapshot, or run `ember repair` to adopt the newest generation that opens whole)",
+                                names.join(", ")
+                            ),
+                        });
+                }
+            },
             Err(source) => return Err(Error::Io { path: current, source }),
         };
-        let engine = Engine::open(&db_dir(root, generation))?;
+        let engine = Engine::open(&db_dir(root, generation), cache_bytes)?;
         if !current.exists() {
             write_current(root, generation)?;
         }
-        // Databases of other generations are left by an interrupted rebuild
-        // (the next one) or by a finished one (the previous one).
-        let live = db_dir(root, generation);
-        for entry in std::fs::read_dir(root).map_err(|source| Error::Io {
-            path: root.to_path_buf(),
-            source,
-        })? {
-            let Ok(entry) = entry else { continue };
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with("db-") && entry.path() != live {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
+        remove_obsolete_generations(root, generation, &generations);
         Ok(SledMeta {
             root: root.to_path_buf(),
+            cache_bytes,
+            failed: std::sync::atomic::AtomicBool::new(false),
             engine: parking_lot::RwLock::new((generation, Arc::new(engine))),
         })
     }
 
     fn current(&self) -> Arc<Engine> {
         Arc::clone(&self.engine.read().1)
+    }
+
+    /// Passes a write's result on, remembering a failure.
+    fn noted<T>(&self, result: Result<T>) -> Result<T> {
+        if result.is_err() {
+            self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        result
     }
 }
 
@@ -331,13 +429,13 @@ impl MetaStore for SledMeta {
         self.current().load_config()
     }
     fn save_config(&self, config: &StoredConfig) -> Result<()> {
-        self.current().save_config(config)
+        self.noted(self.current().save_config(config))
     }
     fn load_manifest(&self) -> Result<Option<Manifest>> {
         self.current().load_manifest()
     }
     fn save_manifest(&self, manifest: &Manifest) -> Result<()> {
-        self.current().save_manifest(manifest)
+        self.noted(self.current().save_manifest(manifest))
     }
     fn commit(
         &self,
@@ -347,7 +445,7 @@ impl MetaStore for SledMeta {
         dropped_segments: &[u64],
         dead: &[Location],
     ) -> Result<()> {
-        self.current().commit(manifest, retired, rows, dropped_segments, dead)
+        self.noted(self.current().commit(manifest, retired, rows, dropped_segments, dead))
     }
     fn location(&self, id: u64) -> Result<Option<Location>> {
         self.current().location(id)
@@ -365,17 +463,35 @@ impl MetaStore for SledMeta {
         self.current().for_each_history(f)
     }
     fn save_histories(&self, histories: &[(u64, UserHistory)]) -> Result<()> {
-        self.current().save_histories(histories)
+        self.noted(self.current().save_histories(histories))
     }
     fn flush(&self) -> Result<()> {
-        self.current().flush()
+        self.noted(self.current().flush())
+    }
+    fn failed(&self) -> bool {
+        self.failed.load(std::sync::atomic::Ordering::SeqCst)
     }
     fn disk_bytes(&self) -> Result<u64> {
         fsutil::dir_size(&self.root)
     }
+    fn strays(&self) -> Result<Vec<PathBuf>> {
+        let live = self.engine.read().0;
+        Ok(list_generations(&self.root)?
+            .into_iter()
+            .filter(|g| *g != live)
+            .map(|g| db_dir(&self.root, g))
+            .collect())
+    }
 
     /// The caller holds the store's write lock: nothing writes meanwhile.
     fn rebuild(&self) -> Result<()> {
+        let result = self.rebuild_into_next();
+        self.noted(result)
+    }
+}
+
+impl SledMeta {
+    fn rebuild_into_next(&self) -> Result<()> {
         let (generation, old) = {
             let e = self.engine.read();
             (e.0, Arc::clone(&e.1))
@@ -389,7 +505,7 @@ impl MetaStore for SledMeta {
                 source,
             })?;
         }
-        let fresh = Engine::open(&dir)?;
+        let fresh = Engine::open(&dir, self.cache_bytes)?;
         for (from, to) in [(&old.catalog, &fresh.catalog), (&old.histories, &fresh.histories)] {
             let mut batch = sled::Batch::default();
             let mut n = 0;

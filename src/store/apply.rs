@@ -46,6 +46,7 @@ pub(crate) fn apply_record(shared: &Shared, core: &mut Core, start: Position, re
     }
 }
 
+/// Replays logged events (idempotent: a history that holds one skips it).
 pub(crate) fn apply_events(shared: &Shared, first_seq: u64, events: &[Event]) -> Result<()> {
     for (i, event) in events.iter().enumerate() {
         shared.histories.apply(first_seq + i as u64, event)?;
@@ -62,17 +63,22 @@ pub(crate) fn apply_upsert(shared: &Shared, core: &mut Core, start: Position, id
         seal::seal(shared, core, start)?;
     }
     let version = shared.version.load();
-    if version.growing.row_of(id).is_none() {
-        if let Some(at) = shared.sealed_location(id)? {
-            retire_sealed(shared, &version, id, at);
-        }
-    }
-    // The growing segment was not full above and only this (locked) path
-    // appends to it, so `push` has room.
+    // Where the item lives now, found before the new row hides it.
+    let sealed = match version.growing.row_of(id) {
+        Some(_) => None,
+        None => shared.sealed_location(id)?,
+    };
+    // The new row is published before the old one dies, so a reader never
+    // finds the item missing (one that sees both keeps one: `TopK` drops
+    // duplicate ids). The growing segment was not full above and only this
+    // (locked) path appends to it, so `push` has room.
     if version.growing.push(id, vector).is_none() {
         return Err(crate::error::Error::InvalidOptions(format!(
             "growing segment refused item {id}: its dimension differs from the store's"
         )));
+    }
+    if let Some(at) = sealed {
+        retire_sealed(shared, &version, id, at);
     }
     Ok(())
 }

@@ -90,12 +90,18 @@ pub(crate) struct WriteState {
     checkpointed_at: Position,
     payload: Vec<u8>,
     frames: Vec<u8>,
+    meta: Arc<dyn MetaStore>,
 }
 
 impl WriteState {
     /// Frames and appends the payload built by `encode`; returns where the
     /// record starts and ends in the log.
     fn log(&mut self, encode: impl FnOnce(&mut Vec<u8>)) -> Result<(Position, Position)> {
+        if self.meta.failed() {
+            // A failed metadata write leaves a checkpoint impossible until
+            // reopen; accepting writes meanwhile would only grow the log.
+            self.wal.poison();
+        }
         self.payload.clear();
         encode(&mut self.payload);
         self.frames.clear();
@@ -199,7 +205,14 @@ impl Store {
                 let seq = w.core.next_seq;
                 (_, end) = w.log(|out| record::encode_events(out, seq, chunk))?;
                 w.core.next_seq += chunk.len() as u64;
-                apply::apply_events(&self.shared, seq, chunk)?;
+                for (i, event) in chunk.iter().enumerate() {
+                    self.shared.histories.append(seq + i as u64, event)?;
+                }
+            }
+            if self.shared.histories.over_budget() {
+                // Their log records reach the OS first (see `Histories`).
+                w.wal.write_pending()?;
+                self.shared.histories.persist_dirty()?;
             }
             if let Some(trainer) = &self.shared.trainer {
                 trainer

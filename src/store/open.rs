@@ -58,7 +58,18 @@ pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
         std::fs::create_dir_all(dir).at(dir)?;
     }
 
-    let meta: Arc<dyn MetaStore> = Arc::new(SledMeta::open(&path.join("meta"))?);
+    let has_data = holds_data(&wal_dir)? || holds_data(&segments_dir)?;
+    let meta: Arc<dyn MetaStore> = Arc::new(SledMeta::open(&path.join("meta"), has_data, opts.meta_cache_bytes)?);
+    if has_data && meta.load_config()?.is_none() {
+        // Creating metadata here would make every segment file an orphan.
+        return Err(Error::Corruption {
+            file: path.join("meta"),
+            offset: 0,
+            reason:
+                "the metadata holds no configuration, but the store holds log or segment files; nothing was changed"
+                    .into(),
+        });
+    }
     if opts.from_store {
         let stored = meta.load_config()?.ok_or_else(|| Error::NotAStore {
             path: path.to_path_buf(),
@@ -112,7 +123,7 @@ pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
         path: path.to_path_buf(),
         wal_dir: wal_dir.clone(),
         segments_dir: segments_dir.clone(),
-        histories: Histories::new(Arc::clone(&meta), opts.history_len),
+        histories: Histories::new(Arc::clone(&meta), opts.history_len, opts.history_cache_bytes),
         indexer: Indexer::start(segments_dir.clone(), opts.index, opts.metric, opts.dim, opts.flat_below),
         meta,
         retired: Mutex::new(HashMap::new()),
@@ -149,6 +160,7 @@ pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
         wal,
         payload: Vec::new(),
         frames: Vec::new(),
+        meta: Arc::clone(&shared.meta),
     }));
     Ok(Store {
         background: training::spawn_background(Arc::clone(&shared), Arc::clone(&write)),
@@ -160,6 +172,17 @@ pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
         crash_on_drop: false,
         _lock: lock,
     })
+}
+
+/// Whether `dir` holds any file: a store whose log or segment directory
+/// holds files was created, so it must have metadata.
+fn holds_data(dir: &Path) -> Result<bool> {
+    for entry in std::fs::read_dir(dir).at(dir)? {
+        if entry.at(dir)?.file_type().at(dir)?.is_file() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Checks (or, for a new store, writes) the configuration; returns the manifest.

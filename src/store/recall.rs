@@ -18,9 +18,41 @@ use crate::query::{Hit, Pooling, Query, Target, SEED_RECENT_ITEMS, USER_RECENT_I
 /// in the current version: see [`get`]).
 fn vector_of(shared: &Shared, version: &Version, id: u64) -> Result<Option<Vec<f32>>> {
     if version.directory.is_some() {
-        return Ok(version.trained_row(id)?.map(<[f32]>::to_vec));
+        return trained_vector(version, id);
     }
     get(shared, id)
+}
+
+/// A trained version's vector of `id`. An upsert (a provisional vector)
+/// publishes its growing row before it kills the sealed one, so a lookup
+/// that missed the growing segment and then found the sealed row dead
+/// looks at the growing segment once more before answering "absent".
+fn trained_vector(version: &Version, id: u64) -> Result<Option<Vec<f32>>> {
+    match version.trained_row(id)? {
+        Some(row) => Ok(Some(row.to_vec())),
+        None => Ok(version.trained_row(id)?.map(<[f32]>::to_vec)),
+    }
+}
+
+/// One look for `id` in `version`: found, absent, or registered in a
+/// segment the version does not hold yet.
+enum Lookup {
+    Found(Option<Vec<f32>>),
+    Ahead(u64),
+}
+
+fn lookup(shared: &Shared, version: &Version, id: u64) -> Result<Lookup> {
+    if let Some(row) = version.growing.row_of(id) {
+        return Ok(Lookup::Found(version.growing.row(row).map(<[f32]>::to_vec)));
+    }
+    let Some(at) = shared.sealed_location(id)? else {
+        return Ok(Lookup::Found(None));
+    };
+    match version.segment(at.segment) {
+        Some(segment) if segment.dead().is_dead(at.row as usize) => Ok(Lookup::Found(None)),
+        Some(segment) => Ok(Lookup::Found(segment.row(at.row)?.map(<[f32]>::to_vec))),
+        None => Ok(Lookup::Ahead(at.segment)),
+    }
 }
 
 /// The stored vector of `id` (normalised under cosine), if it is live.
@@ -33,28 +65,25 @@ pub(crate) fn get(shared: &Shared, id: u64) -> Result<Option<Vec<f32>>> {
     loop {
         let version = shared.version.load_full();
         if version.directory.is_some() {
-            return Ok(version.trained_row(id)?.map(<[f32]>::to_vec));
+            return trained_vector(&version, id);
         }
-        if let Some(row) = version.growing.row_of(id) {
-            return Ok(version.growing.row(row).map(<[f32]>::to_vec));
-        }
-        let Some(at) = shared.sealed_location(id)? else {
-            return Ok(None);
+        let segment = match lookup(shared, &version, id)? {
+            Lookup::Found(Some(v)) => return Ok(Some(v)),
+            // An upsert publishes the new row before it retires the sealed
+            // one: a look that missed the growing segment and then found
+            // the sealed row retired raced with one, and a second look
+            // (which sees that the new row was published first) finds it.
+            Lookup::Found(None) => match lookup(shared, &shared.version.load_full(), id)? {
+                Lookup::Found(found) => return Ok(found),
+                Lookup::Ahead(segment) => segment,
+            },
+            Lookup::Ahead(segment) => segment,
         };
-        if let Some(segment) = version.segment(at.segment) {
-            if segment.dead().is_dead(at.row as usize) {
-                return Ok(None);
-            }
-            return Ok(segment.row(at.row)?.map(<[f32]>::to_vec));
-        }
         if std::time::Instant::now() >= deadline {
             return Err(Error::Corruption {
                 file: shared.path.join("meta"),
                 offset: 0,
-                reason: format!(
-                    "the registry places item {id} in segment {}, which is not in the manifest",
-                    at.segment
-                ),
+                reason: format!("the registry places item {id} in segment {segment}, which is not in the manifest"),
             });
         }
         std::thread::sleep(std::time::Duration::from_micros(100));

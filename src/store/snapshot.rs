@@ -9,8 +9,13 @@
 //! the write lock held nothing writes to the store (sled has no background
 //! flusher here), so the copy is the store exactly as of that point of the
 //! log: writes acknowledged before it are in, later ones are not. Readers
-//! keep going. The copy is built under a temporary name and renamed into
-//! place, so `dest` either holds a whole snapshot or nothing.
+//! keep going. The copy is built in a directory beside `dest` that this
+//! call created exclusively (`<dest>.snapshot-tmp-<pid>-<nanos>-<n>`), and
+//! renamed into place with `RENAME_NOREPLACE`, so `dest` either holds a
+//! whole snapshot or nothing, two snapshots racing for one destination
+//! never touch each other's copy (the loser fails), and nothing that was
+//! there before is ever removed. A destination inside the store (or a store
+//! inside the destination) is refused.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -42,10 +47,17 @@ impl Store {
     pub fn snapshot(&self, dest: impl AsRef<Path>) -> Result<SnapshotInfo> {
         let dest = dest.as_ref();
         refuse_existing(dest)?;
-        let tmp = tmp_dir(dest);
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).at(&tmp)?;
+        refuse_nested(&self.shared.path, dest)?;
+        let tmp = fsutil::create_unique_dir_beside(dest, "snapshot-tmp")?;
+        let outcome = self.snapshot_into(&tmp, dest);
+        if outcome.is_err() {
+            // Ours alone (made exclusively above): safe to remove.
+            let _ = std::fs::remove_dir_all(&tmp);
         }
+        outcome
+    }
+
+    fn snapshot_into(&self, tmp: &Path, dest: &Path) -> Result<SnapshotInfo> {
         let mut w = self.write.lock();
         w.wal.sync_all()?;
         let end = w.wal.end();
@@ -60,13 +72,9 @@ impl Store {
             copied: 0,
             copied_bytes: 0,
         };
-        let outcome = copy_store(&self.shared.path, &tmp, &|name| live.contains(name), &mut info)
-            .and_then(|()| std::fs::rename(&tmp, dest).at(dest))
-            .and_then(|()| fsutil::sync_dir(fsutil::parent_of(dest)));
-        if outcome.is_err() {
-            let _ = std::fs::remove_dir_all(&tmp);
-        }
-        outcome.map(|()| info)
+        copy_store(&self.shared.path, tmp, &|name| live.contains(name), &mut info)?;
+        publish(tmp, dest)?;
+        Ok(info)
     }
 }
 
@@ -79,10 +87,8 @@ pub fn restore(snapshot: &Path, dest: &Path) -> Result<SnapshotInfo> {
         });
     }
     refuse_existing(dest)?;
-    let tmp = tmp_dir(dest);
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).at(&tmp)?;
-    }
+    refuse_nested(snapshot, dest)?;
+    let tmp = fsutil::create_unique_dir_beside(dest, "restore-tmp")?;
     let mut info = SnapshotInfo {
         path: dest.to_path_buf(),
         next_seq: 0,
@@ -91,12 +97,41 @@ pub fn restore(snapshot: &Path, dest: &Path) -> Result<SnapshotInfo> {
         copied_bytes: 0,
     };
     // Every segment-directory file of a snapshot is live: it was made so.
-    copy_store(snapshot, &tmp, &|_| true, &mut info)?;
-    std::fs::rename(&tmp, dest).at(dest)?;
-    fsutil::sync_dir(fsutil::parent_of(dest))?;
+    let copied = copy_store(snapshot, &tmp, &|_| true, &mut info).and_then(|()| publish(&tmp, dest));
+    if let Err(e) = copied {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
     let store = Store::open(dest, crate::Options::existing().durability(crate::Durability::Buffered))?;
     info.next_seq = store.write.lock().core.next_seq;
     Ok(info)
+}
+
+/// Moves the finished copy `tmp` to `dest`, never replacing anything that
+/// appeared at `dest` meanwhile (another snapshot racing for the same name
+/// loses with `AlreadyExists`), and makes the new name durable.
+fn publish(tmp: &Path, dest: &Path) -> Result<()> {
+    fsutil::rename_no_replace(tmp, dest).at(dest)?;
+    fsutil::sync_dir(fsutil::parent_of(dest))
+}
+
+/// Refuses a destination inside the source (the copy would copy itself, or
+/// land among the store's own files) and a source inside the destination.
+fn refuse_nested(source: &Path, dest: &Path) -> Result<()> {
+    let (src, dst) = (fsutil::resolve(source)?, fsutil::resolve(dest)?);
+    if dst.starts_with(&src) || src.starts_with(&dst) {
+        return Err(Error::Io {
+            path: dest.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "the destination and the store {} would contain one another; choose a path outside it",
+                    source.display()
+                ),
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn refuse_existing(dest: &Path) -> Result<()> {
@@ -107,12 +142,6 @@ fn refuse_existing(dest: &Path) -> Result<()> {
         });
     }
     Ok(())
-}
-
-fn tmp_dir(dest: &Path) -> PathBuf {
-    let mut name = dest.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".snapshot-tmp");
-    dest.with_file_name(name)
 }
 
 /// The segment-directory files the manifest names.

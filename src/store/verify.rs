@@ -103,6 +103,12 @@ impl Store {
                     .push(format!("{}: a file no manifest names", entry.path().display()));
             }
         }
+        for stray in shared.meta.strays()? {
+            report.problems.push(format!(
+                "{}: a metadata database that meta/CURRENT does not name",
+                stray.display()
+            ));
+        }
         if version.directory.is_none() {
             if let Err(e) = check_registry(self, &version, &manifest, &mut report) {
                 report.problems.push(e.to_string());

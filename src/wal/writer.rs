@@ -329,6 +329,13 @@ impl WalWriter {
         Ok(())
     }
 
+    /// Refuses every later write (`Error::Poisoned`) until reopen: for a
+    /// failure elsewhere (the metadata store) that leaves durable state
+    /// unknown.
+    pub fn poison(&self) {
+        self.shared.poison();
+    }
+
     /// Writes pending bytes and fsyncs: used by `flush` and at close.
     pub fn sync_all(&mut self) -> Result<()> {
         self.write_pending()?;
