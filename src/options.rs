@@ -78,7 +78,7 @@ impl Options {
             checkpoint_wal_bytes: 256 << 20,
             index: IndexSpec::default(),
             flat_below: 10_000,
-            history_cache_bytes: 64 << 20,
+            history_cache_bytes: 1 << 30,
             meta_cache_bytes: 64 << 20,
             train: None,
             from_store: false,
@@ -111,11 +111,14 @@ impl Options {
         self
     }
 
-    /// Bytes of user histories kept in memory (default 64 MiB): the most
-    /// recently used ones, plus changed ones until they are written to the
-    /// metadata store (which happens when they pass half of this, or at the
-    /// next checkpoint). The others are read back from the metadata store
-    /// when a query or an event needs them. May change between opens.
+    /// Bytes of user histories kept in memory (default 1 GiB, about 30 M
+    /// history entries): the most recently used ones. Past it, the least
+    /// recently used histories are written to the metadata store (changed
+    /// ones first) and read back when a query or an event needs them; each
+    /// such event then costs a read and a rewrite of that user's whole
+    /// history in sled, which is far slower than memory (`ember
+    /// bench-memory` measures it), so size this to the histories of the
+    /// active users. May change between opens.
     pub fn history_cache_bytes(mut self, bytes: usize) -> Self {
         self.history_cache_bytes = bytes;
         self

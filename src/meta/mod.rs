@@ -8,7 +8,22 @@ pub(crate) mod sled_meta;
 
 use crate::error::Result;
 use crate::segment::Location;
-use records::{Manifest, StoredConfig, UserHistory};
+use records::{Forward, Manifest, StoredConfig, UserHistory};
+
+/// One atomic change of the catalog (see [`MetaStore::commit`]).
+pub(crate) struct Commit<'a> {
+    pub manifest: &'a Manifest,
+    /// Ids taken out of the registry, their rows recorded dead.
+    pub retired: &'a [(u64, Location)],
+    /// Ids registered (rows of a segment the manifest adds).
+    pub rows: &'a [(u64, Location)],
+    /// Segments a compaction removed: their dead-row records go.
+    pub dropped_segments: &'a [u64],
+    /// Rows recorded dead without touching the registry.
+    pub dead: &'a [Location],
+    /// The whole forwarding table, when it changed.
+    pub forwards: Option<&'a [Forward]>,
+}
 
 /// What the store asks of its metadata engine. Writes become durable at
 /// `flush`; anything newer than the last flush is rebuilt from the WAL, so
@@ -18,23 +33,13 @@ pub(crate) trait MetaStore: Send + Sync {
     fn save_config(&self, config: &StoredConfig) -> Result<()>;
     fn load_manifest(&self) -> Result<Option<Manifest>>;
     fn save_manifest(&self, manifest: &Manifest) -> Result<()>;
-    /// Atomically installs `manifest`, takes the `retired` ids out of the
-    /// registry (recording their rows dead) and registers `rows` (ids of a
-    /// segment the manifest adds, if any): after a crash, all of it is there
-    /// or none. Retirements reach the metadata only this way, together with
+    /// Atomically applies `commit`: after a crash, all of it is there or
+    /// none. Retirements reach the metadata only this way, together with
     /// the checkpoint that covers their log records: a retirement whose
     /// record did not survive a crash must not survive it either.
-    /// `dropped_segments` (removed by a compaction) lose their dead-row
-    /// records in the same batch; `dead` rows are recorded dead without
-    /// touching the registry.
-    fn commit(
-        &self,
-        manifest: &Manifest,
-        retired: &[(u64, Location)],
-        rows: &[(u64, Location)],
-        dropped_segments: &[u64],
-        dead: &[Location],
-    ) -> Result<()>;
+    fn commit(&self, commit: &Commit) -> Result<()>;
+    /// The forwarding table of segments merged whole (see [`Forward`]).
+    fn load_forwards(&self) -> Result<Vec<Forward>>;
     /// The sealed row that holds `id`, if it is live in a sealed segment.
     fn location(&self, id: u64) -> Result<Option<Location>>;
     /// Every registry entry: (item, the sealed row that holds it).

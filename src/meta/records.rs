@@ -65,6 +65,18 @@ impl Default for Manifest {
     }
 }
 
+/// A segment that a compaction merged whole (no dead rows) into another:
+/// its row `r` is row `base + r` of segment `to`. Registry entries naming
+/// `from` are resolved through it instead of being rewritten one per row,
+/// which sled would keep beside the old ones (see ARCHITECTURE.md,
+/// Compaction). Stored as one list under the catalog key `b"forwards"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Forward {
+    pub from: u64,
+    pub to: u64,
+    pub base: u32,
+}
+
 /// One entry of a user's history.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub(crate) struct HistoryEntry {

@@ -11,8 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::records::{Manifest, StoredConfig, UserHistory};
-use super::MetaStore;
+use super::records::{Forward, Manifest, StoredConfig, UserHistory};
+use super::{Commit, MetaStore};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -20,6 +20,7 @@ use crate::segment::Location;
 
 const CONFIG_KEY: &[u8] = b"config";
 const MANIFEST_KEY: &[u8] = b"manifest";
+const FORWARDS_KEY: &[u8] = b"forwards";
 const REGISTRY_PREFIX: u8 = b'r';
 const DEAD_PREFIX: u8 = b'd';
 
@@ -136,17 +137,21 @@ impl MetaStore for Engine {
         Ok(())
     }
 
-    fn commit(
-        &self,
-        manifest: &Manifest,
-        retired: &[(u64, Location)],
-        rows: &[(u64, Location)],
-        dropped_segments: &[u64],
-        dead: &[Location],
-    ) -> Result<()> {
+    fn commit(&self, c: &Commit) -> Result<()> {
+        let Commit {
+            manifest,
+            retired,
+            rows,
+            dropped_segments,
+            dead,
+            forwards,
+        } = *c;
         // A batch holds one operation per key, the last given: an id retired
         // from an old segment and registered in the new one ends registered.
         let mut batch = sled::Batch::default();
+        if let Some(forwards) = forwards {
+            batch.insert(FORWARDS_KEY, codec::encode(&forwards.to_vec(), "forwards")?);
+        }
         for (id, at) in retired {
             batch.remove(&registry_key(*id)[..]);
             batch.insert(&dead_key(*at)[..], &[][..]);
@@ -172,6 +177,12 @@ impl MetaStore for Engine {
         }
         batch.insert(MANIFEST_KEY, codec::encode(manifest, "manifest")?);
         self.catalog.apply_batch(batch).map_err(|e| self.err(e))
+    }
+
+    fn load_forwards(&self) -> Result<Vec<Forward>> {
+        Ok(self
+            .get_record(&self.catalog, FORWARDS_KEY, "forwards")?
+            .unwrap_or_default())
     }
 
     fn location(&self, id: u64) -> Result<Option<Location>> {
@@ -415,6 +426,18 @@ impl SledMeta {
         Arc::clone(&self.engine.read().1)
     }
 
+    /// Refuses a write after an earlier one failed: sled would fail it
+    /// anyway (with its recorded error), and the answer the caller needs
+    /// is that the store must be reopened.
+    fn refuse_if_failed(&self) -> Result<()> {
+        if self.failed() {
+            return Err(Error::Poisoned {
+                path: fsutil::parent_of(&self.root).to_path_buf(),
+            });
+        }
+        Ok(())
+    }
+
     /// Passes a write's result on, remembering a failure.
     fn noted<T>(&self, result: Result<T>) -> Result<T> {
         if result.is_err() {
@@ -429,23 +452,22 @@ impl MetaStore for SledMeta {
         self.current().load_config()
     }
     fn save_config(&self, config: &StoredConfig) -> Result<()> {
+        self.refuse_if_failed()?;
         self.noted(self.current().save_config(config))
     }
     fn load_manifest(&self) -> Result<Option<Manifest>> {
         self.current().load_manifest()
     }
     fn save_manifest(&self, manifest: &Manifest) -> Result<()> {
+        self.refuse_if_failed()?;
         self.noted(self.current().save_manifest(manifest))
     }
-    fn commit(
-        &self,
-        manifest: &Manifest,
-        retired: &[(u64, Location)],
-        rows: &[(u64, Location)],
-        dropped_segments: &[u64],
-        dead: &[Location],
-    ) -> Result<()> {
-        self.noted(self.current().commit(manifest, retired, rows, dropped_segments, dead))
+    fn commit(&self, commit: &Commit) -> Result<()> {
+        self.refuse_if_failed()?;
+        self.noted(self.current().commit(commit))
+    }
+    fn load_forwards(&self) -> Result<Vec<Forward>> {
+        self.current().load_forwards()
     }
     fn location(&self, id: u64) -> Result<Option<Location>> {
         self.current().location(id)
@@ -463,9 +485,11 @@ impl MetaStore for SledMeta {
         self.current().for_each_history(f)
     }
     fn save_histories(&self, histories: &[(u64, UserHistory)]) -> Result<()> {
+        self.refuse_if_failed()?;
         self.noted(self.current().save_histories(histories))
     }
     fn flush(&self) -> Result<()> {
+        self.refuse_if_failed()?;
         self.noted(self.current().flush())
     }
     fn failed(&self) -> bool {
@@ -485,6 +509,7 @@ impl MetaStore for SledMeta {
 
     /// The caller holds the store's write lock: nothing writes meanwhile.
     fn rebuild(&self) -> Result<()> {
+        self.refuse_if_failed()?;
         let result = self.rebuild_into_next();
         self.noted(result)
     }

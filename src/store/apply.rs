@@ -66,7 +66,7 @@ pub(crate) fn apply_upsert(shared: &Shared, core: &mut Core, start: Position, id
     // Where the item lives now, found before the new row hides it.
     let sealed = match version.growing.row_of(id) {
         Some(_) => None,
-        None => shared.sealed_location(id)?,
+        None => shared.sealed_location(id)?.map(|at| version.resolve(at)),
     };
     // The new row is published before the old one dies, so a reader never
     // finds the item missing (one that sees both keeps one: `TopK` drops
@@ -89,7 +89,7 @@ pub(crate) fn apply_delete(shared: &Shared, id: u64) -> Result<bool> {
     if version.growing.remove(id) {
         return Ok(true);
     }
-    match shared.sealed_location(id)? {
+    match shared.sealed_location(id)?.map(|at| version.resolve(at)) {
         Some(at) => {
             retire_sealed(shared, &version, id, at);
             Ok(true)
@@ -101,6 +101,7 @@ pub(crate) fn apply_delete(shared: &Shared, id: u64) -> Result<bool> {
 /// Kills the sealed row of `id` and records the retirement in memory; the
 /// next checkpoint writes it to the metadata (see `MetaStore::commit`).
 fn retire_sealed(shared: &Shared, version: &Arc<Version>, id: u64, at: Location) {
+    shared.retirements.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     shared.retired.lock().insert(id, at);
     if let Some(segment) = version.segment(at.segment) {
         segment.dead().kill(at.row as usize);

@@ -20,7 +20,7 @@ use super::version::Version;
 use super::{seal, Store};
 use crate::error::{IoContext, Result};
 use crate::index::{file as index_file, IndexSpec, SegmentIndex};
-use crate::meta::records::SegmentEntry;
+use crate::meta::records::{Forward, SegmentEntry};
 use crate::segment::sealed::{self, SealedSegment};
 use crate::segment::Location;
 
@@ -95,32 +95,65 @@ impl Store {
             return Ok(report);
         }
 
-        // (1) Live rows, with where each came from.
+        // (1) Live rows, with where each came from. A host-fed store's
+        // segments that are merged whole (none has a dead row, each fits a
+        // new segment) keep every row in order, so a registry entry needs
+        // no rewrite: one forwarding entry per old segment says where its
+        // rows went (see `Forward`). Otherwise the live rows are packed and
+        // every moved row is registered anew.
+        let per = shared.opts.segment_rows.max(1);
+        let trained = version.directory.is_some();
+        let whole = !trained && chosen.iter().all(|s| s.dead().count() == 0 && s.count() <= per);
         let mut ids = Vec::with_capacity(report.rows_kept);
         let mut values = Vec::with_capacity(report.rows_kept * dim);
         let mut origins = Vec::with_capacity(report.rows_kept);
+        // Where each new segment starts in `ids`: pieces of `per` rows, or
+        // for a whole merge, as many old segments as fit.
+        let mut starts = vec![0usize];
         for segment in &chosen {
             let (s_ids, s_values) = segment.data()?;
+            if whole && ids.len() - starts[starts.len() - 1] + s_ids.len() > per {
+                starts.push(ids.len());
+            }
             for (r, (id, row)) in s_ids.iter().zip(s_values.chunks_exact(dim)).enumerate() {
-                if !segment.dead().is_dead(r) {
+                // A whole merge copies a row that died since the check above
+                // too (the offsets must hold); (2) kills it again.
+                if whole || !segment.dead().is_dead(r) {
                     ids.push(*id);
                     values.extend_from_slice(row);
                     origins.push((Arc::clone(segment), r));
                 }
             }
         }
-        let per = shared.opts.segment_rows.max(1);
-        let pieces = ids.len().div_ceil(per);
+        if !whole {
+            starts = (0..ids.len().div_ceil(per)).map(|p| p * per).collect();
+        }
+        starts.retain(|&lo| lo < ids.len());
+        let pieces = starts.len();
         let first_id = {
             let mut w = self.write.lock();
             let id = w.core.manifest.next_segment_id;
             w.core.manifest.next_segment_id += pieces as u64;
             id
         };
+        let bounds: Vec<(usize, usize)> = starts
+            .iter()
+            .enumerate()
+            .map(|(p, &lo)| (lo, starts.get(p + 1).copied().unwrap_or(ids.len())))
+            .collect();
+        // The new location of every copied row.
+        let mut locations = Vec::with_capacity(ids.len());
+        for (p, &(lo, hi)) in bounds.iter().enumerate() {
+            for i in lo..hi {
+                locations.push(Location {
+                    segment: first_id + p as u64,
+                    row: (i - lo) as u32,
+                });
+            }
+        }
         let mut fresh = Vec::with_capacity(pieces);
-        for p in 0..pieces {
+        for (p, &(lo, hi)) in bounds.iter().enumerate() {
             let id = first_id + p as u64;
-            let (lo, hi) = (p * per, ((p + 1) * per).min(ids.len()));
             let rows = &values[lo * dim..hi * dim];
             let path = shared.segments_dir.join(sealed::file_name(id));
             sealed::write(&path, id, dim, &ids[lo..hi], rows)?;
@@ -147,16 +180,12 @@ impl Store {
             let current = shared.version.load_full();
             let mut moved = Vec::with_capacity(ids.len());
             let mut died = Vec::new();
-            for (i, (id, (segment, row))) in ids.iter().zip(&origins).enumerate() {
-                let at = Location {
-                    segment: first_id + (i / per) as u64,
-                    row: (i % per) as u32,
-                };
+            for ((id, (segment, row)), &at) in ids.iter().zip(&origins).zip(&locations) {
                 if segment.dead().is_dead(*row) {
                     // Deleted or replaced while we copied: dead here too,
                     // and recorded so, without touching the registry (the
                     // item may live on elsewhere by now).
-                    fresh[i / per].dead().kill(i % per);
+                    fresh[(at.segment - first_id) as usize].dead().kill(at.row as usize);
                     died.push(at);
                 } else {
                     moved.push((*id, at));
@@ -181,10 +210,40 @@ impl Store {
                     &g_values,
                 )?);
             }
-            let trained = current.directory.is_some();
-            let registered: &[(u64, Location)] = if trained { &[] } else { &moved };
+            // Trained stores keep locations in the version; a whole merge
+            // forwards instead of registering.
+            let registered: &[(u64, Location)] = if trained || whole { &[] } else { &moved };
+            let mut forwards = (*current.forwards).clone();
+            if whole {
+                // Each old segment's first row says where all of its went.
+                for ((segment, row), at) in origins.iter().zip(&locations) {
+                    if *row == 0 {
+                        let from = segment.id();
+                        forwards.insert(
+                            from,
+                            Forward {
+                                from,
+                                to: at.segment,
+                                base: at.row,
+                            },
+                        );
+                    }
+                }
+            }
+            let table: Vec<Forward> = forwards.values().copied().collect();
             let w = &mut *w;
-            seal::commit_manifest_dropping(shared, &mut w.core, manifest, end, registered, &dropped, &died)?;
+            seal::commit_manifest_dropping(
+                shared,
+                &mut w.core,
+                manifest,
+                end,
+                &seal::Dropping {
+                    segments: &dropped,
+                    dead: &died,
+                    forwards: whole.then_some(&table[..]),
+                },
+                registered,
+            )?;
             let mut sealed_list: Vec<_> = current
                 .sealed
                 .iter()
@@ -202,6 +261,7 @@ impl Store {
                 sealed: sealed_list,
                 growing: Arc::clone(&current.growing),
                 directory,
+                forwards: Arc::new(forwards),
             }));
             w.checkpointed_at = end;
             seal::remove_snapshot(shared, old_snapshot)?;
@@ -209,6 +269,11 @@ impl Store {
             // records just deleted; when they were a sizable share (a tenth
             // of all rows), copy the live records into a fresh database.
             // Under the write lock: nothing else writes the metadata.
+            // (Rows merely moved are not counted: sled rewrites their
+            // registry entries in place in its log, about 20 bytes each, and
+            // a fresh copy of a small database takes more than that: sled
+            // allocates its log in 512 KiB segments. See ARCHITECTURE.md,
+            // Compaction, for the bound this gives.)
             let dropped_rows = report.rows_in - report.rows_kept;
             if dropped_rows * 10 >= current.rows().max(1) {
                 shared.meta.rebuild()?;

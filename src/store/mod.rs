@@ -60,6 +60,11 @@ pub(crate) struct Shared {
     /// checkpoint: id -> its old row. The registry in the metadata still
     /// names them until the checkpoint commits these.
     pub retired: Mutex<HashMap<u64, Location>>,
+    /// Counts sealed-row retirements; bumped before each one is visible, so
+    /// a reader that found an item missing can tell whether a retirement
+    /// (an upsert moving the item, its new row published first) ran while
+    /// it looked (see `recall::get`).
+    pub retirements: std::sync::atomic::AtomicU64,
     /// Trained stores: the trainer.
     pub trainer: Option<training::Trainer>,
 }
@@ -147,6 +152,10 @@ pub struct Stats {
     pub index_failures: u64,
     /// Trained stores: the generation, vocabulary and rounds.
     pub trainer: Option<TrainerStats>,
+    /// User histories held in memory and their bytes (bounded by
+    /// `Options::history_cache_bytes`).
+    pub cached_histories: usize,
+    pub cached_history_bytes: usize,
 }
 
 /// An embedded vector store. See the crate documentation.
@@ -212,7 +221,7 @@ impl Store {
             if self.shared.histories.over_budget() {
                 // Their log records reach the OS first (see `Histories`).
                 w.wal.write_pending()?;
-                self.shared.histories.persist_dirty()?;
+                self.shared.histories.evict_to_budget()?;
             }
             if let Some(trainer) = &self.shared.trainer {
                 trainer
@@ -391,6 +400,7 @@ impl Store {
         let version = self.shared.version.load_full();
         let counters = &self.shared.indexer.counters;
         let wal_bytes = crate::fsutil::dir_size(&self.shared.wal_dir)?;
+        let (cached_histories, cached_history_bytes) = self.shared.histories.cached();
         let segment_bytes = version.sealed.iter().map(|s| s.file_bytes()).sum();
         Ok(Stats {
             rows: version.rows(),
@@ -412,6 +422,8 @@ impl Store {
             index_loads: counters.loads.load(Ordering::Relaxed),
             index_failures: counters.failures.load(Ordering::Relaxed),
             trainer: self.shared.trainer.as_ref().map(|t| t.stats()),
+            cached_histories,
+            cached_history_bytes,
         })
     }
 

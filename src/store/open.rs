@@ -108,10 +108,12 @@ pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
             (Some(Trainer::new(train.clone(), state)), Some(Arc::new(directory)))
         }
     };
+    let forwards = meta.load_forwards()?.into_iter().map(|f| (f.from, f)).collect();
     let version = Version {
         sealed,
         growing: Arc::new(growing),
         directory,
+        forwards: Arc::new(forwards),
     };
     for at in meta.dead_rows()? {
         if let Some(segment) = version.segment(at.segment) {
@@ -127,6 +129,7 @@ pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
         indexer: Indexer::start(segments_dir.clone(), opts.index, opts.metric, opts.dim, opts.flat_below),
         meta,
         retired: Mutex::new(HashMap::new()),
+        retirements: std::sync::atomic::AtomicU64::new(0),
         trainer,
         opts: opts.clone(),
         version: ArcSwap::from_pointee(version),

@@ -118,6 +118,7 @@ pub(crate) fn publish(shared: &Shared, write: &Mutex<WriteState>, next: &Trainer
             sealed: segments,
             growing: Arc::new(growing),
             directory: Some(Arc::new(directory)),
+            forwards: Arc::clone(&current.forwards),
         }));
         w.checkpointed_at = end;
         (old, old_snapshot, old_trainer, end)

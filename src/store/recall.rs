@@ -48,6 +48,7 @@ fn lookup(shared: &Shared, version: &Version, id: u64) -> Result<Lookup> {
     let Some(at) = shared.sealed_location(id)? else {
         return Ok(Lookup::Found(None));
     };
+    let at = version.resolve(at);
     match version.segment(at.segment) {
         Some(segment) if segment.dead().is_dead(at.row as usize) => Ok(Lookup::Found(None)),
         Some(segment) => Ok(Lookup::Found(segment.row(at.row)?.map(<[f32]>::to_vec))),
@@ -63,20 +64,28 @@ pub(crate) fn get(shared: &Shared, id: u64) -> Result<Option<Vec<f32>>> {
     // lasts one fsync; wait it out rather than fail.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
+        // An upsert publishes the new row before it retires the sealed one
+        // and bumps `retirements` before the retirement is visible. So an
+        // absent answer is true unless a retirement ran during the look
+        // (then the look may have missed the new row and found the old one
+        // retired): look again. The count is read before the version, so
+        // that a retirement it already counts had its new row, and the
+        // version holding that row, published before the look began.
+        let before = shared.retirements.load(std::sync::atomic::Ordering::Acquire);
         let version = shared.version.load_full();
         if version.directory.is_some() {
             return trained_vector(&version, id);
         }
         let segment = match lookup(shared, &version, id)? {
             Lookup::Found(Some(v)) => return Ok(Some(v)),
-            // An upsert publishes the new row before it retires the sealed
-            // one: a look that missed the growing segment and then found
-            // the sealed row retired raced with one, and a second look
-            // (which sees that the new row was published first) finds it.
-            Lookup::Found(None) => match lookup(shared, &shared.version.load_full(), id)? {
-                Lookup::Found(found) => return Ok(found),
-                Lookup::Ahead(segment) => segment,
-            },
+            Lookup::Found(None) => {
+                if shared.retirements.load(std::sync::atomic::Ordering::Acquire) == before
+                    || std::time::Instant::now() >= deadline
+                {
+                    return Ok(None);
+                }
+                continue;
+            }
             Lookup::Ahead(segment) => segment,
         };
         if std::time::Instant::now() >= deadline {

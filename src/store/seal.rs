@@ -83,6 +83,7 @@ pub(crate) fn seal(shared: &Shared, core: &mut Core, checkpoint: Position) -> Re
         sealed: sealed_list,
         growing: Arc::new(GrowingSegment::new(dim, shared.opts.segment_rows)),
         directory,
+        forwards: Arc::clone(&current.forwards),
     }));
     if let Some(segment) = new_segment {
         shared.indexer.submit(segment);
@@ -141,25 +142,41 @@ pub(crate) fn commit_manifest(
     checkpoint: Position,
     registry: &[(u64, Location)],
 ) -> Result<()> {
-    commit_manifest_dropping(shared, core, manifest, checkpoint, registry, &[], &[])
+    commit_manifest_dropping(shared, core, manifest, checkpoint, &Dropping::default(), registry)
 }
 
-/// `commit_manifest`, also forgetting the dead rows of `dropped` segments
-/// and recording `dead` rows (of new segments) as dead.
+/// What a compaction's checkpoint also commits.
+#[derive(Default)]
+pub(crate) struct Dropping<'a> {
+    /// Segments removed: their dead-row records go.
+    pub segments: &'a [u64],
+    /// Rows of the new segments to record dead.
+    pub dead: &'a [Location],
+    /// The whole forwarding table, when it changed.
+    pub forwards: Option<&'a [crate::meta::records::Forward]>,
+}
+
+/// `commit_manifest`, also committing what a compaction changed.
 pub(crate) fn commit_manifest_dropping(
     shared: &Shared,
     core: &mut Core,
     mut manifest: Manifest,
     checkpoint: Position,
+    dropping: &Dropping,
     registry: &[(u64, Location)],
-    dropped: &[u64],
-    dead: &[Location],
 ) -> Result<()> {
     shared.histories.persist_dirty()?;
     manifest.checkpoint = checkpoint;
     manifest.next_seq = core.next_seq;
     let retired = shared.pending_retirements();
-    shared.meta.commit(&manifest, &retired, registry, dropped, dead)?;
+    shared.meta.commit(&crate::meta::Commit {
+        manifest: &manifest,
+        retired: &retired,
+        rows: registry,
+        dropped_segments: dropping.segments,
+        dead: dropping.dead,
+        forwards: dropping.forwards,
+    })?;
     shared.meta.flush()?;
     forget_committed(shared, &retired);
     core.manifest = manifest;

@@ -172,6 +172,7 @@ fn check_registry(
     let retired: HashSet<u64> = retired.iter().map(|(id, _)| *id).collect();
     for (id, at) in store.shared.meta.registry()? {
         report.entries_checked += 1;
+        let at = version.resolve(at);
         let Some(&rows) = segments.get(&at.segment) else {
             report.problems.push(format!(
                 "{}: item {id} is registered in segment {}, which the manifest does not name",

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::meta::records::Forward;
 use crate::segment::growing::GrowingSegment;
 use crate::segment::sealed::SealedSegment;
 use crate::segment::Location;
@@ -20,9 +21,34 @@ pub(crate) struct Version {
     /// (a generation switch changes both in one swap). Host-fed stores keep
     /// this in the metadata registry instead (None here).
     pub directory: Option<Arc<HashMap<u64, Location>>>,
+    /// Host-fed stores: segments merged whole by a compaction, by the id
+    /// they had (see `meta::records::Forward`).
+    pub forwards: Arc<HashMap<u64, Forward>>,
 }
 
 impl Version {
+    /// Where a registry location is in this version: a row of a segment
+    /// that was merged whole into another is followed to its new row.
+    pub fn resolve(&self, mut at: Location) -> Location {
+        // Chains are as long as the merges a row went through; the bound
+        // only guards against a cycle in damaged metadata.
+        for _ in 0..64 {
+            if self.segment(at.segment).is_some() {
+                break;
+            }
+            match self.forwards.get(&at.segment) {
+                Some(f) => {
+                    at = Location {
+                        segment: f.to,
+                        row: f.base + at.row,
+                    }
+                }
+                None => break,
+            }
+        }
+        at
+    }
+
     pub fn segment(&self, id: u64) -> Option<&Arc<SealedSegment>> {
         self.sealed
             .binary_search_by_key(&id, |s| s.id())

@@ -9,6 +9,9 @@ use emberdb::{Hit, Query};
 
 use crate::cmd::{open_existing, progress};
 
+/// Each item of a batch with its similar items.
+type Neighbours = Vec<(u64, Vec<Hit>)>;
+
 #[derive(Args, Debug)]
 pub struct ExportArgs {
     store: PathBuf,
@@ -76,7 +79,7 @@ pub fn export(a: ExportArgs) -> Result<(), String> {
         }
         for batch in ids.chunks(4_096) {
             let per = batch.len().div_ceil(threads);
-            let results: Vec<Result<Vec<(u64, Vec<Hit>)>, String>> = std::thread::scope(|s| {
+            let results: Vec<Result<Neighbours, String>> = std::thread::scope(|s| {
                 let handles: Vec<_> = batch
                     .chunks(per.max(1))
                     .map(|part| {

@@ -7,6 +7,7 @@ mod eval;
 mod export;
 mod ingest;
 mod maintain;
+mod memory_bench;
 mod stats;
 mod texmex;
 mod train_bench;
@@ -64,6 +65,8 @@ enum Command {
     /// The trainer at scale on a synthetic event stream: ingest rate,
     /// training throughput, peak memory, publish time.
     BenchTrain(train_bench::TrainBenchArgs),
+    /// Resident memory over a long stream of events and updates: it must level off.
+    BenchMemory(memory_bench::MemoryBenchArgs),
     /// Print the counts and sizes of a store.
     Stats {
         /// The store directory.
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
         Command::Export(args) => return finish("export", export::export(args)),
         Command::Eval(args) => return finish("eval", eval::run(args)),
         Command::BenchTrain(args) => return finish("bench-train", train_bench::run(args)),
+        Command::BenchMemory(args) => return finish("bench-memory", memory_bench::run(args)),
         Command::Bench(args) => return finish("bench", bench::run(args)),
     };
     match outcome {
