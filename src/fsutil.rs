@@ -150,15 +150,37 @@ pub(crate) fn create_unique_dir_beside(dest: &Path, purpose: &str) -> Result<Pat
 }
 
 /// `path` made absolute with its symbolic links resolved, for a path that
-/// may not exist yet: its parent is resolved and its last component kept.
+/// may not exist yet: its nearest existing ancestor is resolved and the
+/// rest appended (`..` in the rest is applied lexically).
 pub(crate) fn resolve(path: &Path) -> Result<PathBuf> {
-    if let Ok(p) = std::fs::canonicalize(path) {
-        return Ok(p);
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().at(path)?.join(path)
+    };
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(base) = std::fs::canonicalize(existing) {
+            let mut out = base;
+            for part in rest.iter().rev() {
+                match part {
+                    std::path::Component::ParentDir => {
+                        out.pop();
+                    }
+                    std::path::Component::CurDir => {}
+                    other => out.push(other),
+                }
+            }
+            return Ok(out);
+        }
+        let mut components = existing.components();
+        match components.next_back() {
+            Some(last) => {
+                rest.push(last);
+                existing = components.as_path();
+            }
+            None => return Ok(absolute),
+        }
     }
-    let parent = parent_of(path);
-    let base = std::fs::canonicalize(parent).at(parent)?;
-    Ok(match path.file_name() {
-        Some(name) => base.join(name),
-        None => base,
-    })
 }

@@ -99,6 +99,24 @@ fn an_unrelated_directory_beside_the_destination_is_not_touched() {
 }
 
 #[test]
+fn a_destination_under_directories_that_do_not_exist_yet_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_of_dim(&dir.path().join("s"), 8);
+    let dest = dir.path().join("backups/2026/12/snap");
+    store.snapshot(&dest).unwrap();
+    let restored = dir.path().join("elsewhere/restored");
+    emberdb::restore(&dest, &restored).unwrap();
+    assert_eq!(
+        Store::open(&restored, Options::existing())
+            .unwrap()
+            .ids()
+            .unwrap()
+            .len(),
+        1_000
+    );
+}
+
+#[test]
 fn an_existing_destination_is_refused_even_an_empty_one() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_of_dim(&dir.path().join("s"), 8);
@@ -115,7 +133,7 @@ fn a_destination_inside_the_store_or_around_it_is_refused() {
     let path = dir.path().join("s");
     let store = store_of_dim(&path, 8);
     store.flush().unwrap();
-    for inside in ["segments/snap", "meta/snap", "wal/snap", "snap"] {
+    for inside in ["segments/snap", "meta/snap", "wal/snap", "snap", "meta/new/dirs/snap"] {
         let dest = path.join(inside);
         let err = store.snapshot(&dest).unwrap_err();
         assert!(err.to_string().contains("contain one another"), "{inside}: {err}");
@@ -123,6 +141,10 @@ fn a_destination_inside_the_store_or_around_it_is_refused() {
         assert!(err.to_string().len() < 400, "{inside}: {err}");
         assert!(!dest.exists(), "{inside}");
     }
+    assert!(
+        !path.join("meta/new").exists(),
+        "a refused destination created directories in the store"
+    );
     // Through a path that is spelled differently but lands inside.
     let dotted = dir.path().join("s/../s/segments/snap2");
     assert!(store.snapshot(&dotted).is_err());

@@ -117,6 +117,8 @@ fn publish(tmp: &Path, dest: &Path) -> Result<()> {
 
 /// Refuses a destination inside the source (the copy would copy itself, or
 /// land among the store's own files) and a source inside the destination.
+/// Then creates the destination's parent directories (a copy to a new path
+/// always has), once it is known to be outside the store.
 fn refuse_nested(source: &Path, dest: &Path) -> Result<()> {
     let (src, dst) = (fsutil::resolve(source)?, fsutil::resolve(dest)?);
     if dst.starts_with(&src) || src.starts_with(&dst) {
@@ -131,7 +133,8 @@ fn refuse_nested(source: &Path, dest: &Path) -> Result<()> {
             ),
         });
     }
-    Ok(())
+    let parent = fsutil::parent_of(dest);
+    std::fs::create_dir_all(parent).at(parent)
 }
 
 fn refuse_existing(dest: &Path) -> Result<()> {
