@@ -3,6 +3,7 @@
 //! histories. [`MetaStore`] is the small interface the store needs; sled is
 //! the engine behind it today ([`sled_meta::SledMeta`]).
 
+mod engine;
 pub(crate) mod records;
 pub(crate) mod sled_meta;
 

@@ -1,284 +1,17 @@
-//! The sled engine behind [`MetaStore`].
-//!
-//! Two trees. `catalog` holds the records that must change together, so that
-//! one sled batch (atomic) can change them: key `b"config"`, key
-//! `b"manifest"`, keys `b"r" + id (u64 BE)` for the registry (value: a
-//! [`Location`]), keys `b"d" + segment (u64 BE) + row (u32 BE)` for dead rows
-//! (empty value). `histories` maps a user id (u64 BE) to its
-//! [`UserHistory`]. Every value that carries data is a [`crate::codec`]
-//! envelope.
+//! The metadata store of a store directory: which sled database is live
+//! (`meta/CURRENT` and its generations), and the boundary that keeps sled's
+//! failures and panics from reaching the caller as anything but a typed
+//! error. One database is an [`Engine`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::engine::Engine;
 use super::records::{Forward, Manifest, StoredConfig, UserHistory};
 use super::{Commit, MetaStore};
-use crate::codec;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::segment::Location;
-
-const CONFIG_KEY: &[u8] = b"config";
-const MANIFEST_KEY: &[u8] = b"manifest";
-const FORWARDS_KEY: &[u8] = b"forwards";
-const REGISTRY_PREFIX: u8 = b'r';
-const DEAD_PREFIX: u8 = b'd';
-
-/// One sled database: `meta/db-<generation>/`.
-struct Engine {
-    path: PathBuf,
-    db: sled::Db,
-    catalog: sled::Tree,
-    histories: sled::Tree,
-}
-
-fn registry_key(id: u64) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = REGISTRY_PREFIX;
-    k[1..].copy_from_slice(&id.to_be_bytes());
-    k
-}
-
-fn dead_key(at: Location) -> [u8; 13] {
-    let mut k = [0u8; 13];
-    k[0] = DEAD_PREFIX;
-    k[1..9].copy_from_slice(&at.segment.to_be_bytes());
-    k[9..].copy_from_slice(&at.row.to_be_bytes());
-    k
-}
-
-/// How long a lock held by the sled instance of a store that was just
-/// dropped is waited for: sled releases its file lock from a background
-/// thread, a moment after the last handle goes.
-const RELEASE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
-
-fn open_db(path: &Path, cache_bytes: u64) -> sled::Result<sled::Db> {
-    let deadline = std::time::Instant::now() + RELEASE_GRACE;
-    loop {
-        // No periodic background flush: the store flushes at checkpoints,
-        // and everything after the last one is recovered from the WAL.
-        match sled::Config::new()
-            .path(path)
-            .cache_capacity(cache_bytes)
-            .flush_every_ms(None)
-            .open()
-        {
-            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::Other && lock_busy(&e) => {
-                if std::time::Instant::now() >= deadline {
-                    return Err(sled::Error::Io(e));
-                }
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            other => return other,
-        }
-    }
-}
-
-/// sled reports a held lock as an `Other` error whose text says so.
-fn lock_busy(e: &std::io::Error) -> bool {
-    e.to_string().contains("could not acquire lock")
-}
-
-impl Engine {
-    fn open(path: &Path, cache_bytes: u64) -> Result<Self> {
-        let wrap = |source| Error::Meta {
-            path: path.to_path_buf(),
-            source,
-        };
-        let db = open_db(path, cache_bytes).map_err(wrap)?;
-        let catalog = db.open_tree("catalog").map_err(wrap)?;
-        let histories = db.open_tree("histories").map_err(wrap)?;
-        Ok(Engine {
-            path: path.to_path_buf(),
-            db,
-            catalog,
-            histories,
-        })
-    }
-
-    fn err(&self, source: sled::Error) -> Error {
-        Error::Meta {
-            path: self.path.clone(),
-            source,
-        }
-    }
-
-    fn get_record<T: serde::de::DeserializeOwned>(
-        &self,
-        tree: &sled::Tree,
-        key: &[u8],
-        what: &str,
-    ) -> Result<Option<T>> {
-        match tree.get(key).map_err(|e| self.err(e))? {
-            Some(bytes) => Ok(Some(codec::decode(&bytes, &format!("{} {what}", self.path.display()))?)),
-            None => Ok(None),
-        }
-    }
-}
-
-impl MetaStore for Engine {
-    fn load_config(&self) -> Result<Option<StoredConfig>> {
-        self.get_record(&self.catalog, CONFIG_KEY, "config")
-    }
-
-    fn save_config(&self, config: &StoredConfig) -> Result<()> {
-        let bytes = codec::encode(config, "config")?;
-        self.catalog.insert(CONFIG_KEY, bytes).map_err(|e| self.err(e))?;
-        Ok(())
-    }
-
-    fn load_manifest(&self) -> Result<Option<Manifest>> {
-        self.get_record(&self.catalog, MANIFEST_KEY, "manifest")
-    }
-
-    fn save_manifest(&self, manifest: &Manifest) -> Result<()> {
-        let bytes = codec::encode(manifest, "manifest")?;
-        self.catalog.insert(MANIFEST_KEY, bytes).map_err(|e| self.err(e))?;
-        Ok(())
-    }
-
-    fn commit(&self, c: &Commit) -> Result<()> {
-        let Commit {
-            manifest,
-            retired,
-            rows,
-            dropped_segments,
-            dead,
-            forwards,
-        } = *c;
-        // A batch holds one operation per key, the last given: an id retired
-        // from an old segment and registered in the new one ends registered.
-        let mut batch = sled::Batch::default();
-        if let Some(forwards) = forwards {
-            batch.insert(FORWARDS_KEY, codec::encode(&forwards.to_vec(), "forwards")?);
-        }
-        for (id, at) in retired {
-            batch.remove(&registry_key(*id)[..]);
-            batch.insert(&dead_key(*at)[..], &[][..]);
-        }
-        for (id, at) in rows {
-            batch.insert(&registry_key(*id)[..], codec::encode(at, "registry")?);
-        }
-        for segment in dropped_segments {
-            let mut prefix = [0u8; 9];
-            prefix[0] = DEAD_PREFIX;
-            prefix[1..].copy_from_slice(&segment.to_be_bytes());
-            for entry in self.catalog.scan_prefix(prefix) {
-                let (key, _) = entry.map_err(|e| self.err(e))?;
-                batch.remove(key);
-            }
-            // Retirements of rows in a dropped segment record nothing.
-            for (_, at) in retired.iter().filter(|(_, at)| at.segment == *segment) {
-                batch.remove(&dead_key(*at)[..]);
-            }
-        }
-        for at in dead {
-            batch.insert(&dead_key(*at)[..], &[][..]);
-        }
-        batch.insert(MANIFEST_KEY, codec::encode(manifest, "manifest")?);
-        self.catalog.apply_batch(batch).map_err(|e| self.err(e))
-    }
-
-    fn load_forwards(&self) -> Result<Vec<Forward>> {
-        Ok(self
-            .get_record(&self.catalog, FORWARDS_KEY, "forwards")?
-            .unwrap_or_default())
-    }
-
-    fn location(&self, id: u64) -> Result<Option<Location>> {
-        self.get_record(
-            &self.catalog,
-            &registry_key(id),
-            &format!("registry entry of item {id}"),
-        )
-    }
-
-    fn registry(&self) -> Result<Vec<(u64, Location)>> {
-        let mut out = Vec::new();
-        for entry in self.catalog.scan_prefix([REGISTRY_PREFIX]) {
-            let (key, value) = entry.map_err(|e| self.err(e))?;
-            let id = <[u8; 8]>::try_from(&key[1..])
-                .map(u64::from_be_bytes)
-                .map_err(|_| Error::Corruption {
-                    file: self.path.clone(),
-                    offset: 0,
-                    reason: format!("registry key of {} bytes", key.len()),
-                })?;
-            out.push((id, codec::decode(&value, &format!("registry entry of item {id}"))?));
-        }
-        Ok(out)
-    }
-
-    fn dead_rows(&self) -> Result<Vec<Location>> {
-        let mut out = Vec::new();
-        for entry in self.catalog.scan_prefix([DEAD_PREFIX]) {
-            let (key, _) = entry.map_err(|e| self.err(e))?;
-            if key.len() != 13 {
-                return Err(Error::Codec {
-                    context: format!("{} dead-row key", self.path.display()),
-                    reason: format!("key of {} bytes, expected 13", key.len()),
-                });
-            }
-            let mut seg = [0u8; 8];
-            seg.copy_from_slice(&key[1..9]);
-            let mut row = [0u8; 4];
-            row.copy_from_slice(&key[9..13]);
-            out.push(Location {
-                segment: u64::from_be_bytes(seg),
-                row: u32::from_be_bytes(row),
-            });
-        }
-        Ok(out)
-    }
-
-    fn load_history(&self, user: u64) -> Result<Option<UserHistory>> {
-        self.get_record(&self.histories, &user.to_be_bytes(), &format!("history of user {user}"))
-    }
-
-    fn for_each_history(&self, f: &mut dyn FnMut(u64, UserHistory) -> Result<()>) -> Result<()> {
-        for kv in self.histories.iter() {
-            let (key, value) = kv.map_err(|e| self.err(e))?;
-            let user = <[u8; 8]>::try_from(&key[..])
-                .map(u64::from_be_bytes)
-                .map_err(|_| Error::Corruption {
-                    file: self.path.clone(),
-                    offset: 0,
-                    reason: format!("history key of {} bytes", key.len()),
-                })?;
-            f(user, codec::decode(&value, &format!("history of user {user}"))?)?;
-        }
-        Ok(())
-    }
-
-    fn save_histories(&self, histories: &[(u64, UserHistory)]) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        for (user, history) in histories {
-            batch.insert(&user.to_be_bytes()[..], codec::encode(history, "history")?);
-        }
-        self.histories.apply_batch(batch).map_err(|e| self.err(e))
-    }
-
-    fn flush(&self) -> Result<()> {
-        self.db.flush().map_err(|e| self.err(e))?;
-        Ok(())
-    }
-
-    fn disk_bytes(&self) -> Result<u64> {
-        fsutil::dir_size(&self.path)
-    }
-
-    fn strays(&self) -> Result<Vec<PathBuf>> {
-        Ok(Vec::new())
-    }
-
-    fn failed(&self) -> bool {
-        false
-    }
-
-    fn rebuild(&self) -> Result<()> {
-        Ok(())
-    }
-}
 
 const CURRENT_MAGIC: &[u8; 8] = b"EMBERMET";
 const CURRENT_VERSION: u32 = 1;
@@ -292,6 +25,8 @@ const CURRENT_VERSION: u32 = 1;
 pub(crate) struct SledMeta {
     root: PathBuf,
     cache_bytes: u64,
+    /// Set when sled panicked (on bytes it read from disk): see `read`.
+    panicked: std::sync::atomic::AtomicBool,
     /// Set by the first failed write or flush: sled keeps failing after an
     /// I/O error (it records a global error) even once space returns, so
     /// the store stops writing until it is reopened.
@@ -327,6 +62,31 @@ fn remove_obsolete_generations(root: &Path, live: u64, generations: &[u64]) {
             }
         }
     }
+}
+
+/// How the reason of a caught sled panic starts.
+const SLED_PANIC: &str = "sled panicked reading it";
+
+/// Runs `f`, turning a panic inside sled into `Error::Corruption` naming
+/// `file`: sled 0.34 panics on some corrupted pages (for example in its
+/// deserializer) instead of returning an error, and a library must not
+/// panic on bytes read from disk. sled's panic hook message still goes to
+/// stderr; the store treats sled as failed from then on.
+fn catch_sled_panic<T>(file: &Path, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    // AssertUnwindSafe: after a caught panic the caller never uses sled's
+    // possibly inconsistent state again (it is marked failed and refused).
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Err(Error::Corruption {
+            file: file.to_path_buf(),
+            offset: 0,
+            reason: format!("{SLED_PANIC} ({what}): {message}"),
+        })
+    })
 }
 
 /// The generations of the `db-*` directories under `root`, ascending. A
@@ -409,7 +169,8 @@ impl SledMeta {
             },
             Err(source) => return Err(Error::Io { path: current, source }),
         };
-        let engine = Engine::open(&db_dir(root, generation), cache_bytes)?;
+        let dir = db_dir(root, generation);
+        let engine = catch_sled_panic(&dir.join("db"), "opening it", || Engine::open(&dir, cache_bytes))?;
         if !current.exists() {
             write_current(root, generation)?;
         }
@@ -418,12 +179,53 @@ impl SledMeta {
             root: root.to_path_buf(),
             cache_bytes,
             failed: std::sync::atomic::AtomicBool::new(false),
+            panicked: std::sync::atomic::AtomicBool::new(false),
             engine: parking_lot::RwLock::new((generation, Arc::new(engine))),
         })
     }
 
     fn current(&self) -> Arc<Engine> {
         Arc::clone(&self.engine.read().1)
+    }
+
+    /// A read of the live database, with sled's panics caught (see
+    /// [`catch_sled_panic`]).
+    fn read<T>(&self, what: &str, f: impl FnOnce(&Engine) -> Result<T>) -> Result<T> {
+        self.refuse_if_panicked()?;
+        let engine = self.current();
+        self.guarded(what, || f(&engine))
+    }
+
+    /// A write of the live database: refused after an earlier failure,
+    /// remembered when it fails, sled's panics caught.
+    fn write<T>(&self, what: &str, f: impl FnOnce(&Engine) -> Result<T>) -> Result<T> {
+        self.refuse_if_failed()?;
+        let engine = self.current();
+        let result = self.guarded(what, || f(&engine));
+        self.noted(result)
+    }
+
+    fn guarded<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let file = db_dir(&self.root, self.engine.read().0).join("db");
+        let result = catch_sled_panic(&file, what, f);
+        if matches!(&result, Err(Error::Corruption { reason, .. }) if reason.starts_with(SLED_PANIC)) {
+            self.panicked.store(true, std::sync::atomic::Ordering::SeqCst);
+            self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        result
+    }
+
+    /// After sled panicked once its state is unknown: nothing more is read
+    /// from it (a read could answer wrongly), until the store is reopened.
+    fn refuse_if_panicked(&self) -> Result<()> {
+        if self.panicked.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::Corruption {
+                file: db_dir(&self.root, self.engine.read().0).join("db"),
+                offset: 0,
+                reason: format!("{SLED_PANIC} earlier; reopen the store (after restoring a snapshot)"),
+            });
+        }
+        Ok(())
     }
 
     /// Refuses a write after an earlier one failed: sled would fail it
@@ -449,48 +251,43 @@ impl SledMeta {
 
 impl MetaStore for SledMeta {
     fn load_config(&self) -> Result<Option<StoredConfig>> {
-        self.current().load_config()
+        self.read("the configuration", |e| e.load_config())
     }
     fn save_config(&self, config: &StoredConfig) -> Result<()> {
-        self.refuse_if_failed()?;
-        self.noted(self.current().save_config(config))
+        self.write("the configuration", |e| e.save_config(config))
     }
     fn load_manifest(&self) -> Result<Option<Manifest>> {
-        self.current().load_manifest()
+        self.read("the manifest", |e| e.load_manifest())
     }
     fn save_manifest(&self, manifest: &Manifest) -> Result<()> {
-        self.refuse_if_failed()?;
-        self.noted(self.current().save_manifest(manifest))
+        self.write("the manifest", |e| e.save_manifest(manifest))
     }
     fn commit(&self, commit: &Commit) -> Result<()> {
-        self.refuse_if_failed()?;
-        self.noted(self.current().commit(commit))
+        self.write("a catalog batch", |e| e.commit(commit))
     }
     fn load_forwards(&self) -> Result<Vec<Forward>> {
-        self.current().load_forwards()
+        self.read("the forwards", |e| e.load_forwards())
     }
     fn location(&self, id: u64) -> Result<Option<Location>> {
-        self.current().location(id)
+        self.read("a registry entry", |e| e.location(id))
     }
     fn registry(&self) -> Result<Vec<(u64, Location)>> {
-        self.current().registry()
+        self.read("the registry", |e| e.registry())
     }
     fn dead_rows(&self) -> Result<Vec<Location>> {
-        self.current().dead_rows()
+        self.read("the dead rows", |e| e.dead_rows())
     }
     fn load_history(&self, user: u64) -> Result<Option<UserHistory>> {
-        self.current().load_history(user)
+        self.read("a user history", |e| e.load_history(user))
     }
     fn for_each_history(&self, f: &mut dyn FnMut(u64, UserHistory) -> Result<()>) -> Result<()> {
-        self.current().for_each_history(f)
+        self.read("the user histories", |e| e.for_each_history(f))
     }
     fn save_histories(&self, histories: &[(u64, UserHistory)]) -> Result<()> {
-        self.refuse_if_failed()?;
-        self.noted(self.current().save_histories(histories))
+        self.write("user histories", |e| e.save_histories(histories))
     }
     fn flush(&self) -> Result<()> {
-        self.refuse_if_failed()?;
-        self.noted(self.current().flush())
+        self.write("a flush", |e| e.flush())
     }
     fn failed(&self) -> bool {
         self.failed.load(std::sync::atomic::Ordering::SeqCst)
@@ -510,7 +307,7 @@ impl MetaStore for SledMeta {
     /// The caller holds the store's write lock: nothing writes meanwhile.
     fn rebuild(&self) -> Result<()> {
         self.refuse_if_failed()?;
-        let result = self.rebuild_into_next();
+        let result = self.guarded("a rebuild", || self.rebuild_into_next());
         self.noted(result)
     }
 }
@@ -553,5 +350,37 @@ impl SledMeta {
         // with the directory either way (and the next open removes it).
         let _ = std::fs::remove_dir_all(&old_path);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_inside_sled_becomes_corruption_naming_the_file() {
+        let file = Path::new("/store/meta/db-00000000000000000001/db");
+        let caught: Result<()> = catch_sled_panic(file, "a test read", || panic!("index out of bounds"));
+        match caught {
+            Err(Error::Corruption { file: f, reason, .. }) => {
+                assert_eq!(f, file);
+                assert!(reason.starts_with(SLED_PANIC), "{reason}");
+                assert!(reason.contains("index out of bounds"), "{reason}");
+            }
+            other => panic!("expected corruption, got {other:?}"),
+        }
+        assert_eq!(catch_sled_panic(file, "a read", || Ok(7)).unwrap(), 7);
+    }
+
+    #[test]
+    fn after_a_caught_panic_the_metadata_refuses_reads_and_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = SledMeta::open(dir.path(), false, 1 << 20).unwrap();
+        assert!(meta.load_manifest().unwrap().is_none());
+        let caught: Result<()> = meta.guarded("a test read", || panic!("bad page"));
+        assert!(caught.is_err());
+        assert!(matches!(meta.load_manifest(), Err(Error::Corruption { .. })));
+        assert!(matches!(meta.flush(), Err(Error::Poisoned { .. })));
+        assert!(meta.failed());
     }
 }
