@@ -13,23 +13,32 @@
 //! See `ARCHITECTURE.md` for the layers and the on-disk formats.
 
 mod codec;
+mod durability;
 mod error;
 mod event;
 mod fsutil;
 mod index;
+mod kernels;
 mod meta;
+mod metric;
 mod options;
 mod query;
 mod segment;
 mod stamp;
 mod store;
 mod train;
+mod validate;
+mod version;
 mod wal;
 
+pub use durability::Durability;
 pub use error::{Error, Result};
 pub use event::Event;
 pub use index::IndexSpec;
-pub use options::{Durability, Metric, Options, MAX_DIM};
+pub use metric::Metric;
+pub use options::{Options, MAX_DIM};
 pub use query::{Hit, Pooling, Query, MAX_K, SEED_RECENT_ITEMS, USER_RECENT_ITEMS};
-pub use store::{restore, CompactReport, RecoveryReport, SnapshotInfo, Stats, Store, TrainerStats, VerifyReport};
+pub use store::{
+    restore, CompactReport, RecoveryReport, RoundKind, SnapshotInfo, Stats, Store, TrainerStats, VerifyReport,
+};
 pub use train::{RunStats, Sigmoid, TrainOptions, TrainPolicy, TrainReport};

@@ -1,38 +1,11 @@
 //! `Options`: what a store is created with. `dim` and `metric` are persisted
 //! and checked on every open; the rest may change between opens.
 
-use serde::{Deserialize, Serialize};
-
+use crate::durability::Durability;
 use crate::error::{Error, Result};
 use crate::index::IndexSpec;
+use crate::metric::Metric;
 use crate::train::TrainOptions;
-
-/// How vectors are compared. Scores in [`crate::Hit`] follow the metric:
-/// cosine similarity and inner product (higher is nearer), squared L2
-/// distance (lower is nearer). Results are always sorted nearest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Metric {
-    /// Vectors are normalised on insert; the score is the cosine similarity.
-    Cosine,
-    /// Maximum inner product search (two-tower style); no normalisation.
-    InnerProduct,
-    /// Squared Euclidean distance.
-    L2,
-}
-
-/// When a write call may return.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// Written and fsynced before the call returns; survives power loss.
-    /// Concurrent writers share one fsync (group commit).
-    Sync,
-    /// Handed to the operating system before the call returns; survives a
-    /// crash of the process (`kill -9`), not of the machine.
-    Buffered,
-    /// Kept in a user-space buffer until it fills, `flush()` or close: a
-    /// crash of the process may lose the last few writes.
-    None,
-}
 
 /// Configuration of a store. Only the dimension is required.
 #[derive(Debug, Clone)]

@@ -49,7 +49,7 @@ fn compact_crash_child() {
             println!("ACK D {victim}");
         }
         if i % 40 == 39 {
-            store.compact(false).unwrap();
+            store.compact().unwrap();
             println!("COMPACTED");
         }
     }

@@ -32,10 +32,10 @@ fn deleting_ninety_percent_then_compacting_gives_back_the_space() {
         assert!(store.delete(id).unwrap());
     }
     store.flush().unwrap();
-    let dry = store.compact(true).unwrap();
+    let dry = store.compact_dry_run().unwrap();
     assert_eq!(dry.segments_in, 10);
     assert_eq!(dry.rows_kept, 4_000);
-    let report = store.compact(false).unwrap();
+    let report = store.compact().unwrap();
     assert_eq!(report.segments_out, 1);
     assert!(report.bytes_after < report.bytes_before);
     store.flush().unwrap();
@@ -125,7 +125,7 @@ fn compaction_runs_under_concurrent_queries_and_writes() {
             expected
         })
     };
-    let report = store.compact(false).unwrap();
+    let report = store.compact().unwrap();
     assert!(report.segments_in >= 2, "{report:?}");
     stop.store(true, Ordering::Relaxed);
     let queries = reader.join().unwrap();
@@ -173,7 +173,7 @@ fn merging_many_small_segments_never_grows_the_store() {
     store.flush().unwrap();
     let before = store.stats().unwrap();
     assert_eq!(before.sealed_segments, 240);
-    let report = store.compact(false).unwrap();
+    let report = store.compact().unwrap();
     assert_eq!(report.segments_in, 240);
     assert_eq!(report.rows_kept, 24_000);
     let after = store.stats().unwrap();
@@ -235,7 +235,7 @@ fn forwarded_rows_stay_reachable_through_merges_updates_and_reopens() {
         }
         // The first merge forwards 20 segments into one; the second merges
         // that one (still small) and 20 new ones whole: a chain.
-        let report = store.compact(false).unwrap();
+        let report = store.compact().unwrap();
         assert_eq!(report.segments_out, 1, "generation {generation}");
         assert_eq!(store.stats().unwrap().sealed_segments, 1);
     }
@@ -267,7 +267,7 @@ fn forwarded_rows_stay_reachable_through_merges_updates_and_reopens() {
     check(&store, &model);
     // A rewrite with dead rows registers the rows anew.
     store.seal().unwrap();
-    store.compact(false).unwrap();
+    store.compact().unwrap();
     check(&store, &model);
     drop(store);
     let store = Store::open(&path, opts()).unwrap();

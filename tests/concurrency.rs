@@ -162,7 +162,7 @@ fn a_replaced_item_never_vanishes_for_readers() {
         if round % 100 == 99 {
             // Keeps the dead segments from piling up (and races compaction
             // with the readers too).
-            store.compact(false).unwrap();
+            store.compact().unwrap();
         }
         // A full pass: every item goes from its sealed row to the growing
         // segment, which then fills and seals.

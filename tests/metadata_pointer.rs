@@ -52,7 +52,7 @@ fn store_in_second_generation(dir: &Path) -> PathBuf {
         store.delete(id).unwrap();
     }
     store.flush().unwrap();
-    store.compact(false).unwrap();
+    store.compact().unwrap();
     drop(store);
     let dbs = db_dirs(&path);
     assert_eq!(dbs.len(), 1, "{dbs:?}");

@@ -15,7 +15,7 @@ use faiss::{index_factory, Index, MetricType};
 use parking_lot::RwLock;
 
 use crate::error::{Error, Result};
-use crate::options::Metric;
+use crate::metric::Metric;
 use file::IndexHeader;
 
 /// How sealed segments are indexed. Segments smaller than

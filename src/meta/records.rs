@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::options::Metric;
+use crate::metric::Metric;
 use crate::wal::Position;
 
 /// The version of the store's layout as a whole. A store written by a newer

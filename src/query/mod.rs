@@ -1,7 +1,7 @@
 //! Nearest-neighbour queries: what is asked ([`Query`]), what comes back
 //! ([`Hit`]), and the search over a version's segments.
 
-pub(crate) mod kernels;
+pub(crate) mod plan;
 pub(crate) mod search;
 pub(crate) mod topk;
 
@@ -130,6 +130,14 @@ impl Query {
     pub fn nprobe(mut self, nprobe: usize) -> Self {
         self.nprobe = Some(nprobe);
         self
+    }
+
+    /// Refuses a `k` outside 1..=[`MAX_K`].
+    pub(crate) fn check(&self) -> crate::Result<()> {
+        if self.k == 0 || self.k > MAX_K {
+            return Err(crate::Error::InvalidK { k: self.k, max: MAX_K });
+        }
+        Ok(())
     }
 
     /// How many hits to return (1..=[`MAX_K`]).

@@ -9,14 +9,14 @@
 //! scanned exactly. So a query returns k hits whenever k live items exist.
 //! Segments more than half dead skip the index.
 
-use super::kernels::{nearness, score};
 use super::topk::TopK;
 use super::Hit;
 use crate::error::Result;
 use crate::index::SearchKnobs;
-use crate::options::Metric;
+use crate::kernels::{nearness, score};
+use crate::metric::Metric;
 use crate::segment::tombstones::Tombstones;
-use crate::store::version::Version;
+use crate::version::Version;
 
 /// What a scan looks for.
 struct Probe<'a> {

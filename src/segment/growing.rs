@@ -48,6 +48,22 @@ pub(crate) struct GrowingSegment {
 unsafe impl Sync for GrowingSegment {}
 
 impl GrowingSegment {
+    /// Copies of the live rows: their ids, and their values row after row.
+    pub fn live_copy(&self) -> (Vec<u64>, Vec<f32>) {
+        let dim = self.dim;
+        let mut ids = Vec::with_capacity(self.live_rows());
+        let mut values = Vec::with_capacity(self.live_rows() * dim);
+        self.for_each_chunk(|first, chunk_ids, rows| {
+            for (r, (id, row)) in chunk_ids.iter().zip(rows.chunks_exact(dim)).enumerate() {
+                if !self.dead().is_dead(first + r) {
+                    ids.push(*id);
+                    values.extend_from_slice(row);
+                }
+            }
+        });
+        (ids, values)
+    }
+
     pub fn new(dim: usize, capacity: usize) -> Self {
         GrowingSegment {
             dim,

@@ -2,28 +2,15 @@
 //! same functions serve the live write path (after the WAL append) and
 //! recovery (replaying the WAL), so both reach the same state.
 
-use std::sync::Arc;
-
 use super::seal;
-use super::Shared;
+use super::state::{ManifestState, Shared};
 use crate::error::Result;
 use crate::event::Event;
-use crate::meta::records::Manifest;
-use crate::segment::Location;
-use crate::store::version::Version;
 use crate::wal::record::Record;
 use crate::wal::Position;
 
-/// State changed only under the write lock (or during recovery, before the
-/// store is shared).
-pub(crate) struct Core {
-    pub manifest: Manifest,
-    /// The sequence number the next operation gets.
-    pub next_seq: u64,
-}
-
 /// Applies one logged record that starts at `start`.
-pub(crate) fn apply_record(shared: &Shared, core: &mut Core, start: Position, record: Record) -> Result<()> {
+pub(crate) fn apply_record(shared: &Shared, core: &mut ManifestState, start: Position, record: Record) -> Result<()> {
     core.next_seq = core.next_seq.max(record.end_seq());
     match record {
         Record::Events { first_seq, events } => apply_events(shared, first_seq, &events),
@@ -56,17 +43,23 @@ pub(crate) fn apply_events(shared: &Shared, first_seq: u64, events: &[Event]) ->
 
 /// Stores `vector` (already validated and normalised) for `id`, whose log
 /// record starts at `start`.
-pub(crate) fn apply_upsert(shared: &Shared, core: &mut Core, start: Position, id: u64, vector: &[f32]) -> Result<()> {
-    if shared.version.load().growing.is_full() {
+pub(crate) fn apply_upsert(
+    shared: &Shared,
+    core: &mut ManifestState,
+    start: Position,
+    id: u64,
+    vector: &[f32],
+) -> Result<()> {
+    if shared.catalog.version.load().growing.is_full() {
         // The rows before this record are all in the growing segment, so
         // this record's start is where replay must begin after the seal.
         seal::seal(shared, core, start)?;
     }
-    let version = shared.version.load();
+    let version = shared.catalog.version.load();
     // Where the item lives now, found before the new row hides it.
     let sealed = match version.growing.row_of(id) {
         Some(_) => None,
-        None => shared.sealed_location(id)?.map(|at| version.resolve(at)),
+        None => shared.catalog.sealed_location(id)?.map(|at| version.resolve(at)),
     };
     // The new row is published before the old one dies, so a reader never
     // finds the item missing (one that sees both keeps one: `TopK` drops
@@ -78,32 +71,22 @@ pub(crate) fn apply_upsert(shared: &Shared, core: &mut Core, start: Position, id
         )));
     }
     if let Some(at) = sealed {
-        retire_sealed(shared, &version, id, at);
+        shared.catalog.retire(&version, id, at);
     }
     Ok(())
 }
 
 /// Deletes `id`; false if it was not in the store.
 pub(crate) fn apply_delete(shared: &Shared, id: u64) -> Result<bool> {
-    let version = shared.version.load();
+    let version = shared.catalog.version.load();
     if version.growing.remove(id) {
         return Ok(true);
     }
-    match shared.sealed_location(id)?.map(|at| version.resolve(at)) {
+    match shared.catalog.sealed_location(id)?.map(|at| version.resolve(at)) {
         Some(at) => {
-            retire_sealed(shared, &version, id, at);
+            shared.catalog.retire(&version, id, at);
             Ok(true)
         }
         None => Ok(false),
-    }
-}
-
-/// Kills the sealed row of `id` and records the retirement in memory; the
-/// next checkpoint writes it to the metadata (see `MetaStore::commit`).
-fn retire_sealed(shared: &Shared, version: &Arc<Version>, id: u64, at: Location) {
-    shared.retirements.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-    shared.retired.lock().insert(id, at);
-    if let Some(segment) = version.segment(at.segment) {
-        segment.dead().kill(at.row as usize);
     }
 }

@@ -12,17 +12,15 @@
 //! new files unnamed, after it the old ones: the next open removes either.
 //! Readers keep the version they hold; writers wait only for (2).
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::version::Version;
-use super::{seal, Store};
-use crate::error::{IoContext, Result};
-use crate::index::{file as index_file, IndexSpec, SegmentIndex};
-use crate::meta::records::{Forward, SegmentEntry};
-use crate::segment::sealed::{self, SealedSegment};
+use super::install::{self, Growing, Installation, Placement};
+use super::Store;
+use crate::error::Result;
+use crate::meta::records::Forward;
+use crate::segment::sealed::SealedSegment;
 use crate::segment::Location;
+use crate::version::Version;
 
 /// A segment is rewritten when at least this share of its rows is dead...
 const DEAD_SHARE: f64 = 0.2;
@@ -69,15 +67,24 @@ impl Store {
     /// Rewrites the sealed segments whose dead rows (at least 20%) or size
     /// (under a quarter of `segment_rows`) warrant it, keeping only live
     /// rows, rebuilding their indexes and trimming the log. Runs while other
-    /// threads query and write; `dry_run` only reports what it would do.
-    pub fn compact(&self, dry_run: bool) -> Result<CompactReport> {
+    /// threads query and write.
+    pub fn compact(&self) -> Result<CompactReport> {
+        self.run_compaction(Compaction::Run)
+    }
+
+    /// What [`Store::compact`] would do now, without doing it.
+    pub fn compact_dry_run(&self) -> Result<CompactReport> {
+        self.run_compaction(Compaction::DryRun)
+    }
+
+    fn run_compaction(&self, mode: Compaction) -> Result<CompactReport> {
         let shared = &self.shared;
         let _one = self.compaction.lock();
         // A round publishing meanwhile would replace the very segments
         // being merged.
         let _no_round = shared.trainer.as_ref().map(|t| t.hold_rounds());
         let dim = shared.opts.dim;
-        let version = shared.version.load_full();
+        let version = shared.catalog.version.load_full();
         let chosen = choose(&version, shared.opts.segment_rows);
         let mut report = CompactReport {
             bytes_before: crate::fsutil::dir_size(&shared.path)?,
@@ -86,7 +93,7 @@ impl Store {
             rows_kept: chosen.iter().map(|s| s.live_rows()).sum(),
             ..CompactReport::default()
         };
-        if dry_run || chosen.is_empty() {
+        if mode == Compaction::DryRun || chosen.is_empty() {
             let reclaim: u64 = chosen
                 .iter()
                 .map(|s| s.file_bytes() * s.dead().count() as u64 / s.count().max(1) as u64)
@@ -130,12 +137,7 @@ impl Store {
         }
         starts.retain(|&lo| lo < ids.len());
         let pieces = starts.len();
-        let first_id = {
-            let mut w = self.write.lock();
-            let id = w.core.manifest.next_segment_id;
-            w.core.manifest.next_segment_id += pieces as u64;
-            id
-        };
+        let first_id = self.write.lock().core.reserve_segment_ids(pieces as u64);
         let bounds: Vec<(usize, usize)> = starts
             .iter()
             .enumerate()
@@ -155,67 +157,29 @@ impl Store {
         for (p, &(lo, hi)) in bounds.iter().enumerate() {
             let id = first_id + p as u64;
             let rows = &values[lo * dim..hi * dim];
-            let path = shared.segments_dir.join(sealed::file_name(id));
-            sealed::write(&path, id, dim, &ids[lo..hi], rows)?;
-            let segment = SealedSegment::open(&path, id, dim)?;
-            segment.trust_fresh();
-            if shared.opts.index != IndexSpec::Flat && hi - lo >= shared.opts.flat_below {
-                let never = || false;
-                if let Some(index) = SegmentIndex::build(shared.opts.index, shared.opts.metric, dim, id, rows, &never)?
-                {
-                    index.save(&shared.segments_dir.join(index_file::file_name(id)))?;
-                    segment.set_index(index);
-                    shared.indexer.counters.builds.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            fresh.push(Arc::new(segment));
+            fresh.push(install::write_indexed_segment(shared, id, &ids[lo..hi], rows)?);
         }
 
         // (2) + (3) Under the write lock.
         let dropped: Vec<u64> = chosen.iter().map(|s| s.id()).collect();
-        let checkpoint = {
-            let mut w = self.write.lock();
-            w.wal.write_pending()?;
-            let end = w.wal.end();
-            let current = shared.version.load_full();
-            let mut moved = Vec::with_capacity(ids.len());
-            let mut died = Vec::new();
+        let obsolete = self.write.lock().checkpoint_at_end(|core, end| {
+            let current = shared.catalog.version.load_full();
+            let mut change = Installation::new(Growing::Kept);
+            let mut moved = Vec::new();
             for ((id, (segment, row)), &at) in ids.iter().zip(&origins).zip(&locations) {
                 if segment.dead().is_dead(*row) {
                     // Deleted or replaced while we copied: dead here too,
                     // and recorded so, without touching the registry (the
                     // item may live on elsewhere by now).
                     fresh[(at.segment - first_id) as usize].dead().kill(at.row as usize);
-                    died.push(at);
-                } else {
+                    change.dead.push(at);
+                } else if !whole {
                     moved.push((*id, at));
                 }
             }
-            let mut manifest = w.core.manifest.clone();
-            let dropped_set: HashSet<u64> = dropped.iter().copied().collect();
-            manifest.segments.retain(|s| !dropped_set.contains(&s.id));
-            manifest.segments.extend(fresh.iter().map(|s| SegmentEntry {
-                id: s.id(),
-                rows: s.count() as u64,
-            }));
-            manifest.segments.sort_by_key(|s| s.id);
-            let old_snapshot = manifest.growing.take();
-            let (g_ids, g_values) = seal::live_growing_rows(&current.growing, dim);
-            if !g_ids.is_empty() {
-                manifest.growing = Some(seal::write_rows(
-                    shared,
-                    &mut manifest,
-                    sealed::snapshot_file_name,
-                    &g_ids,
-                    &g_values,
-                )?);
-            }
-            // Trained stores keep locations in the version; a whole merge
-            // forwards instead of registering.
-            let registered: &[(u64, Location)] = if trained || whole { &[] } else { &moved };
-            let mut forwards = (*current.forwards).clone();
             if whole {
                 // Each old segment's first row says where all of its went.
+                let mut forwards = (*current.forwards).clone();
                 for ((segment, row), at) in origins.iter().zip(&locations) {
                     if *row == 0 {
                         let from = segment.id();
@@ -229,42 +193,12 @@ impl Store {
                         );
                     }
                 }
+                change.forwards = Some(forwards);
             }
-            let table: Vec<Forward> = forwards.values().copied().collect();
-            let w = &mut *w;
-            seal::commit_manifest_dropping(
-                shared,
-                &mut w.core,
-                manifest,
-                end,
-                &seal::Dropping {
-                    segments: &dropped,
-                    dead: &died,
-                    forwards: whole.then_some(&table[..]),
-                },
-                registered,
-            )?;
-            let mut sealed_list: Vec<_> = current
-                .sealed
-                .iter()
-                .filter(|s| !dropped_set.contains(&s.id()))
-                .cloned()
-                .chain(fresh.iter().cloned())
-                .collect();
-            sealed_list.sort_by_key(|s| s.id());
-            let directory = current.directory.as_ref().map(|d| {
-                let mut d: HashMap<u64, Location> = (**d).clone();
-                d.extend(moved.iter().copied());
-                Arc::new(d)
-            });
-            shared.version.store(Arc::new(Version {
-                sealed: sealed_list,
-                growing: Arc::clone(&current.growing),
-                directory,
-                forwards: Arc::new(forwards),
-            }));
-            w.checkpointed_at = end;
-            seal::remove_snapshot(shared, old_snapshot)?;
+            change.placement = Placement::Moved(moved);
+            change.added = fresh.clone();
+            change.removed = dropped.clone();
+            let obsolete = install::install(shared, core, end, change)?;
             // sled keeps the space of the registry entries and dead-row
             // records just deleted; when they were a sizable share (a tenth
             // of all rows), copy the live records into a fresh database.
@@ -278,22 +212,20 @@ impl Store {
             if dropped_rows * 10 >= current.rows().max(1) {
                 shared.meta.rebuild()?;
             }
-            end
-        };
+            Ok(obsolete)
+        })?;
 
         // (4) The old files.
-        for id in &dropped {
-            for name in [sealed::file_name(*id), index_file::file_name(*id)] {
-                let path = shared.segments_dir.join(name);
-                if path.exists() {
-                    std::fs::remove_file(&path).at(&path)?;
-                }
-            }
-        }
-        crate::fsutil::sync_dir(&shared.segments_dir)?;
-        seal::remove_wal_before(shared, checkpoint.file_no)?;
+        obsolete.remove(shared)?;
         report.segments_out = fresh.len();
         report.bytes_after = crate::fsutil::dir_size(&shared.path)?;
         Ok(report)
     }
+}
+
+/// Whether a compaction runs or only reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compaction {
+    Run,
+    DryRun,
 }

@@ -14,7 +14,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::error::Result;
 use crate::index::{file, IndexSpec, SegmentIndex};
-use crate::options::Metric;
+use crate::metric::Metric;
 use crate::segment::sealed::SealedSegment;
 
 /// Counts of the worker's work since the store was opened.
@@ -25,12 +25,33 @@ pub(crate) struct IndexCounters {
     pub failures: AtomicU64,
 }
 
+/// How segments of this store are indexed.
 struct Config {
     dir: PathBuf,
     spec: IndexSpec,
     metric: Metric,
     dim: usize,
     flat_below: usize,
+}
+
+impl Config {
+    /// Whether a segment of `rows` rows gets an index at all.
+    fn wants_index(&self, rows: usize) -> bool {
+        self.spec != IndexSpec::Flat && rows >= self.flat_below
+    }
+
+    /// Builds the index of `segment` from its `rows` and writes its file
+    /// (None for segments searched exactly, or if `stop` said so).
+    fn build(&self, segment: &SealedSegment, rows: &[f32], stop: &dyn Fn() -> bool) -> Result<Option<SegmentIndex>> {
+        if !self.wants_index(segment.count()) {
+            return Ok(None);
+        }
+        let Some(index) = SegmentIndex::build(self.spec, self.metric, self.dim, segment.id(), rows, stop)? else {
+            return Ok(None);
+        };
+        index.save(&self.dir.join(file::file_name(segment.id())))?;
+        Ok(Some(index))
+    }
 }
 
 struct Pending {
@@ -43,6 +64,7 @@ pub(crate) struct Indexer {
     worker: Mutex<Option<JoinHandle<()>>>,
     pending: Arc<Pending>,
     stop: Arc<AtomicBool>,
+    config: Arc<Config>,
     pub counters: Arc<IndexCounters>,
 }
 
@@ -55,15 +77,15 @@ impl Indexer {
         });
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(IndexCounters::default());
-        let config = Config {
+        let config = Arc::new(Config {
             dir,
             spec,
             metric,
             dim,
             flat_below,
-        };
+        });
         let worker = {
-            let (pending, stop, counters) = (pending.clone(), stop.clone(), counters.clone());
+            let (pending, stop, counters, config) = (pending.clone(), stop.clone(), counters.clone(), config.clone());
             std::thread::Builder::new()
                 .name("emberdb-indexer".into())
                 .spawn(move || {
@@ -85,8 +107,19 @@ impl Indexer {
             worker: Mutex::new(worker),
             pending,
             stop,
+            config,
             counters,
         }
+    }
+
+    /// Indexes `segment` now, from `rows` (its values), on the caller's
+    /// thread: compaction and publishing hand readers indexed segments.
+    pub fn index_now(&self, segment: &SealedSegment, rows: &[f32]) -> Result<()> {
+        if let Some(index) = self.config.build(segment, rows, &|| false)? {
+            segment.set_index(index);
+            self.counters.builds.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Queues `segment` for indexing (a no-op for small segments or `Flat`).
@@ -129,7 +162,7 @@ impl Drop for Indexer {
 
 /// Loads or builds the index of one segment and installs it.
 fn index_segment(config: &Config, segment: &SealedSegment, counters: &IndexCounters, stop: &dyn Fn() -> bool) {
-    if config.spec == IndexSpec::Flat || segment.count() < config.flat_below || segment.index().is_some() {
+    if !config.wants_index(segment.count()) || segment.index().is_some() {
         return;
     }
     let path = config.dir.join(file::file_name(segment.id()));
@@ -144,7 +177,8 @@ fn index_segment(config: &Config, segment: &SealedSegment, counters: &IndexCount
             Err(e) => log::warn!("{}: unusable ({e}); rebuilding it from its segment", path.display()),
         }
     }
-    match build(config, segment, &path, stop) {
+    let built = segment.data().and_then(|(_, rows)| config.build(segment, rows, stop));
+    match built {
         Ok(Some(index)) => {
             segment.set_index(index);
             counters.builds.fetch_add(1, Ordering::Relaxed);
@@ -158,18 +192,4 @@ fn index_segment(config: &Config, segment: &SealedSegment, counters: &IndexCount
             );
         }
     }
-}
-
-fn build(
-    config: &Config,
-    segment: &SealedSegment,
-    path: &std::path::Path,
-    stop: &dyn Fn() -> bool,
-) -> Result<Option<SegmentIndex>> {
-    let (_, rows) = segment.data()?;
-    let Some(index) = SegmentIndex::build(config.spec, config.metric, config.dim, segment.id(), rows, stop)? else {
-        return Ok(None);
-    };
-    index.save(path)?;
-    Ok(Some(index))
 }

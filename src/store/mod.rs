@@ -7,113 +7,41 @@ pub(crate) mod apply;
 pub(crate) mod compact;
 pub(crate) mod history;
 pub(crate) mod indexer;
+pub(crate) mod install;
 pub(crate) mod lock;
+pub(crate) mod lookup;
 pub(crate) mod open;
 pub(crate) mod publish;
-pub(crate) mod recall;
 pub(crate) mod seal;
 pub(crate) mod snapshot;
+pub(crate) mod state;
 pub(crate) mod training;
-pub(crate) mod validate;
 pub(crate) mod verify;
-pub(crate) mod version;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
+use crate::durability::Durability;
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::meta::MetaStore;
-use crate::options::{Durability, Options};
+use crate::options::Options;
+use crate::query::plan::{self, Space};
 use crate::query::{Hit, Query};
-use crate::segment::Location;
 use crate::train::TrainReport;
+use crate::validate;
 use crate::wal::record::{self, EVENT_BYTES};
-use crate::wal::writer::{SyncShared, WalWriter};
+use crate::wal::writer::SyncShared;
 use crate::wal::{frame, Position};
-use apply::Core;
 pub use compact::CompactReport;
-use history::Histories;
 use lock::DirLock;
 pub use open::RecoveryReport;
 pub use snapshot::{restore, SnapshotInfo};
-pub use training::TrainerStats;
+use state::{Shared, WriteState};
+pub use training::{RoundKind, TrainerStats};
 pub use verify::VerifyReport;
-use version::Version;
-
-/// What readers and the write path share.
-pub(crate) struct Shared {
-    pub path: PathBuf,
-    pub wal_dir: PathBuf,
-    pub segments_dir: PathBuf,
-    pub opts: Options,
-    pub meta: Arc<dyn MetaStore>,
-    pub version: ArcSwap<Version>,
-    pub histories: Histories,
-    pub indexer: indexer::Indexer,
-    /// Sealed rows retired (deleted or superseded) since the last
-    /// checkpoint: id -> its old row. The registry in the metadata still
-    /// names them until the checkpoint commits these.
-    pub retired: Mutex<HashMap<u64, Location>>,
-    /// Counts sealed-row retirements; bumped before each one is visible, so
-    /// a reader that found an item missing can tell whether a retirement
-    /// (an upsert moving the item, its new row published first) ran while
-    /// it looked (see `recall::get`).
-    pub retirements: std::sync::atomic::AtomicU64,
-    /// Trained stores: the trainer.
-    pub trainer: Option<training::Trainer>,
-}
-
-impl Shared {
-    /// The sealed row that holds `id`, if it is live in a sealed segment.
-    pub fn sealed_location(&self, id: u64) -> Result<Option<Location>> {
-        if let Some(directory) = &self.version.load().directory {
-            return Ok(directory.get(&id).copied());
-        }
-        if self.retired.lock().contains_key(&id) {
-            return Ok(None);
-        }
-        self.meta.location(id)
-    }
-
-    /// The retirements to commit with the next checkpoint.
-    pub fn pending_retirements(&self) -> Vec<(u64, Location)> {
-        self.retired.lock().iter().map(|(id, at)| (*id, *at)).collect()
-    }
-}
-
-/// Everything behind the write lock.
-pub(crate) struct WriteState {
-    core: Core,
-    wal: WalWriter,
-    /// The log end at the last checkpoint, to decide when the next is due.
-    checkpointed_at: Position,
-    payload: Vec<u8>,
-    frames: Vec<u8>,
-    meta: Arc<dyn MetaStore>,
-}
-
-impl WriteState {
-    /// Frames and appends the payload built by `encode`; returns where the
-    /// record starts and ends in the log.
-    fn log(&mut self, encode: impl FnOnce(&mut Vec<u8>)) -> Result<(Position, Position)> {
-        if self.meta.failed() {
-            // A failed metadata write leaves a checkpoint impossible until
-            // reopen; accepting writes meanwhile would only grow the log.
-            self.wal.poison();
-        }
-        self.payload.clear();
-        encode(&mut self.payload);
-        self.frames.clear();
-        frame::encode_into(&mut self.frames, &self.payload);
-        self.wal.append(&self.frames)
-    }
-}
 
 /// Events per log record: keeps a frame well under `frame::MAX_PAYLOAD`.
 const EVENTS_PER_RECORD: usize = (frame::MAX_PAYLOAD - 64) / EVENT_BYTES / 2;
@@ -258,7 +186,7 @@ impl Store {
         let seq = w.core.next_seq;
         let (start, end) = w.log(|out| record::encode_upsert(out, seq, id, vector))?;
         w.core.next_seq += 1;
-        if self.shared.version.load().growing.is_full() {
+        if self.shared.catalog.version.load().growing.is_full() {
             // Sealing checkpoints up to this record: its bytes must be in
             // the file before the checkpoint names a later position.
             w.wal.write_pending()?;
@@ -284,17 +212,18 @@ impl Store {
     /// the new one is swapped in whole. Returns at once, with the current
     /// generation, when nothing is new.
     pub fn train(&self) -> Result<TrainReport> {
-        training::round(&self.shared, &self.write, false, &|_| {})
+        training::round(&self.shared, &self.write, RoundKind::Incremental, &|_| {})
     }
 
     /// Retrains from scratch on every history, then publishes.
     pub fn train_full(&self) -> Result<TrainReport> {
-        training::round(&self.shared, &self.write, true, &|_| {})
+        training::round(&self.shared, &self.write, RoundKind::Full, &|_| {})
     }
 
-    /// `train` or `train_full`, calling `progress` with the fraction done.
-    pub fn train_with_progress(&self, full: bool, progress: &(dyn Fn(f64) + Sync)) -> Result<TrainReport> {
-        training::round(&self.shared, &self.write, full, progress)
+    /// `train` ([`RoundKind::Incremental`]) or `train_full`
+    /// ([`RoundKind::Full`]), calling `progress` with the fraction done.
+    pub fn train_with_progress(&self, kind: RoundKind, progress: &(dyn Fn(f64) + Sync)) -> Result<TrainReport> {
+        training::round(&self.shared, &self.write, kind, progress)
     }
 
     /// Deletes `id`. Returns false (and logs nothing) if it was not there.
@@ -318,18 +247,19 @@ impl Store {
     }
 
     fn contains(&self, id: u64) -> Result<bool> {
-        Ok(self.shared.version.load().growing.row_of(id).is_some() || self.shared.sealed_location(id)?.is_some())
+        Ok(self.shared.catalog.version.load().growing.row_of(id).is_some()
+            || self.shared.catalog.sealed_location(id)?.is_some())
     }
 
     /// The stored vector of `id` (normalised under cosine), if it is live.
     pub fn get(&self, id: u64) -> Result<Option<Vec<f32>>> {
-        recall::get(&self.shared, id)
+        lookup::get(&self.shared, id)
     }
 
     /// Every live item id (sealed segments in id order, then the growing
     /// segment), as of the current version.
     pub fn ids(&self) -> Result<Vec<u64>> {
-        let version = self.shared.version.load_full();
+        let version = self.shared.catalog.version.load_full();
         let mut out = Vec::with_capacity(version.live_rows());
         for segment in &version.sealed {
             let (ids, _) = segment.data()?;
@@ -359,7 +289,13 @@ impl Store {
     /// The nearest neighbours for `query`, nearest first. Never waits for
     /// writers: it searches the version current when it starts.
     pub fn knn(&self, query: &Query) -> Result<Vec<Hit>> {
-        recall::knn(&self.shared, query)
+        let shared = &*self.shared;
+        let version = shared.catalog.version.load_full();
+        let space = Space {
+            metric: shared.opts.metric,
+            dim: shared.opts.dim,
+        };
+        plan::knn(shared, &version, space, query)
     }
 
     /// Makes every earlier write durable and checkpoints, so that reopening
@@ -370,22 +306,13 @@ impl Store {
         // A checkpoint frees whole log files only: start a new one so the
         // bytes before the checkpoint can go.
         w.wal.rotate_if_above(1 << 20)?;
-        let end = w.wal.end();
-        let w = &mut *w;
-        seal::checkpoint(&self.shared, &mut w.core, end)?;
-        w.checkpointed_at = end;
-        Ok(())
+        w.checkpoint_at_end(|core, end| seal::checkpoint(&self.shared, core, end))
     }
 
     /// Seals the growing segment into a file now, instead of when it fills.
     pub fn seal(&self) -> Result<()> {
         let mut w = self.write.lock();
-        w.wal.write_pending()?;
-        let end = w.wal.end();
-        let w = &mut *w;
-        seal::seal(&self.shared, &mut w.core, end)?;
-        w.checkpointed_at = end;
-        Ok(())
+        w.checkpoint_at_end(|core, end| seal::seal(&self.shared, core, end))
     }
 
     /// Blocks until every sealed segment queued for indexing has its index
@@ -397,7 +324,7 @@ impl Store {
 
     /// Counts of rows, segments and bytes.
     pub fn stats(&self) -> Result<Stats> {
-        let version = self.shared.version.load_full();
+        let version = self.shared.catalog.version.load_full();
         let counters = &self.shared.indexer.counters;
         let wal_bytes = crate::fsutil::dir_size(&self.shared.wal_dir)?;
         let (cached_histories, cached_history_bytes) = self.shared.histories.cached();
@@ -444,10 +371,7 @@ impl Store {
         if since < self.shared.opts.checkpoint_wal_bytes {
             return Ok(());
         }
-        w.wal.write_pending()?;
-        seal::checkpoint(&self.shared, &mut w.core, end)?;
-        w.checkpointed_at = end;
-        Ok(())
+        w.checkpoint_at_end(|core, end| seal::checkpoint(&self.shared, core, end))
     }
 
     /// Tells the group commit that a synced write is on its way.

@@ -4,16 +4,15 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
-use super::apply::{self, Core};
+use super::apply;
 use super::history::Histories;
 use super::indexer::Indexer;
 use super::lock::DirLock;
+use super::state::{Catalog, ManifestState, Shared, WriteState};
 use super::training::{self, Trainer};
-use super::version::Version;
-use super::{Shared, Store, WriteState};
+use super::Store;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{self, TMP_SUFFIX};
 use crate::index::file as index_file;
@@ -25,6 +24,7 @@ use crate::segment::growing::GrowingSegment;
 use crate::segment::sealed::{self, SealedSegment};
 use crate::segment::Location;
 use crate::train::state::{self, TrainerState};
+use crate::version::Version;
 use crate::wal::replay;
 use crate::wal::writer::WalWriter;
 
@@ -127,18 +127,16 @@ pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
         segments_dir: segments_dir.clone(),
         histories: Histories::new(Arc::clone(&meta), opts.history_len, opts.history_cache_bytes),
         indexer: Indexer::start(segments_dir.clone(), opts.index, opts.metric, opts.dim, opts.flat_below),
+        catalog: Catalog::new(version, Arc::clone(&meta)),
         meta,
-        retired: Mutex::new(HashMap::new()),
-        retirements: std::sync::atomic::AtomicU64::new(0),
         trainer,
         opts: opts.clone(),
-        version: ArcSwap::from_pointee(version),
     });
-    let mut core = Core {
+    let mut core = ManifestState {
         next_seq: manifest.next_seq,
         manifest: manifest.clone(),
     };
-    for segment in &shared.version.load().sealed {
+    for segment in &shared.catalog.version.load().sealed {
         shared.indexer.submit(Arc::clone(segment));
     }
     let end = replay::replay(&wal_dir, manifest.checkpoint, |start, record| {

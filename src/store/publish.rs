@@ -15,38 +15,28 @@
 //! the next open removes likewise. Readers hold whichever version they
 //! loaded, so a query sees one generation from start to end.
 
-use std::collections::HashMap;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
 
 use parking_lot::Mutex;
 
-use super::seal;
-use super::version::Version;
-use super::{Shared, WriteState};
-use crate::error::{IoContext, Result};
-use crate::index::{file as index_file, IndexSpec, SegmentIndex};
-use crate::meta::records::{SegmentEntry, TrainerEntry};
+use super::install::{self, Growing, Installation, Placement};
+use super::state::{Shared, WriteState};
+use crate::error::Result;
+use crate::meta::records::TrainerEntry;
 use crate::segment::growing::GrowingSegment;
-use crate::segment::sealed::{self, SealedSegment};
 use crate::segment::Location;
 use crate::train::state::{self, TrainerState};
+use crate::version::Version;
 
 pub(crate) fn publish(shared: &Shared, write: &Mutex<WriteState>, next: &TrainerState) -> Result<()> {
     let dim = shared.opts.dim;
     let per_segment = shared.opts.segment_rows;
     let pieces = next.len().div_ceil(per_segment);
-    let first_id = {
-        let mut w = write.lock();
-        let id = w.core.manifest.next_segment_id;
-        w.core.manifest.next_segment_id += pieces as u64 + 1;
-        id
-    };
+    let first_id = write.lock().core.reserve_segment_ids(pieces as u64 + 1);
     let trainer_file = first_id + pieces as u64;
 
     // (1) Everything of the new generation, written aside.
     let mut segments = Vec::with_capacity(pieces);
-    let mut entries = Vec::with_capacity(pieces);
     let mut directory = HashMap::with_capacity(next.len());
     for (p, ids) in next.ids.chunks(per_segment.max(1)).enumerate() {
         let id = first_id + p as u64;
@@ -54,7 +44,7 @@ pub(crate) fn publish(shared: &Shared, write: &Mutex<WriteState>, next: &Trainer
         let mut values = Vec::with_capacity(ids.len() * dim);
         for (r, item) in ids.iter().enumerate() {
             let row = next.row((start + r) as u32);
-            let v = super::validate::prepare_vector(shared.opts.metric, dim, row, || format!("trained item {item}"))?;
+            let v = crate::validate::prepare_vector(shared.opts.metric, dim, row, || format!("trained item {item}"))?;
             values.extend_from_slice(&v);
             directory.insert(
                 *item,
@@ -64,85 +54,39 @@ pub(crate) fn publish(shared: &Shared, write: &Mutex<WriteState>, next: &Trainer
                 },
             );
         }
-        let path = shared.segments_dir.join(sealed::file_name(id));
-        sealed::write(&path, id, dim, ids, &values)?;
-        let segment = SealedSegment::open(&path, id, dim)?;
-        segment.trust_fresh();
-        if shared.opts.index != IndexSpec::Flat && ids.len() >= shared.opts.flat_below {
-            let never = || false;
-            let built = SegmentIndex::build(shared.opts.index, shared.opts.metric, dim, id, &values, &never)?;
-            if let Some(index) = built {
-                index.save(&shared.segments_dir.join(index_file::file_name(id)))?;
-                segment.set_index(index);
-                shared.indexer.counters.builds.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        segments.push(Arc::new(segment));
-        entries.push(SegmentEntry {
-            id,
-            rows: ids.len() as u64,
-        });
+        segments.push(install::write_indexed_segment(shared, id, ids, &values)?);
     }
     next.write(&shared.segments_dir.join(state::file_name(trainer_file)))?;
 
     // (2) + (3) Under the write lock: carry over, commit, swap.
-    let (old, old_snapshot, old_trainer, checkpoint) = {
-        let mut w = write.lock();
-        w.wal.write_pending()?;
-        let end = w.wal.end();
-        let current = shared.version.load_full();
+    let obsolete = write.lock().checkpoint_at_end(|core, end| {
+        let current = shared.catalog.version.load_full();
         let (carry_ids, carry_values) = carry_over(&current, &directory, dim)?;
         let growing = GrowingSegment::new(dim, per_segment.max(carry_ids.len()));
         for (id, row) in carry_ids.iter().zip(carry_values.chunks_exact(dim)) {
             growing.push(*id, row);
         }
-        let mut manifest = w.core.manifest.clone();
-        let old = std::mem::replace(&mut manifest.segments, entries);
-        let old_snapshot = manifest.growing.take();
-        let old_trainer = manifest.trainer.replace(TrainerEntry {
+        let mut change = Installation::new(Growing::Replaced(growing));
+        change.removed = core.manifest.segments.iter().map(|s| s.id).collect();
+        change.added = segments;
+        change.placement = Placement::Directory(directory);
+        change.trainer = Some(TrainerEntry {
             file_id: trainer_file,
             generation: next.generation,
         });
-        if !carry_ids.is_empty() {
-            manifest.growing = Some(seal::write_rows(
-                shared,
-                &mut manifest,
-                sealed::snapshot_file_name,
-                &carry_ids,
-                &carry_values,
-            )?);
-        }
-        let w = &mut *w;
-        seal::commit_manifest(shared, &mut w.core, manifest, end, &[])?;
-        shared.version.store(Arc::new(Version {
-            sealed: segments,
-            growing: Arc::new(growing),
-            directory: Some(Arc::new(directory)),
-            forwards: Arc::clone(&current.forwards),
-        }));
-        w.checkpointed_at = end;
-        (old, old_snapshot, old_trainer, end)
-    };
+        install::install(shared, core, end, change)
+    })?;
 
     // (4) The old generation's files.
-    for entry in old {
-        seal::remove_segment_files(shared, entry.id)?;
-    }
-    if let Some(t) = old_trainer {
-        let path = shared.segments_dir.join(state::file_name(t.file_id));
-        std::fs::remove_file(&path).at(&path)?;
-    }
-    seal::remove_snapshot(shared, old_snapshot)?;
-    crate::fsutil::sync_dir(&shared.segments_dir)?;
-    seal::remove_wal_before(shared, checkpoint.file_no)
+    obsolete.remove(shared)
 }
 
 /// The live rows of `version` whose items the new generation does not hold:
 /// provisional vectors of items first seen after the round's cut.
 fn carry_over(version: &Version, directory: &HashMap<u64, Location>, dim: usize) -> Result<(Vec<u64>, Vec<f32>)> {
     let (mut ids, mut values) = (Vec::new(), Vec::new());
-    let mut taken = std::collections::HashSet::new();
-    let (g_ids, g_values) = seal::live_growing_rows(&version.growing, dim);
+    let mut taken = HashSet::new();
+    let (g_ids, g_values) = version.growing.live_copy();
     for (id, row) in g_ids.iter().zip(g_values.chunks_exact(dim)) {
         if !directory.contains_key(id) && taken.insert(*id) {
             ids.push(*id);

@@ -60,10 +60,7 @@ impl Store {
     fn snapshot_into(&self, tmp: &Path, dest: &Path) -> Result<SnapshotInfo> {
         let mut w = self.write.lock();
         w.wal.sync_all()?;
-        let end = w.wal.end();
-        let w = &mut *w;
-        seal::checkpoint(&self.shared, &mut w.core, end)?;
-        w.checkpointed_at = end;
+        w.checkpoint_at_end(|core, end| seal::checkpoint(&self.shared, core, end))?;
         let live = live_segment_files(&w.core.manifest);
         let mut info = SnapshotInfo {
             path: dest.to_path_buf(),

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::{publish, Shared, WriteState};
+use super::publish;
+use super::state::{Shared, WriteState};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::train::round::{self, Stopped, TrainReport};
@@ -89,13 +90,25 @@ impl Trainer {
     }
 }
 
-/// Runs one round: incremental, or full when `full` (or the options, or a
-/// store never trained) says so. `progress` gets the fraction of training
+/// What a training round trains on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RoundKind {
+    /// The events since the last round, warm-started from its vectors (a
+    /// full retrain when the store was never trained, or when
+    /// `TrainOptions::full_retrain` asks for it).
+    #[default]
+    Incremental,
+    /// Every history, from scratch.
+    Full,
+}
+
+/// Runs one round of `kind` (full also when the options, or a store never
+/// trained, say so). `progress` gets the fraction of training
 /// done.
 pub(crate) fn round(
     shared: &Shared,
     write: &Mutex<WriteState>,
-    full: bool,
+    kind: RoundKind,
     progress: &(dyn Fn(f64) + Sync),
 ) -> Result<TrainReport> {
     let trainer = shared.trainer.as_ref().ok_or_else(|| Error::NotTrained {
@@ -111,7 +124,7 @@ pub(crate) fn round(
     let current = trainer.current.lock().clone();
     let gather_seconds = started.elapsed().as_secs_f64();
     let keep_going = || !trainer.stop.load(Ordering::Acquire);
-    let full = full || trainer.opts.full_retrain;
+    let full = kind == RoundKind::Full || trainer.opts.full_retrain;
     let outcome = round::run(&current, &users, cut, &trainer.opts, full, &keep_going, progress);
     let report = match outcome {
         None => TrainReport {
@@ -153,7 +166,7 @@ pub(crate) fn round(
 /// item whose users touched nothing with a vector gets none until a round
 /// trains it.
 pub(crate) fn provisional_vectors(shared: &Shared, events: &[Event]) -> Result<Vec<(u64, Vec<f32>)>> {
-    let version = shared.version.load();
+    let version = shared.catalog.version.load();
     let dim = shared.opts.dim;
     let mut out: Vec<(u64, Vec<f32>)> = Vec::new();
     if version.rows() == 0 {
@@ -213,7 +226,7 @@ pub(crate) fn spawn_background(shared: Arc<Shared>, write: Arc<Mutex<WriteState>
                 if !(by_count || by_time) || trainer.stop.load(Ordering::Acquire) {
                     continue;
                 }
-                match round(&shared, &write, false, &|_| {}) {
+                match round(&shared, &write, RoundKind::Incremental, &|_| {}) {
                     Ok(r) => log::info!(
                         "background round: generation {}, {} new events, {:.2} s",
                         r.generation,

@@ -38,7 +38,7 @@ impl Store {
     pub fn verify(&self) -> Result<VerifyReport> {
         let shared = &self.shared;
         let manifest = self.write.lock().core.manifest.clone();
-        let version = shared.version.load_full();
+        let version = shared.catalog.version.load_full();
         let mut report = VerifyReport::default();
         let dir = &shared.segments_dir;
         let mut named = HashSet::new();
@@ -162,13 +162,13 @@ impl Store {
 
 fn check_registry(
     store: &Store,
-    version: &super::version::Version,
+    version: &crate::version::Version,
     manifest: &crate::meta::records::Manifest,
     report: &mut VerifyReport,
 ) -> Result<()> {
     let meta_path = store.shared.path.join("meta");
     let segments: HashMap<u64, u64> = manifest.segments.iter().map(|s| (s.id, s.rows)).collect();
-    let retired = store.shared.pending_retirements();
+    let retired = store.shared.catalog.pending_retirements();
     let retired: HashSet<u64> = retired.iter().map(|(id, _)| *id).collect();
     for (id, at) in store.shared.meta.registry()? {
         report.entries_checked += 1;

@@ -16,7 +16,7 @@
 
 use super::hogwild::HogwildMatrix;
 use super::sigmoid::{SigmoidFn, MAX_EXP};
-use crate::query::kernels::dot;
+use crate::kernels::dot;
 
 /// Context rows per batch: bounds how many pair gradients are summed into
 /// one step of a target row (large sums from whole-history contexts would

@@ -21,8 +21,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::{file, Position};
+use crate::durability::Durability;
 use crate::error::{Error, IoContext, Result};
-use crate::options::Durability;
 
 /// Under `Durability::None`, bytes wait in memory until this many pile up.
 const PENDING_LIMIT: usize = 1 << 20;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use emberdb::{Durability, Hit, Options, Query, Store};
+use emberdb::{Durability, Hit, Options, Query, RoundKind, Store};
 
 /// A progress bar over `len` steps on a terminal; hidden otherwise (when
 /// output goes to a file or a pipe).
@@ -51,7 +51,14 @@ pub fn train(a: TrainArgs) -> Result<(), String> {
     let store = open_existing(&a.store).map_err(|e| e.to_string())?;
     let bar = progress(1_000, "training");
     let r = store
-        .train_with_progress(a.full, &|f| bar.set_position((f * 1_000.0) as u64))
+        .train_with_progress(
+            if a.full {
+                RoundKind::Full
+            } else {
+                RoundKind::Incremental
+            },
+            &|f| bar.set_position((f * 1_000.0) as u64),
+        )
         .map_err(|e| e.to_string())?;
     bar.finish_and_clear();
     println!(

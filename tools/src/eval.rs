@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
-use emberdb::{Durability, Event, Options, Pooling, Query, Sigmoid, Store, TrainOptions, TrainReport};
+use emberdb::{Durability, Event, Options, Pooling, Query, RoundKind, Sigmoid, Store, TrainOptions, TrainReport};
 
 #[derive(Args, Debug, Clone)]
 pub struct EvalArgs {
@@ -283,7 +283,7 @@ pub fn run(a: EvalArgs) -> Result<(), String> {
     let started = Instant::now();
     let bar = crate::cmd::progress(1_000, "training");
     let full = store
-        .train_with_progress(true, &|f| bar.set_position((f * 1_000.0) as u64))
+        .train_with_progress(RoundKind::Full, &|f| bar.set_position((f * 1_000.0) as u64))
         .map_err(|e| e.to_string())?;
     bar.finish_and_clear();
     let full_wall = started.elapsed().as_secs_f64();

@@ -86,7 +86,12 @@ pub struct CompactArgs {
 
 pub fn compact(a: CompactArgs) -> Result<(), String> {
     let store = open_existing(&a.store).map_err(|e| e.to_string())?;
-    let r = store.compact(a.dry_run).map_err(|e| e.to_string())?;
+    let r = if a.dry_run {
+        store.compact_dry_run()
+    } else {
+        store.compact()
+    }
+    .map_err(|e| e.to_string())?;
     if r.segments_in == 0 {
         println!("nothing to compact ({} bytes)", r.bytes_before);
         return Ok(());

@@ -1,8 +1,10 @@
-//! Distance kernels. Written as eight independent accumulators over
-//! `chunks_exact(8)` so the compiler turns them into SIMD (AVX2 + FMA with
-//! the crate's `target-cpu`), with no `unsafe`.
+//! Distance kernels, shared by the search (`query`) and the trainer
+//! (`train`): a leaf module, so neither imports the other. Written as eight
+//! independent accumulators over `chunks_exact(8)` so the compiler turns
+//! them into SIMD (AVX2 + FMA with the crate's `target-cpu`), with no
+//! `unsafe`.
 
-use crate::options::Metric;
+use crate::metric::Metric;
 
 #[inline]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {

@@ -5,8 +5,7 @@ use std::borrow::Cow;
 
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::options::Metric;
-use crate::query::MAX_K;
+use crate::metric::Metric;
 
 /// Checks `vector` and returns it as stored: normalised under cosine.
 pub(crate) fn prepare_vector(
@@ -41,13 +40,6 @@ pub(crate) fn prepare_vector(
         return Err(Error::ZeroVector { context: context() });
     }
     Ok(Cow::Owned(out))
-}
-
-pub(crate) fn check_k(k: usize) -> Result<()> {
-    if k == 0 || k > MAX_K {
-        return Err(Error::InvalidK { k, max: MAX_K });
-    }
-    Ok(())
 }
 
 pub(crate) fn check_events(events: &[Event]) -> Result<()> {

@@ -1,0 +1,172 @@
+//! Query planning: what to search for, and what to leave out, for each
+//! kind of query. A vector is searched as given; an item by its stored
+//! vector, itself excluded; a user by the pooled vectors of their recent
+//! items (`Pooling`), and seeds by each recent item in turn, merged by
+//! recency; both leave the user's seen items out. Every lookup of a query
+//! and its search use one loaded version, so a query never mixes two
+//! generations of trained vectors.
+
+use std::collections::{HashMap, HashSet};
+
+use super::search::{self, Plan};
+use super::{Hit, Pooling, Query, Target, SEED_RECENT_ITEMS, USER_RECENT_ITEMS};
+use crate::error::{Error, Result};
+use crate::index::SearchKnobs;
+use crate::kernels::nearness;
+use crate::metric::Metric;
+use crate::validate;
+use crate::version::Version;
+
+/// What planning needs from the store: the stored vector of an item (as
+/// of `version`) and a user's history, oldest first.
+pub(crate) trait Lookups {
+    fn vector(&self, version: &Version, id: u64) -> Result<Option<Vec<f32>>>;
+    fn history(&self, user: u64) -> Result<Vec<u64>>;
+}
+
+/// The vectors searched: their metric and dimension.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Space {
+    pub metric: Metric,
+    pub dim: usize,
+}
+
+/// The hits of `query` in `version`, nearest first.
+pub(crate) fn knn(lookups: &dyn Lookups, version: &Version, space: Space, query: &Query) -> Result<Vec<Hit>> {
+    query.check()?;
+    match &query.target {
+        Target::Vector(v) => {
+            let v = validate::prepare_vector(space.metric, space.dim, v, || "the query".to_string())?;
+            search_with(version, space.metric, &v, query, &|_| false, 0)
+        }
+        Target::Item(id) => {
+            let id = *id;
+            let v = lookups.vector(version, id)?.ok_or(Error::UnknownItem { id })?;
+            search_with(version, space.metric, &v, query, &|hit| hit == id, 1)
+        }
+        Target::User(user) => {
+            let (recent, seen) = user_items(lookups, *user, query, USER_RECENT_ITEMS)?;
+            let Some(v) = pool(lookups, version, space, &recent, query.pooling)? else {
+                return Ok(Vec::new());
+            };
+            search_with(version, space.metric, &v, query, &|id| seen.contains(&id), seen.len())
+        }
+        Target::Seeds(user) => seeds(lookups, version, space.metric, *user, query),
+    }
+}
+
+/// The user's most recent distinct items (newest first, up to `recent`)
+/// and the set of items to exclude (all the history, unless `include_seen`).
+fn user_items(
+    lookups: &dyn Lookups,
+    user: u64,
+    query: &Query,
+    default_recent: usize,
+) -> Result<(Vec<u64>, HashSet<u64>)> {
+    let history = lookups.history(user)?;
+    if history.is_empty() {
+        return Err(Error::UnknownUser { id: user });
+    }
+    let n = query.recent.unwrap_or(default_recent).max(1);
+    let mut recent = Vec::with_capacity(n);
+    for item in history.iter().rev() {
+        if recent.len() == n {
+            break;
+        }
+        if !recent.contains(item) {
+            recent.push(*item);
+        }
+    }
+    let seen = if query.include_seen {
+        HashSet::new()
+    } else {
+        history.into_iter().collect()
+    };
+    Ok((recent, seen))
+}
+
+/// The pooled query vector of `items`, or None if none has a vector.
+fn pool(
+    lookups: &dyn Lookups,
+    version: &Version,
+    space: Space,
+    items: &[u64],
+    pooling: Pooling,
+) -> Result<Option<Vec<f32>>> {
+    let dim = space.dim;
+    let mut pooled: Option<Vec<f32>> = None;
+    for item in items {
+        let Some(v) = lookups.vector(version, *item)? else {
+            continue;
+        };
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm == 0.0 {
+            continue;
+        }
+        let acc = pooled.get_or_insert_with(|| match pooling {
+            Pooling::Mean => vec![0.0; dim],
+            Pooling::Max => vec![f32::NEG_INFINITY; dim],
+        });
+        for (a, x) in acc.iter_mut().zip(&v) {
+            match pooling {
+                Pooling::Mean => *a += x / norm,
+                Pooling::Max => *a = a.max(x / norm),
+            }
+        }
+    }
+    let Some(v) = pooled else { return Ok(None) };
+    match validate::prepare_vector(space.metric, dim, &v, || "the pooled user vector".to_string()) {
+        Ok(v) => Ok(Some(v.into_owned())),
+        // Opposite vectors can cancel out: nothing to search from.
+        Err(Error::ZeroVector { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn seeds(lookups: &dyn Lookups, version: &Version, metric: Metric, user: u64, query: &Query) -> Result<Vec<Hit>> {
+    let (recent, seen) = user_items(lookups, user, query, SEED_RECENT_ITEMS)?;
+    let mut merged: HashMap<u64, f32> = HashMap::new();
+    let mut rank = 0;
+    for seed in &recent {
+        let Some(v) = lookups.vector(version, *seed)? else {
+            continue;
+        };
+        let weight = 1.0 / (rank as f32 + 1.0);
+        rank += 1;
+        let seed = *seed;
+        let exclude = |id: u64| id == seed || seen.contains(&id);
+        let hits = search_with(version, metric, &v, query, &exclude, seen.len() + 1)?;
+        for hit in hits {
+            *merged.entry(hit.id).or_insert(0.0) += weight * nearness(metric, hit.score);
+        }
+    }
+    let mut hits: Vec<Hit> = merged.into_iter().map(|(id, score)| Hit { id, score }).collect();
+    hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+    hits.truncate(query.k);
+    Ok(hits)
+}
+
+fn search_with(
+    version: &Version,
+    metric: Metric,
+    v: &[f32],
+    query: &Query,
+    exclude: &dyn Fn(u64) -> bool,
+    excluded: usize,
+) -> Result<Vec<Hit>> {
+    search::search(
+        version,
+        metric,
+        v,
+        &Plan {
+            k: query.k,
+            exact: query.exact,
+            knobs: SearchKnobs {
+                ef_search: query.ef_search,
+                nprobe: query.nprobe,
+            },
+            exclude,
+            excluded,
+        },
+    )
+}

@@ -1,0 +1,103 @@
+//! Looking items up by id: in the growing segment, then through the item
+//! registry (host-fed stores) or the version's directory (trained stores).
+//! This is the store's side of a query; the planning is `query::plan`'s.
+
+use super::state::Shared;
+use crate::error::{Error, Result};
+use crate::query::plan::Lookups;
+use crate::version::Version;
+
+/// The stored vector of `id`, live in `version` (or, for host-fed stores,
+/// in the current version: see [`get`]).
+fn vector_of(shared: &Shared, version: &Version, id: u64) -> Result<Option<Vec<f32>>> {
+    if version.directory.is_some() {
+        return trained_vector(version, id);
+    }
+    get(shared, id)
+}
+
+/// A trained version's vector of `id`. An upsert (a provisional vector)
+/// publishes its growing row before it kills the sealed one, so a lookup
+/// that missed the growing segment and then found the sealed row dead
+/// looks at the growing segment once more before answering "absent".
+fn trained_vector(version: &Version, id: u64) -> Result<Option<Vec<f32>>> {
+    match version.trained_row(id)? {
+        Some(row) => Ok(Some(row.to_vec())),
+        None => Ok(version.trained_row(id)?.map(<[f32]>::to_vec)),
+    }
+}
+
+/// One look for `id` in `version`: found, absent, or registered in a
+/// segment the version does not hold yet.
+enum Lookup {
+    Found(Option<Vec<f32>>),
+    Ahead(u64),
+}
+
+fn lookup(shared: &Shared, version: &Version, id: u64) -> Result<Lookup> {
+    if let Some(row) = version.growing.row_of(id) {
+        return Ok(Lookup::Found(version.growing.row(row).map(<[f32]>::to_vec)));
+    }
+    let Some(at) = shared.catalog.sealed_location(id)? else {
+        return Ok(Lookup::Found(None));
+    };
+    let at = version.resolve(at);
+    match version.segment(at.segment) {
+        Some(segment) if segment.dead().is_dead(at.row as usize) => Ok(Lookup::Found(None)),
+        Some(segment) => Ok(Lookup::Found(segment.row(at.row)?.map(<[f32]>::to_vec))),
+        None => Ok(Lookup::Ahead(at.segment)),
+    }
+}
+
+/// The stored vector of `id` (normalised under cosine), if it is live.
+pub(crate) fn get(shared: &Shared, id: u64) -> Result<Option<Vec<f32>>> {
+    // The registry changes in the metadata commit of a seal or compaction,
+    // the version a moment later (after the flush, under the write lock):
+    // a registry entry can name a segment one version ahead. Such a window
+    // lasts one fsync; wait it out rather than fail.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        // An upsert publishes the new row before it retires the sealed one
+        // and bumps `retirements` before the retirement is visible. So an
+        // absent answer is true unless a retirement ran during the look
+        // (then the look may have missed the new row and found the old one
+        // retired): look again. The count is read before the version, so
+        // that a retirement it already counts had its new row, and the
+        // version holding that row, published before the look began.
+        let before = shared.catalog.retirements.load(std::sync::atomic::Ordering::Acquire);
+        let version = shared.catalog.version.load_full();
+        if version.directory.is_some() {
+            return trained_vector(&version, id);
+        }
+        let segment = match lookup(shared, &version, id)? {
+            Lookup::Found(Some(v)) => return Ok(Some(v)),
+            Lookup::Found(None) => {
+                if shared.catalog.retirements.load(std::sync::atomic::Ordering::Acquire) == before
+                    || std::time::Instant::now() >= deadline
+                {
+                    return Ok(None);
+                }
+                continue;
+            }
+            Lookup::Ahead(segment) => segment,
+        };
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::Corruption {
+                file: shared.path.join("meta"),
+                offset: 0,
+                reason: format!("the registry places item {id} in segment {segment}, which is not in the manifest"),
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_micros(100));
+    }
+}
+
+impl Lookups for Shared {
+    fn vector(&self, version: &Version, id: u64) -> Result<Option<Vec<f32>>> {
+        vector_of(self, version, id)
+    }
+
+    fn history(&self, user: u64) -> Result<Vec<u64>> {
+        self.histories.items(user)
+    }
+}
