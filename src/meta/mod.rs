@@ -6,6 +6,7 @@
 mod engine;
 pub(crate) mod records;
 pub(crate) mod sled_meta;
+mod sled_records;
 
 use crate::error::Result;
 use crate::segment::Location;

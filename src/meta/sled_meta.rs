@@ -1,17 +1,15 @@
 //! The metadata store of a store directory: which sled database is live
 //! (`meta/CURRENT` and its generations), and the boundary that keeps sled's
 //! failures and panics from reaching the caller as anything but a typed
-//! error. One database is an [`Engine`].
+//! error. One database is an [`Engine`]; the records are kept as
+//! `sled_records` says.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::engine::Engine;
-use super::records::{Forward, Manifest, StoredConfig, UserHistory};
-use super::{Commit, MetaStore};
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::segment::Location;
 
 const CURRENT_MAGIC: &[u8; 8] = b"EMBERMET";
 const CURRENT_VERSION: u32 = 1;
@@ -23,18 +21,18 @@ const CURRENT_VERSION: u32 = 1;
 /// and switches `CURRENT` to it: sled never gives back the space of
 /// deleted keys, and a compaction that deleted most items wants it back.
 pub(crate) struct SledMeta {
-    root: PathBuf,
+    pub(super) root: PathBuf,
     cache_bytes: u64,
     /// Set when sled panicked (on bytes it read from disk): see `read`.
     panicked: std::sync::atomic::AtomicBool,
     /// Set by the first failed write or flush: sled keeps failing after an
     /// I/O error (it records a global error) even once space returns, so
     /// the store stops writing until it is reopened.
-    failed: std::sync::atomic::AtomicBool,
-    engine: parking_lot::RwLock<(u64, Arc<Engine>)>,
+    pub(super) failed: std::sync::atomic::AtomicBool,
+    pub(super) engine: parking_lot::RwLock<(u64, Arc<Engine>)>,
 }
 
-fn db_dir(root: &Path, generation: u64) -> PathBuf {
+pub(super) fn db_dir(root: &Path, generation: u64) -> PathBuf {
     root.join(format!("db-{generation:020}"))
 }
 
@@ -91,7 +89,7 @@ fn catch_sled_panic<T>(file: &Path, what: &str, f: impl FnOnce() -> Result<T>) -
 
 /// The generations of the `db-*` directories under `root`, ascending. A
 /// name that does not parse as `db-<number>` is not ours and is left alone.
-fn list_generations(root: &Path) -> Result<Vec<u64>> {
+pub(super) fn list_generations(root: &Path) -> Result<Vec<u64>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(root).map_err(|source| Error::Io {
         path: root.to_path_buf(),
@@ -190,7 +188,7 @@ impl SledMeta {
 
     /// A read of the live database, with sled's panics caught (see
     /// [`catch_sled_panic`]).
-    fn read<T>(&self, what: &str, f: impl FnOnce(&Engine) -> Result<T>) -> Result<T> {
+    pub(super) fn read<T>(&self, what: &str, f: impl FnOnce(&Engine) -> Result<T>) -> Result<T> {
         self.refuse_if_panicked()?;
         let engine = self.current();
         self.guarded(what, || f(&engine))
@@ -198,14 +196,14 @@ impl SledMeta {
 
     /// A write of the live database: refused after an earlier failure,
     /// remembered when it fails, sled's panics caught.
-    fn write<T>(&self, what: &str, f: impl FnOnce(&Engine) -> Result<T>) -> Result<T> {
+    pub(super) fn write<T>(&self, what: &str, f: impl FnOnce(&Engine) -> Result<T>) -> Result<T> {
         self.refuse_if_failed()?;
         let engine = self.current();
         let result = self.guarded(what, || f(&engine));
         self.noted(result)
     }
 
-    fn guarded<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    pub(super) fn guarded<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let file = db_dir(&self.root, self.engine.read().0).join("db");
         let result = catch_sled_panic(&file, what, f);
         if matches!(&result, Err(Error::Corruption { reason, .. }) if reason.starts_with(SLED_PANIC)) {
@@ -231,8 +229,8 @@ impl SledMeta {
     /// Refuses a write after an earlier one failed: sled would fail it
     /// anyway (with its recorded error), and the answer the caller needs
     /// is that the store must be reopened.
-    fn refuse_if_failed(&self) -> Result<()> {
-        if self.failed() {
+    pub(super) fn refuse_if_failed(&self) -> Result<()> {
+        if self.failed.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(Error::Poisoned {
                 path: fsutil::parent_of(&self.root).to_path_buf(),
             });
@@ -241,7 +239,7 @@ impl SledMeta {
     }
 
     /// Passes a write's result on, remembering a failure.
-    fn noted<T>(&self, result: Result<T>) -> Result<T> {
+    pub(super) fn noted<T>(&self, result: Result<T>) -> Result<T> {
         if result.is_err() {
             self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
         }
@@ -249,71 +247,8 @@ impl SledMeta {
     }
 }
 
-impl MetaStore for SledMeta {
-    fn load_config(&self) -> Result<Option<StoredConfig>> {
-        self.read("the configuration", |e| e.load_config())
-    }
-    fn save_config(&self, config: &StoredConfig) -> Result<()> {
-        self.write("the configuration", |e| e.save_config(config))
-    }
-    fn load_manifest(&self) -> Result<Option<Manifest>> {
-        self.read("the manifest", |e| e.load_manifest())
-    }
-    fn save_manifest(&self, manifest: &Manifest) -> Result<()> {
-        self.write("the manifest", |e| e.save_manifest(manifest))
-    }
-    fn commit(&self, commit: &Commit) -> Result<()> {
-        self.write("a catalog batch", |e| e.commit(commit))
-    }
-    fn load_forwards(&self) -> Result<Vec<Forward>> {
-        self.read("the forwards", |e| e.load_forwards())
-    }
-    fn location(&self, id: u64) -> Result<Option<Location>> {
-        self.read("a registry entry", |e| e.location(id))
-    }
-    fn registry(&self) -> Result<Vec<(u64, Location)>> {
-        self.read("the registry", |e| e.registry())
-    }
-    fn dead_rows(&self) -> Result<Vec<Location>> {
-        self.read("the dead rows", |e| e.dead_rows())
-    }
-    fn load_history(&self, user: u64) -> Result<Option<UserHistory>> {
-        self.read("a user history", |e| e.load_history(user))
-    }
-    fn for_each_history(&self, f: &mut dyn FnMut(u64, UserHistory) -> Result<()>) -> Result<()> {
-        self.read("the user histories", |e| e.for_each_history(f))
-    }
-    fn save_histories(&self, histories: &[(u64, UserHistory)]) -> Result<()> {
-        self.write("user histories", |e| e.save_histories(histories))
-    }
-    fn flush(&self) -> Result<()> {
-        self.write("a flush", |e| e.flush())
-    }
-    fn failed(&self) -> bool {
-        self.failed.load(std::sync::atomic::Ordering::SeqCst)
-    }
-    fn disk_bytes(&self) -> Result<u64> {
-        fsutil::dir_size(&self.root)
-    }
-    fn strays(&self) -> Result<Vec<PathBuf>> {
-        let live = self.engine.read().0;
-        Ok(list_generations(&self.root)?
-            .into_iter()
-            .filter(|g| *g != live)
-            .map(|g| db_dir(&self.root, g))
-            .collect())
-    }
-
-    /// The caller holds the store's write lock: nothing writes meanwhile.
-    fn rebuild(&self) -> Result<()> {
-        self.refuse_if_failed()?;
-        let result = self.guarded("a rebuild", || self.rebuild_into_next());
-        self.noted(result)
-    }
-}
-
 impl SledMeta {
-    fn rebuild_into_next(&self) -> Result<()> {
+    pub(super) fn rebuild_into_next(&self) -> Result<()> {
         let (generation, old) = {
             let e = self.engine.read();
             (e.0, Arc::clone(&e.1))
@@ -356,6 +291,7 @@ impl SledMeta {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::meta::MetaStore;
 
     #[test]
     fn a_panic_inside_sled_becomes_corruption_naming_the_file() {

@@ -15,6 +15,7 @@ pub(crate) mod publish;
 pub(crate) mod seal;
 pub(crate) mod snapshot;
 pub(crate) mod state;
+pub(crate) mod trainer;
 pub(crate) mod training;
 pub(crate) mod verify;
 
@@ -40,7 +41,8 @@ use lock::DirLock;
 pub use open::RecoveryReport;
 pub use snapshot::{restore, SnapshotInfo};
 use state::{Shared, WriteState};
-pub use training::{RoundKind, TrainerStats};
+pub use trainer::TrainerStats;
+pub use training::RoundKind;
 pub use verify::VerifyReport;
 
 /// Events per log record: keeps a frame well under `frame::MAX_PAYLOAD`.

@@ -18,7 +18,8 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use super::history::Histories;
-use super::{indexer, training};
+use super::indexer;
+use super::trainer::Trainer;
 use crate::error::Result;
 use crate::meta::records::Manifest;
 use crate::meta::MetaStore;
@@ -40,7 +41,7 @@ pub(crate) struct Shared {
     pub histories: Histories,
     pub indexer: indexer::Indexer,
     /// Trained stores: the trainer.
-    pub trainer: Option<training::Trainer>,
+    pub trainer: Option<Trainer>,
 }
 
 /// The rows readers can see: the current [`Version`], and the item

@@ -1,0 +1,207 @@
+//! How each metadata record is kept in sled: the [`MetaStore`] interface
+//! over [`SledMeta`]. Every call runs inside `SledMeta::read` or `write`,
+//! which refuse after a failure and turn sled's panics into `Corruption`
+//! naming the file; the string each passes names what was read, for that
+//! error. Key layout: see `engine`.
+
+use std::path::PathBuf;
+
+use super::engine::{dead_key, registry_key, CONFIG_KEY, DEAD_PREFIX, FORWARDS_KEY, MANIFEST_KEY, REGISTRY_PREFIX};
+use super::records::{Forward, Manifest, StoredConfig, UserHistory};
+use super::sled_meta::{db_dir, list_generations, SledMeta};
+use super::{Commit, MetaStore};
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::segment::Location;
+
+impl MetaStore for SledMeta {
+    fn save_histories(&self, histories: &[(u64, UserHistory)]) -> Result<()> {
+        self.write("user histories", |db| {
+            let mut batch = sled::Batch::default();
+            for (user, history) in histories {
+                batch.insert(&user.to_be_bytes()[..], codec::encode(history, "history")?);
+            }
+            db.histories.apply_batch(batch).map_err(|e| db.err(e))
+        })
+    }
+
+    fn load_config(&self) -> Result<Option<StoredConfig>> {
+        self.read("the configuration", |db| {
+            db.get_record(&db.catalog, CONFIG_KEY, "config")
+        })
+    }
+
+    fn save_config(&self, config: &StoredConfig) -> Result<()> {
+        self.write("the configuration", |db| {
+            let bytes = codec::encode(config, "config")?;
+            db.catalog.insert(CONFIG_KEY, bytes).map_err(|e| db.err(e))?;
+            Ok(())
+        })
+    }
+
+    fn load_manifest(&self) -> Result<Option<Manifest>> {
+        self.read("the manifest", |db| {
+            db.get_record(&db.catalog, MANIFEST_KEY, "manifest")
+        })
+    }
+
+    fn save_manifest(&self, manifest: &Manifest) -> Result<()> {
+        self.write("the manifest", |db| {
+            let bytes = codec::encode(manifest, "manifest")?;
+            db.catalog.insert(MANIFEST_KEY, bytes).map_err(|e| db.err(e))?;
+            Ok(())
+        })
+    }
+
+    fn commit(&self, c: &Commit) -> Result<()> {
+        self.write("a catalog batch", |db| {
+            let Commit {
+                manifest,
+                retired,
+                rows,
+                dropped_segments,
+                dead,
+                forwards,
+            } = *c;
+            // A batch holds one operation per key, the last given: an id retired
+            // from an old segment and registered in the new one ends registered.
+            let mut batch = sled::Batch::default();
+            if let Some(forwards) = forwards {
+                batch.insert(FORWARDS_KEY, codec::encode(&forwards.to_vec(), "forwards")?);
+            }
+            for (id, at) in retired {
+                batch.remove(&registry_key(*id)[..]);
+                batch.insert(&dead_key(*at)[..], &[][..]);
+            }
+            for (id, at) in rows {
+                batch.insert(&registry_key(*id)[..], codec::encode(at, "registry")?);
+            }
+            for segment in dropped_segments {
+                let mut prefix = [0u8; 9];
+                prefix[0] = DEAD_PREFIX;
+                prefix[1..].copy_from_slice(&segment.to_be_bytes());
+                for entry in db.catalog.scan_prefix(prefix) {
+                    let (key, _) = entry.map_err(|e| db.err(e))?;
+                    batch.remove(key);
+                }
+                // Retirements of rows in a dropped segment record nothing.
+                for (_, at) in retired.iter().filter(|(_, at)| at.segment == *segment) {
+                    batch.remove(&dead_key(*at)[..]);
+                }
+            }
+            for at in dead {
+                batch.insert(&dead_key(*at)[..], &[][..]);
+            }
+            batch.insert(MANIFEST_KEY, codec::encode(manifest, "manifest")?);
+            db.catalog.apply_batch(batch).map_err(|e| db.err(e))
+        })
+    }
+
+    fn load_forwards(&self) -> Result<Vec<Forward>> {
+        self.read("the forwards", |db| {
+            Ok(db
+                .get_record(&db.catalog, FORWARDS_KEY, "forwards")?
+                .unwrap_or_default())
+        })
+    }
+
+    fn location(&self, id: u64) -> Result<Option<Location>> {
+        self.read("a registry entry", |db| {
+            db.get_record(&db.catalog, &registry_key(id), &format!("registry entry of item {id}"))
+        })
+    }
+
+    fn registry(&self) -> Result<Vec<(u64, Location)>> {
+        self.read("the registry", |db| {
+            let mut out = Vec::new();
+            for entry in db.catalog.scan_prefix([REGISTRY_PREFIX]) {
+                let (key, value) = entry.map_err(|e| db.err(e))?;
+                let id = <[u8; 8]>::try_from(&key[1..])
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| Error::Corruption {
+                        file: db.path.clone(),
+                        offset: 0,
+                        reason: format!("registry key of {} bytes", key.len()),
+                    })?;
+                out.push((id, codec::decode(&value, &format!("registry entry of item {id}"))?));
+            }
+            Ok(out)
+        })
+    }
+
+    fn dead_rows(&self) -> Result<Vec<Location>> {
+        self.read("the dead rows", |db| {
+            let mut out = Vec::new();
+            for entry in db.catalog.scan_prefix([DEAD_PREFIX]) {
+                let (key, _) = entry.map_err(|e| db.err(e))?;
+                if key.len() != 13 {
+                    return Err(Error::Codec {
+                        context: format!("{} dead-row key", db.path.display()),
+                        reason: format!("key of {} bytes, expected 13", key.len()),
+                    });
+                }
+                let mut seg = [0u8; 8];
+                seg.copy_from_slice(&key[1..9]);
+                let mut row = [0u8; 4];
+                row.copy_from_slice(&key[9..13]);
+                out.push(Location {
+                    segment: u64::from_be_bytes(seg),
+                    row: u32::from_be_bytes(row),
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn load_history(&self, user: u64) -> Result<Option<UserHistory>> {
+        self.read("a user history", |db| {
+            db.get_record(&db.histories, &user.to_be_bytes(), &format!("history of user {user}"))
+        })
+    }
+
+    fn for_each_history(&self, f: &mut dyn FnMut(u64, UserHistory) -> Result<()>) -> Result<()> {
+        self.read("the user histories", |db| {
+            for kv in db.histories.iter() {
+                let (key, value) = kv.map_err(|e| db.err(e))?;
+                let user = <[u8; 8]>::try_from(&key[..])
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| Error::Corruption {
+                        file: db.path.clone(),
+                        offset: 0,
+                        reason: format!("history key of {} bytes", key.len()),
+                    })?;
+                f(user, codec::decode(&value, &format!("history of user {user}"))?)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.write("a flush", |db| db.flush())
+    }
+
+    fn failed(&self) -> bool {
+        self.failed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn disk_bytes(&self) -> Result<u64> {
+        fsutil::dir_size(&self.root)
+    }
+
+    fn strays(&self) -> Result<Vec<PathBuf>> {
+        let live = self.engine.read().0;
+        Ok(list_generations(&self.root)?
+            .into_iter()
+            .filter(|g| *g != live)
+            .map(|g| db_dir(&self.root, g))
+            .collect())
+    }
+
+    /// The caller holds the store's write lock: nothing writes meanwhile.
+    fn rebuild(&self) -> Result<()> {
+        self.refuse_if_failed()?;
+        let result = self.guarded("a rebuild", || self.rebuild_into_next());
+        self.noted(result)
+    }
+}

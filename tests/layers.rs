@@ -1,0 +1,198 @@
+//! The crate's modules import only downward (ARCHITECTURE.md, "Layers"):
+//! every `crate::` and `super::` path in a module's code (tests aside) must
+//! point at a module of a lower layer, or inside the module's own layer
+//! without a cycle. Read from the sources, so a new upward import or cycle
+//! fails here before it settles in.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Top-level modules by layer, lowest first. A module may import modules of
+/// its own or lower layers; within one top-level module, files must not
+/// import each other in a cycle.
+const LAYERS: &[&[&str]] = &[
+    &["error"],
+    &["event", "codec", "stamp", "fsutil", "metric", "durability"],
+    &["kernels", "validate"],
+    &["wal", "index", "train"],
+    &["segment", "options"],
+    &["meta"],
+    &["version"],
+    &["query"],
+    &["store"],
+    &["crate"],
+];
+
+fn layer_of(top: &str) -> usize {
+    LAYERS
+        .iter()
+        .position(|layer| layer.contains(&top))
+        .unwrap_or_else(|| panic!("module `{top}` is in no layer: add it to LAYERS and ARCHITECTURE.md"))
+}
+
+/// Module path (`store::seal`, `crate` for lib.rs) -> its source, tests cut.
+fn modules(src: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut dirs = vec![src.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let rel = path.strip_prefix(src).unwrap().with_extension("");
+            let mut parts: Vec<String> = rel.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+            if matches!(parts.last().map(String::as_str), Some("mod" | "lib")) {
+                parts.pop();
+            }
+            let name = if parts.is_empty() {
+                "crate".to_string()
+            } else {
+                parts.join("::")
+            };
+            let text = std::fs::read_to_string(&path).unwrap();
+            let code = match text.find("#[cfg(test)]") {
+                Some(i) => text[..i].to_string(),
+                None => text,
+            };
+            out.insert(name, code);
+        }
+    }
+    out
+}
+
+/// The longest prefix of `path` that names a module.
+fn resolve(modules: &BTreeMap<String, String>, path: &[&str]) -> Option<String> {
+    (1..=path.len())
+        .rev()
+        .map(|n| path[..n].join("::"))
+        .find(|candidate| modules.contains_key(candidate))
+}
+
+fn ident_run(s: &str) -> Vec<&str> {
+    let end = s
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .unwrap_or(s.len());
+    s[..end].split("::").filter(|p| !p.is_empty()).collect()
+}
+
+/// The modules that module `name` (source `code`) imports.
+fn imports(modules: &BTreeMap<String, String>, name: &str, code: &str) -> BTreeSet<String> {
+    let parent: Vec<&str> = if name == "crate" {
+        Vec::new()
+    } else {
+        let mut p: Vec<&str> = name.split("::").collect();
+        p.pop();
+        p
+    };
+    let mut out = BTreeSet::new();
+    for (i, _) in code.match_indices("crate::") {
+        let path = ident_run(&code[i + "crate::".len()..]);
+        if let Some(m) = resolve(modules, &path) {
+            out.insert(m);
+        }
+    }
+    for (i, _) in code.match_indices("super::") {
+        let rest = &code[i + "super::".len()..];
+        let names: Vec<Vec<&str>> = if let Some(group) = rest.strip_prefix('{') {
+            let group = &group[..group.find('}').unwrap_or(group.len())];
+            group.split(',').map(|g| ident_run(g.trim())).collect()
+        } else {
+            vec![ident_run(rest)]
+        };
+        for path in names {
+            let full: Vec<&str> = parent.iter().copied().chain(path.iter().copied()).collect();
+            match resolve(modules, &full) {
+                Some(m) if m.len() > parent.join("::").len() => {
+                    out.insert(m);
+                }
+                // A name the parent module defines (its facade type).
+                _ if !parent.is_empty() => {
+                    out.insert(parent.join("::"));
+                }
+                _ => {}
+            }
+        }
+    }
+    out.remove(name);
+    out
+}
+
+#[test]
+fn modules_import_only_downward_and_without_cycles() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let modules = modules(&src);
+    let graph: BTreeMap<String, BTreeSet<String>> = modules
+        .iter()
+        .map(|(name, code)| (name.clone(), imports(&modules, name, code)))
+        .collect();
+    let top = |m: &str| m.split("::").next().unwrap_or(m).to_string();
+
+    let mut upward = Vec::new();
+    for (from, tos) in &graph {
+        for to in tos {
+            if layer_of(&top(to)) > layer_of(&top(from)) {
+                upward.push(format!("{from} -> {to}"));
+            }
+        }
+    }
+    assert!(upward.is_empty(), "imports pointing up a layer: {upward:#?}");
+
+    // Cycles: a submodule naming its parent's facade (`super::Store`) is the
+    // one allowed way up, so edges into an ancestor are left out.
+    let edges = |m: &str| -> Vec<String> {
+        graph[m]
+            .iter()
+            .filter(|to| !m.starts_with(&format!("{to}::")) && to.as_str() != "crate")
+            .cloned()
+            .collect()
+    };
+    let mut state: BTreeMap<String, u8> = BTreeMap::new();
+    let mut cycles = Vec::new();
+    fn visit(
+        m: &str,
+        edges: &dyn Fn(&str) -> Vec<String>,
+        state: &mut BTreeMap<String, u8>,
+        stack: &mut Vec<String>,
+        cycles: &mut Vec<String>,
+    ) {
+        state.insert(m.to_string(), 1);
+        stack.push(m.to_string());
+        for next in edges(m) {
+            match state.get(&next) {
+                Some(1) => {
+                    let start = stack.iter().position(|s| *s == next).unwrap_or(0);
+                    cycles.push(format!("{} -> {next}", stack[start..].join(" -> ")));
+                }
+                Some(_) => {}
+                None => visit(&next, edges, state, stack, cycles),
+            }
+        }
+        stack.pop();
+        state.insert(m.to_string(), 2);
+    }
+    for m in graph.keys() {
+        if !state.contains_key(m) {
+            visit(m, &edges, &mut state, &mut Vec::new(), &mut cycles);
+        }
+    }
+    assert!(cycles.is_empty(), "import cycles: {cycles:#?}");
+}
+
+#[test]
+fn the_checker_sees_an_upward_import_and_a_cycle() {
+    let mut modules = BTreeMap::new();
+    modules.insert("wal".to_string(), "use crate::store::Store;".to_string());
+    modules.insert("store".to_string(), String::new());
+    modules.insert("store::a".to_string(), "use super::b::X;".to_string());
+    modules.insert("store::b".to_string(), "use super::{a, Shared};".to_string());
+    assert!(imports(&modules, "wal", &modules["wal"]).contains("store"));
+    let a = imports(&modules, "store::a", &modules["store::a"]);
+    let b = imports(&modules, "store::b", &modules["store::b"]);
+    assert!(a.contains("store::b"), "{a:?}");
+    assert!(b.contains("store::a") && b.contains("store"), "{b:?}");
+}
