@@ -1,6 +1,8 @@
 //! The envelope around every serde record we store (sled values): bincode 2
 //! inside our own versioned, checksummed frame, so a flipped bit is an error
-//! and the codec can be swapped by bumping the version.
+//! and the codec can be swapped by bumping the version: a later build that
+//! moves off bincode writes version 2 and still reads version 1 bodies with
+//! bincode, and this build refuses version 2 with `Error::NewerFormat`.
 //!
 //! | bytes | field | meaning |
 //! |---|---|---|
@@ -48,7 +50,16 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], context: &str) -> Result
         )));
     }
     let version = u16::from_le_bytes([bytes[0], bytes[1]]);
-    if version == 0 || version > ENVELOPE_VERSION {
+    if version > ENVELOPE_VERSION {
+        // Written by a newer emberdb: say so, rather than "corrupt". The
+        // record is named by its context (the database and key).
+        return Err(Error::NewerFormat {
+            path: context.into(),
+            found: version.into(),
+            supported: ENVELOPE_VERSION.into(),
+        });
+    }
+    if version == 0 {
         return Err(corrupt(format!(
             "envelope version {version} is not one this build reads (1..={ENVELOPE_VERSION})"
         )));
@@ -85,6 +96,6 @@ mod tests {
         let mut bytes = encode(&1u32, "test").unwrap();
         bytes[0] = 9;
         let err = decode::<u32>(&bytes, "test").unwrap_err();
-        assert!(err.to_string().contains("version 9"), "{err}");
+        assert!(matches!(err, Error::NewerFormat { found: 9, supported: 1, .. }), "{err}");
     }
 }

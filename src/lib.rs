@@ -12,6 +12,12 @@
 //!
 //! See `ARCHITECTURE.md` for the layers and the on-disk formats.
 
+// Segment files, index files and the trainer's matrices are cast between
+// bytes and numbers in place (bytemuck, zero-copy mmap), which assumes the
+// little-endian layout they are written in.
+#[cfg(target_endian = "big")]
+compile_error!("emberdb reads its files zero-copy as little-endian: big-endian targets are not supported");
+
 mod codec;
 mod durability;
 mod error;

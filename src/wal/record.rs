@@ -102,16 +102,34 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes a payload. The error says what is wrong; the caller adds the file
-/// and offset. A payload whose version is newer than ours is reported as such.
-pub(crate) fn decode(payload: &[u8]) -> Result<Record, String> {
+/// Why a payload (whose frame checksum held) does not decode.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Undecodable {
+    /// Written by a newer emberdb: this record version.
+    Newer(u8),
+    /// Malformed: what is wrong (the caller adds the file and offset).
+    Malformed(String),
+}
+
+impl From<String> for Undecodable {
+    fn from(reason: String) -> Self {
+        Undecodable::Malformed(reason)
+    }
+}
+
+/// Decodes a payload. A payload whose version is newer than ours is
+/// reported as such, so that the store says "newer format", not "corrupt".
+pub(crate) fn decode(payload: &[u8]) -> Result<Record, Undecodable> {
     let mut r = Reader { bytes: payload, at: 0 };
     let head = r.take(2)?;
+    if head[0] > RECORD_VERSION {
+        return Err(Undecodable::Newer(head[0]));
+    }
     if head[0] != RECORD_VERSION {
-        return Err(format!(
+        return Err(Undecodable::Malformed(format!(
             "record version {} is not one this build reads ({RECORD_VERSION})",
             head[0]
-        ));
+        )));
     }
     let kind = head[1];
     let seq = r.u64()?;
@@ -119,10 +137,10 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Record, String> {
         KIND_EVENTS => {
             let count = r.u32()? as usize;
             if payload.len() != PREFIX + 4 + count * EVENT_BYTES {
-                return Err(format!(
+                return Err(Undecodable::Malformed(format!(
                     "events record of {} bytes cannot hold {count} events",
                     payload.len()
-                ));
+                )));
             }
             let mut events = Vec::with_capacity(count);
             for _ in 0..count {
@@ -139,19 +157,19 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Record, String> {
             let id = r.u64()?;
             let dim = r.u32()? as usize;
             if payload.len() != PREFIX + 12 + dim * 4 {
-                return Err(format!(
+                return Err(Undecodable::Malformed(format!(
                     "upsert record of {} bytes cannot hold {dim} floats",
                     payload.len()
-                ));
+                )));
             }
             let vector = (0..dim).map(|_| r.f32()).collect::<Result<_, _>>()?;
             Record::Upsert { seq, id, vector }
         }
         KIND_DELETE => Record::Delete { seq, id: r.u64()? },
-        other => return Err(format!("unknown record kind {other}")),
+        other => return Err(Undecodable::Malformed(format!("unknown record kind {other}"))),
     };
     if r.at != payload.len() {
-        return Err(format!("{} trailing bytes after the record", payload.len() - r.at));
+        return Err(Undecodable::Malformed(format!("{} trailing bytes after the record", payload.len() - r.at)));
     }
     Ok(record)
 }

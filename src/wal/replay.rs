@@ -120,10 +120,17 @@ pub(crate) fn replay(
         loop {
             match frame::parse_at(&bytes, offset) {
                 Parsed::Frame { payload, next } => {
-                    let record = record::decode(payload).map_err(|reason| Error::Corruption {
-                        file: path.clone(),
-                        offset: offset as u64,
-                        reason,
+                    let record = record::decode(payload).map_err(|why| match why {
+                        record::Undecodable::Newer(found) => Error::NewerFormat {
+                            path: path.clone(),
+                            found: found.into(),
+                            supported: record::RECORD_VERSION.into(),
+                        },
+                        record::Undecodable::Malformed(reason) => Error::Corruption {
+                            file: path.clone(),
+                            offset: offset as u64,
+                            reason,
+                        },
                     })?;
                     apply(
                         Position {
