@@ -96,6 +96,16 @@ mod tests {
         let mut bytes = encode(&1u32, "test").unwrap();
         bytes[0] = 9;
         let err = decode::<u32>(&bytes, "test").unwrap_err();
-        assert!(matches!(err, Error::NewerFormat { found: 9, supported: 1, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                Error::NewerFormat {
+                    found: 9,
+                    supported: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 }

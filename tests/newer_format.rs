@@ -32,7 +32,11 @@ fn a_log_record_of_a_newer_version_is_newer_format() {
     std::fs::write(&wal, &bytes).unwrap();
 
     match Store::open(dir.path(), Options::new(4)) {
-        Err(Error::NewerFormat { path, found: 2, supported: 1 }) => assert_eq!(path, wal),
+        Err(Error::NewerFormat {
+            path,
+            found: 2,
+            supported: 1,
+        }) => assert_eq!(path, wal),
         Err(other) => panic!("expected NewerFormat, got {other}"),
         Ok(_) => panic!("a newer log record was accepted"),
     }
@@ -57,7 +61,11 @@ fn a_metadata_record_of_a_newer_version_is_newer_format() {
         db.flush().unwrap();
     }
     match Store::open(dir.path(), Options::new(4)) {
-        Err(Error::NewerFormat { path, found: 2, supported: 1 }) => {
+        Err(Error::NewerFormat {
+            path,
+            found: 2,
+            supported: 1,
+        }) => {
             assert!(path.to_string_lossy().contains("manifest"), "{}", path.display())
         }
         Err(other) => panic!("expected NewerFormat, got {other}"),

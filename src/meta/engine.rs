@@ -107,6 +107,13 @@ impl Engine {
         }
     }
 
+    /// Writes `value` under `key` in the catalog tree.
+    pub(super) fn put_record<T: serde::Serialize>(&self, key: &[u8], value: &T, what: &str) -> Result<()> {
+        let bytes = codec::encode(value, what)?;
+        self.catalog.insert(key, bytes).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     pub(super) fn get_record<T: serde::de::DeserializeOwned>(
         &self,
         tree: &sled::Tree,

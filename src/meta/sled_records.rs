@@ -33,11 +33,7 @@ impl MetaStore for SledMeta {
     }
 
     fn save_config(&self, config: &StoredConfig) -> Result<()> {
-        self.write("the configuration", |db| {
-            let bytes = codec::encode(config, "config")?;
-            db.catalog.insert(CONFIG_KEY, bytes).map_err(|e| db.err(e))?;
-            Ok(())
-        })
+        self.write("the configuration", |db| db.put_record(CONFIG_KEY, config, "config"))
     }
 
     fn load_manifest(&self) -> Result<Option<Manifest>> {
@@ -47,11 +43,7 @@ impl MetaStore for SledMeta {
     }
 
     fn save_manifest(&self, manifest: &Manifest) -> Result<()> {
-        self.write("the manifest", |db| {
-            let bytes = codec::encode(manifest, "manifest")?;
-            db.catalog.insert(MANIFEST_KEY, bytes).map_err(|e| db.err(e))?;
-            Ok(())
-        })
+        self.write("the manifest", |db| db.put_record(MANIFEST_KEY, manifest, "manifest"))
     }
 
     fn commit(&self, c: &Commit) -> Result<()> {

@@ -169,7 +169,10 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Record, Undecodable> {
         other => return Err(Undecodable::Malformed(format!("unknown record kind {other}"))),
     };
     if r.at != payload.len() {
-        return Err(Undecodable::Malformed(format!("{} trailing bytes after the record", payload.len() - r.at)));
+        return Err(Undecodable::Malformed(format!(
+            "{} trailing bytes after the record",
+            payload.len() - r.at
+        )));
     }
     Ok(record)
 }
