@@ -211,6 +211,9 @@ mod tests {
             assert!(decode(&buf[..cut]).is_err(), "cut at {cut}");
         }
         buf[1] = 77;
-        assert!(decode(&buf).unwrap_err().contains("unknown record kind"));
+        assert!(matches!(decode(&buf), Err(Undecodable::Malformed(r)) if r.contains("unknown record kind")));
+        buf[1] = 2;
+        buf[0] = RECORD_VERSION + 1;
+        assert_eq!(decode(&buf), Err(Undecodable::Newer(RECORD_VERSION + 1)));
     }
 }
