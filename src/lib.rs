@@ -12,6 +12,9 @@
 //!
 //! See `ARCHITECTURE.md` for the layers and the on-disk formats.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 // Segment files, index files and the trainer's matrices are cast between
 // bytes and numbers in place (bytemuck, zero-copy mmap), which assumes the
 // little-endian layout they are written in.
@@ -41,6 +44,7 @@ pub use durability::Durability;
 pub use error::{Error, Result};
 pub use event::Event;
 pub use index::IndexSpec;
+pub use kernels::{simd_level, SimdLevel};
 pub use metric::Metric;
 pub use options::{Options, MAX_DIM};
 pub use query::{Hit, Pooling, Query, MAX_K, SEED_RECENT_ITEMS, USER_RECENT_ITEMS};

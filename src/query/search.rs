@@ -13,7 +13,7 @@ use super::topk::TopK;
 use super::Hit;
 use crate::error::Result;
 use crate::index::SearchKnobs;
-use crate::kernels::{nearness, score};
+use crate::kernels::{nearness, score_rows};
 use crate::metric::Metric;
 use crate::segment::tombstones::Tombstones;
 use crate::version::Version;
@@ -25,22 +25,31 @@ struct Probe<'a> {
     exclude: &'a dyn Fn(u64) -> bool,
 }
 
+/// Rows scored per kernel call: one dispatch per block, and the block's
+/// scores (1 KiB) stay in L1 while they are filtered.
+const SCAN_BLOCK: usize = 256;
+
 impl Probe<'_> {
     /// Scans `ids.len()` contiguous rows starting at row `first_row` of a
     /// segment, skipping dead rows and excluded ids, into `top`.
     fn scan(&self, first_row: usize, ids: &[u64], rows: &[f32], dead: &Tombstones, top: &mut TopK) {
-        let dim = self.query.len();
+        let dim = self.query.len().max(1);
         let any_dead = dead.count() > 0;
-        for (r, (id, row)) in ids.iter().zip(rows.chunks_exact(dim)).enumerate() {
-            let s = score(self.metric, self.query, row);
-            let near = nearness(self.metric, s);
-            if near < top.threshold() {
-                continue;
+        let mut block_scores = [0f32; SCAN_BLOCK];
+        for (b, (block_ids, block_rows)) in ids.chunks(SCAN_BLOCK).zip(rows.chunks(SCAN_BLOCK * dim)).enumerate() {
+            let scores = &mut block_scores[..block_ids.len()];
+            score_rows(self.metric, self.query, block_rows, scores);
+            for (i, (id, &s)) in block_ids.iter().zip(scores.iter()).enumerate() {
+                let near = nearness(self.metric, s);
+                if near < top.threshold() {
+                    continue;
+                }
+                let r = first_row + b * SCAN_BLOCK + i;
+                if (any_dead && dead.is_dead(r)) || (self.exclude)(*id) {
+                    continue;
+                }
+                top.push(near, Hit { id: *id, score: s });
             }
-            if (any_dead && dead.is_dead(first_row + r)) || (self.exclude)(*id) {
-                continue;
-            }
-            top.push(near, Hit { id: *id, score: s });
         }
     }
 }

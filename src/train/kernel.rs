@@ -14,9 +14,9 @@
 //! once per pair, and the popular rows, which every thread touches, are the
 //! targets and negatives.
 
-use super::hogwild::HogwildMatrix;
+use super::hogwild::{add_to_row, load_row, HogwildMatrix};
 use super::sigmoid::{SigmoidFn, MAX_EXP};
-use crate::kernels::dot;
+use crate::kernels::{dispatch, Isa, WithIsa};
 
 /// Context rows per batch: bounds how many pair gradients are summed into
 /// one step of a target row (large sums from whole-history contexts would
@@ -47,8 +47,54 @@ impl Scratch {
 /// `dim`, the caller's copies of input rows, updated in place) against
 /// `targets` of `output` (the positive target first, then the negatives).
 /// Row `skip` of `x`, if any, sits out (it is the target's own position).
+/// Runs on the instruction-set level detected at run time.
 #[inline]
 pub(crate) fn sgns_batch(
+    x: &mut [f32],
+    skip: Option<usize>,
+    output: &HogwildMatrix<'_>,
+    targets: &[u32],
+    alpha: f32,
+    sigmoid: &SigmoidFn,
+    scratch: &mut Scratch,
+) {
+    struct Step<'s, 'm> {
+        x: &'s mut [f32],
+        skip: Option<usize>,
+        output: &'s HogwildMatrix<'m>,
+        targets: &'s [u32],
+        alpha: f32,
+        sigmoid: &'s SigmoidFn,
+        scratch: &'s mut Scratch,
+    }
+    impl WithIsa for Step<'_, '_> {
+        type Output = ();
+        #[inline(always)]
+        fn run<I: Isa>(self) {
+            step::<I>(
+                self.x,
+                self.skip,
+                self.output,
+                self.targets,
+                self.alpha,
+                self.sigmoid,
+                self.scratch,
+            )
+        }
+    }
+    dispatch(Step {
+        x,
+        skip,
+        output,
+        targets,
+        alpha,
+        sigmoid,
+        scratch,
+    })
+}
+
+#[inline(always)]
+fn step<I: Isa>(
     x: &mut [f32],
     skip: Option<usize>,
     output: &HogwildMatrix<'_>,
@@ -72,17 +118,14 @@ pub(crate) fn sgns_batch(
     let (dx, g) = (&mut dx[..c * dim], &mut g[..c * t]);
     let (y, dy) = (&mut y[..t * dim], &mut dy[..t * dim]);
     for (&r, buf) in targets.iter().zip(y.chunks_exact_mut(dim)) {
-        // SAFETY: `row` returned a pointer to `dim` in-bounds elements; see
-        // `HogwildMatrix` for why racing with other training threads is
-        // sound.
-        unsafe { load_row(output.row(r), buf) };
+        load_row::<I>(output.row(r), buf);
     }
     // Scores first, gradients next, then the updates: the dot products are
     // independent of each other, so the core overlaps them instead of
     // waiting on each one's reduction and sigmoid in turn.
     for (xr, gs) in x.chunks_exact(dim).zip(g.chunks_exact_mut(t)) {
         for (yr, gk) in y.chunks_exact(dim).zip(gs.iter_mut()) {
-            *gk = dot(xr, yr);
+            *gk = I::dot(xr, yr);
         }
     }
     for (row, gs) in g.chunks_exact_mut(t).enumerate() {
@@ -106,72 +149,14 @@ pub(crate) fn sgns_batch(
     dy.fill(0.0);
     for ((xr, dxr), gs) in x.chunks_exact(dim).zip(dx.chunks_exact_mut(dim)).zip(g.chunks_exact(t)) {
         for ((yr, dyr), &gk) in y.chunks_exact(dim).zip(dy.chunks_exact_mut(dim)).zip(gs) {
-            axpy_pair(gk, xr, yr, dxr, dyr);
+            I::axpy_pair(gk, xr, yr, dxr, dyr);
         }
     }
     for (xi, di) in x.iter_mut().zip(dx.iter()) {
         *xi += di;
     }
     for (&r, d) in targets.iter().zip(dy.chunks_exact(dim)) {
-        // SAFETY: as above.
-        unsafe { add_to_row(output.row(r), d) };
-    }
-}
-
-/// `dx += g * y; dy += g * x`, eight lanes at a time.
-#[inline(always)]
-fn axpy_pair(g: f32, x: &[f32], y: &[f32], dx: &mut [f32], dy: &mut [f32]) {
-    let lanes = x.len() / 8 * 8;
-    for (((dx8, dy8), x8), y8) in dx[..lanes]
-        .chunks_exact_mut(8)
-        .zip(dy[..lanes].chunks_exact_mut(8))
-        .zip(x[..lanes].chunks_exact(8))
-        .zip(y[..lanes].chunks_exact(8))
-    {
-        for l in 0..8 {
-            dx8[l] = g.mul_add(y8[l], dx8[l]);
-            dy8[l] = g.mul_add(x8[l], dy8[l]);
-        }
-    }
-    for i in lanes..x.len() {
-        dx[i] = g.mul_add(y[i], dx[i]);
-        dy[i] = g.mul_add(x[i], dy[i]);
-    }
-}
-
-/// Copies `buf.len()` values from `p` into `buf`.
-///
-/// # Safety
-/// `p` must point at `buf.len()` readable `f32`s.
-#[inline(always)]
-pub(crate) unsafe fn load_row(p: *const f32, buf: &mut [f32]) {
-    let lanes = buf.len() / 8 * 8;
-    for (c, b8) in buf[..lanes].chunks_exact_mut(8).enumerate() {
-        b8.copy_from_slice(&p.add(c * 8).cast::<[f32; 8]>().read_unaligned());
-    }
-    for (i, b) in buf.iter_mut().enumerate().skip(lanes) {
-        *b = p.add(i).read();
-    }
-}
-
-/// Adds `delta` to the `delta.len()` values at `p`.
-///
-/// # Safety
-/// `p` must point at `delta.len()` readable and writable `f32`s.
-#[inline(always)]
-pub(crate) unsafe fn add_to_row(p: *mut f32, delta: &[f32]) {
-    let lanes = delta.len() / 8 * 8;
-    for (c, d8) in delta[..lanes].chunks_exact(8).enumerate() {
-        let q = p.add(c * 8).cast::<[f32; 8]>();
-        let mut v = q.read_unaligned();
-        for l in 0..8 {
-            v[l] += d8[l];
-        }
-        q.write_unaligned(v);
-    }
-    for (i, d) in delta.iter().enumerate().skip(lanes) {
-        let q = p.add(i);
-        q.write(q.read() + d);
+        add_to_row::<I>(output.row(r), d);
     }
 }
 

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::corpus::Corpus;
-use super::hogwild::HogwildMatrix;
-use super::kernel::{add_to_row, load_row, sgns_batch, Scratch, MAX_BATCH};
+use super::hogwild::{add_to_row_dispatched, load_row_dispatched, HogwildMatrix};
+use super::kernel::{sgns_batch, Scratch, MAX_BATCH};
 use super::rng::Rng;
 use super::sampler::NegativeSampler;
 use super::sigmoid::{Sigmoid, SigmoidFn};
@@ -167,9 +167,7 @@ impl Context<'_, '_> {
                 let n = kept.len();
                 local.resize(n * dim, 0.0);
                 for (&item, buf) in kept.iter().zip(local.chunks_exact_mut(dim)) {
-                    // SAFETY: `row` points at `dim` in-bounds elements; see
-                    // `HogwildMatrix` for the races.
-                    unsafe { load_row(self.input.row(item), buf) };
+                    load_row_dispatched(self.input.row(item), buf);
                 }
                 original.clear();
                 original.extend_from_slice(&local);
@@ -207,8 +205,7 @@ impl Context<'_, '_> {
                     .zip(original.chunks_exact(dim))
                 {
                     now.iter_mut().zip(before).for_each(|(v, b)| *v -= b);
-                    // SAFETY: as above.
-                    unsafe { add_to_row(self.input.row(item), now) };
+                    add_to_row_dispatched(self.input.row(item), now);
                 }
                 tokens += sequence.len() as u64;
                 unreported += sequence.len() as u64;

@@ -1,0 +1,140 @@
+//! Distance kernels, shared by the search (`query`) and the trainer
+//! (`train`): a leaf module, so neither imports the other.
+//!
+//! The arithmetic is written once (`isa.rs`) and compiled for each
+//! instruction-set level; `dispatch.rs` picks the level from the CPU at run
+//! time, so the speed does not depend on the `target-cpu` the crate was
+//! built with. Hot loops (a scan over a segment's rows, a training step) are
+//! dispatched once per call on many rows, not once per dot product.
+
+mod dispatch;
+mod isa;
+
+pub use dispatch::{simd_level, SimdLevel};
+#[cfg(test)]
+pub(crate) use isa::Portable;
+pub(crate) use isa::{dispatch, Isa, WithIsa};
+
+use crate::metric::Metric;
+
+/// Scores of consecutive `query.len()`-wide rows of `rows` into `out` (one
+/// per row; `out` is as long as the rows it scores).
+#[inline]
+pub(crate) fn score_rows(metric: Metric, query: &[f32], rows: &[f32], out: &mut [f32]) {
+    struct ScoreRows<'a> {
+        metric: Metric,
+        query: &'a [f32],
+        rows: &'a [f32],
+        out: &'a mut [f32],
+    }
+    impl WithIsa for ScoreRows<'_> {
+        type Output = ();
+        #[inline(always)]
+        fn run<I: Isa>(self) {
+            let dim = self.query.len().max(1);
+            let rows = self.rows.chunks_exact(dim);
+            match self.metric {
+                Metric::Cosine | Metric::InnerProduct => {
+                    for (row, s) in rows.zip(self.out.iter_mut()) {
+                        *s = I::dot(self.query, row);
+                    }
+                }
+                Metric::L2 => {
+                    for (row, s) in rows.zip(self.out.iter_mut()) {
+                        *s = I::l2_squared(self.query, row);
+                    }
+                }
+            }
+        }
+    }
+    dispatch(ScoreRows {
+        metric,
+        query,
+        rows,
+        out,
+    })
+}
+
+/// A key that sorts nearer hits higher, whatever the metric.
+#[inline]
+pub(crate) fn nearness(metric: Metric, score: f32) -> f32 {
+    match metric {
+        Metric::Cosine | Metric::InnerProduct => score,
+        Metric::L2 => -score,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::isa::Portable;
+    use super::*;
+
+    fn naive(a: &[f32], b: &[f32]) -> (f64, f64) {
+        let dot = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+        let l2 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
+        (dot, l2)
+    }
+
+    fn check<I: Isa>(name: &str) {
+        for dim in [1usize, 7, 8, 9, 15, 16, 17, 64, 67, 128] {
+            let a: Vec<f32> = (0..dim).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..dim).map(|i| (i as f32 * 0.11).cos()).collect();
+            let (want_dot, want_l2) = naive(&a, &b);
+            assert!((I::dot(&a, &b) as f64 - want_dot).abs() < 1e-4, "{name} dot dim {dim}");
+            assert!(
+                (I::l2_squared(&a, &b) as f64 - want_l2).abs() < 1e-4,
+                "{name} l2 dim {dim}"
+            );
+            let (mut dx, mut dy) = (vec![1.0f32; dim], vec![2.0f32; dim]);
+            I::axpy_pair(0.5, &a, &b, &mut dx, &mut dy);
+            for i in 0..dim {
+                assert!(
+                    (dx[i] - (1.0 + 0.5 * b[i])).abs() < 1e-6,
+                    "{name} axpy_pair dx dim {dim}"
+                );
+                assert!(
+                    (dy[i] - (2.0 + 0.5 * a[i])).abs() < 1e-6,
+                    "{name} axpy_pair dy dim {dim}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_level_the_cpu_runs_matches_naive_sums_for_all_tail_lengths() {
+        check::<Portable>("portable");
+        #[cfg(target_arch = "x86_64")]
+        {
+            // Called inside each level's target_feature entry point, as the
+            // store calls them, and only where the CPU has the level.
+            struct Check;
+            impl WithIsa for Check {
+                type Output = ();
+                #[inline(always)]
+                fn run<I: Isa>(self) {
+                    check::<I>("dispatched");
+                }
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU has the features (checked just above).
+                unsafe { isa::run_avx2(Check) };
+            }
+        }
+    }
+
+    #[test]
+    fn score_rows_scores_every_row_under_each_metric() {
+        let dim = 19;
+        let query: Vec<f32> = (0..dim).map(|i| i as f32 * 0.1).collect();
+        let rows: Vec<f32> = (0..dim * 37).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+        for metric in [Metric::InnerProduct, Metric::L2] {
+            let mut out = vec![0f32; 37];
+            score_rows(metric, &query, &rows, &mut out);
+            for (r, s) in out.iter().enumerate() {
+                let (d, l2) = naive(&query, &rows[r * dim..][..dim]);
+                let want = if metric == Metric::L2 { l2 } else { d };
+                assert!((*s as f64 - want).abs() < 1e-3, "{metric:?} row {r}: {s} vs {want}");
+            }
+        }
+    }
+}
