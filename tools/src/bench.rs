@@ -8,14 +8,17 @@
 //! thread, queries interleaved (ours, then Faiss's) so that noise on the
 //! machine hits both alike.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use anyhow::bail;
 use std::time::{Duration, Instant};
 
 use emberdb::{Durability, IndexSpec, Metric, Options, Query, Store};
 use faiss::index::autotune::ParameterSpace;
 use faiss::{index_factory, Index, MetricType};
 
-use crate::texmex;
+use crate::fvecs;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -51,26 +54,22 @@ struct Data {
     truth: Vec<Vec<u64>>,
 }
 
-fn load(dir: &Path, limit: Option<usize>) -> Result<Data, String> {
-    let (dim, base) = texmex::read_fvecs(&dir.join("base.fvecs"))?;
-    let (qdim, mut queries) = texmex::read_fvecs(&dir.join("query.fvecs"))?;
-    let (gdim, gt) = texmex::read_ivecs(&dir.join("groundtruth.ivecs"))?;
+fn load(dir: &Path, limit: Option<usize>) -> anyhow::Result<Data> {
+    let (dim, base) = fvecs::read_fvecs(&dir.join("base.fvecs"))?;
+    let (qdim, mut queries) = fvecs::read_fvecs(&dir.join("query.fvecs"))?;
+    let (gdim, gt) = fvecs::read_ivecs(&dir.join("groundtruth.ivecs"))?;
     if qdim != dim {
-        return Err(format!("query dimension {qdim} differs from base dimension {dim}"));
+        bail!("query dimension {qdim} differs from base dimension {dim}");
     }
     if gdim < 10 {
-        return Err(format!("ground truth holds {gdim} ids per query; recall@10 needs 10"));
+        bail!("ground truth holds {gdim} ids per query; recall@10 needs 10");
     }
     let mut truth: Vec<Vec<u64>> = gt
         .chunks_exact(gdim)
         .map(|r| r[..10].iter().map(|&i| i as u64).collect())
         .collect();
     if truth.len() != queries.len() / dim {
-        return Err(format!(
-            "{} ground-truth rows for {} queries",
-            truth.len(),
-            queries.len() / dim
-        ));
+        bail!("{} ground-truth rows for {} queries", truth.len(), queries.len() / dim);
     }
     if let Some(n) = limit {
         queries.truncate(n * dim);
@@ -111,7 +110,7 @@ impl Pass {
     }
 }
 
-fn spec_for(kind: &str, args: &BenchArgs, knob: usize) -> Result<IndexSpec, String> {
+fn spec_for(kind: &str, args: &BenchArgs, knob: usize) -> anyhow::Result<IndexSpec> {
     Ok(match kind {
         "flat" => IndexSpec::Flat,
         "hnsw" => IndexSpec::Hnsw {
@@ -123,7 +122,7 @@ fn spec_for(kind: &str, args: &BenchArgs, knob: usize) -> Result<IndexSpec, Stri
             nlist: args.nlist,
             nprobe: knob,
         },
-        other => return Err(format!("unknown index kind {other:?} (flat, hnsw, ivf)")),
+        other => bail!("unknown index kind {other:?} (flat, hnsw, ivf)"),
     })
 }
 
@@ -136,25 +135,22 @@ fn options(dim: usize, rows: usize, spec: IndexSpec) -> Options {
         .index(spec)
 }
 
-fn faiss_err(e: faiss::error::Error) -> String {
-    e.to_string()
-}
-
-pub fn run(args: BenchArgs) -> Result<(), String> {
+pub fn run(args: BenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let data = load(&args.data, args.queries)?;
     let (dim, rows) = (data.dim, data.base.len() / data.dim);
-    println!(
+    writeln!(
+        out,
         "data: {} ({rows} x {dim} base, {} queries), inner product, k = 10, one query thread",
         args.data.display(),
         data.truth.len()
-    );
+    )?;
     for kind in &args.kinds {
-        bench_kind(kind, &args, &data, rows)?;
+        bench_kind(kind, &args, &data, rows, out)?;
     }
     Ok(())
 }
 
-fn bench_kind(kind: &str, args: &BenchArgs, data: &Data, rows: usize) -> Result<(), String> {
+fn bench_kind(kind: &str, args: &BenchArgs, data: &Data, rows: usize, out: &mut impl Write) -> anyhow::Result<()> {
     let dim = data.dim;
     let ladder: Vec<usize> = match kind {
         "hnsw" => args.ef.clone(),
@@ -162,29 +158,28 @@ fn bench_kind(kind: &str, args: &BenchArgs, data: &Data, rows: usize) -> Result<
         _ => vec![0],
     };
     let first = spec_for(kind, args, ladder[0])?;
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let dir = tempfile::tempdir()?;
     let path = dir.path().join("store");
-    let err = |e: emberdb::Error| e.to_string();
 
     // Ours: ingest, seal, index (in the background worker), reopen.
-    let store = Store::open(&path, options(dim, rows, first)).map_err(err)?;
+    let store = Store::open(&path, options(dim, rows, first))?;
     let t = Instant::now();
     for (id, v) in data.base.chunks_exact(dim).enumerate() {
-        store.upsert(id as u64, v).map_err(err)?;
+        store.upsert(id as u64, v)?;
     }
     let ingest = t.elapsed();
     let t = Instant::now();
-    store.seal().map_err(err)?;
+    store.seal()?;
     store.wait_for_indexes();
     let build = t.elapsed();
     drop(store);
     let t = Instant::now();
-    let store = Store::open(&path, options(dim, rows, first)).map_err(err)?;
+    let store = Store::open(&path, options(dim, rows, first))?;
     let open = t.elapsed();
     let t = Instant::now();
     store.wait_for_indexes();
     let load_index = t.elapsed();
-    let disk = store.stats().map_err(err)?.disk_bytes;
+    let disk = store.stats()?.disk_bytes;
     drop(store);
 
     // The identical Faiss index, through the faiss crate.
@@ -194,20 +189,19 @@ fn bench_kind(kind: &str, args: &BenchArgs, data: &Data, rows: usize) -> Result<
         IndexSpec::Ivf { nlist, .. } => format!("IVF{},Flat", nlist.unwrap_or_else(|| default_nlist(rows))),
     };
     let t = Instant::now();
-    let mut faiss_index = index_factory(dim as u32, &description, MetricType::InnerProduct).map_err(faiss_err)?;
-    let space = ParameterSpace::new().map_err(faiss_err)?;
+    let mut faiss_index = index_factory(dim as u32, &description, MetricType::InnerProduct)?;
+    let space = ParameterSpace::new()?;
     if let IndexSpec::Hnsw { ef_construction, .. } = first {
-        space
-            .set_index_parameter(&faiss_index, "efConstruction", ef_construction as f64)
-            .map_err(faiss_err)?;
+        space.set_index_parameter(&faiss_index, "efConstruction", ef_construction as f64)?;
     }
     if matches!(first, IndexSpec::Ivf { .. }) {
-        faiss_index.train(&data.base).map_err(faiss_err)?;
+        faiss_index.train(&data.base)?;
     }
-    faiss_index.add(&data.base).map_err(faiss_err)?;
+    faiss_index.add(&data.base)?;
     let faiss_build = t.elapsed();
 
-    println!(
+    writeln!(
+        out,
         "\n{kind} ({description}): ours: ingest {:.2} s, build {:.2} s, open {:.1} ms, index load {:.1} ms, disk {:.1} MiB; faiss crate build {:.2} s",
         ingest.as_secs_f64(),
         build.as_secs_f64(),
@@ -215,34 +209,31 @@ fn bench_kind(kind: &str, args: &BenchArgs, data: &Data, rows: usize) -> Result<
         load_index.as_secs_f64() * 1e3,
         disk as f64 / (1 << 20) as f64,
         faiss_build.as_secs_f64()
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  {:>8} | {:>7} {:>9} {:>9} {:>8} | {:>7} {:>9} {:>9} {:>8} | {:>8}",
         "param", "recall", "p50 us", "p99 us", "qps", "faiss", "p50 us", "p99 us", "qps", "p50 +%"
-    );
+    )?;
     for &knob in &ladder {
         let spec = spec_for(kind, args, knob)?;
-        let store = Store::open(&path, options(dim, rows, spec)).map_err(err)?;
+        let store = Store::open(&path, options(dim, rows, spec))?;
         store.wait_for_indexes();
         match kind {
-            "hnsw" => space
-                .set_index_parameter(&faiss_index, "efSearch", knob as f64)
-                .map_err(faiss_err)?,
-            "ivf" => space
-                .set_index_parameter(&faiss_index, "nprobe", knob as f64)
-                .map_err(faiss_err)?,
+            "hnsw" => space.set_index_parameter(&faiss_index, "efSearch", knob as f64)?,
+            "ivf" => space.set_index_parameter(&faiss_index, "nprobe", knob as f64)?,
             _ => {}
         }
         let (mut ours, mut theirs) = (Pass::default(), Pass::default());
         for (q, truth) in data.queries.chunks_exact(dim).zip(&data.truth) {
             let t = Instant::now();
-            let hits = store.knn(&Query::vector(q).k(10)).map_err(err)?;
+            let hits = store.knn(&Query::vector(q).k(10))?;
             let elapsed = t.elapsed();
             let ids: Vec<u64> = hits.iter().map(|h| h.id).collect();
             ours.record(elapsed, &ids, truth);
 
             let t = Instant::now();
-            let result = faiss_index.search(q, 10).map_err(faiss_err)?;
+            let result = faiss_index.search(q, 10)?;
             let elapsed = t.elapsed();
             let ids: Vec<u64> = result.labels.iter().filter_map(|l| l.get()).collect();
             theirs.record(elapsed, &ids, truth);
@@ -254,19 +245,28 @@ fn bench_kind(kind: &str, args: &BenchArgs, data: &Data, rows: usize) -> Result<
             "ivf" => format!("nprobe {knob}"),
             _ => "exact".into(),
         };
-        println!(
+        writeln!(
+            out,
             "  {label:>8} | {r1:>7.3} {p50:>9.1} {p99:>9.1} {qps:>8.0} | {r2:>7.3} {f50:>9.1} {f99:>9.1} {fqps:>8.0} | {:>+7.1}%",
             (p50 / f50 - 1.0) * 100.0
-        );
+        )?;
     }
-    concurrency(kind, args, data, &path, rows, ladder[0])
+    concurrency(kind, args, data, &path, rows, ladder[0], out)
 }
 
 /// Queries per second from one and from two threads, same store.
-fn concurrency(kind: &str, args: &BenchArgs, data: &Data, path: &Path, rows: usize, knob: usize) -> Result<(), String> {
+fn concurrency(
+    kind: &str,
+    args: &BenchArgs,
+    data: &Data,
+    path: &Path,
+    rows: usize,
+    knob: usize,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     let dim = data.dim;
     let spec = spec_for(kind, args, knob)?;
-    let store = Store::open(path, options(dim, rows, spec)).map_err(|e| e.to_string())?;
+    let store = Store::open(path, options(dim, rows, spec))?;
     store.wait_for_indexes();
     let queries: Vec<&[f32]> = data.queries.chunks_exact(dim).collect();
     let run = |threads: usize| -> f64 {
@@ -287,10 +287,11 @@ fn concurrency(kind: &str, args: &BenchArgs, data: &Data, path: &Path, rows: usi
     };
     let one = run(1);
     let two = run(2);
-    println!(
+    writeln!(
+        out,
         "  concurrent knn: 1 thread {one:.0} qps, 2 threads {two:.0} qps ({:.2}x)",
         two / one
-    );
+    )?;
     Ok(())
 }
 

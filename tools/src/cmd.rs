@@ -1,10 +1,15 @@
 //! Shared by the store commands (opening stores, progress bars), and the
 //! query commands: `train` and `knn`.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use anyhow::{anyhow, bail};
 use clap::Args;
-use emberdb::{Durability, Hit, Options, Query, RoundKind, Store};
+use emberdb::{Durability, Options, Query, RoundKind, Store};
+
+use crate::hits;
+use crate::input::count;
 
 /// A progress bar over `len` steps on a terminal; hidden otherwise (when
 /// output goes to a file or a pipe).
@@ -24,13 +29,12 @@ pub fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
 }
 
 /// Opens the store at `path`, or creates it with `create` (from `--dim`).
-pub fn open_or_create(path: &Path, create: Option<Options>) -> Result<Store, String> {
-    match (path.join("meta").is_dir(), create) {
-        (true, _) => open_existing(path),
-        (false, Some(opts)) => Store::open(path, opts.durability(Durability::Buffered)),
-        (false, None) => Err(format!("{} is not a store; pass --dim N to create one", path.display()))?,
-    }
-    .map_err(|e| e.to_string())
+pub fn open_or_create(path: &Path, create: Option<Options>) -> anyhow::Result<Store> {
+    Ok(match (path.join("meta").is_dir(), create) {
+        (true, _) => open_existing(path)?,
+        (false, Some(opts)) => Store::open(path, opts.durability(Durability::Buffered))?,
+        (false, None) => bail!("{} is not a store; pass --dim N to create one", path.display()),
+    })
 }
 
 /// Opens an existing store for a tool (its dim, metric and kind are read
@@ -47,36 +51,33 @@ pub struct TrainArgs {
     full: bool,
 }
 
-pub fn train(a: TrainArgs) -> Result<(), String> {
-    let store = open_existing(&a.store).map_err(|e| e.to_string())?;
+pub fn train(a: TrainArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let store = open_existing(&a.store)?;
     let bar = progress(1_000, "training");
-    let r = store
-        .train_with_progress(
-            if a.full {
-                RoundKind::Full
-            } else {
-                RoundKind::Incremental
-            },
-            &|f| bar.set_position((f * 1_000.0) as u64),
-        )
-        .map_err(|e| e.to_string())?;
+    let kind = if a.full {
+        RoundKind::Full
+    } else {
+        RoundKind::Incremental
+    };
+    let r = store.train_with_progress(kind, &|f| bar.set_position((f * 1_000.0) as u64))?;
     bar.finish_and_clear();
-    println!(
-        "{} round: generation {}, {} new events, {} items ({} new), {} histories (+{} replayed), {} epochs, {} pairs in {:.2} s ({:.2} M pairs/s/thread on {} threads), published in {:.2} s",
+    writeln!(
+        out,
+        "{} round: generation {}, {}, {} ({} new), {} (+{} replayed), {}, {} in {:.2} s ({:.2} M pairs/s/thread on {}), published in {:.2} s",
         if r.full { "full" } else { "incremental" },
         r.generation,
-        r.new_events,
-        r.items,
+        count(r.new_events, "new event", "new events"),
+        count(r.items as u64, "item", "items"),
         r.new_items,
-        r.fresh_histories,
+        count(r.fresh_histories as u64, "history", "histories"),
         r.replayed_histories,
-        r.epochs,
-        r.run.pairs,
+        count(r.epochs as u64, "epoch", "epochs"),
+        count(r.run.pairs, "pair", "pairs"),
         r.run.seconds,
         r.pairs_per_second_per_thread() / 1e6,
-        r.run.threads,
+        count(r.run.threads as u64, "thread", "threads"),
         r.publish_seconds
-    );
+    )?;
     Ok(())
 }
 
@@ -102,36 +103,20 @@ pub struct KnnArgs {
     json: bool,
 }
 
-pub fn knn(a: KnnArgs) -> Result<(), String> {
+pub fn knn(a: KnnArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let query = match (a.item, a.user, a.seeds, &a.vector) {
         (Some(id), ..) => Query::item(id),
         (_, Some(id), ..) => Query::user(id),
         (_, _, Some(id), _) => Query::seeds(id),
         (_, _, _, Some(v)) => {
             let values: Result<Vec<f32>, _> = v.split(',').map(|x| x.trim().parse::<f32>()).collect();
-            Query::vector(&values.map_err(|_| format!("--vector {v:?}: expected comma-separated numbers"))?)
+            Query::vector(&values.map_err(|_| anyhow!("--vector {v:?}: expected comma-separated numbers"))?)
         }
-        _ => return Err("one of --item, --user, --seeds or --vector is needed".into()),
+        _ => bail!("one of --item, --user, --seeds or --vector is needed"),
     }
     .k(a.k);
-    let store = open_existing(&a.store).map_err(|e| e.to_string())?;
+    let store = open_existing(&a.store)?;
     store.wait_for_indexes();
-    let hits = store.knn(&query).map_err(|e| e.to_string())?;
-    print_hits(&hits, a.json);
-    Ok(())
-}
-
-fn print_hits(hits: &[Hit], json: bool) {
-    if json {
-        let items: Vec<String> = hits
-            .iter()
-            .map(|h| format!("{{\"id\":{},\"score\":{}}}", h.id, h.score))
-            .collect();
-        println!("[{}]", items.join(","));
-        return;
-    }
-    println!("{:>4}  {:>12}  {:>10}", "rank", "id", "score");
-    for (r, h) in hits.iter().enumerate() {
-        println!("{:>4}  {:>12}  {:>10.6}", r + 1, h.id, h.score);
-    }
+    let hits = store.knn(&query)?;
+    hits::print(out, &hits, a.json)
 }

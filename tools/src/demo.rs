@@ -4,9 +4,11 @@
 //! item vectors inside the store, ask for similar items and personalised
 //! recall, take in a brand-new item, train incrementally, reopen.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use anyhow::{bail, Context as _};
 use emberdb::{Durability, Event, Options, Query, Store, TrainOptions, TrainReport};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -72,20 +74,15 @@ fn in_genre(hits: &[emberdb::Hit], genre: u64) -> usize {
     hits.iter().filter(|h| World::genre(h.id) == genre).count()
 }
 
-pub fn run(dir: Option<PathBuf>, items: u64, events: u64) -> emberdb::Result<()> {
+pub fn run(dir: Option<PathBuf>, items: u64, events: u64, out: &mut impl Write) -> anyhow::Result<()> {
     if items < GENRES {
-        return Err(emberdb::Error::InvalidOptions(format!(
-            "--items must be at least {GENRES}"
-        )));
+        bail!("--items must be at least {GENRES}");
     }
     let temp;
     let path = match dir {
         Some(dir) => dir,
         None => {
-            temp = tempfile::tempdir().map_err(|source| emberdb::Error::Io {
-                path: std::env::temp_dir(),
-                source,
-            })?;
+            temp = tempfile::tempdir().context("a temporary directory for the demo store")?;
             temp.path().join("demo-store")
         }
     };
@@ -94,8 +91,11 @@ pub fn run(dir: Option<PathBuf>, items: u64, events: u64) -> emberdb::Result<()>
         .durability(Durability::Buffered)
         // Small enough that the demo's generation gets an HNSW index.
         .flat_below(1_000);
-    println!("emberdb demo: a trained store at {}", path.display());
-    println!("  {items} items in {GENRES} hidden genres, {USERS} users, {events} events, dim {DIM}\n");
+    writeln!(out, "emberdb demo: a trained store at {}", path.display())?;
+    writeln!(
+        out,
+        "  {items} items in {GENRES} hidden genres, {USERS} users, {events} events, dim {DIM}\n"
+    )?;
 
     let mut world = World {
         rng: StdRng::seed_from_u64(42),
@@ -112,56 +112,62 @@ pub fn run(dir: Option<PathBuf>, items: u64, events: u64) -> emberdb::Result<()>
         }
     }
     store.append_events(&batch)?;
-    println!("ingested events in batches of 10,000: {}", rate(events, t));
+    writeln!(out, "ingested events in batches of 10,000: {}", rate(events, t))?;
 
     let t = Instant::now();
     let first = store.train()?;
-    println!("trained item2vec: {}", describe(&first, t.elapsed().as_secs_f64()));
+    writeln!(out, "trained item2vec: {}", describe(&first, t.elapsed().as_secs_f64()))?;
 
     let probe = 7u64;
     let t = Instant::now();
     let similar = store.knn(&Query::item(probe).k(10))?;
-    println!(
+    writeln!(
+        out,
         "\nsimilar to item {probe} (genre {}), {:.2} ms: {}/10 share its genre",
         World::genre(probe),
         t.elapsed().as_secs_f64() * 1e3,
         in_genre(&similar, World::genre(probe))
-    );
+    )?;
     for h in &similar {
-        println!(
+        writeln!(
+            out,
             "  item {:>6}  genre {:>2}  cosine {:.3}",
             h.id,
             World::genre(h.id),
             h.score
-        );
+        )?;
     }
 
     let user = 123u64;
     let favourite = World::favourite(user);
     let history = store.history(user)?;
-    println!(
+    writeln!(
+        out,
         "\nuser {user} (favourite genre {favourite}): {} events, most recent {:?}",
         history.len(),
         history.iter().rev().take(5).collect::<Vec<_>>()
-    );
+    )?;
     let t = Instant::now();
     let recall = store.knn(&Query::user(user).k(10))?;
-    println!(
+    writeln!(
+        out,
         "Query::user (mean of the last 2 items: what the user is into right now), {:.2} ms: {}/10 in the favourite genre",
         t.elapsed().as_secs_f64() * 1e3,
         in_genre(&recall, favourite)
-    );
-    println!("  {:?}", recall.iter().map(|h| h.id).collect::<Vec<_>>());
+    )?;
+    writeln!(out, "  {:?}", recall.iter().map(|h| h.id).collect::<Vec<_>>())?;
     let taste = store.knn(&Query::user(user).recent(30).k(10))?;
-    println!(
+    writeln!(
+        out,
         "Query::user .recent(30) (the user's taste; seen items excluded): {}/10 in the favourite genre",
         in_genre(&taste, favourite)
-    );
+    )?;
     let seeds = store.knn(&Query::seeds(user).k(10))?;
-    println!(
+    writeln!(
+        out,
         "Query::seeds (neighbours of the last 20 items, merged by recency): {}/10 in the favourite genre",
         in_genre(&seeds, favourite)
-    );
+    )?;
 
     // A brand-new item of the probe's genre, picked up by that genre's fans.
     let new_item = items * 10 + World::genre(probe);
@@ -172,31 +178,34 @@ pub fn run(dir: Option<PathBuf>, items: u64, events: u64) -> emberdb::Result<()>
         .collect();
     store.append_events(&fans)?;
     let provisional = store.knn(&Query::item(new_item).k(10))?;
-    println!(
+    writeln!(
+        out,
         "\nnew item {new_item} seen in {} events: queryable at once with a provisional vector, {}/10 of its neighbours in genre {}",
         fans.len(),
         in_genre(&provisional, World::genre(probe)),
         World::genre(probe)
-    );
+    )?;
     let more: Vec<Event> = (0..events / 10)
         .map(|i| world.event(items, events + USERS + i))
         .collect();
     store.append_events(&more)?;
     let t = Instant::now();
     let round = store.train()?;
-    println!(
+    writeln!(
+        out,
         "{} more events, then {}",
         more.len(),
         describe(&round, t.elapsed().as_secs_f64())
-    );
+    )?;
     let trained = store.knn(&Query::item(new_item).k(10))?;
-    println!(
+    writeln!(
+        out,
         "after the round, {}/10 of item {new_item}'s neighbours in its genre",
         in_genre(&trained, World::genre(probe))
-    );
+    )?;
 
-    println!();
-    crate::stats::print_stats(&store)?;
+    writeln!(out)?;
+    crate::stats::print_stats(&store, out)?;
     let before = store.knn(&Query::user(user).k(10))?;
     drop(store);
 
@@ -207,10 +216,11 @@ pub fn run(dir: Option<PathBuf>, items: u64, events: u64) -> emberdb::Result<()>
     // searched exactly; wait so both answers come from the same index.
     store.wait_for_indexes();
     let after = store.knn(&Query::user(user).k(10))?;
-    println!(
+    writeln!(
+        out,
         "\nreopened in {open_ms:.1} ms ({} log bytes replayed); the same query gives {} results",
         store.recovery().replayed_bytes,
         if before == after { "identical" } else { "DIFFERENT" }
-    );
+    )?;
     Ok(())
 }

@@ -11,15 +11,20 @@
 //! round, and compare with a full retrain on everything.
 
 use std::collections::{HashMap, HashSet};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use anyhow::bail;
 use clap::Args;
 use emberdb::{Durability, Event, Options, Pooling, Query, RoundKind, Sigmoid, Store, TrainOptions, TrainReport};
 
+use crate::events::{self, Layout};
+
 #[derive(Args, Debug, Clone)]
 pub struct EvalArgs {
-    /// `user_id,item_id,rating,timestamp` with a header line.
+    /// MovieLens ratings, `user_id,item_id,rating,timestamp` (CSV or TSV; a
+    /// first line of column names is a header).
     ratings: PathBuf,
     #[arg(long, default_value_t = 64)]
     dim: usize,
@@ -82,25 +87,16 @@ struct Split {
     seen: HashMap<u64, HashSet<u64>>,
 }
 
-fn read_split(path: &Path) -> Result<Split, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+/// The ratings, split per user. A bad line is an error here: a measure
+/// over part of the file would mislead.
+fn read_split(path: &Path) -> anyhow::Result<Split> {
+    let (events, bad) = events::read(path, Layout::MovieLens)?;
+    if let Some((n, reason)) = bad.first() {
+        bail!("{}: line {n}: {reason}", path.display());
+    }
     let mut per_user: HashMap<u64, Vec<(u64, u64)>> = HashMap::new();
-    for (n, line) in text.lines().enumerate().skip(1) {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let f: Vec<&str> = line.split(',').collect();
-        let parse = |i: usize| -> Result<u64, String> {
-            f.get(i).and_then(|s| s.trim().parse::<u64>().ok()).ok_or_else(|| {
-                format!(
-                    "{}: line {}: expected user_id,item_id,rating,timestamp",
-                    path.display(),
-                    n + 1
-                )
-            })
-        };
-        let (user, item, ts) = (parse(0)?, parse(1)?, parse(3)?);
-        per_user.entry(user).or_default().push((ts, item));
+    for e in events {
+        per_user.entry(e.user).or_default().push((e.ts, e.item));
     }
     let mut split = Split {
         train: Vec::new(),
@@ -120,11 +116,11 @@ fn read_split(path: &Path) -> Result<Split, String> {
     Ok(split)
 }
 
-fn train_options(a: &EvalArgs) -> Result<TrainOptions, String> {
+fn train_options(a: &EvalArgs) -> anyhow::Result<TrainOptions> {
     let sigmoid = match a.sigmoid.as_str() {
         "table" => Sigmoid::Table,
         "exact" => Sigmoid::Exact,
-        other => return Err(format!("--sigmoid must be table or exact, not {other}")),
+        other => bail!("--sigmoid must be table or exact, not {other}"),
     };
     let mut t = TrainOptions::default()
         .epochs(a.epochs)
@@ -151,23 +147,24 @@ fn train_options(a: &EvalArgs) -> Result<TrainOptions, String> {
     Ok(t)
 }
 
-fn open_store(dir: &Path, a: &EvalArgs) -> Result<Store, String> {
+fn open_store(dir: &Path, a: &EvalArgs) -> anyhow::Result<Store> {
     let opts = Options::trained(a.dim)
         .train_options(train_options(a)?)
         .durability(Durability::None);
-    Store::open(dir, opts).map_err(|e| e.to_string())
+    Ok(Store::open(dir, opts)?)
 }
 
-fn ingest(store: &Store, events: &[Event]) -> Result<f64, String> {
+fn ingest(store: &Store, events: &[Event]) -> anyhow::Result<f64> {
     let started = Instant::now();
     for chunk in events.chunks(10_000) {
-        store.append_events(chunk).map_err(|e| e.to_string())?;
+        store.append_events(chunk)?;
     }
     Ok(started.elapsed().as_secs_f64())
 }
 
-fn print_round(label: &str, r: &TrainReport, wall: f64) {
-    println!(
+fn print_round(out: &mut impl Write, label: &str, r: &TrainReport, wall: f64) -> anyhow::Result<()> {
+    writeln!(
+        out,
         "{label}: {:.2} s wall ({:.2} s training, {:.2} s publish), {} epochs, {} histories (+{} replayed), {} items, {} pairs, {:.2} M pairs/s/thread on {} threads",
         wall,
         r.run.seconds,
@@ -179,7 +176,8 @@ fn print_round(label: &str, r: &TrainReport, wall: f64) {
         r.run.pairs,
         r.pairs_per_second_per_thread() / 1e6,
         r.run.threads
-    );
+    )?;
+    Ok(())
 }
 
 #[derive(Default, Clone, Copy)]
@@ -205,7 +203,7 @@ impl Score {
     }
 }
 
-fn rank(store: &Store, split: &Split, a: &EvalArgs) -> Result<[Score; 4], String> {
+fn rank(store: &Store, split: &Split, a: &EvalArgs) -> anyhow::Result<[Score; 4]> {
     let mut counts: HashMap<u64, u64> = HashMap::new();
     for e in &split.train {
         *counts.entry(e.item).or_default() += 1;
@@ -240,26 +238,28 @@ fn rank(store: &Store, split: &Split, a: &EvalArgs) -> Result<[Score; 4], String
         }
         let queries = [user_q.clone(), user_q.pooling(Pooling::Max), seeds_q];
         for (q, s) in queries.iter().zip(&mut scores[1..]) {
-            let hits = store.knn(q).map_err(|e| e.to_string())?;
+            let hits = store.knn(q)?;
             s.add(&hits.iter().map(|h| h.id).collect::<Vec<_>>(), test);
         }
     }
     Ok(scores)
 }
 
-fn print_scores(scores: &[Score; 4]) {
+fn print_scores(out: &mut impl Write, scores: &[Score; 4]) -> anyhow::Result<()> {
     let names = ["popularity", "Query::user mean", "Query::user max", "Query::seeds"];
-    println!("{:<20} {:>8} {:>9}", "method", "HR@10", "NDCG@10");
+    writeln!(out, "{:<20} {:>8} {:>9}", "method", "HR@10", "NDCG@10")?;
     for (n, s) in names.iter().zip(scores) {
-        println!("{:<20} {:>8.4} {:>9.4}", n, s.hr(), s.ndcg());
+        writeln!(out, "{:<20} {:>8.4} {:>9.4}", n, s.hr(), s.ndcg())?;
     }
-    println!("({} users)", scores[0].users);
+    writeln!(out, "({} users)", scores[0].users)?;
+    Ok(())
 }
 
-pub fn run(a: EvalArgs) -> Result<(), String> {
+pub fn run(a: EvalArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let split = read_split(&a.ratings)?;
     let opts = train_options(&a)?;
-    println!(
+    writeln!(
+        out,
         "{}: {} users, {} training events; dim {}, epochs {}, negative {}, ns_exponent {}, sample {}, alpha {} -> {}, window {}, threads {}, seed {}, sigmoid {}",
         a.ratings.display(),
         split.test.len(),
@@ -275,31 +275,30 @@ pub fn run(a: EvalArgs) -> Result<(), String> {
         a.threads.map_or_else(|| format!("{} (all cores)", opts_threads(&opts)), |t| t.to_string()),
         a.seed,
         a.sigmoid
-    );
-    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    )?;
+    let tmp = tempfile::tempdir()?;
     let store = open_store(&tmp.path().join("full"), &a)?;
     let ingest_s = ingest(&store, &split.train)?;
-    println!("ingest: {} events in {:.2} s", split.train.len(), ingest_s);
+    writeln!(out, "ingest: {} events in {:.2} s", split.train.len(), ingest_s)?;
     let started = Instant::now();
     let bar = crate::cmd::progress(1_000, "training");
-    let full = store
-        .train_with_progress(RoundKind::Full, &|f| bar.set_position((f * 1_000.0) as u64))
-        .map_err(|e| e.to_string())?;
+    let full = store.train_with_progress(RoundKind::Full, &|f| bar.set_position((f * 1_000.0) as u64))?;
     bar.finish_and_clear();
     let full_wall = started.elapsed().as_secs_f64();
-    print_round("full training", &full, full_wall);
+    print_round(out, "full training", &full, full_wall)?;
     if a.train_only {
         return Ok(());
     }
     let scores = rank(&store, &split, &a)?;
-    print_scores(&scores);
+    print_scores(out, &scores)?;
     if a.sweep_queries {
         for n in [1, 2, 3, 5, 10, 20] {
             let mut b = a.clone();
             b.recent = Some(n);
             b.seeds = Some(n);
             let s = rank(&store, &split, &b)?;
-            println!(
+            writeln!(
+                out,
                 "recent {n:>2}: user mean {:.4} / {:.4}, user max {:.4} / {:.4}, seeds {:.4} / {:.4}",
                 s[1].hr(),
                 s[1].ndcg(),
@@ -307,11 +306,11 @@ pub fn run(a: EvalArgs) -> Result<(), String> {
                 s[2].ndcg(),
                 s[3].hr(),
                 s[3].ndcg()
-            );
+            )?;
         }
     }
     if a.incremental {
-        incremental(&a, &split, tmp.path(), scores[1].hr(), full_wall)?;
+        incremental(out, &a, &split, tmp.path(), scores[1].hr(), full_wall)?;
     }
     Ok(())
 }
@@ -320,28 +319,44 @@ fn opts_threads(_: &TrainOptions) -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn incremental(a: &EvalArgs, split: &Split, dir: &Path, full_hr: f64, full_wall: f64) -> Result<(), String> {
+fn incremental(
+    out: &mut impl Write,
+    a: &EvalArgs,
+    split: &Split,
+    dir: &Path,
+    full_hr: f64,
+    full_wall: f64,
+) -> anyhow::Result<()> {
     let mut times: Vec<u64> = split.train.iter().map(|e| e.ts).collect();
     times.sort_unstable();
-    let cut = times[times.len() * 8 / 10];
+    let Some(&cut) = times.get(times.len() * 8 / 10) else {
+        bail!("--incremental needs training events (every user has one rating)");
+    };
     let (before, after): (Vec<Event>, Vec<Event>) = split.train.iter().partition(|e| e.ts < cut);
-    println!(
+    writeln!(
+        out,
         "\nincremental: {} events before the 80th percentile of time ({cut}), {} after",
         before.len(),
         after.len()
-    );
+    )?;
     let store = open_store(&dir.join("incremental"), a)?;
     ingest(&store, &before)?;
     let started = Instant::now();
-    let first = store.train_full().map_err(|e| e.to_string())?;
-    print_round("  initial full round (80%)", &first, started.elapsed().as_secs_f64());
+    let first = store.train_full()?;
+    print_round(
+        out,
+        "  initial full round (80%)",
+        &first,
+        started.elapsed().as_secs_f64(),
+    )?;
     ingest(&store, &after)?;
     let started = Instant::now();
-    let round = store.train().map_err(|e| e.to_string())?;
+    let round = store.train()?;
     let wall = started.elapsed().as_secs_f64();
-    print_round("  incremental round (20%)", &round, wall);
+    print_round(out, "  incremental round (20%)", &round, wall)?;
     let scores = rank(&store, split, a)?;
-    println!(
+    writeln!(
+        out,
         "  Query::user mean HR@10: incremental {:.4} vs full retrain {:.4} (difference {:+.4}); time {:.2} s vs {:.2} s ({:.0}%)",
         scores[1].hr(),
         full_hr,
@@ -349,6 +364,6 @@ fn incremental(a: &EvalArgs, split: &Split, dir: &Path, full_hr: f64, full_wall:
         wall,
         full_wall,
         100.0 * wall / full_wall
-    );
+    )?;
     Ok(())
 }

@@ -2,12 +2,18 @@
 //! item's top-N similar items to CSV or JSON lines, searched in batches
 //! through the indexes by every core.
 
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use anyhow::{anyhow, bail, Context as _};
 use clap::Args;
-use emberdb::{Hit, Query};
+use emberdb::{Hit, Query, Store};
+use serde::Serialize;
 
 use crate::cmd::{open_existing, progress};
+use crate::input::count;
+use crate::{fvecs, hits};
 
 /// Each item of a batch with its similar items.
 type Neighbours = Vec<(u64, Vec<Hit>)>;
@@ -29,103 +35,127 @@ pub struct ExportArgs {
     jsonl: bool,
 }
 
-pub fn export(a: ExportArgs) -> Result<(), String> {
-    use std::io::Write as _;
-    if a.vectors.is_none() && a.similar.is_none() {
-        return Err("nothing to export: pass --vectors and/or --similar".into());
-    }
-    let store = open_existing(&a.store).map_err(|e| e.to_string())?;
-    store.wait_for_indexes();
-    let ids = store.ids().map_err(|e| e.to_string())?;
-    let create = |p: &Path| {
-        std::fs::File::create(p)
-            .map(std::io::BufWriter::new)
-            .map_err(|e| format!("{}: {e}", p.display()))
-    };
-    if let Some(path) = &a.vectors {
-        let ids_path = {
-            let mut s = path.clone().into_os_string();
-            s.push(".ids");
-            PathBuf::from(s)
-        };
-        let (mut out, mut id_out) = (create(path)?, create(&ids_path)?);
-        for id in &ids {
-            let Some(v) = store.get(*id).map_err(|e| e.to_string())? else {
-                continue;
-            };
-            let io = |e: std::io::Error| format!("{}: {e}", path.display());
-            out.write_all(&(v.len() as i32).to_le_bytes()).map_err(io)?;
-            for x in &v {
-                out.write_all(&x.to_le_bytes()).map_err(io)?;
-            }
-            writeln!(id_out, "{id}").map_err(|e| format!("{}: {e}", ids_path.display()))?;
+/// One line of `--similar --jsonl`.
+#[derive(Serialize)]
+struct SimilarLine {
+    item_id: u64,
+    similar: Vec<hits::JsonHit>,
+}
+
+/// Where the similar items go: CSV rows or JSON lines.
+enum SimilarOut {
+    Csv(Box<csv::Writer<BufWriter<File>>>),
+    Jsonl(BufWriter<File>),
+}
+
+impl SimilarOut {
+    fn create(path: &Path, jsonl: bool) -> anyhow::Result<Self> {
+        let file = File::create(path).with_context(|| path.display().to_string())?;
+        let file = BufWriter::new(file);
+        if jsonl {
+            return Ok(Self::Jsonl(file));
         }
-        out.flush().map_err(|e| format!("{}: {e}", path.display()))?;
-        id_out.flush().map_err(|e| format!("{}: {e}", ids_path.display()))?;
-        println!(
-            "{} vectors to {} (ids in {})",
-            ids.len(),
-            path.display(),
-            ids_path.display()
-        );
+        // The header is written here, so that an empty store still gets one.
+        let mut csv = csv::WriterBuilder::new().has_headers(false).from_writer(file);
+        csv.write_record(["item_id", "rank", "similar_id", "score"])?;
+        Ok(Self::Csv(Box::new(csv)))
     }
-    if let Some(path) = &a.similar {
-        // Batches of items, searched by every core through the indexes.
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut out = create(path)?;
-        let bar = progress(ids.len() as u64, "exporting");
-        if !a.jsonl {
-            writeln!(out, "item_id,rank,similar_id,score").map_err(|e| e.to_string())?;
-        }
-        for batch in ids.chunks(4_096) {
-            let per = batch.len().div_ceil(threads);
-            let results: Vec<Result<Neighbours, String>> = std::thread::scope(|s| {
-                let handles: Vec<_> = batch
-                    .chunks(per.max(1))
-                    .map(|part| {
-                        let store = &store;
-                        s.spawn(move || {
-                            part.iter()
-                                .map(|id| {
-                                    store
-                                        .knn(&Query::item(*id).k(a.top))
-                                        .map(|h| (*id, h))
-                                        .map_err(|e| e.to_string())
-                                })
-                                .collect()
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|_| Err("a search thread failed".into())))
-                    .collect()
-            });
-            bar.inc(batch.len() as u64);
-            for part in results {
-                for (id, hits) in part? {
-                    if a.jsonl {
-                        let list: Vec<String> = hits
-                            .iter()
-                            .map(|h| format!("{{\"id\":{},\"score\":{}}}", h.id, h.score))
-                            .collect();
-                        writeln!(out, "{{\"item_id\":{id},\"similar\":[{}]}}", list.join(","))
-                    } else {
-                        hits.iter()
-                            .enumerate()
-                            .try_for_each(|(r, h)| writeln!(out, "{id},{},{},{}", r + 1, h.id, h.score))
-                    }
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
+
+    fn write(&mut self, id: u64, hits: &[Hit]) -> anyhow::Result<()> {
+        match self {
+            Self::Csv(csv) => {
+                for (r, h) in hits.iter().enumerate() {
+                    csv.serialize((id, r + 1, h.id, h.score))?;
                 }
             }
+            Self::Jsonl(out) => {
+                let line = SimilarLine {
+                    item_id: id,
+                    similar: hits::json(hits),
+                };
+                serde_json::to_writer(&mut *out, &line)?;
+                out.write_all(b"\n")?;
+            }
         }
-        out.flush().map_err(|e| format!("{}: {e}", path.display()))?;
-        println!(
-            "top {} similar items of {} items to {}",
+        Ok(())
+    }
+
+    fn finish(self) -> anyhow::Result<()> {
+        match self {
+            Self::Csv(mut csv) => csv.flush()?,
+            Self::Jsonl(mut out) => out.flush()?,
+        }
+        Ok(())
+    }
+}
+
+/// Every item's top `top` similar items, one batch of items at a time,
+/// searched by every core.
+fn search_batch(store: &Store, batch: &[u64], top: usize) -> anyhow::Result<Neighbours> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = batch.len().div_ceil(threads).max(1);
+    let parts: Vec<std::thread::Result<emberdb::Result<Neighbours>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = batch
+            .chunks(per)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|id| store.knn(&Query::item(*id).k(top)).map(|h| (*id, h)))
+                        .collect()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join()).collect()
+    });
+    let mut out = Vec::with_capacity(batch.len());
+    for part in parts {
+        out.extend(part.map_err(|_| anyhow!("a search thread panicked"))??);
+    }
+    Ok(out)
+}
+
+pub fn export(a: ExportArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    if a.vectors.is_none() && a.similar.is_none() {
+        bail!("nothing to export: pass --vectors and/or --similar");
+    }
+    let store = open_existing(&a.store)?;
+    store.wait_for_indexes();
+    let ids = store.ids()?;
+    if let Some(path) = &a.vectors {
+        let mut vectors = fvecs::Writer::create(path)?;
+        for id in &ids {
+            if let Some(v) = store.get(*id)? {
+                vectors.push(*id, &v)?;
+            }
+        }
+        let ids_path = vectors.ids_path().to_owned();
+        let written = vectors.finish()?;
+        writeln!(
+            out,
+            "{} to {} (ids in {})",
+            count(written as u64, "vector", "vectors"),
+            path.display(),
+            ids_path.display()
+        )?;
+    }
+    if let Some(path) = &a.similar {
+        let mut similar = SimilarOut::create(path, a.jsonl)?;
+        let bar = progress(ids.len() as u64, "exporting");
+        for batch in ids.chunks(4_096) {
+            for (id, hits) in search_batch(&store, batch, a.top)? {
+                similar.write(id, &hits).with_context(|| path.display().to_string())?;
+            }
+            bar.inc(batch.len() as u64);
+        }
+        similar.finish().with_context(|| path.display().to_string())?;
+        bar.finish_and_clear();
+        writeln!(
+            out,
+            "top {} similar items of {} to {}",
             a.top,
-            ids.len(),
+            count(ids.len() as u64, "item", "items"),
             path.display()
-        );
+        )?;
     }
     Ok(())
 }

@@ -2,16 +2,23 @@
 
 mod bench;
 mod cmd;
+mod delimited;
 mod demo;
 mod eval;
+mod events;
 mod export;
+mod fvecs;
+mod hits;
 mod ingest;
+mod input;
+mod jsonl;
 mod maintain;
 mod memory_bench;
 mod stats;
-mod texmex;
 mod train_bench;
+mod vectors;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -42,7 +49,8 @@ enum Command {
     /// Benchmark the store against the identical Faiss index on a TEXMEX
     /// data set (base.fvecs, query.fvecs, groundtruth.ivecs in DATA).
     Bench(bench::BenchArgs),
-    /// Append events from a CSV file.
+    /// Append events (CSV, TSV or JSON lines) or, with --vectors, item
+    /// vectors (.fvecs or CSV).
     Ingest(ingest::IngestArgs),
     /// Run one training round (or --full) and print its figures.
     Train(cmd::TrainArgs),
@@ -74,46 +82,67 @@ enum Command {
     },
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let outcome = match cli.command {
-        Command::Demo { dir, items, events } => demo::run(dir, items, events),
-        Command::Stats { store } => stats::run(&store),
-        Command::Ingest(args) => return finish("ingest", ingest::ingest(args)),
-        Command::Train(args) => return finish("train", cmd::train(args)),
-        Command::Knn(args) => return finish("knn", cmd::knn(args)),
-        Command::Snapshot(args) => return finish("snapshot", maintain::snapshot(args)),
-        Command::Restore(args) => return finish("restore", maintain::restore(args)),
-        Command::Verify(args) => return finish("verify", maintain::verify(args)),
-        Command::Compact(args) => return finish("compact", maintain::compact(args)),
-        Command::Export(args) => return finish("export", export::export(args)),
-        Command::Eval(args) => return finish("eval", eval::run(args)),
-        Command::BenchTrain(args) => return finish("bench-train", train_bench::run(args)),
-        Command::BenchMemory(args) => return finish("bench-memory", memory_bench::run(args)),
-        Command::Bench(args) => return finish("bench", bench::run(args)),
-    };
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ember: {e}");
-            if matches!(e, emberdb::Error::Locked { .. }) {
-                eprintln!("ember: the store is held by another process; call Store::snapshot or Store::compact from that process instead");
-            }
-            ExitCode::FAILURE
-        }
-    }
+/// The library reports through `log` (an index rebuilt, a file it could
+/// not remove); warnings and errors reach stderr unless RUST_LOG says
+/// otherwise.
+fn init_logger() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format(|buf, record| {
+            let level = match record.level() {
+                log::Level::Error => "error",
+                log::Level::Warn => "warning",
+                log::Level::Info => "info",
+                log::Level::Debug => "debug",
+                log::Level::Trace => "trace",
+            };
+            writeln!(buf, "ember: {level}: {}", record.args())
+        })
+        .init();
 }
 
-/// One clear line and a non-zero exit on error.
-fn finish(command: &str, outcome: Result<(), String>) -> ExitCode {
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ember {command}: {e}");
-            if e.contains("locked by another open Store") {
-                eprintln!("ember: the store is held by another process; call Store::snapshot or Store::compact from that process instead");
-            }
-            ExitCode::FAILURE
-        }
+fn main() -> ExitCode {
+    init_logger();
+    let cli = Cli::parse();
+    // Locked once: every command's output goes through this handle, and a
+    // write that fails comes back as an error (println! would panic).
+    let out = &mut std::io::stdout().lock();
+    let (name, outcome) = match cli.command {
+        Command::Demo { dir, items, events } => ("demo", demo::run(dir, items, events, out)),
+        Command::Stats { store } => ("stats", stats::run(&store, out)),
+        Command::Ingest(args) => ("ingest", ingest::ingest(args, out)),
+        Command::Train(args) => ("train", cmd::train(args, out)),
+        Command::Knn(args) => ("knn", cmd::knn(args, out)),
+        Command::Snapshot(args) => ("snapshot", maintain::snapshot(args, out)),
+        Command::Restore(args) => ("restore", maintain::restore(args, out)),
+        Command::Verify(args) => ("verify", maintain::verify(args, out)),
+        Command::Compact(args) => ("compact", maintain::compact(args, out)),
+        Command::Export(args) => ("export", export::export(args, out)),
+        Command::Eval(args) => ("eval", eval::run(args, out)),
+        Command::BenchTrain(args) => ("bench-train", train_bench::run(args, out)),
+        Command::BenchMemory(args) => ("bench-memory", memory_bench::run(args, out)),
+        Command::Bench(args) => ("bench", bench::run(args, out)),
+    };
+    finish(name, outcome.and_then(|()| Ok(out.flush()?)))
+}
+
+/// One clear line and a non-zero exit on error. When the reader of our
+/// output went away (`ember stats STORE | head -1`) it has what it wanted:
+/// no message and success, where println! would have panicked.
+fn finish(command: &str, outcome: anyhow::Result<()>) -> ExitCode {
+    let Err(e) = outcome else {
+        return ExitCode::SUCCESS;
+    };
+    if e.downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    {
+        return ExitCode::SUCCESS;
     }
+    eprintln!("ember {command}: {e:#}");
+    let locked = e
+        .chain()
+        .any(|cause| matches!(cause.downcast_ref(), Some(emberdb::Error::Locked { .. })));
+    if locked {
+        eprintln!("ember: the store is held by another process; call Store::snapshot or Store::compact from that process instead");
+    }
+    ExitCode::FAILURE
 }

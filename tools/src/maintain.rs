@@ -1,11 +1,15 @@
 //! The maintenance commands: `snapshot`, `restore`, `verify`, `compact`.
 
+use std::io::Write;
 use std::path::PathBuf;
 
+use anyhow::{bail, Context as _};
 use clap::Args;
 use emberdb::{Durability, Options, Store};
+use indicatif::HumanBytes;
 
 use crate::cmd::open_existing;
+use crate::input::count;
 
 #[derive(Args, Debug)]
 pub struct SnapshotArgs {
@@ -14,18 +18,19 @@ pub struct SnapshotArgs {
     dest: PathBuf,
 }
 
-pub fn snapshot(a: SnapshotArgs) -> Result<(), String> {
-    let store = open_existing(&a.store).map_err(|e| e.to_string())?;
-    let info = store.snapshot(&a.dest).map_err(|e| e.to_string())?;
-    println!(
-        "snapshot of {} at {}: operations before #{}; {} files hard-linked, {} copied ({} bytes)",
+pub fn snapshot(a: SnapshotArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let store = open_existing(&a.store)?;
+    let info = store.snapshot(&a.dest)?;
+    writeln!(
+        out,
+        "snapshot of {} at {}: operations before #{}; {} hard-linked, {} copied ({})",
         a.store.display(),
         info.path.display(),
         info.next_seq,
-        info.linked,
+        count(info.linked as u64, "file", "files"),
         info.copied,
-        info.copied_bytes
-    );
+        HumanBytes(info.copied_bytes)
+    )?;
     Ok(())
 }
 
@@ -36,16 +41,17 @@ pub struct RestoreArgs {
     dest: PathBuf,
 }
 
-pub fn restore(a: RestoreArgs) -> Result<(), String> {
-    let info = emberdb::restore(&a.snapshot, &a.dest).map_err(|e| e.to_string())?;
-    println!(
-        "restored {} to {}: {} files hard-linked, {} copied ({} bytes)",
+pub fn restore(a: RestoreArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let info = emberdb::restore(&a.snapshot, &a.dest)?;
+    writeln!(
+        out,
+        "restored {} to {}: {} hard-linked, {} copied ({})",
         a.snapshot.display(),
         info.path.display(),
-        info.linked,
+        count(info.linked as u64, "file", "files"),
         info.copied,
-        info.copied_bytes
-    );
+        HumanBytes(info.copied_bytes)
+    )?;
     Ok(())
 }
 
@@ -55,25 +61,27 @@ pub struct VerifyArgs {
 }
 
 /// Exit 0 when healthy; otherwise every problem, one per line, and exit 1.
-pub fn verify(a: VerifyArgs) -> Result<(), String> {
+pub fn verify(a: VerifyArgs, out: &mut impl Write) -> anyhow::Result<()> {
     // Flat: the background indexer must not rebuild (heal) a damaged index
     // file before it is checked.
     let opts = Options::existing()
         .durability(Durability::Buffered)
         .index(emberdb::IndexSpec::Flat);
-    let store = Store::open(&a.store, opts).map_err(|e| format!("cannot open the store: {e}"))?;
-    let report = store.verify().map_err(|e| e.to_string())?;
+    let store = Store::open(&a.store, opts).context("cannot open the store")?;
+    let report = store.verify()?;
     if report.problems.is_empty() {
-        println!(
-            "healthy: {} files and {} metadata records checked",
-            report.files_checked, report.entries_checked
-        );
+        writeln!(
+            out,
+            "healthy: {} and {} checked",
+            count(report.files_checked as u64, "file", "files"),
+            count(report.entries_checked as u64, "metadata record", "metadata records")
+        )?;
         return Ok(());
     }
     for p in &report.problems {
-        println!("problem: {p}");
+        writeln!(out, "problem: {p}")?;
     }
-    Err(format!("{} problem(s) found", report.problems.len()))
+    bail!("{} found", count(report.problems.len() as u64, "problem", "problems"))
 }
 
 #[derive(Args, Debug)]
@@ -84,31 +92,32 @@ pub struct CompactArgs {
     dry_run: bool,
 }
 
-pub fn compact(a: CompactArgs) -> Result<(), String> {
-    let store = open_existing(&a.store).map_err(|e| e.to_string())?;
+pub fn compact(a: CompactArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let store = open_existing(&a.store)?;
     let r = if a.dry_run {
         store.compact_dry_run()
     } else {
         store.compact()
-    }
-    .map_err(|e| e.to_string())?;
+    }?;
     if r.segments_in == 0 {
-        println!("nothing to compact ({} bytes)", r.bytes_before);
+        writeln!(out, "nothing to compact ({})", HumanBytes(r.bytes_before))?;
         return Ok(());
     }
-    println!(
-        "{}{} segments ({} rows, {} live) -> {} segments; {} bytes before, {} after",
+    let segments_out = if a.dry_run {
+        r.rows_kept.div_ceil(store.options().segment_rows_value())
+    } else {
+        r.segments_out
+    };
+    writeln!(
+        out,
+        "{}{} ({} rows, {} live) -> {}; {} before, {} after",
         if a.dry_run { "would rewrite " } else { "rewrote " },
-        r.segments_in,
+        count(r.segments_in as u64, "segment", "segments"),
         r.rows_in,
         r.rows_kept,
-        if a.dry_run {
-            r.rows_kept.div_ceil(store.options().segment_rows_value())
-        } else {
-            r.segments_out
-        },
-        r.bytes_before,
-        r.bytes_after
-    );
+        count(segments_out as u64, "segment", "segments"),
+        HumanBytes(r.bytes_before),
+        HumanBytes(r.bytes_after)
+    )?;
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! cached histories, the rest of the process: mostly sled) and what a
 //! history cache smaller than the active histories costs in ingest rate.
 
+use std::io::Write;
 use std::time::Instant;
 
 use clap::Args;
@@ -47,8 +48,8 @@ fn rss_mib() -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-pub fn run(a: MemoryBenchArgs) -> Result<(), String> {
-    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+pub fn run(a: MemoryBenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
     let dir = a.dir.clone().unwrap_or_else(|| tmp.path().join("store"));
     let segment_rows = 131_072;
     let opts = Options::new(a.dim)
@@ -57,11 +58,12 @@ pub fn run(a: MemoryBenchArgs) -> Result<(), String> {
         .segment_rows(segment_rows)
         .history_cache_bytes(a.history_cache_mib << 20)
         .meta_cache_bytes(a.meta_cache_mib << 20);
-    let store = Store::open(&dir, opts).map_err(|e| e.to_string())?;
-    println!(
+    let store = Store::open(&dir, opts)?;
+    writeln!(
+        out,
         "{} events from {} users over {} items (dim {}), an upsert every 100 events; history cache {} MiB, sled cache {} MiB",
         a.events, a.users, a.items, a.dim, a.history_cache_mib, a.meta_cache_mib
-    );
+    )?;
     let growing_mib = (segment_rows * a.dim * 4) as f64 / (1 << 20) as f64;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let started = Instant::now();
@@ -72,19 +74,18 @@ pub fn run(a: MemoryBenchArgs) -> Result<(), String> {
     for n in 0..a.events {
         batch.push(Event::new(rng.gen_range(0..a.users), rng.gen_range(0..a.items), n));
         if batch.len() == batch.capacity() || n + 1 == a.events {
-            store.append_events(&batch).map_err(|e| e.to_string())?;
+            store.append_events(&batch)?;
             for _ in 0..batch.len() / 100 {
                 vector.iter_mut().for_each(|x| *x = rng.gen_range(-1.0..1.0));
-                store
-                    .upsert(rng.gen_range(0..a.items), &vector)
-                    .map_err(|e| e.to_string())?;
+                store.upsert(rng.gen_range(0..a.items), &vector)?;
             }
             batch.clear();
         }
         if (n + 1) % step == 0 {
             let (now, peak) = rss_mib();
-            let stats = store.stats().map_err(|e| e.to_string())?;
-            println!(
+            let stats = store.stats()?;
+            writeln!(
+                out,
                 "{:>11} events  {:>6.1} s  RSS {:>6.0} MiB (peak {:>6.0})  histories in memory {:>7} ({:.0} MiB)  sled {:>5.0} MiB on disk",
                 n + 1,
                 started.elapsed().as_secs_f64(),
@@ -93,7 +94,7 @@ pub fn run(a: MemoryBenchArgs) -> Result<(), String> {
                 stats.cached_histories,
                 stats.cached_history_bytes as f64 / (1 << 20) as f64,
                 stats.meta_bytes as f64 / (1 << 20) as f64
-            );
+            )?;
             samples.push(now);
         }
     }
@@ -101,16 +102,18 @@ pub fn run(a: MemoryBenchArgs) -> Result<(), String> {
     let half = samples.len() / 2;
     let first_half = samples[..half].iter().cloned().fold(0.0, f64::max);
     let second_half = samples[half..].iter().cloned().fold(0.0, f64::max);
-    println!(
+    writeln!(
+        out,
         "peak RSS {:.0} MiB; highest sample in the first half {:.0} MiB, in the second half {:.0} MiB (ratio {:.2})",
         peak,
         first_half,
         second_half,
         second_half / first_half
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "budget: history cache {} MiB + sled cache {} MiB + growing segment {:.0} MiB",
         a.history_cache_mib, a.meta_cache_mib, growing_mib
-    );
+    )?;
     Ok(())
 }

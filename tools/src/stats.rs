@@ -1,52 +1,64 @@
 //! `ember stats`: what a store holds and occupies.
 
+use std::io::Write;
 use std::path::Path;
 
-use emberdb::{Durability, Options, Store};
+use emberdb::Store;
+use indicatif::HumanBytes;
 
-pub fn run(path: &Path) -> emberdb::Result<()> {
-    let store = Store::open(path, Options::existing().durability(Durability::Buffered))?;
-    print_stats(&store)
+use crate::cmd::open_existing;
+use crate::input::count;
+
+pub fn run(path: &Path, out: &mut impl Write) -> anyhow::Result<()> {
+    let store = open_existing(path)?;
+    print_stats(&store, out)
 }
 
-pub fn print_stats(store: &Store) -> emberdb::Result<()> {
+pub fn print_stats(store: &Store, out: &mut impl Write) -> anyhow::Result<()> {
     let s = store.stats()?;
     let o = store.options();
-    println!("store            {}", store.path().display());
-    println!("dim, metric      {}, {:?}", o.dim(), o.metric_kind());
-    println!("rows             {} ({} live)", s.rows, s.live_rows);
+    writeln!(out, "store            {}", store.path().display())?;
+    writeln!(out, "dim, metric      {}, {:?}", o.dim(), o.metric_kind())?;
+    writeln!(out, "rows             {} ({} live)", s.rows, s.live_rows)?;
     let dead = s.rows - s.live_rows;
-    println!(
+    writeln!(
+        out,
         "tombstones       {dead} ({:.1}% of rows; `ember compact` rewrites segments above 20%)",
         100.0 * dead as f64 / s.rows.max(1) as f64
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "sealed segments  {} ({} indexed)",
         s.sealed_segments, s.indexed_segments
-    );
+    )?;
     if !s.segment_kinds.is_empty() {
-        println!("segment search   {}", s.segment_kinds.join(", "));
+        writeln!(out, "segment search   {}", s.segment_kinds.join(", "))?;
     }
-    println!("growing rows     {}", s.growing_rows);
-    println!("segment bytes    {}", s.segment_bytes);
-    println!("wal bytes        {}", s.wal_bytes);
-    println!("meta bytes       {}", s.meta_bytes);
-    println!("disk bytes       {}", s.disk_bytes);
+    writeln!(out, "growing rows     {}", s.growing_rows)?;
+    writeln!(out, "segment files    {}", HumanBytes(s.segment_bytes))?;
+    writeln!(out, "wal files        {}", HumanBytes(s.wal_bytes))?;
+    writeln!(out, "metadata         {}", HumanBytes(s.meta_bytes))?;
+    writeln!(out, "on disk          {}", HumanBytes(s.disk_bytes))?;
     match &s.trainer {
-        None => println!("vectors          host-fed"),
+        None => writeln!(out, "vectors          host-fed")?,
         Some(t) => {
-            println!(
-                "vectors          trained: generation {}, {} items, {} rounds, {} events not trained yet",
-                t.generation, t.items, t.rounds, t.untrained_events
-            );
+            writeln!(
+                out,
+                "vectors          trained: generation {}, {}, {}, {} not trained yet",
+                t.generation,
+                count(t.items as u64, "item", "items"),
+                count(t.rounds, "round", "rounds"),
+                count(t.untrained_events, "event", "events"),
+            )?;
             if let Some(r) = &t.last_round {
-                println!(
-                    "last round       {}, {} new events, {:.2} s training + {:.2} s publishing",
+                writeln!(
+                    out,
+                    "last round       {}, {}, {:.2} s training + {:.2} s publishing",
                     if r.full { "full" } else { "incremental" },
-                    r.new_events,
+                    count(r.new_events, "new event", "new events"),
                     r.run.seconds,
                     r.publish_seconds
-                );
+                )?;
             }
         }
     }

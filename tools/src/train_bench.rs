@@ -6,6 +6,7 @@
 //! items are drawn with Zipf-like popularity, and 10% of events are
 //! off-taste noise, so frequencies are skewed as in real catalogues.
 
+use std::io::Write;
 use std::time::Instant;
 
 use clap::Args;
@@ -65,8 +66,8 @@ fn synthetic_events(a: &TrainBenchArgs) -> Vec<Event> {
     events
 }
 
-pub fn run(a: TrainBenchArgs) -> Result<(), String> {
-    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+pub fn run(a: TrainBenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
     let dir = a.dir.clone().unwrap_or_else(|| tmp.path().join("store"));
     let mut train = TrainOptions::default().epochs(a.epochs).window(a.window);
     if let Some(t) = a.threads {
@@ -77,46 +78,50 @@ pub fn run(a: TrainBenchArgs) -> Result<(), String> {
         Options::trained(a.dim)
             .train_options(train)
             .durability(Durability::Buffered),
-    )
-    .map_err(|e| e.to_string())?;
-    println!(
+    )?;
+    writeln!(
+        out,
         "{} events over {} items and {} users, dim {}, {} epoch(s), window {}",
         a.events, a.items, a.users, a.dim, a.epochs, a.window
-    );
+    )?;
     let events = synthetic_events(&a);
     let started = Instant::now();
     for chunk in events.chunks(10_000) {
-        store.append_events(chunk).map_err(|e| e.to_string())?;
+        store.append_events(chunk)?;
     }
     let ingest = started.elapsed().as_secs_f64();
     drop(events);
-    println!(
+    writeln!(
+        out,
         "ingest: {:.1} s, {:.2} M events/s (Buffered, batches of 10,000)",
         ingest,
         a.events as f64 / ingest / 1e6
-    );
+    )?;
     let started = Instant::now();
-    let r = store.train().map_err(|e| e.to_string())?;
+    let r = store.train()?;
     let wall = started.elapsed().as_secs_f64();
-    println!(
+    writeln!(
+        out,
         "training round: {:.1} s wall = {:.1} s gathering histories + {:.1} s training + {:.1} s publishing",
         wall, r.gather_seconds, r.run.seconds, r.publish_seconds
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  {} items, {} histories, {} positive pairs, {:.2} M pairs/s/thread on {} threads",
         r.items,
         r.fresh_histories,
         r.run.pairs,
         r.pairs_per_second_per_thread() / 1e6,
         r.run.threads
-    );
-    let stats = store.stats().map_err(|e| e.to_string())?;
-    println!(
+    )?;
+    let stats = store.stats()?;
+    writeln!(
+        out,
         "store: {} sealed segments ({}), {:.0} MiB on disk, peak memory {:.0} MiB",
         stats.sealed_segments,
         stats.segment_kinds.join(", "),
         stats.disk_bytes as f64 / (1 << 20) as f64,
         peak_rss_mib().unwrap_or(f64::NAN)
-    );
+    )?;
     Ok(())
 }

@@ -62,10 +62,10 @@ fn a_first_line_with_a_bad_field_is_a_bad_line_not_a_header() {
         err.contains("line 1: item_id \"abc\" is not a non-negative integer"),
         "{err}"
     );
-    assert!(err.contains("1 bad line(s); nothing ingested (--strict)"), "{err}");
+    assert!(err.contains("1 bad line; nothing ingested (--strict)"), "{err}");
     assert!(!store.exists(), "strict mode wrote nothing");
     let out = ok(&ember(&["ingest", path(&store), path(&csv), "--dim", "8"]));
-    assert!(out.contains("ingested 1 events (1 bad lines skipped)"), "{out}");
+    assert!(out.contains("ingested 1 event (1 bad line skipped)"), "{out}");
 
     // Identifier-like, but no known column: data, not a header.
     std::fs::write(&csv, "abc,def,ghi\n1,2,3\n").unwrap();
@@ -82,7 +82,7 @@ fn a_first_line_with_a_bad_field_is_a_bad_line_not_a_header() {
         std::fs::write(&csv, format!("{header}\n1,2,3,4\n")).unwrap();
         let out = ok(&ember(&["ingest", path(&store), path(&csv), "--strict"]));
         assert!(
-            out.contains("ingested 1 events (0 bad lines skipped)"),
+            out.contains("ingested 1 event (0 bad lines skipped)"),
             "{header}: {out}"
         );
     }
@@ -123,7 +123,7 @@ fn a_vectors_csv_header_is_known_by_its_id_column() {
             "--strict",
         ]));
         assert!(
-            out.contains("ingested 1 vectors (0 bad entries skipped, 0 refused)"),
+            out.contains("ingested 1 vector (0 bad entries skipped, 0 refused)"),
             "{header}: {out}"
         );
     }
@@ -146,7 +146,7 @@ fn a_leading_bom_is_ignored_in_every_text_format() {
     assert!(out.contains("ingested 2 events (0 bad lines skipped)"), "{out}");
     std::fs::write(&csv, "\u{feff}user_id,item_id,timestamp\n1,2,3\n").unwrap();
     let out = ok(&ember(&["ingest", path(&trained), path(&csv), "--strict"]));
-    assert!(out.contains("ingested 1 events (0 bad lines skipped)"), "{out}");
+    assert!(out.contains("ingested 1 event (0 bad lines skipped)"), "{out}");
     let jsonl = dir.path().join("events.jsonl");
     std::fs::write(
         &jsonl,
@@ -176,7 +176,7 @@ fn a_leading_bom_is_ignored_in_every_text_format() {
     std::fs::write(&fv, fvecs(&[[0.0, 0.0, 1.0]])).unwrap();
     std::fs::write(dir.path().join("more.fvecs.ids"), "\u{feff}20\n").unwrap();
     let out = ok(&ember(&["ingest", path(&host), path(&fv), "--vectors", "--strict"]));
-    assert!(out.contains("ingested 1 vectors"), "{out}");
+    assert!(out.contains("ingested 1 vector "), "{out}");
     assert_eq!(vector(&host, 1), Some(vec![1.0, 0.0, 0.0]));
     assert_eq!(vector(&host, 20), Some(vec![0.0, 0.0, 1.0]));
 }
@@ -194,7 +194,7 @@ fn an_ids_file_that_is_unreadable_or_miscounted_is_an_error() {
     let ids = dir.path().join("new.fvecs.ids");
     let cases: [(&[u8], &str); 3] = [
         (b"\xff\xfe2\n3\n", "valid UTF-8"),
-        (b"20\n", "1 ids for the 2 vectors"),
+        (b"20\n", "1 id for the 2 vectors"),
         (b"20\n21\n22\n", "3 ids for the 2 vectors"),
     ];
     for (contents, reason) in cases {
@@ -345,4 +345,83 @@ fn the_strict_help_says_what_strict_does() {
         "{help}"
     );
     assert!(!help.contains("Stop at the first bad line"), "{help}");
+}
+
+#[test]
+fn json_lines_with_commas_in_strings_and_other_fields_are_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let jsonl = dir.path().join("events.jsonl");
+    std::fs::write(
+        &jsonl,
+        concat!(
+            "{\"user_id\":1,\"item_id\":2,\"timestamp\":3,\"note\":\"a,b\"}\n",
+            "{\"user\":1,\"item\":3,\"ts\":4,\"note\":\"x:y,z\",\"tags\":[1,{\"k\":\"}\"}]}\n",
+            "{\"userId\":\"2\",\"movieId\":2,\"time\":5,\"weight\":0.5}\n",
+            "{\"user_id\":2,\"item_id\":3,\"timestamp\":6,\"note\":\"\\\"quoted, with comma\\\"\"}\n",
+        ),
+    )
+    .unwrap();
+    let out = ok(&ember(&[
+        "ingest",
+        path(&store),
+        path(&jsonl),
+        "--dim",
+        "8",
+        "--strict",
+    ]));
+    assert!(out.contains("ingested 4 events (0 bad lines skipped)"), "{out}");
+
+    // Not JSON: the line number, the column and a bounded echo.
+    std::fs::write(&jsonl, "{\"user_id\":1,\"item_id\":2,\"ts\":3}\n{\"user_id\":1,oops}\n").unwrap();
+    let err = failed(&ember(&["ingest", path(&store), path(&jsonl), "--strict"]));
+    assert!(
+        err.contains("line 2: not JSON: key must be a string at column 14 (at \"oops\")"),
+        "{err}"
+    );
+    let stats = ok(&ember(&["stats", path(&store)]));
+    assert!(stats.contains("4 events not trained yet"), "nothing written: {stats}");
+}
+
+#[test]
+fn a_tsv_is_known_by_its_tabs_and_its_header_by_its_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let tsv = dir.path().join("events.tsv");
+    // A header of known names is skipped; headerless data is all data (the
+    // first line was once taken as a header, or every line was bad).
+    std::fs::write(&tsv, "user_id\titem_id\ttimestamp\n1\t2\t3\n1\t3\t4\n").unwrap();
+    let out = ok(&ember(&["ingest", path(&store), path(&tsv), "--dim", "8", "--strict"]));
+    assert!(out.contains("ingested 2 events (0 bad lines skipped)"), "{out}");
+    std::fs::write(&tsv, "\u{feff}5\t6\t7\n5\t7\t8\t0.5\n").unwrap();
+    let out = ok(&ember(&["ingest", path(&store), path(&tsv), "--strict"]));
+    assert!(out.contains("ingested 2 events (0 bad lines skipped)"), "{out}");
+    // MovieLens's u.data layout with a header naming the rating column.
+    std::fs::write(&tsv, "userId\tmovieId\trating\ttimestamp\n9\t10\t3.5\t100\n").unwrap();
+    let out = ok(&ember(&["ingest", path(&store), path(&tsv), "--strict"]));
+    assert!(out.contains("ingested 1 event (0 bad lines skipped)"), "{out}");
+    // Bad lines of a TSV keep their numbers.
+    std::fs::write(&tsv, "1\t2\t3\n\n1\tx\t4\n").unwrap();
+    let err = failed(&ember(&["ingest", path(&store), path(&tsv), "--strict"]));
+    assert!(err.contains("line 3: item_id \"x\""), "{err}");
+
+    // Vectors too, and quoted CSV fields.
+    let host = dir.path().join("host");
+    let vectors = dir.path().join("vectors.tsv");
+    std::fs::write(&vectors, "id\tx\ty\tz\n1\t1\t0\t0\n").unwrap();
+    let out = ok(&ember(&[
+        "ingest",
+        path(&host),
+        path(&vectors),
+        "--vectors",
+        "--dim",
+        "3",
+        "--strict",
+    ]));
+    assert!(out.contains("ingested 1 vector (0 bad entries skipped"), "{out}");
+    let csv = dir.path().join("quoted.csv");
+    std::fs::write(&csv, "\"id\",\"x\",\"y\",\"z\"\n\"2\",\"0\",\"1\",\"0\"\n").unwrap();
+    let out = ok(&ember(&["ingest", path(&host), path(&csv), "--vectors", "--strict"]));
+    assert!(out.contains("ingested 1 vector (0 bad entries skipped"), "{out}");
+    assert_eq!(vector(&host, 2), Some(vec![0.0, 1.0, 0.0]));
 }

@@ -186,4 +186,74 @@ fn compact_reclaims_segment_space_and_export_writes_vectors_and_neighbours() {
     let top = store.knn(&emberdb::Query::item(item).k(5)).unwrap();
     let second: u64 = first.split(',').nth(2).unwrap().parse().unwrap();
     assert_eq!(top[0].id, second);
+    drop(store);
+
+    // JSON lines: one object per item, its hits in the knn --json form.
+    let jsonl = dir.path().join("similar.jsonl");
+    let out = ember(&[
+        "export",
+        h,
+        "--similar",
+        jsonl.to_str().unwrap(),
+        "--top",
+        "3",
+        "--jsonl",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let lines = std::fs::read_to_string(&jsonl).unwrap();
+    assert_eq!(lines.lines().count(), live);
+    let first: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    let similar = first["similar"].as_array().unwrap();
+    assert_eq!(similar.len(), 3);
+    assert!(first["item_id"].is_u64() && similar[0]["id"].is_u64() && similar[0]["score"].is_f64());
+}
+
+#[test]
+fn the_library_warnings_reach_stderr_unless_rust_log_says_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = dir.path().join("host");
+    {
+        // A segment as large as the default `flat_below`, so that `ember`
+        // (which opens with the defaults) loads its index. (IVF is quick to
+        // build here; `ember` rebuilds the damaged file with its default.)
+        let opts = Options::new(8)
+            .durability(Durability::Buffered)
+            .segment_rows(10_000)
+            .index(IndexSpec::Ivf {
+                nlist: Some(8),
+                nprobe: 8,
+            });
+        let store = Store::open(&host, opts).unwrap();
+        for id in 0..10_000u64 {
+            store.upsert(id, &vector(id)).unwrap();
+        }
+        store.seal().unwrap();
+        store.wait_for_indexes();
+    }
+    let idx = file_starting(&host.join("segments"), "seg-", ".idx");
+    let knn = |rust_log: Option<&str>| {
+        let bytes = std::fs::read(&idx).unwrap();
+        let mut damaged = bytes.clone();
+        let at = (bytes.len() - 64) / 2 + 64;
+        damaged[at] ^= 0x20;
+        std::fs::write(&idx, &damaged).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ember"));
+        cmd.args(["knn", host.to_str().unwrap(), "--item", "17", "-k", "3"]);
+        match rust_log {
+            Some(level) => cmd.env("RUST_LOG", level),
+            None => cmd.env_remove("RUST_LOG"),
+        };
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // The index is rebuilt (and rewritten) each time, so each run sees a
+    // freshly damaged file.
+    let quiet = knn(Some("error"));
+    assert!(quiet.is_empty(), "{quiet}");
+    let warned = knn(None);
+    assert!(
+        warned.starts_with("ember: warning: ") && warned.contains("rebuilding it from its segment"),
+        "{warned}"
+    );
 }

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 fn ember(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ember")).args(args).output().unwrap()
@@ -22,6 +22,19 @@ fn ok(out: &Output) -> String {
 
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
+}
+
+/// `ember ARGS` whose reader has gone away before it writes, as in
+/// `ember stats STORE | head -1`.
+fn with_closed_stdout(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ember"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
 }
 
 /// MovieLens-style ratings: 200 users of 5 tastes, 12 of their taste's 20
@@ -135,7 +148,7 @@ fn ingest_takes_json_lines_events_and_fvecs_or_csv_vectors() {
     let trained = dir.path().join("trained");
     let out = ember(&["ingest", path(&trained), path(&events), "--dim", "8"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 3: missing \"item_id\""));
-    assert!(ok(&out).contains("ingested 2 events (1 bad lines skipped)"));
+    assert!(ok(&out).contains("ingested 2 events (1 bad line skipped)"));
 
     // Host-fed: vectors from CSV (with a header and one bad line) and fvecs.
     let host = dir.path().join("host");
@@ -143,7 +156,7 @@ fn ingest_takes_json_lines_events_and_fvecs_or_csv_vectors() {
     std::fs::write(&csv, "id,a,b,c\n1,1,0,0\n2,0.9,0.1,0\nthree,0,0,1\n4,0,0,1\n").unwrap();
     let out = ember(&["ingest", path(&host), path(&csv), "--vectors", "--dim", "3"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 4: id \"three\""));
-    assert!(ok(&out).contains("ingested 3 vectors (1 bad entries skipped, 0 refused)"));
+    assert!(ok(&out).contains("ingested 3 vectors (1 bad entry skipped, 0 refused)"));
     let mut fvecs = Vec::new();
     for v in [[0.0f32, 1.0, 0.0], [0.0, 0.9, 0.1]] {
         fvecs.extend_from_slice(&3i32.to_le_bytes());
@@ -180,4 +193,43 @@ fn a_store_held_by_another_process_is_refused_with_a_hint() {
     );
     drop(held);
     assert!(ok(&ember(&["compact", path(dir.path())])).contains("nothing to compact"));
+}
+
+#[test]
+fn a_closed_pipe_ends_the_output_quietly_and_successfully() {
+    let dir = tempfile::tempdir().unwrap();
+    let (host, trained) = (dir.path().join("host"), dir.path().join("trained"));
+    let vectors = dir.path().join("vectors.csv");
+    let mut csv = String::new();
+    for id in 0..50u64 {
+        writeln!(csv, "{id},{},{},1", id % 7, id % 5).unwrap();
+    }
+    std::fs::write(&vectors, csv).unwrap();
+    ok(&ember(&[
+        "ingest",
+        path(&host),
+        path(&vectors),
+        "--vectors",
+        "--dim",
+        "3",
+    ]));
+    let events = dir.path().join("ratings.csv");
+    std::fs::write(&events, ratings()).unwrap();
+    ok(&ember(&["ingest", path(&trained), path(&events), "--dim", "8"]));
+    ok(&ember(&["train", path(&trained)]));
+
+    let commands: [&[&str]; 6] = [
+        &["stats", path(&host)],
+        &["stats", path(&trained)],
+        &["knn", path(&host), "--vector", "1,1,1", "-k", "40"],
+        &["knn", path(&host), "--vector", "1,1,1", "-k", "40", "--json"],
+        &["knn", path(&trained), "--item", "7"],
+        &["verify", path(&host)],
+    ];
+    for args in commands {
+        let out = with_closed_stdout(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?}\n{stderr}", out.status);
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
 }
