@@ -43,7 +43,7 @@ mod wal;
 pub use durability::Durability;
 pub use error::{Error, Result};
 pub use event::Event;
-pub use index::IndexSpec;
+pub use index::{faiss_compile_options, IndexSpec};
 pub use kernels::{simd_level, SimdLevel};
 pub use metric::Metric;
 pub use options::{Options, MAX_DIM};

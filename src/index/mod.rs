@@ -8,6 +8,8 @@
 mod ffi;
 pub(crate) mod file;
 
+pub use ffi::faiss_compile_options;
+
 use std::path::Path;
 
 use faiss::index::IndexImpl;

@@ -86,6 +86,13 @@ pub struct Stats {
     /// `Options::history_cache_bytes`).
     pub cached_histories: usize,
     pub cached_history_bytes: usize,
+    /// The instruction set the distance and training kernels run on,
+    /// chosen at run time from the CPU (`avx2+fma`, `portable`).
+    pub kernels: &'static str,
+    /// What the linked Faiss was compiled for, in Faiss's words (`OPTIMIZE
+    /// AVX512`, `OPTIMIZE AVX2`, or `OPTIMIZE GENERIC` for a build without
+    /// `-march`: see the README, "Faiss flags").
+    pub faiss_build: String,
 }
 
 /// An embedded vector store. See the crate documentation.
@@ -353,6 +360,8 @@ impl Store {
             trainer: self.shared.trainer.as_ref().map(|t| t.stats()),
             cached_histories,
             cached_history_bytes,
+            kernels: crate::kernels::simd_level().name(),
+            faiss_build: crate::index::faiss_compile_options(),
         })
     }
 

@@ -155,6 +155,44 @@ mod x86 {
     use std::arch::x86_64::{__m256, _mm256_add_ps, _mm256_loadu_ps, _mm256_storeu_ps};
     use std::sync::atomic::AtomicU32;
 
+    /// One relaxed atomic load of each of the 8 cells (see the module
+    /// comment).
+    #[target_feature(enable = "avx")]
+    #[inline]
+    fn load8(cells: &[AtomicU32]) -> __m256 {
+        assert_eq!(cells.len(), 8);
+        let v: __m256;
+        // SAFETY: `cells` is 8 live `AtomicU32`s (32 readable bytes, checked
+        // above); AVX is enabled.
+        unsafe {
+            asm!(
+                "vmovups {v}, ymmword ptr [{p}]",
+                p = in(reg) cells.as_ptr(),
+                v = out(ymm_reg) v,
+                options(readonly, nostack, preserves_flags),
+            );
+        }
+        v
+    }
+
+    /// One relaxed atomic store of each of the 8 cells (see the module
+    /// comment).
+    #[target_feature(enable = "avx")]
+    #[inline]
+    fn store8(cells: &[AtomicU32], v: __m256) {
+        assert_eq!(cells.len(), 8);
+        // SAFETY: `cells` is 8 live `AtomicU32`s (32 bytes, checked above;
+        // atomics are written through shared references); AVX is enabled.
+        unsafe {
+            asm!(
+                "vmovups ymmword ptr [{p}], {v}",
+                p = in(reg) cells.as_ptr(),
+                v = in(ymm_reg) v,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+
     /// Loads `row[..8k]` into `buf` (same length as `row`); returns `8k`.
     ///
     /// # Safety
@@ -164,19 +202,8 @@ mod x86 {
     pub(super) unsafe fn load_row(row: &[AtomicU32], buf: &mut [f32]) -> usize {
         let lanes = row.len().min(buf.len()) / 8 * 8;
         for (cells, out) in row[..lanes].chunks_exact(8).zip(buf[..lanes].chunks_exact_mut(8)) {
-            let v: __m256;
-            // SAFETY: `cells` is 8 live `AtomicU32`s (32 readable bytes); the
-            // load is a relaxed atomic read of each (see the module comment).
-            unsafe {
-                asm!(
-                    "vmovups {v}, ymmword ptr [{p}]",
-                    p = in(reg) cells.as_ptr(),
-                    v = out(ymm_reg) v,
-                    options(readonly, nostack, preserves_flags),
-                );
-            }
             // SAFETY: `out` is 8 writable f32s; AVX is enabled.
-            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), load8(cells)) };
         }
         lanes
     }
@@ -190,29 +217,9 @@ mod x86 {
     pub(super) unsafe fn add_to_row(row: &[AtomicU32], delta: &[f32]) -> usize {
         let lanes = row.len().min(delta.len()) / 8 * 8;
         for (cells, d) in row[..lanes].chunks_exact(8).zip(delta[..lanes].chunks_exact(8)) {
-            let mut v: __m256;
-            // SAFETY: as in `load_row`.
-            unsafe {
-                asm!(
-                    "vmovups {v}, ymmword ptr [{p}]",
-                    p = in(reg) cells.as_ptr(),
-                    v = out(ymm_reg) v,
-                    options(readonly, nostack, preserves_flags),
-                );
-            }
             // SAFETY: `d` is 8 readable f32s; AVX is enabled.
-            v = _mm256_add_ps(v, unsafe { _mm256_loadu_ps(d.as_ptr()) });
-            // SAFETY: `cells` is 8 live `AtomicU32`s (32 writable bytes:
-            // atomics are written through shared references); the store is a
-            // relaxed atomic write of each (see the module comment).
-            unsafe {
-                asm!(
-                    "vmovups ymmword ptr [{p}], {v}",
-                    p = in(reg) cells.as_ptr(),
-                    v = in(ymm_reg) v,
-                    options(nostack, preserves_flags),
-                );
-            }
+            let sum = _mm256_add_ps(load8(cells), unsafe { _mm256_loadu_ps(d.as_ptr()) });
+            store8(cells, sum);
         }
         lanes
     }

@@ -58,30 +58,6 @@ pub(crate) fn sgns_batch(
     sigmoid: &SigmoidFn,
     scratch: &mut Scratch,
 ) {
-    struct Step<'s, 'm> {
-        x: &'s mut [f32],
-        skip: Option<usize>,
-        output: &'s HogwildMatrix<'m>,
-        targets: &'s [u32],
-        alpha: f32,
-        sigmoid: &'s SigmoidFn,
-        scratch: &'s mut Scratch,
-    }
-    impl WithIsa for Step<'_, '_> {
-        type Output = ();
-        #[inline(always)]
-        fn run<I: Isa>(self) {
-            step::<I>(
-                self.x,
-                self.skip,
-                self.output,
-                self.targets,
-                self.alpha,
-                self.sigmoid,
-                self.scratch,
-            )
-        }
-    }
     dispatch(Step {
         x,
         skip,
@@ -93,15 +69,36 @@ pub(crate) fn sgns_batch(
     })
 }
 
+/// The arguments of one [`sgns_batch`], run on a level.
+struct Step<'s, 'm> {
+    x: &'s mut [f32],
+    skip: Option<usize>,
+    output: &'s HogwildMatrix<'m>,
+    targets: &'s [u32],
+    alpha: f32,
+    sigmoid: &'s SigmoidFn,
+    scratch: &'s mut Scratch,
+}
+
+impl WithIsa for Step<'_, '_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<I: Isa>(self) {
+        step::<I>(self)
+    }
+}
+
 #[inline(always)]
 fn step<I: Isa>(
-    x: &mut [f32],
-    skip: Option<usize>,
-    output: &HogwildMatrix<'_>,
-    targets: &[u32],
-    alpha: f32,
-    sigmoid: &SigmoidFn,
-    scratch: &mut Scratch,
+    Step {
+        x,
+        skip,
+        output,
+        targets,
+        alpha,
+        sigmoid,
+        scratch,
+    }: Step<'_, '_>,
 ) {
     let dim = output.dim();
     let (c, t) = ((x.len() / dim).min(MAX_BATCH), targets.len());

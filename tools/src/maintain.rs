@@ -23,13 +23,11 @@ pub fn snapshot(a: SnapshotArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let info = store.snapshot(&a.dest)?;
     writeln!(
         out,
-        "snapshot of {} at {}: operations before #{}; {} hard-linked, {} copied ({})",
+        "snapshot of {} at {}: operations before #{}; {}",
         a.store.display(),
         info.path.display(),
         info.next_seq,
-        count(info.linked as u64, "file", "files"),
-        info.copied,
-        HumanBytes(info.copied_bytes)
+        copied(&info)
     )?;
     Ok(())
 }
@@ -45,14 +43,22 @@ pub fn restore(a: RestoreArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let info = emberdb::restore(&a.snapshot, &a.dest)?;
     writeln!(
         out,
-        "restored {} to {}: {} hard-linked, {} copied ({})",
+        "restored {} to {}: {}",
         a.snapshot.display(),
         info.path.display(),
+        copied(&info)
+    )?;
+    Ok(())
+}
+
+/// "12 files hard-linked, 3 copied (1.2 MiB)".
+fn copied(info: &emberdb::SnapshotInfo) -> String {
+    format!(
+        "{} hard-linked, {} copied ({})",
         count(info.linked as u64, "file", "files"),
         info.copied,
         HumanBytes(info.copied_bytes)
-    )?;
-    Ok(())
+    )
 }
 
 #[derive(Args, Debug)]

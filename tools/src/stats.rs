@@ -39,6 +39,7 @@ pub fn print_stats(store: &Store, out: &mut impl Write) -> anyhow::Result<()> {
     writeln!(out, "wal files        {}", HumanBytes(s.wal_bytes))?;
     writeln!(out, "metadata         {}", HumanBytes(s.meta_bytes))?;
     writeln!(out, "on disk          {}", HumanBytes(s.disk_bytes))?;
+    writeln!(out, "kernels, faiss   {}; {}", s.kernels, s.faiss_build)?;
     match &s.trainer {
         None => writeln!(out, "vectors          host-fed")?,
         Some(t) => {

@@ -1,0 +1,108 @@
+//! Stores written by an older build open unchanged, and answer as they did.
+//!
+//! `tests/fixtures/v1-host` and `v1-trained` were written by format 1 (the
+//! commit that added them, with `examples/write_v1_fixtures.rs`), and
+//! `answers.txt` holds what they answered then: stored vectors (bit for
+//! bit), similar items and user recall (ids, and scores to 1e-5, since
+//! the kernels' rounding may differ by CPU), and histories. Each test opens
+//! a copy (opening upgrades a store in place).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use emberdb::{Options, Query, Store};
+
+fn fixture(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let tmp = tempfile::tempdir().unwrap();
+    let dst = tmp.path().join(name);
+    common::copy_dir(&src, &dst);
+    (tmp, dst)
+}
+
+/// (id, score) pairs in a canonical order: equal scores (duplicate vectors
+/// in the fixture) may come in either order.
+fn canonical(mut hits: Vec<(u64, f32)>) -> Vec<(u64, f32)> {
+    hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    hits
+}
+
+fn parse_hits(text: &str) -> Vec<(u64, f32)> {
+    text.split_whitespace()
+        .map(|pair| {
+            let (id, score) = pair.split_once(':').unwrap();
+            (id.parse().unwrap(), score.parse().unwrap())
+        })
+        .collect()
+}
+
+fn check_answers(store: &Store, name: &str) -> usize {
+    let answers =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/answers.txt")).unwrap();
+    let mut checked = 0;
+    for line in answers.lines().filter(|l| l.starts_with(&format!("{name} "))) {
+        let mut parts = line.splitn(4, ' ');
+        let (_, kind, id, rest) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap().parse::<u64>().unwrap(),
+            parts.next().unwrap_or(""),
+        );
+        match kind {
+            "get" => {
+                let got = store.get(id).unwrap();
+                let want = if rest == "none" { None } else { Some(rest.to_string()) };
+                assert_eq!(got.map(|v| format!("{v:?}")), want, "{line}");
+            }
+            "history" => assert_eq!(format!("{:?}", store.history(id).unwrap()), rest, "{line}"),
+            "item" | "user" => {
+                let query = if kind == "item" {
+                    Query::item(id)
+                } else {
+                    Query::user(id)
+                };
+                let got = canonical(
+                    store
+                        .knn(&query.k(5))
+                        .unwrap()
+                        .iter()
+                        .map(|h| (h.id, h.score))
+                        .collect(),
+                );
+                let want = canonical(parse_hits(rest));
+                assert_eq!(got.len(), want.len(), "{line}");
+                for (g, w) in got.iter().zip(&want) {
+                    assert_eq!(g.0, w.0, "{line}: got {got:?}");
+                    assert!((g.1 - w.1).abs() < 1e-5, "{line}: got {got:?}");
+                }
+            }
+            other => panic!("unknown answer kind {other}"),
+        }
+        checked += 1;
+    }
+    checked
+}
+
+#[test]
+fn a_host_fed_store_of_format_1_opens_and_answers_as_before() {
+    let (_tmp, path) = fixture("v1-host");
+    let store = Store::open(&path, Options::existing()).unwrap();
+    assert_eq!(check_answers(&store, "host"), 15);
+    assert!(store.verify().unwrap().problems.is_empty());
+    // It takes writes, and answers the same after a reopen.
+    store.upsert(1_000, &[0.5; 8]).unwrap();
+    drop(store);
+    let store = Store::open(&path, Options::new(8)).unwrap();
+    assert_eq!(check_answers(&store, "host"), 15);
+    assert!(store.get(1_000).unwrap().is_some());
+}
+
+#[test]
+fn a_trained_store_of_format_1_opens_and_answers_as_before() {
+    let (_tmp, path) = fixture("v1-trained");
+    let store = Store::open(&path, Options::existing()).unwrap();
+    assert_eq!(check_answers(&store, "trained"), 14);
+    assert!(store.verify().unwrap().problems.is_empty());
+    assert_eq!(store.stats().unwrap().trainer.unwrap().generation, 1);
+}
