@@ -30,17 +30,28 @@ pub enum Error {
     #[error("{path} was written by format version {found}; this build reads up to {supported}")]
     NewerFormat { path: PathBuf, found: u32, supported: u32 },
 
-    /// `Options` disagree with the configuration the store was created with.
-    #[error("store {path} was created with {field} = {stored}, but was opened with {requested}")]
+    /// `Options` disagree with the configuration a space of the store was
+    /// created with (`space` names it; `"default"` for the default space).
+    #[error("store {path}: space {space:?} was created with {field} = {stored}, but was opened with {requested}")]
     ConfigMismatch {
         path: PathBuf,
+        space: String,
         field: &'static str,
         stored: String,
         requested: String,
     },
 
-    /// A vector has the wrong number of components.
-    #[error("vector for {context} has {got} components, the store's dimension is {expected}")]
+    /// A space name the store does not have.
+    #[error("store {path} has no space {name:?} (its spaces: {})", known.join(", "))]
+    UnknownSpace {
+        path: PathBuf,
+        name: String,
+        known: Vec<String>,
+    },
+
+    /// A vector has the wrong number of components (`context` names the
+    /// item and, outside the default space, the space).
+    #[error("vector for {context} has {got} components, the space's dimension is {expected}")]
     DimensionMismatch {
         context: String,
         expected: usize,
@@ -79,15 +90,21 @@ pub enum Error {
     #[error("index of segment {segment}: {reason}")]
     Index { segment: u64, reason: String },
 
-    /// The store trains its own item vectors: the host cannot write them.
-    #[error(
-        "store {path} trains its item vectors from events; {operation} is for host-fed stores (see Options::trained)"
-    )]
-    TrainedStore { path: PathBuf, operation: &'static str },
+    /// The space trains its own item vectors: the host cannot write them.
+    #[error("store {path}: space {space:?} trains its item vectors from events; {operation} is for host-fed spaces")]
+    TrainedStore {
+        path: PathBuf,
+        space: String,
+        operation: &'static str,
+    },
 
-    /// Training was asked of a store whose vectors the host brings.
-    #[error("store {path} holds host-fed vectors; open it with Options::trained to train item vectors")]
-    NotTrained { path: PathBuf },
+    /// Training was asked of a store (or space) whose vectors the host
+    /// brings.
+    #[error(
+        "store {path} has no trained space{}; create one with Options::trained or SpaceSpec::item2vec",
+        if space.is_empty() { String::new() } else { format!(" named {space:?}") }
+    )]
+    NotTrained { path: PathBuf, space: String },
 
     /// A user with no recorded events.
     #[error("user {id} has no events in the store")]

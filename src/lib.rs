@@ -46,9 +46,10 @@ pub use event::Event;
 pub use index::{faiss_compile_options, IndexSpec};
 pub use kernels::{simd_level, SimdLevel};
 pub use metric::Metric;
-pub use options::{Options, MAX_DIM};
+pub use options::{Options, SpaceKind, SpaceSpec, DEFAULT_SPACE, MAX_DIM, MAX_SPACE_NAME};
 pub use query::{Hit, Pooling, Query, MAX_K, SEED_RECENT_ITEMS, USER_RECENT_ITEMS};
 pub use store::{
-    restore, CompactReport, RecoveryReport, RoundKind, SnapshotInfo, Stats, Store, TrainerStats, VerifyReport,
+    restore, CompactReport, RecoveryReport, RoundKind, SnapshotInfo, Space, SpaceStats, Stats, Store, TrainerStats,
+    VerifyReport,
 };
 pub use train::{RunStats, Sigmoid, TrainOptions, TrainPolicy, TrainReport};

@@ -22,7 +22,7 @@ use file::IndexHeader;
 
 /// How sealed segments are indexed. Segments smaller than
 /// `Options::flat_below` are always searched exactly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum IndexSpec {
     /// No index: every row is scanned (exact).
     Flat,

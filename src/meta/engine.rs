@@ -3,10 +3,12 @@
 //!
 //! Two trees. `catalog` holds the records that must change together, so that
 //! one sled batch (atomic) can change them: key `b"config"`, key
-//! `b"manifest"`, key `b"forwards"` (segments merged whole, see
-//! [`super::records::Forward`]), keys `b"r" + id (u64 BE)` for the registry (value: a
-//! [`Location`]), keys `b"d" + segment (u64 BE) + row (u32 BE)` for dead rows
-//! (empty value). `histories` maps a user id (u64 BE) to its
+//! `b"spaces"` (format 2), key `b"manifest"`, key `b"forwards"` (segments
+//! merged whole, see [`super::records::Forward`]), the registry (value: a
+//! [`Location`]) under keys `b"r" + id (u64 BE)` for the default space
+//! (space 0, as in format 1) and `b"R" + space (u32 BE) + id (u64 BE)` for
+//! the others, and keys `b"d" + segment (u64 BE) + row (u32 BE)` for dead
+//! rows (empty value; segment ids are unique across spaces). `histories` maps a user id (u64 BE) to its
 //! [`UserHistory`]. Every value that carries data is a [`crate::codec`]
 //! envelope.
 
@@ -17,9 +19,11 @@ use crate::error::{Error, Result};
 use crate::segment::Location;
 
 pub(super) const CONFIG_KEY: &[u8] = b"config";
+pub(super) const SPACES_KEY: &[u8] = b"spaces";
 pub(super) const MANIFEST_KEY: &[u8] = b"manifest";
 pub(super) const FORWARDS_KEY: &[u8] = b"forwards";
 pub(super) const REGISTRY_PREFIX: u8 = b'r';
+pub(super) const SPACE_REGISTRY_PREFIX: u8 = b'R';
 pub(super) const DEAD_PREFIX: u8 = b'd';
 
 /// One sled database: `meta/db-<generation>/`.
@@ -30,11 +34,23 @@ pub(super) struct Engine {
     pub(super) histories: sled::Tree,
 }
 
-pub(super) fn registry_key(id: u64) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = REGISTRY_PREFIX;
-    k[1..].copy_from_slice(&id.to_be_bytes());
+/// The registry key of `id` in `space`.
+pub(super) fn registry_key(space: u32, id: u64) -> Vec<u8> {
+    let mut k = registry_prefix(space);
+    k.extend_from_slice(&id.to_be_bytes());
     k
+}
+
+/// The prefix of every registry key of `space`.
+pub(super) fn registry_prefix(space: u32) -> Vec<u8> {
+    if space == 0 {
+        vec![REGISTRY_PREFIX]
+    } else {
+        let mut k = Vec::with_capacity(13);
+        k.push(SPACE_REGISTRY_PREFIX);
+        k.extend_from_slice(&space.to_be_bytes());
+        k
+    }
 }
 
 pub(super) fn dead_key(at: Location) -> [u8; 13] {
@@ -105,13 +121,6 @@ impl Engine {
             path: self.path.clone(),
             source,
         }
-    }
-
-    /// Writes `value` under `key` in the catalog tree.
-    pub(super) fn put_record<T: serde::Serialize>(&self, key: &[u8], value: &T, what: &str) -> Result<()> {
-        let bytes = codec::encode(value, what)?;
-        self.catalog.insert(key, bytes).map_err(|e| self.err(e))?;
-        Ok(())
     }
 
     pub(super) fn get_record<T: serde::de::DeserializeOwned>(

@@ -10,15 +10,18 @@ mod sled_records;
 
 use crate::error::Result;
 use crate::segment::Location;
-use records::{Forward, Manifest, StoredConfig, UserHistory};
+use records::{Forward, Manifest, ManifestV1, StoredConfig, StoredSpace, UserHistory};
+
+/// An item's row in a space: (space number, item id, location).
+pub(crate) type Placed = (u32, u64, Location);
 
 /// One atomic change of the catalog (see [`MetaStore::commit`]).
 pub(crate) struct Commit<'a> {
     pub manifest: &'a Manifest,
-    /// Ids taken out of the registry, their rows recorded dead.
-    pub retired: &'a [(u64, Location)],
+    /// Ids taken out of their space's registry, their rows recorded dead.
+    pub retired: &'a [Placed],
     /// Ids registered (rows of a segment the manifest adds).
-    pub rows: &'a [(u64, Location)],
+    pub rows: &'a [Placed],
     /// Segments a compaction removed: their dead-row records go.
     pub dropped_segments: &'a [u64],
     /// Rows recorded dead without touching the registry.
@@ -32,9 +35,16 @@ pub(crate) struct Commit<'a> {
 /// every write here must be safe to repeat (replay is idempotent).
 pub(crate) trait MetaStore: Send + Sync {
     fn load_config(&self) -> Result<Option<StoredConfig>>;
-    fn save_config(&self, config: &StoredConfig) -> Result<()>;
+    /// The spaces of a format-2 store.
+    fn load_spaces(&self) -> Result<Option<Vec<StoredSpace>>>;
+    /// The manifest of a format-2 store.
     fn load_manifest(&self) -> Result<Option<Manifest>>;
-    fn save_manifest(&self, manifest: &Manifest) -> Result<()>;
+    /// The manifest of a format-1 store (before its upgrade).
+    fn load_manifest_v1(&self) -> Result<Option<ManifestV1>>;
+    /// Writes the configuration, the spaces and the manifest in one batch:
+    /// at creation, at the upgrade of a format-1 store, and when spaces are
+    /// added or their index spec changes. Not flushed.
+    fn save_layout(&self, config: &StoredConfig, spaces: &[StoredSpace], manifest: &Manifest) -> Result<()>;
     /// Atomically applies `commit`: after a crash, all of it is there or
     /// none. Retirements reach the metadata only this way, together with
     /// the checkpoint that covers their log records: a retirement whose
@@ -42,10 +52,11 @@ pub(crate) trait MetaStore: Send + Sync {
     fn commit(&self, commit: &Commit) -> Result<()>;
     /// The forwarding table of segments merged whole (see [`Forward`]).
     fn load_forwards(&self) -> Result<Vec<Forward>>;
-    /// The sealed row that holds `id`, if it is live in a sealed segment.
-    fn location(&self, id: u64) -> Result<Option<Location>>;
-    /// Every registry entry: (item, the sealed row that holds it).
-    fn registry(&self) -> Result<Vec<(u64, Location)>>;
+    /// The sealed row that holds `id` in `space`, if it is live in a
+    /// sealed segment.
+    fn location(&self, space: u32, id: u64) -> Result<Option<Location>>;
+    /// Every registry entry of `space`: (item, the sealed row that holds it).
+    fn registry(&self, space: u32) -> Result<Vec<(u64, Location)>>;
     /// Every dead row of every sealed segment.
     fn dead_rows(&self) -> Result<Vec<Location>>;
     fn load_history(&self, user: u64) -> Result<Option<UserHistory>>;

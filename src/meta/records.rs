@@ -3,21 +3,42 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::index::IndexSpec;
 use crate::metric::Metric;
+use crate::options::SpaceKind;
 use crate::wal::Position;
 
 /// The version of the store's layout as a whole. A store written by a newer
-/// version is refused with `Error::NewerFormat`.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// version is refused with `Error::NewerFormat`. Version 1 had one space;
+/// version 2 has named spaces (`b"spaces"`) and a manifest per space. A
+/// version-1 store is upgraded in place at open, in one metadata batch.
+pub(crate) const FORMAT_VERSION: u32 = 2;
 
-/// What a store was created with; checked on every open.
+/// What a store was created with; checked on every open. Its shape is
+/// version 1's, so that a build reading version 1 can read the version
+/// number of any later store and refuse it: `dim`, `metric` and `trained`
+/// describe the default space (`spaces` holds every space from version 2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct StoredConfig {
     pub format_version: u32,
     pub dim: u32,
     pub metric: Metric,
-    /// The store trains its own item vectors (else the host upserts them).
+    /// The default space trains its own item vectors (else the host
+    /// upserts them).
     pub trained: bool,
+}
+
+/// One space of the store (catalog key `b"spaces"`, the list by number).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct StoredSpace {
+    /// Its number in log records and registry keys; the default space is 0.
+    pub number: u32,
+    pub name: String,
+    pub dim: u32,
+    pub metric: Metric,
+    pub kind: SpaceKind,
+    /// The index spec last opened with (may change between opens).
+    pub index: IndexSpec,
 }
 
 /// A sealed segment that is part of the store.
@@ -27,13 +48,13 @@ pub(crate) struct SegmentEntry {
     pub rows: u64,
 }
 
-/// The durable root of the store: which segment files are live and where
-/// WAL replay starts.
+/// The durable root of the store: which segment files are live, space by
+/// space, and where WAL replay starts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Manifest {
-    pub segments: Vec<SegmentEntry>,
-    /// The growing segment's rows as of the checkpoint, if it had any.
-    pub growing: Option<SegmentEntry>,
+    /// By space number.
+    pub spaces: Vec<SpaceManifest>,
+    /// Segment, snapshot and trainer file ids are unique across spaces.
     pub next_segment_id: u64,
     /// Every log record before this position is reflected in the segments
     /// and the metadata; replay starts here.
@@ -41,8 +62,58 @@ pub(crate) struct Manifest {
     /// The sequence number of the first operation at or after `checkpoint`
     /// (used when the log after it is empty).
     pub next_seq: u64,
-    /// The trainer state of the current generation (trained stores).
+}
+
+/// The files of one space.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct SpaceManifest {
+    pub segments: Vec<SegmentEntry>,
+    /// The growing segment's rows as of the checkpoint, if it had any.
+    pub growing: Option<SegmentEntry>,
+    /// The trainer state of the current generation (trained spaces).
     pub trainer: Option<TrainerEntry>,
+}
+
+impl Manifest {
+    /// Every file id the manifest names (segments, snapshots, trainer
+    /// files), of every space.
+    pub fn file_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.spaces.iter().flat_map(|s| {
+            s.segments
+                .iter()
+                .chain(&s.growing)
+                .map(|e| e.id)
+                .chain(s.trainer.map(|t| t.file_id))
+        })
+    }
+}
+
+/// Version 1's manifest (one space), read when a version-1 store is
+/// upgraded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ManifestV1 {
+    pub segments: Vec<SegmentEntry>,
+    pub growing: Option<SegmentEntry>,
+    pub next_segment_id: u64,
+    pub checkpoint: Position,
+    pub next_seq: u64,
+    pub trainer: Option<TrainerEntry>,
+}
+
+impl ManifestV1 {
+    /// The same files as the default space of a version-2 manifest.
+    pub fn upgrade(self) -> Manifest {
+        Manifest {
+            spaces: vec![SpaceManifest {
+                segments: self.segments,
+                growing: self.growing,
+                trainer: self.trainer,
+            }],
+            next_segment_id: self.next_segment_id,
+            checkpoint: self.checkpoint,
+            next_seq: self.next_seq,
+        }
+    }
 }
 
 /// The trainer state file of a generation: `trainer-<file_id>.emb`.
@@ -55,12 +126,10 @@ pub(crate) struct TrainerEntry {
 impl Default for Manifest {
     fn default() -> Self {
         Manifest {
-            segments: Vec::new(),
-            growing: None,
+            spaces: Vec::new(),
             next_segment_id: 1,
             checkpoint: Position::origin(),
             next_seq: 1,
-            trainer: None,
         }
     }
 }

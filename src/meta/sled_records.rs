@@ -6,8 +6,10 @@
 
 use std::path::PathBuf;
 
-use super::engine::{dead_key, registry_key, CONFIG_KEY, DEAD_PREFIX, FORWARDS_KEY, MANIFEST_KEY, REGISTRY_PREFIX};
-use super::records::{Forward, Manifest, StoredConfig, UserHistory};
+use super::engine::{
+    dead_key, registry_key, registry_prefix, CONFIG_KEY, DEAD_PREFIX, FORWARDS_KEY, MANIFEST_KEY, SPACES_KEY,
+};
+use super::records::{Forward, Manifest, ManifestV1, StoredConfig, StoredSpace, UserHistory};
 use super::sled_meta::{db_dir, list_generations, SledMeta};
 use super::{Commit, MetaStore};
 use crate::codec;
@@ -32,8 +34,8 @@ impl MetaStore for SledMeta {
         })
     }
 
-    fn save_config(&self, config: &StoredConfig) -> Result<()> {
-        self.write("the configuration", |db| db.put_record(CONFIG_KEY, config, "config"))
+    fn load_spaces(&self) -> Result<Option<Vec<StoredSpace>>> {
+        self.read("the spaces", |db| db.get_record(&db.catalog, SPACES_KEY, "spaces"))
     }
 
     fn load_manifest(&self) -> Result<Option<Manifest>> {
@@ -42,8 +44,20 @@ impl MetaStore for SledMeta {
         })
     }
 
-    fn save_manifest(&self, manifest: &Manifest) -> Result<()> {
-        self.write("the manifest", |db| db.put_record(MANIFEST_KEY, manifest, "manifest"))
+    fn load_manifest_v1(&self) -> Result<Option<ManifestV1>> {
+        self.read("the manifest", |db| {
+            db.get_record(&db.catalog, MANIFEST_KEY, "manifest")
+        })
+    }
+
+    fn save_layout(&self, config: &StoredConfig, spaces: &[StoredSpace], manifest: &Manifest) -> Result<()> {
+        self.write("the configuration", |db| {
+            let mut batch = sled::Batch::default();
+            batch.insert(CONFIG_KEY, codec::encode(config, "config")?);
+            batch.insert(SPACES_KEY, codec::encode(&spaces.to_vec(), "spaces")?);
+            batch.insert(MANIFEST_KEY, codec::encode(manifest, "manifest")?);
+            db.catalog.apply_batch(batch).map_err(|e| db.err(e))
+        })
     }
 
     fn commit(&self, c: &Commit) -> Result<()> {
@@ -62,12 +76,12 @@ impl MetaStore for SledMeta {
             if let Some(forwards) = forwards {
                 batch.insert(FORWARDS_KEY, codec::encode(&forwards.to_vec(), "forwards")?);
             }
-            for (id, at) in retired {
-                batch.remove(&registry_key(*id)[..]);
+            for (space, id, at) in retired {
+                batch.remove(registry_key(*space, *id));
                 batch.insert(&dead_key(*at)[..], &[][..]);
             }
-            for (id, at) in rows {
-                batch.insert(&registry_key(*id)[..], codec::encode(at, "registry")?);
+            for (space, id, at) in rows {
+                batch.insert(registry_key(*space, *id), codec::encode(at, "registry")?);
             }
             for segment in dropped_segments {
                 let mut prefix = [0u8; 9];
@@ -78,7 +92,7 @@ impl MetaStore for SledMeta {
                     batch.remove(key);
                 }
                 // Retirements of rows in a dropped segment record nothing.
-                for (_, at) in retired.iter().filter(|(_, at)| at.segment == *segment) {
+                for (_, _, at) in retired.iter().filter(|(_, _, at)| at.segment == *segment) {
                     batch.remove(&dead_key(*at)[..]);
                 }
             }
@@ -98,18 +112,23 @@ impl MetaStore for SledMeta {
         })
     }
 
-    fn location(&self, id: u64) -> Result<Option<Location>> {
+    fn location(&self, space: u32, id: u64) -> Result<Option<Location>> {
         self.read("a registry entry", |db| {
-            db.get_record(&db.catalog, &registry_key(id), &format!("registry entry of item {id}"))
+            db.get_record(
+                &db.catalog,
+                &registry_key(space, id),
+                &format!("registry entry of item {id} in space {space}"),
+            )
         })
     }
 
-    fn registry(&self) -> Result<Vec<(u64, Location)>> {
+    fn registry(&self, space: u32) -> Result<Vec<(u64, Location)>> {
         self.read("the registry", |db| {
             let mut out = Vec::new();
-            for entry in db.catalog.scan_prefix([REGISTRY_PREFIX]) {
+            let prefix = registry_prefix(space);
+            for entry in db.catalog.scan_prefix(&prefix) {
                 let (key, value) = entry.map_err(|e| db.err(e))?;
-                let id = <[u8; 8]>::try_from(&key[1..])
+                let id = <[u8; 8]>::try_from(&key[prefix.len()..])
                     .map(u64::from_be_bytes)
                     .map_err(|_| Error::Corruption {
                         file: db.path.clone(),

@@ -52,6 +52,8 @@ pub struct Query {
     pub(crate) pooling: Pooling,
     pub(crate) recent: Option<usize>,
     pub(crate) include_seen: bool,
+    /// The space searched (None: the default space).
+    pub(crate) space: Option<String>,
 }
 
 impl Query {
@@ -90,7 +92,17 @@ impl Query {
             pooling: Pooling::Mean,
             recent: None,
             include_seen: false,
+            space: None,
         }
+    }
+
+    /// Search the space `name` instead of the default one. Item ids are the
+    /// store's, so `Query::item(i).space("text")` finds items near `i`'s
+    /// vector in that space, and user queries pool the user's items'
+    /// vectors there.
+    pub fn space(mut self, name: &str) -> Self {
+        self.space = Some(name.to_string());
+        self
     }
 
     /// How `user` queries pool the recent items' vectors.

@@ -26,13 +26,13 @@ pub(crate) trait Lookups {
 
 /// The vectors searched: their metric and dimension.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Space {
+pub(crate) struct Geometry {
     pub metric: Metric,
     pub dim: usize,
 }
 
 /// The hits of `query` in `version`, nearest first.
-pub(crate) fn knn(lookups: &dyn Lookups, version: &Version, space: Space, query: &Query) -> Result<Vec<Hit>> {
+pub(crate) fn knn(lookups: &dyn Lookups, version: &Version, space: Geometry, query: &Query) -> Result<Vec<Hit>> {
     query.check()?;
     match &query.target {
         Target::Vector(v) => {
@@ -89,7 +89,7 @@ fn user_items(
 fn pool(
     lookups: &dyn Lookups,
     version: &Version,
-    space: Space,
+    space: Geometry,
     items: &[u64],
     pooling: Pooling,
 ) -> Result<Option<Vec<f32>>> {

@@ -11,7 +11,7 @@
 
 use std::cell::UnsafeCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use parking_lot::{Mutex, RwLock};
@@ -36,7 +36,12 @@ pub(crate) struct GrowingSegment {
     /// The live row of each id (readers take it briefly for point lookups).
     rows_by_id: RwLock<HashMap<u64, u32>>,
     dead: Tombstones,
+    /// Unique in the process: tells two segments apart (see `serial`).
+    serial: u64,
 }
+
+/// The serial number of the next growing segment made.
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
 
 // SAFETY: the only interior mutability not behind a lock or an atomic is the
 // `UnsafeCell` contents of the chunks. They are written only by `push`, which
@@ -73,7 +78,15 @@ impl GrowingSegment {
             append_lock: Mutex::new(()),
             rows_by_id: RwLock::new(HashMap::new()),
             dead: Tombstones::new(capacity),
+            serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
         }
+    }
+
+    /// A number no other growing segment of this process has: with the row
+    /// and dead counts (rows are only appended, tombstones only set), it
+    /// tells whether a segment changed since it was last looked at.
+    pub fn serial(&self) -> u64 {
+        self.serial
     }
 
     /// Rows appended so far (live or dead).

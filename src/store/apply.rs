@@ -3,8 +3,9 @@
 //! recovery (replaying the WAL), so both reach the same state.
 
 use super::seal;
+use super::space::SpaceState;
 use super::state::{ManifestState, Shared};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::wal::record::Record;
 use crate::wal::Position;
@@ -12,24 +13,34 @@ use crate::wal::Position;
 /// Applies one logged record that starts at `start`.
 pub(crate) fn apply_record(shared: &Shared, core: &mut ManifestState, start: Position, record: Record) -> Result<()> {
     core.next_seq = core.next_seq.max(record.end_seq());
+    // Checksummed but not ours to apply: never half-apply it.
+    let corrupt = |reason: String| Error::Corruption {
+        file: crate::wal::file::path_of(&shared.wal_dir, start.file_no),
+        offset: start.offset,
+        reason,
+    };
+    let space_of = |number: u32, id: u64| {
+        shared.spaces.get(number as usize).ok_or_else(|| {
+            corrupt(format!(
+                "a record for item {id} in space {number}, which the store does not have"
+            ))
+        })
+    };
     match record {
         Record::Events { first_seq, events } => apply_events(shared, first_seq, &events),
-        Record::Upsert { id, vector, .. } => {
-            if vector.len() != shared.opts.dim {
-                // Checksummed but not ours to apply: never half-apply it.
-                return Err(crate::error::Error::Corruption {
-                    file: crate::wal::file::path_of(&shared.wal_dir, start.file_no),
-                    offset: start.offset,
-                    reason: format!(
-                        "upsert of item {id} has {} components, the store's dimension is {}",
-                        vector.len(),
-                        shared.opts.dim
-                    ),
-                });
+        Record::Upsert { space, id, vector, .. } => {
+            let space = space_of(space, id)?;
+            if vector.len() != space.dim {
+                return Err(corrupt(format!(
+                    "upsert of item {id} has {} components, the dimension of {} is {}",
+                    vector.len(),
+                    space.describe(),
+                    space.dim
+                )));
             }
-            apply_upsert(shared, core, start, id, &vector)
+            apply_upsert(shared, core, space, start, id, &vector)
         }
-        Record::Delete { id, .. } => apply_delete(shared, id).map(|_| ()),
+        Record::Delete { space, id, .. } => apply_delete(space_of(space, id)?, id).map(|_| ()),
     }
 }
 
@@ -41,50 +52,54 @@ pub(crate) fn apply_events(shared: &Shared, first_seq: u64, events: &[Event]) ->
     Ok(())
 }
 
-/// Stores `vector` (already validated and normalised) for `id`, whose log
-/// record starts at `start`.
+/// Stores `vector` (already validated and normalised) for `id` in `space`,
+/// whose log record starts at `start`.
 pub(crate) fn apply_upsert(
     shared: &Shared,
     core: &mut ManifestState,
+    space: &SpaceState,
     start: Position,
     id: u64,
     vector: &[f32],
 ) -> Result<()> {
-    if shared.catalog.version.load().growing.is_full() {
+    let catalog = &space.catalog;
+    if catalog.version.load().growing.is_full() {
         // The rows before this record are all in the growing segment, so
         // this record's start is where replay must begin after the seal.
-        seal::seal(shared, core, start)?;
+        seal::seal(shared, core, space, start)?;
     }
-    let version = shared.catalog.version.load();
+    let version = catalog.version.load();
     // Where the item lives now, found before the new row hides it.
     let sealed = match version.growing.row_of(id) {
         Some(_) => None,
-        None => shared.catalog.sealed_location(id)?.map(|at| version.resolve(at)),
+        None => catalog.sealed_location(id)?.map(|at| version.resolve(at)),
     };
     // The new row is published before the old one dies, so a reader never
     // finds the item missing (one that sees both keeps one: `TopK` drops
     // duplicate ids). The growing segment was not full above and only this
     // (locked) path appends to it, so `push` has room.
     if version.growing.push(id, vector).is_none() {
-        return Err(crate::error::Error::InvalidOptions(format!(
-            "growing segment refused item {id}: its dimension differs from the store's"
+        return Err(Error::InvalidOptions(format!(
+            "growing segment of {} refused item {id}: its dimension differs",
+            space.describe()
         )));
     }
     if let Some(at) = sealed {
-        shared.catalog.retire(&version, id, at);
+        catalog.retire(&version, id, at);
     }
     Ok(())
 }
 
-/// Deletes `id`; false if it was not in the store.
-pub(crate) fn apply_delete(shared: &Shared, id: u64) -> Result<bool> {
-    let version = shared.catalog.version.load();
+/// Deletes `id` from `space`; false if it was not there.
+pub(crate) fn apply_delete(space: &SpaceState, id: u64) -> Result<bool> {
+    let catalog = &space.catalog;
+    let version = catalog.version.load();
     if version.growing.remove(id) {
         return Ok(true);
     }
-    match shared.catalog.sealed_location(id)?.map(|at| version.resolve(at)) {
+    match catalog.sealed_location(id)?.map(|at| version.resolve(at)) {
         Some(at) => {
-            shared.catalog.retire(&version, id, at);
+            catalog.retire(&version, id, at);
             Ok(true)
         }
         None => Ok(false),

@@ -15,6 +15,7 @@
 use std::sync::Arc;
 
 use super::install::{self, Growing, Installation, Placement};
+use super::space::SpaceState;
 use super::Store;
 use crate::error::Result;
 use crate::meta::records::Forward;
@@ -80,26 +81,41 @@ impl Store {
     fn run_compaction(&self, mode: Compaction) -> Result<CompactReport> {
         let shared = &self.shared;
         let _one = self.compaction.lock();
-        // A round publishing meanwhile would replace the very segments
-        // being merged.
-        let _no_round = shared.trainer.as_ref().map(|t| t.hold_rounds());
-        let dim = shared.opts.dim;
-        let version = shared.catalog.version.load_full();
-        let chosen = choose(&version, shared.opts.segment_rows);
         let mut report = CompactReport {
             bytes_before: crate::fsutil::dir_size(&shared.path)?,
-            segments_in: chosen.len(),
-            rows_in: chosen.iter().map(|s| s.count()).sum(),
-            rows_kept: chosen.iter().map(|s| s.live_rows()).sum(),
             ..CompactReport::default()
         };
+        let mut reclaim = 0;
+        for space in &shared.spaces {
+            reclaim += self.compact_space(space, mode, &mut report)?;
+        }
+        report.bytes_after = match mode {
+            Compaction::DryRun => report.bytes_before.saturating_sub(reclaim),
+            Compaction::Run => crate::fsutil::dir_size(&shared.path)?,
+        };
+        Ok(report)
+    }
+
+    /// Compacts one space, adding to `report`; for a dry run, returns the
+    /// segment bytes it would reclaim.
+    fn compact_space(&self, space: &SpaceState, mode: Compaction, report: &mut CompactReport) -> Result<u64> {
+        let shared = &self.shared;
+        // A round publishing meanwhile would replace the very segments
+        // being merged.
+        let _no_round = space.trainer.as_ref().map(|t| t.hold_rounds());
+        let dim = space.dim;
+        let version = space.catalog.version.load_full();
+        let chosen = choose(&version, shared.opts.segment_rows);
+        let rows_in: usize = chosen.iter().map(|s| s.count()).sum();
+        let rows_kept: usize = chosen.iter().map(|s| s.live_rows()).sum();
+        report.segments_in += chosen.len();
+        report.rows_in += rows_in;
+        report.rows_kept += rows_kept;
         if mode == Compaction::DryRun || chosen.is_empty() {
-            let reclaim: u64 = chosen
+            return Ok(chosen
                 .iter()
                 .map(|s| s.file_bytes() * s.dead().count() as u64 / s.count().max(1) as u64)
-                .sum();
-            report.bytes_after = report.bytes_before.saturating_sub(reclaim);
-            return Ok(report);
+                .sum());
         }
 
         // (1) Live rows, with where each came from. A host-fed store's
@@ -111,9 +127,9 @@ impl Store {
         let per = shared.opts.segment_rows.max(1);
         let trained = version.directory.is_some();
         let whole = !trained && chosen.iter().all(|s| s.dead().count() == 0 && s.count() <= per);
-        let mut ids = Vec::with_capacity(report.rows_kept);
-        let mut values = Vec::with_capacity(report.rows_kept * dim);
-        let mut origins = Vec::with_capacity(report.rows_kept);
+        let mut ids = Vec::with_capacity(rows_kept);
+        let mut values = Vec::with_capacity(rows_kept * dim);
+        let mut origins = Vec::with_capacity(rows_kept);
         // Where each new segment starts in `ids`: pieces of `per` rows, or
         // for a whole merge, as many old segments as fit.
         let mut starts = vec![0usize];
@@ -157,14 +173,14 @@ impl Store {
         for (p, &(lo, hi)) in bounds.iter().enumerate() {
             let id = first_id + p as u64;
             let rows = &values[lo * dim..hi * dim];
-            fresh.push(install::write_indexed_segment(shared, id, &ids[lo..hi], rows)?);
+            fresh.push(install::write_indexed_segment(shared, space, id, &ids[lo..hi], rows)?);
         }
 
         // (2) + (3) Under the write lock.
         let dropped: Vec<u64> = chosen.iter().map(|s| s.id()).collect();
         let obsolete = self.write.lock().checkpoint_at_end(|core, end| {
-            let current = shared.catalog.version.load_full();
-            let mut change = Installation::new(Growing::Kept);
+            let current = space.catalog.version.load_full();
+            let mut change = Installation::of(space, Growing::Kept);
             let mut moved = Vec::new();
             for ((id, (segment, row)), &at) in ids.iter().zip(&origins).zip(&locations) {
                 if segment.dead().is_dead(*row) {
@@ -179,7 +195,7 @@ impl Store {
             }
             if whole {
                 // Each old segment's first row says where all of its went.
-                let mut forwards = (*current.forwards).clone();
+                let mut forwards = (*core.forwards).clone();
                 for ((segment, row), at) in origins.iter().zip(&locations) {
                     if *row == 0 {
                         let from = segment.id();
@@ -208,7 +224,7 @@ impl Store {
             // a fresh copy of a small database takes more than that: sled
             // allocates its log in 512 KiB segments. See ARCHITECTURE.md,
             // Compaction, for the bound this gives.)
-            let dropped_rows = report.rows_in - report.rows_kept;
+            let dropped_rows = rows_in - rows_kept;
             if dropped_rows * 10 >= current.rows().max(1) {
                 shared.meta.rebuild()?;
             }
@@ -217,9 +233,8 @@ impl Store {
 
         // (4) The old files.
         obsolete.remove(shared)?;
-        report.segments_out = fresh.len();
-        report.bytes_after = crate::fsutil::dir_size(&shared.path)?;
-        Ok(report)
+        report.segments_out += fresh.len();
+        Ok(0)
     }
 }
 

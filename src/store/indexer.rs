@@ -4,7 +4,7 @@
 //! Until a segment's index is installed, queries scan that segment exactly,
 //! so a row is searchable the moment its write returns.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::Arc;
@@ -25,34 +25,43 @@ pub(crate) struct IndexCounters {
     pub failures: AtomicU64,
 }
 
-/// How segments of this store are indexed.
-struct Config {
-    dir: PathBuf,
-    spec: IndexSpec,
-    metric: Metric,
-    dim: usize,
-    flat_below: usize,
+/// How the segments of one space are indexed.
+#[derive(Debug, Clone)]
+pub(crate) struct IndexConfig {
+    pub spec: IndexSpec,
+    pub metric: Metric,
+    pub dim: usize,
+    pub flat_below: usize,
 }
 
-impl Config {
+impl IndexConfig {
     /// Whether a segment of `rows` rows gets an index at all.
     fn wants_index(&self, rows: usize) -> bool {
         self.spec != IndexSpec::Flat && rows >= self.flat_below
     }
 
     /// Builds the index of `segment` from its `rows` and writes its file
-    /// (None for segments searched exactly, or if `stop` said so).
-    fn build(&self, segment: &SealedSegment, rows: &[f32], stop: &dyn Fn() -> bool) -> Result<Option<SegmentIndex>> {
+    /// in `dir` (None for segments searched exactly, or if `stop` said so).
+    fn build(
+        &self,
+        dir: &Path,
+        segment: &SealedSegment,
+        rows: &[f32],
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Option<SegmentIndex>> {
         if !self.wants_index(segment.count()) {
             return Ok(None);
         }
         let Some(index) = SegmentIndex::build(self.spec, self.metric, self.dim, segment.id(), rows, stop)? else {
             return Ok(None);
         };
-        index.save(&self.dir.join(file::file_name(segment.id())))?;
+        index.save(&dir.join(file::file_name(segment.id())))?;
         Ok(Some(index))
     }
 }
+
+/// One segment to index, and how.
+type Job = (Arc<SealedSegment>, Arc<IndexConfig>);
 
 struct Pending {
     jobs: Mutex<usize>,
@@ -60,38 +69,32 @@ struct Pending {
 }
 
 pub(crate) struct Indexer {
-    sender: Mutex<Option<Sender<Arc<SealedSegment>>>>,
+    sender: Mutex<Option<Sender<Job>>>,
     worker: Mutex<Option<JoinHandle<()>>>,
     pending: Arc<Pending>,
     stop: Arc<AtomicBool>,
-    config: Arc<Config>,
+    dir: PathBuf,
     pub counters: Arc<IndexCounters>,
 }
 
 impl Indexer {
-    pub fn start(dir: PathBuf, spec: IndexSpec, metric: Metric, dim: usize, flat_below: usize) -> Self {
-        let (sender, receiver) = channel::<Arc<SealedSegment>>();
+    /// Starts the worker for the segment files in `dir`.
+    pub fn start(dir: PathBuf) -> Self {
+        let (sender, receiver) = channel::<Job>();
         let pending = Arc::new(Pending {
             jobs: Mutex::new(0),
             idle: Condvar::new(),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(IndexCounters::default());
-        let config = Arc::new(Config {
-            dir,
-            spec,
-            metric,
-            dim,
-            flat_below,
-        });
         let worker = {
-            let (pending, stop, counters, config) = (pending.clone(), stop.clone(), counters.clone(), config.clone());
+            let (pending, stop, counters, dir) = (pending.clone(), stop.clone(), counters.clone(), dir.clone());
             std::thread::Builder::new()
                 .name("emberdb-indexer".into())
                 .spawn(move || {
-                    for segment in receiver {
+                    for (segment, config) in receiver {
                         if !stop.load(Ordering::Acquire) {
-                            index_segment(&config, &segment, &counters, &|| stop.load(Ordering::Acquire));
+                            index_segment(&dir, &config, &segment, &counters, &|| stop.load(Ordering::Acquire));
                         }
                         let mut jobs = pending.jobs.lock();
                         *jobs -= 1;
@@ -107,27 +110,28 @@ impl Indexer {
             worker: Mutex::new(worker),
             pending,
             stop,
-            config,
+            dir,
             counters,
         }
     }
 
     /// Indexes `segment` now, from `rows` (its values), on the caller's
     /// thread: compaction and publishing hand readers indexed segments.
-    pub fn index_now(&self, segment: &SealedSegment, rows: &[f32]) -> Result<()> {
-        if let Some(index) = self.config.build(segment, rows, &|| false)? {
+    pub fn index_now(&self, config: &IndexConfig, segment: &SealedSegment, rows: &[f32]) -> Result<()> {
+        if let Some(index) = config.build(&self.dir, segment, rows, &|| false)? {
             segment.set_index(index);
             self.counters.builds.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }
 
-    /// Queues `segment` for indexing (a no-op for small segments or `Flat`).
-    pub fn submit(&self, segment: Arc<SealedSegment>) {
+    /// Queues `segment` for indexing as `config` says (a no-op for small
+    /// segments or `Flat`).
+    pub fn submit(&self, segment: Arc<SealedSegment>, config: &Arc<IndexConfig>) {
         let sender = self.sender.lock();
         let Some(sender) = sender.as_ref() else { return };
         *self.pending.jobs.lock() += 1;
-        if sender.send(segment).is_err() {
+        if sender.send((segment, Arc::clone(config))).is_err() {
             // The worker is gone (it could not be spawned): the segment
             // stays exactly searched.
             *self.pending.jobs.lock() -= 1;
@@ -161,11 +165,17 @@ impl Drop for Indexer {
 }
 
 /// Loads or builds the index of one segment and installs it.
-fn index_segment(config: &Config, segment: &SealedSegment, counters: &IndexCounters, stop: &dyn Fn() -> bool) {
+fn index_segment(
+    dir: &Path,
+    config: &IndexConfig,
+    segment: &SealedSegment,
+    counters: &IndexCounters,
+    stop: &dyn Fn() -> bool,
+) {
     if !config.wants_index(segment.count()) || segment.index().is_some() {
         return;
     }
-    let path = config.dir.join(file::file_name(segment.id()));
+    let path = dir.join(file::file_name(segment.id()));
     if path.exists() {
         match SegmentIndex::load(&path, config.spec, config.metric, segment.id(), segment.count()) {
             Ok(Some(index)) => {
@@ -177,7 +187,9 @@ fn index_segment(config: &Config, segment: &SealedSegment, counters: &IndexCount
             Err(e) => log::warn!("{}: unusable ({e}); rebuilding it from its segment", path.display()),
         }
     }
-    let built = segment.data().and_then(|(_, rows)| config.build(segment, rows, stop));
+    let built = segment
+        .data()
+        .and_then(|(_, rows)| config.build(dir, segment, rows, stop));
     match built {
         Ok(Some(index)) => {
             segment.set_index(index);

@@ -9,12 +9,14 @@
 //!    the background indexer. Compaction and publishing do this without
 //!    the write lock.
 //! 2. Under the write lock (or during recovery, before the store is
-//!    shared), [`install`] writes the live rows of the growing segment the
-//!    next version keeps to a snapshot file, then makes one metadata commit:
-//!    dirty histories, retirements, registry rows, dead rows, forwards and
-//!    the manifest with its checkpoint, flushed.
-//! 3. The next version (segments, growing segment and trained directory
-//!    together) is swapped in.
+//!    shared), [`install`] writes the live rows of each space's growing
+//!    segment that changed since its last snapshot (the changed space's as
+//!    its next version keeps it) to a snapshot file, then makes one
+//!    metadata commit: dirty histories, every space's retirements, registry
+//!    rows, dead rows, forwards and the manifest with its checkpoint,
+//!    flushed.
+//! 3. The changed space's next version (segments, growing segment and
+//!    trained directory together) is swapped in.
 //! 4. [`Obsolete::remove`] deletes the files the new manifest no longer
 //!    names: replaced segments and their indexes, the old snapshot and
 //!    trainer file, and log files wholly before the checkpoint.
@@ -27,10 +29,11 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::state::{ManifestState, Shared};
+use super::space::SpaceState;
+use super::state::{GrowingMark, ManifestState, Shared};
 use crate::error::{IoContext, Result};
 use crate::meta::records::{Forward, SegmentEntry, TrainerEntry};
-use crate::meta::Commit;
+use crate::meta::{Commit, Placed};
 use crate::segment::growing::GrowingSegment;
 use crate::segment::sealed::{self, SealedSegment};
 use crate::segment::Location;
@@ -38,12 +41,18 @@ use crate::train::state as trainer_file;
 use crate::version::Version;
 use crate::wal::{self, Position};
 
-/// Writes `ids` and their `values` as sealed segment `id`: the file is
-/// durable, opened and trusted when this returns.
-pub(crate) fn write_segment(shared: &Shared, id: u64, ids: &[u64], values: &[f32]) -> Result<Arc<SealedSegment>> {
+/// Writes `ids` and their `values` as sealed segment `id` of `space`: the
+/// file is durable, opened and trusted when this returns.
+pub(crate) fn write_segment(
+    shared: &Shared,
+    space: &SpaceState,
+    id: u64,
+    ids: &[u64],
+    values: &[f32],
+) -> Result<Arc<SealedSegment>> {
     let path = shared.segments_dir.join(sealed::file_name(id));
-    sealed::write(&path, id, shared.opts.dim, ids, values)?;
-    let segment = SealedSegment::open(&path, id, shared.opts.dim)?;
+    sealed::write(&path, id, space.dim, ids, values)?;
+    let segment = SealedSegment::open(&path, id, space.dim)?;
     segment.trust_fresh();
     Ok(Arc::new(segment))
 }
@@ -51,12 +60,13 @@ pub(crate) fn write_segment(shared: &Shared, id: u64, ids: &[u64], values: &[f32
 /// [`write_segment`], then its index built now.
 pub(crate) fn write_indexed_segment(
     shared: &Shared,
+    space: &SpaceState,
     id: u64,
     ids: &[u64],
     values: &[f32],
 ) -> Result<Arc<SealedSegment>> {
-    let segment = write_segment(shared, id, ids, values)?;
-    shared.indexer.index_now(&segment, values)?;
+    let segment = write_segment(shared, space, id, ids, values)?;
+    shared.indexer.index_now(&space.indexing, &segment, values)?;
     Ok(segment)
 }
 
@@ -74,14 +84,17 @@ pub(crate) enum Growing {
 /// Where items live after the change.
 pub(crate) enum Placement {
     /// These items moved to these rows of the added segments: registry
-    /// rows of a host-fed store, directory entries of a trained one.
+    /// rows of a host-fed space, directory entries of a trained one.
     Moved(Vec<(u64, Location)>),
     /// A new trained generation's whole directory.
     Directory(HashMap<u64, Location>),
 }
 
-/// One change of the manifest and the version (see the module docs).
+/// One change of the manifest and of one space's version (see the module
+/// docs); a checkpoint changes no space.
 pub(crate) struct Installation {
+    /// The space whose segments change (its slot), if any.
+    pub space: Option<usize>,
     /// New sealed segments, written by step (1).
     pub added: Vec<Arc<SealedSegment>>,
     /// Sealed segments that leave (their dead-row records go too).
@@ -90,23 +103,39 @@ pub(crate) struct Installation {
     pub placement: Placement,
     /// Rows of added segments that died while they were written.
     pub dead: Vec<Location>,
-    /// The new forwarding table, when it changes.
+    /// The new forwarding table (all of it), when it changes.
     pub forwards: Option<HashMap<u64, Forward>>,
     /// The new trainer state file, when it changes.
     pub trainer: Option<TrainerEntry>,
 }
 
 impl Installation {
-    pub fn new(growing: Growing) -> Self {
+    /// A change of `space`, whose growing segment becomes `growing`.
+    pub fn of(space: &SpaceState, growing: Growing) -> Self {
         Installation {
+            space: Some(space.slot()),
+            ..Installation::checkpoint()
+        }
+        .with_growing(growing)
+    }
+
+    /// No space changes: only the checkpoint moves.
+    pub fn checkpoint() -> Self {
+        Installation {
+            space: None,
             added: Vec::new(),
             removed: Vec::new(),
-            growing,
+            growing: Growing::Kept,
             placement: Placement::Moved(Vec::new()),
             dead: Vec::new(),
             forwards: None,
             trainer: None,
         }
+    }
+
+    fn with_growing(mut self, growing: Growing) -> Self {
+        self.growing = growing;
+        self
     }
 }
 
@@ -114,13 +143,15 @@ impl Installation {
 #[must_use = "the old files stay on disk until `remove` runs"]
 pub(crate) struct Obsolete {
     segments: Vec<u64>,
-    snapshot: Option<SegmentEntry>,
+    snapshots: Vec<SegmentEntry>,
     trainer: Option<TrainerEntry>,
     checkpoint: Position,
 }
 
 /// Steps (2) and (3): commits `change` with a checkpoint at `checkpoint`
-/// (the first log record it does not cover) and swaps in the next version.
+/// (the first log record it does not cover) and swaps in the changed
+/// space's next version. Every space whose growing segment changed since
+/// its snapshot gets a new snapshot (the checkpoint covers their rows too).
 /// Called under the write lock, or during recovery.
 pub(crate) fn install(
     shared: &Shared,
@@ -128,98 +159,143 @@ pub(crate) fn install(
     checkpoint: Position,
     change: Installation,
 ) -> Result<Obsolete> {
-    let current = shared.catalog.version.load_full();
-    let dim = shared.opts.dim;
-    let removed: HashSet<u64> = change.removed.iter().copied().collect();
+    let Installation {
+        space: changed,
+        added,
+        removed,
+        growing,
+        placement,
+        dead,
+        forwards,
+        trainer,
+    } = change;
+    let removed_set: HashSet<u64> = removed.iter().copied().collect();
     let mut manifest = core.manifest.clone();
-    manifest.segments.retain(|s| !removed.contains(&s.id));
-    manifest.segments.extend(change.added.iter().map(|s| SegmentEntry {
-        id: s.id(),
-        rows: s.count() as u64,
-    }));
-    manifest.segments.sort_by_key(|s| s.id);
-
-    let growing = match change.growing {
-        Growing::Emptied => Arc::new(GrowingSegment::new(dim, shared.opts.segment_rows)),
-        Growing::Kept => Arc::clone(&current.growing),
-        Growing::Replaced(growing) => Arc::new(growing),
+    let mut obsolete = Obsolete {
+        segments: removed.clone(),
+        snapshots: Vec::new(),
+        trainer: None,
+        checkpoint,
     };
-    let old_snapshot = manifest.growing.take();
-    let (ids, values) = growing.live_copy();
-    if !ids.is_empty() {
-        let id = manifest.next_segment_id;
-        sealed::write(
-            &shared.segments_dir.join(sealed::snapshot_file_name(id)),
-            id,
-            dim,
-            &ids,
-            &values,
-        )?;
-        manifest.next_segment_id = id + 1;
-        manifest.growing = Some(SegmentEntry {
-            id,
-            rows: ids.len() as u64,
-        });
+    if let Some(slot) = changed {
+        let files = &mut manifest.spaces[slot];
+        files.segments.retain(|s| !removed_set.contains(&s.id));
+        files.segments.extend(added.iter().map(|s| SegmentEntry {
+            id: s.id(),
+            rows: s.count() as u64,
+        }));
+        files.segments.sort_by_key(|s| s.id);
+        obsolete.trainer = trainer.and_then(|t| files.trainer.replace(t));
     }
-    let old_trainer = change.trainer.and_then(|t| manifest.trainer.replace(t));
 
-    // Trained stores keep locations in the version, not the registry.
-    let trained = current.directory.is_some() || matches!(change.placement, Placement::Directory(_));
-    let registry: &[(u64, Location)] = match &change.placement {
-        Placement::Moved(moved) if !trained => moved,
-        _ => &[],
+    // The changed space's next growing segment; then a snapshot of every
+    // space's growing segment that changed since its last one.
+    let mut growing = Some(growing);
+    let mut next_growing = None;
+    let mut marks = core.snapshot_marks.clone();
+    for space in &shared.spaces {
+        let slot = space.slot();
+        let current = Arc::clone(&space.catalog.version.load().growing);
+        let segment = match (changed == Some(slot)).then(|| growing.take()).flatten() {
+            Some(Growing::Emptied) => Arc::new(GrowingSegment::new(space.dim, shared.opts.segment_rows)),
+            Some(Growing::Replaced(replacement)) => Arc::new(replacement),
+            Some(Growing::Kept) | None => current,
+        };
+        let mark = GrowingMark::of(&segment);
+        if marks[slot] != Some(mark) {
+            let files = &mut manifest.spaces[slot];
+            obsolete.snapshots.extend(files.growing.take());
+            let (ids, values) = segment.live_copy();
+            if !ids.is_empty() {
+                let id = manifest.next_segment_id;
+                sealed::write(
+                    &shared.segments_dir.join(sealed::snapshot_file_name(id)),
+                    id,
+                    space.dim,
+                    &ids,
+                    &values,
+                )?;
+                manifest.next_segment_id = id + 1;
+                manifest.spaces[slot].growing = Some(SegmentEntry {
+                    id,
+                    rows: ids.len() as u64,
+                });
+            }
+            marks[slot] = Some(mark);
+        }
+        if changed == Some(slot) {
+            next_growing = Some(segment);
+        }
+    }
+
+    // Trained spaces keep locations in the version, not the registry.
+    let target = changed.map(|slot| &shared.spaces[slot]);
+    let registry: Vec<Placed> = match (&placement, target) {
+        (Placement::Moved(moved), Some(space)) if space.trainer.is_none() => {
+            moved.iter().map(|(id, at)| (space.number, *id, *at)).collect()
+        }
+        _ => Vec::new(),
     };
-    let table: Option<Vec<Forward>> = change.forwards.as_ref().map(|f| f.values().copied().collect());
+    let table: Option<Vec<Forward>> = forwards.as_ref().map(|f| f.values().copied().collect());
     // One batch, then flushed: the histories' dirty entries, the pending
-    // retirements and the rest of the change, with the manifest.
+    // retirements of every space and the rest of the change, with the
+    // manifest.
     shared.histories.persist_dirty()?;
     manifest.checkpoint = checkpoint;
     manifest.next_seq = core.next_seq;
-    let retired = shared.catalog.pending_retirements();
+    let retired: Vec<Placed> = shared
+        .spaces
+        .iter()
+        .flat_map(|s| s.catalog.pending_retirements())
+        .collect();
     shared.meta.commit(&Commit {
         manifest: &manifest,
         retired: &retired,
-        rows: registry,
-        dropped_segments: &change.removed,
-        dead: &change.dead,
+        rows: &registry,
+        dropped_segments: &removed,
+        dead: &dead,
         forwards: table.as_deref(),
     })?;
     shared.meta.flush()?;
-    shared.catalog.forget_committed(&retired);
+    for space in &shared.spaces {
+        space.catalog.forget_committed(&retired);
+    }
     core.manifest = manifest;
+    core.snapshot_marks = marks;
+    if let Some(forwards) = forwards {
+        core.forwards = Arc::new(forwards);
+    }
 
-    let directory = match change.placement {
-        Placement::Directory(directory) => Some(Arc::new(directory)),
-        Placement::Moved(moved) => current.directory.as_ref().map(|d| {
-            if moved.is_empty() {
-                Arc::clone(d)
-            } else {
-                let mut d = (**d).clone();
-                d.extend(moved);
-                Arc::new(d)
-            }
-        }),
-    };
-    let mut sealed: Vec<_> = current
-        .sealed
-        .iter()
-        .filter(|s| !removed.contains(&s.id()))
-        .cloned()
-        .chain(change.added)
-        .collect();
-    sealed.sort_by_key(|s| s.id());
-    shared.catalog.version.store(Arc::new(Version {
-        sealed,
-        growing,
-        directory,
-        forwards: change.forwards.map_or_else(|| Arc::clone(&current.forwards), Arc::new),
-    }));
-    Ok(Obsolete {
-        segments: change.removed,
-        snapshot: old_snapshot,
-        trainer: old_trainer,
-        checkpoint,
-    })
+    if let (Some(space), Some(growing)) = (target, next_growing) {
+        let current = space.catalog.version.load_full();
+        let directory = match placement {
+            Placement::Directory(directory) => Some(Arc::new(directory)),
+            Placement::Moved(moved) => current.directory.as_ref().map(|d| {
+                if moved.is_empty() {
+                    Arc::clone(d)
+                } else {
+                    let mut d = (**d).clone();
+                    d.extend(moved);
+                    Arc::new(d)
+                }
+            }),
+        };
+        let mut sealed: Vec<_> = current
+            .sealed
+            .iter()
+            .filter(|s| !removed_set.contains(&s.id()))
+            .cloned()
+            .chain(added)
+            .collect();
+        sealed.sort_by_key(|s| s.id());
+        space.catalog.version.store(Arc::new(Version {
+            sealed,
+            growing,
+            directory,
+            forwards: Arc::clone(&core.forwards),
+        }));
+    }
+    Ok(obsolete)
 }
 
 impl Obsolete {
@@ -231,7 +307,7 @@ impl Obsolete {
             names.push(sealed::file_name(*id));
             names.push(crate::index::file::file_name(*id));
         }
-        names.extend(self.snapshot.map(|s| sealed::snapshot_file_name(s.id)));
+        names.extend(self.snapshots.iter().map(|s| sealed::snapshot_file_name(s.id)));
         names.extend(self.trainer.map(|t| trainer_file::file_name(t.file_id)));
         if remove_existing(dir, &names)? {
             crate::fsutil::sync_dir(dir)?;

@@ -1,19 +1,21 @@
-//! Looking items up by id: in the growing segment, then through the item
-//! registry (host-fed stores) or the version's directory (trained stores).
-//! This is the store's side of a query; the planning is `query::plan`'s.
+//! Looking items up by id in a space: in the growing segment, then through
+//! the item registry (host-fed spaces) or the version's directory (trained
+//! spaces). This is the store's side of a query; the planning is
+//! `query::plan`'s.
 
+use super::space::SpaceState;
 use super::state::Shared;
 use crate::error::{Error, Result};
 use crate::query::plan::Lookups;
 use crate::version::Version;
 
-/// The stored vector of `id`, live in `version` (or, for host-fed stores,
+/// The stored vector of `id`, live in `version` (or, for host-fed spaces,
 /// in the current version: see [`get`]).
-fn vector_of(shared: &Shared, version: &Version, id: u64) -> Result<Option<Vec<f32>>> {
+fn vector_of(shared: &Shared, space: &SpaceState, version: &Version, id: u64) -> Result<Option<Vec<f32>>> {
     if version.directory.is_some() {
         return trained_vector(version, id);
     }
-    get(shared, id)
+    get(shared, space, id)
 }
 
 /// A trained version's vector of `id`. An upsert (a provisional vector)
@@ -34,11 +36,11 @@ enum Lookup {
     Ahead(u64),
 }
 
-fn lookup(shared: &Shared, version: &Version, id: u64) -> Result<Lookup> {
+fn lookup(space: &SpaceState, version: &Version, id: u64) -> Result<Lookup> {
     if let Some(row) = version.growing.row_of(id) {
         return Ok(Lookup::Found(version.growing.row(row).map(<[f32]>::to_vec)));
     }
-    let Some(at) = shared.catalog.sealed_location(id)? else {
+    let Some(at) = space.catalog.sealed_location(id)? else {
         return Ok(Lookup::Found(None));
     };
     let at = version.resolve(at);
@@ -49,8 +51,10 @@ fn lookup(shared: &Shared, version: &Version, id: u64) -> Result<Lookup> {
     }
 }
 
-/// The stored vector of `id` (normalised under cosine), if it is live.
-pub(crate) fn get(shared: &Shared, id: u64) -> Result<Option<Vec<f32>>> {
+/// The stored vector of `id` in `space` (normalised under cosine), if it is
+/// live.
+pub(crate) fn get(shared: &Shared, space: &SpaceState, id: u64) -> Result<Option<Vec<f32>>> {
+    let catalog = &space.catalog;
     // The registry changes in the metadata commit of a seal or compaction,
     // the version a moment later (after the flush, under the write lock):
     // a registry entry can name a segment one version ahead. Such a window
@@ -64,15 +68,15 @@ pub(crate) fn get(shared: &Shared, id: u64) -> Result<Option<Vec<f32>>> {
         // retired): look again. The count is read before the version, so
         // that a retirement it already counts had its new row, and the
         // version holding that row, published before the look began.
-        let before = shared.catalog.retirements.load(std::sync::atomic::Ordering::Acquire);
-        let version = shared.catalog.version.load_full();
+        let before = catalog.retirements.load(std::sync::atomic::Ordering::Acquire);
+        let version = catalog.version.load_full();
         if version.directory.is_some() {
             return trained_vector(&version, id);
         }
-        let segment = match lookup(shared, &version, id)? {
+        let segment = match lookup(space, &version, id)? {
             Lookup::Found(Some(v)) => return Ok(Some(v)),
             Lookup::Found(None) => {
-                if shared.catalog.retirements.load(std::sync::atomic::Ordering::Acquire) == before
+                if catalog.retirements.load(std::sync::atomic::Ordering::Acquire) == before
                     || std::time::Instant::now() >= deadline
                 {
                     return Ok(None);
@@ -85,19 +89,28 @@ pub(crate) fn get(shared: &Shared, id: u64) -> Result<Option<Vec<f32>>> {
             return Err(Error::Corruption {
                 file: shared.path.join("meta"),
                 offset: 0,
-                reason: format!("the registry places item {id} in segment {segment}, which is not in the manifest"),
+                reason: format!(
+                    "the registry of {} places item {id} in segment {segment}, which is not in the manifest",
+                    space.describe()
+                ),
             });
         }
         std::thread::sleep(std::time::Duration::from_micros(100));
     }
 }
 
-impl Lookups for Shared {
+/// Query planning's view of one space.
+pub(crate) struct SpaceLookups<'a> {
+    pub shared: &'a Shared,
+    pub space: &'a SpaceState,
+}
+
+impl Lookups for SpaceLookups<'_> {
     fn vector(&self, version: &Version, id: u64) -> Result<Option<Vec<f32>>> {
-        vector_of(self, version, id)
+        vector_of(self.shared, self.space, version, id)
     }
 
     fn history(&self, user: u64) -> Result<Vec<u64>> {
-        self.histories.items(user)
+        self.shared.histories.items(user)
     }
 }

@@ -5,15 +5,18 @@
 
 pub(crate) mod apply;
 pub(crate) mod compact;
+pub(crate) mod handle;
 pub(crate) mod history;
 pub(crate) mod indexer;
 pub(crate) mod install;
+pub(crate) mod layout;
 pub(crate) mod lock;
 pub(crate) mod lookup;
 pub(crate) mod open;
 pub(crate) mod publish;
 pub(crate) mod seal;
 pub(crate) mod snapshot;
+pub(crate) mod space;
 pub(crate) mod state;
 pub(crate) mod trainer;
 pub(crate) mod training;
@@ -29,7 +32,7 @@ use crate::durability::Durability;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::options::Options;
-use crate::query::plan::{self, Space};
+use crate::query::plan::{self, Geometry};
 use crate::query::{Hit, Query};
 use crate::train::TrainReport;
 use crate::validate;
@@ -37,9 +40,11 @@ use crate::wal::record::{self, EVENT_BYTES};
 use crate::wal::writer::SyncShared;
 use crate::wal::{frame, Position};
 pub use compact::CompactReport;
+pub use handle::{Space, SpaceStats};
 use lock::DirLock;
 pub use open::RecoveryReport;
 pub use snapshot::{restore, SnapshotInfo};
+use space::SpaceState;
 use state::{Shared, WriteState};
 pub use trainer::TrainerStats;
 pub use training::RoundKind;
@@ -48,7 +53,8 @@ pub use verify::VerifyReport;
 /// Events per log record: keeps a frame well under `frame::MAX_PAYLOAD`.
 const EVENTS_PER_RECORD: usize = (frame::MAX_PAYLOAD - 64) / EVENT_BYTES / 2;
 
-/// Counts of what a store holds and occupies.
+/// Counts of what a store holds and occupies. Row and segment counts are
+/// totals over every space; `spaces` has each space's own.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stats {
     /// Rows in all segments, including dead (deleted or superseded) ones.
@@ -80,8 +86,11 @@ pub struct Stats {
     /// Index builds that failed since the store was opened (logged; those
     /// segments are searched exactly).
     pub index_failures: u64,
-    /// Trained stores: the generation, vocabulary and rounds.
+    /// The default space's trainer (or, when the default space is
+    /// host-fed, the first trained space's): generation, vocabulary, rounds.
     pub trainer: Option<TrainerStats>,
+    /// Every space, the default one first.
+    pub spaces: Vec<SpaceStats>,
     /// User histories held in memory and their bytes (bounded by
     /// `Options::history_cache_bytes`).
     pub cached_histories: usize,
@@ -160,12 +169,14 @@ impl Store {
                 w.wal.write_pending()?;
                 self.shared.histories.evict_to_budget()?;
             }
-            if let Some(trainer) = &self.shared.trainer {
-                trainer
-                    .events_since_round
-                    .fetch_add(events.len() as u64, Ordering::Relaxed);
-                for (id, vector) in training::provisional_vectors(&self.shared, events)? {
-                    end = self.log_upsert(&mut w, id, &vector)?;
+            for space in self.shared.trained_spaces() {
+                if let Some(trainer) = &space.trainer {
+                    trainer
+                        .events_since_round
+                        .fetch_add(events.len() as u64, Ordering::Relaxed);
+                }
+                for (id, vector) in training::provisional_vectors(&self.shared, space, events)? {
+                    end = self.log_upsert(&mut w, space, id, &vector)?;
                 }
             }
             self.maybe_checkpoint(&mut w)?;
@@ -174,16 +185,19 @@ impl Store {
         self.wait_durable(end)
     }
 
-    /// Inserts or replaces the vector of `id`. It is searchable when this
-    /// returns.
+    /// Inserts or replaces the vector of `id` in the default space. It is
+    /// searchable when this returns.
     pub fn upsert(&self, id: u64, vector: &[f32]) -> Result<()> {
-        self.refuse_if_trained("upsert")?;
-        let opts = &self.shared.opts;
-        let vector = validate::prepare_vector(opts.metric, opts.dim, vector, || format!("item {id}"))?;
+        self.upsert_in(self.shared.default_space(), id, vector)
+    }
+
+    pub(crate) fn upsert_in(&self, space: &SpaceState, id: u64, vector: &[f32]) -> Result<()> {
+        self.refuse_if_trained(space, "upsert")?;
+        let vector = validate::prepare_vector(space.metric, space.dim, vector, || item_context(space, id))?;
         let end = {
             let _in_flight = self.begin_write();
             let mut w = self.write.lock();
-            let end = self.log_upsert(&mut w, id, &vector)?;
+            let end = self.log_upsert(&mut w, space, id, &vector)?;
             self.maybe_checkpoint(&mut w)?;
             end
         };
@@ -191,63 +205,91 @@ impl Store {
     }
 
     /// Logs and applies an upsert of a validated vector; returns the log end.
-    fn log_upsert(&self, w: &mut WriteState, id: u64, vector: &[f32]) -> Result<Position> {
+    fn log_upsert(&self, w: &mut WriteState, space: &SpaceState, id: u64, vector: &[f32]) -> Result<Position> {
         let seq = w.core.next_seq;
-        let (start, end) = w.log(|out| record::encode_upsert(out, seq, id, vector))?;
+        let (start, end) = w.log(|out| record::encode_upsert(out, seq, space.number, id, vector))?;
         w.core.next_seq += 1;
-        if self.shared.catalog.version.load().growing.is_full() {
+        if space.catalog.version.load().growing.is_full() {
             // Sealing checkpoints up to this record: its bytes must be in
             // the file before the checkpoint names a later position.
             w.wal.write_pending()?;
         }
-        apply::apply_upsert(&self.shared, &mut w.core, start, id, vector)?;
+        apply::apply_upsert(&self.shared, &mut w.core, space, start, id, vector)?;
         Ok(end)
     }
 
-    fn refuse_if_trained(&self, operation: &'static str) -> Result<()> {
-        match self.shared.trainer {
+    fn refuse_if_trained(&self, space: &SpaceState, operation: &'static str) -> Result<()> {
+        match space.trainer {
             Some(_) => Err(Error::TrainedStore {
                 path: self.shared.path.clone(),
+                space: space.name.clone(),
                 operation,
             }),
             None => Ok(()),
         }
     }
 
-    /// Trains one round on the events that arrived since the last one
-    /// (incremental, warm-started; or a full retrain if the options ask for
-    /// it, or the store was never trained) and publishes the new generation
-    /// of item vectors. Readers keep answering from the old generation until
-    /// the new one is swapped in whole. Returns at once, with the current
-    /// generation, when nothing is new.
+    /// Trains one round of every trained space on the events that arrived
+    /// since its last one (incremental, warm-started; or a full retrain if
+    /// its options ask for it, or it was never trained) and publishes each
+    /// new generation of item vectors. Readers keep answering from the old
+    /// generation until the new one is swapped in whole. A space with
+    /// nothing new returns at once. Returns the default space's report (or,
+    /// when the default space is host-fed, the first trained space's);
+    /// [`Store::train_space`] trains one space.
     pub fn train(&self) -> Result<TrainReport> {
-        training::round(&self.shared, &self.write, RoundKind::Incremental, &|_| {})
+        self.train_all(RoundKind::Incremental, &|_| {})
     }
 
-    /// Retrains from scratch on every history, then publishes.
+    /// Retrains every trained space from scratch on every history, then
+    /// publishes.
     pub fn train_full(&self) -> Result<TrainReport> {
-        training::round(&self.shared, &self.write, RoundKind::Full, &|_| {})
+        self.train_all(RoundKind::Full, &|_| {})
     }
 
     /// `train` ([`RoundKind::Incremental`]) or `train_full`
-    /// ([`RoundKind::Full`]), calling `progress` with the fraction done.
+    /// ([`RoundKind::Full`]), calling `progress` with the fraction done
+    /// (of each space's round in turn).
     pub fn train_with_progress(&self, kind: RoundKind, progress: &(dyn Fn(f64) + Sync)) -> Result<TrainReport> {
-        training::round(&self.shared, &self.write, kind, progress)
+        self.train_all(kind, progress)
     }
 
-    /// Deletes `id`. Returns false (and logs nothing) if it was not there.
+    /// One incremental round of the trained space `name`.
+    pub fn train_space(&self, name: &str) -> Result<TrainReport> {
+        let space = self.shared.space(name)?;
+        training::round(&self.shared, &self.write, space, RoundKind::Incremental, &|_| {})
+    }
+
+    fn train_all(&self, kind: RoundKind, progress: &(dyn Fn(f64) + Sync)) -> Result<TrainReport> {
+        let mut first = None;
+        for space in self.shared.trained_spaces() {
+            let report = training::round(&self.shared, &self.write, space, kind, progress)?;
+            first.get_or_insert(report);
+        }
+        first.ok_or_else(|| Error::NotTrained {
+            path: self.shared.path.clone(),
+            space: String::new(),
+        })
+    }
+
+    /// Deletes `id` from the default space. Returns false (and logs
+    /// nothing) if it was not there.
     pub fn delete(&self, id: u64) -> Result<bool> {
-        self.refuse_if_trained("delete")?;
+        self.delete_in(self.shared.default_space(), id)
+    }
+
+    pub(crate) fn delete_in(&self, space: &SpaceState, id: u64) -> Result<bool> {
+        self.refuse_if_trained(space, "delete")?;
         let end = {
             let _in_flight = self.begin_write();
             let mut w = self.write.lock();
-            if !self.contains(id)? {
+            if !contains(space, id)? {
                 return Ok(false);
             }
             let seq = w.core.next_seq;
-            let (_, end) = w.log(|out| record::encode_delete(out, seq, id))?;
+            let (_, end) = w.log(|out| record::encode_delete(out, seq, space.number, id))?;
             w.core.next_seq += 1;
-            apply::apply_delete(&self.shared, id)?;
+            apply::apply_delete(space, id)?;
             self.maybe_checkpoint(&mut w)?;
             end
         };
@@ -255,39 +297,27 @@ impl Store {
         Ok(true)
     }
 
-    fn contains(&self, id: u64) -> Result<bool> {
-        Ok(self.shared.catalog.version.load().growing.row_of(id).is_some()
-            || self.shared.catalog.sealed_location(id)?.is_some())
-    }
-
-    /// The stored vector of `id` (normalised under cosine), if it is live.
+    /// The stored vector of `id` in the default space (normalised under
+    /// cosine), if it is live.
     pub fn get(&self, id: u64) -> Result<Option<Vec<f32>>> {
-        lookup::get(&self.shared, id)
+        lookup::get(&self.shared, self.shared.default_space(), id)
     }
 
-    /// Every live item id (sealed segments in id order, then the growing
-    /// segment), as of the current version.
+    /// The space named `name` (the default space is [`crate::DEFAULT_SPACE`]):
+    /// a handle to write, read and count its vectors.
+    pub fn space(&self, name: &str) -> Result<Space<'_>> {
+        Ok(Space::new(self, self.shared.space(name)?))
+    }
+
+    /// Every space of the store, the default one first.
+    pub fn spaces(&self) -> Vec<Space<'_>> {
+        self.shared.spaces.iter().map(|s| Space::new(self, s)).collect()
+    }
+
+    /// Every live item id of the default space (sealed segments in id
+    /// order, then the growing segment), as of the current version.
     pub fn ids(&self) -> Result<Vec<u64>> {
-        let version = self.shared.catalog.version.load_full();
-        let mut out = Vec::with_capacity(version.live_rows());
-        for segment in &version.sealed {
-            let (ids, _) = segment.data()?;
-            out.extend(
-                ids.iter()
-                    .enumerate()
-                    .filter(|(r, _)| !segment.dead().is_dead(*r))
-                    .map(|(_, id)| *id),
-            );
-        }
-        version.growing.for_each_chunk(|first, ids, _| {
-            out.extend(
-                ids.iter()
-                    .enumerate()
-                    .filter(|(r, _)| !version.growing.dead().is_dead(first + r))
-                    .map(|(_, id)| *id),
-            );
-        });
-        Ok(out)
+        ids_in(self.shared.default_space())
     }
 
     /// The user's most recent items (up to `history_len`), oldest first.
@@ -295,18 +325,22 @@ impl Store {
         self.shared.histories.items(user)
     }
 
-    /// The nearest neighbours for `query`, nearest first. Never waits for
-    /// writers: it searches the version current when it starts.
+    /// The nearest neighbours for `query`, nearest first, in the query's
+    /// space (the default one unless `Query::space` says otherwise). Never
+    /// waits for writers: it searches the version current when it starts.
     pub fn knn(&self, query: &Query) -> Result<Vec<Hit>> {
         let shared = &*self.shared;
-        let version = shared.catalog.version.load_full();
-        let space = Space {
-            metric: shared.opts.metric,
-            dim: shared.opts.dim,
+        let space = match &query.space {
+            Some(name) => shared.space(name)?,
+            None => shared.default_space(),
         };
-        plan::knn(shared, &version, space, query)
+        let version = space.catalog.version.load_full();
+        let geometry = Geometry {
+            metric: space.metric,
+            dim: space.dim,
+        };
+        plan::knn(&lookup::SpaceLookups { shared, space }, &version, geometry, query)
     }
-
     /// Makes every earlier write durable and checkpoints, so that reopening
     /// replays little.
     pub fn flush(&self) -> Result<()> {
@@ -318,10 +352,21 @@ impl Store {
         w.checkpoint_at_end(|core, end| seal::checkpoint(&self.shared, core, end))
     }
 
-    /// Seals the growing segment into a file now, instead of when it fills.
+    /// Seals the growing segment of every space that has rows in it into
+    /// a file now, instead of when it fills.
     pub fn seal(&self) -> Result<()> {
         let mut w = self.write.lock();
-        w.checkpoint_at_end(|core, end| seal::seal(&self.shared, core, end))
+        let mut sealed = false;
+        for space in &self.shared.spaces {
+            if space.catalog.version.load().growing.len() > 0 {
+                w.checkpoint_at_end(|core, end| seal::seal(&self.shared, core, space, end))?;
+                sealed = true;
+            }
+        }
+        if !sealed {
+            w.checkpoint_at_end(|core, end| seal::checkpoint(&self.shared, core, end))?;
+        }
+        Ok(())
     }
 
     /// Blocks until every sealed segment queued for indexing has its index
@@ -333,31 +378,28 @@ impl Store {
 
     /// Counts of rows, segments and bytes.
     pub fn stats(&self) -> Result<Stats> {
-        let version = self.shared.catalog.version.load_full();
         let counters = &self.shared.indexer.counters;
         let wal_bytes = crate::fsutil::dir_size(&self.shared.wal_dir)?;
         let (cached_histories, cached_history_bytes) = self.shared.histories.cached();
-        let segment_bytes = version.sealed.iter().map(|s| s.file_bytes()).sum();
+        let spaces: Vec<SpaceStats> = self.spaces().iter().map(Space::stats).collect();
+        let total = |f: fn(&SpaceStats) -> usize| spaces.iter().map(f).sum::<usize>();
         Ok(Stats {
-            rows: version.rows(),
-            live_rows: version.live_rows(),
-            sealed_segments: version.sealed.len(),
-            growing_rows: version.growing.len(),
+            rows: total(|s| s.rows),
+            live_rows: total(|s| s.live_rows),
+            sealed_segments: total(|s| s.sealed_segments),
+            growing_rows: total(|s| s.growing_rows),
             wal_bytes,
-            segment_bytes,
+            segment_bytes: spaces.iter().map(|s| s.segment_bytes).sum(),
             meta_bytes: self.shared.meta.disk_bytes()?,
             disk_bytes: crate::fsutil::dir_size(&self.shared.path)?,
             wal_fsyncs: self.sync.fsync_count(),
-            indexed_segments: version.sealed.iter().filter(|s| s.index().is_some()).count(),
-            segment_kinds: version
-                .sealed
-                .iter()
-                .map(|s| s.index().map_or_else(|| "exact".to_string(), |i| i.describe()))
-                .collect(),
+            indexed_segments: total(|s| s.indexed_segments),
+            segment_kinds: spaces.iter().flat_map(|s| s.segment_kinds.iter().cloned()).collect(),
             index_builds: counters.builds.load(Ordering::Relaxed),
             index_loads: counters.loads.load(Ordering::Relaxed),
             index_failures: counters.failures.load(Ordering::Relaxed),
-            trainer: self.shared.trainer.as_ref().map(|t| t.stats()),
+            trainer: spaces.iter().find_map(|s| s.trainer.clone()),
+            spaces,
             cached_histories,
             cached_history_bytes,
             kernels: crate::kernels::simd_level().name(),
@@ -398,9 +440,46 @@ impl Store {
     }
 }
 
+/// How errors name an item of `space`: `item 7`, or `item 7 in space "text"`.
+fn item_context(space: &SpaceState, id: u64) -> String {
+    if space.number == 0 {
+        format!("item {id}")
+    } else {
+        format!("item {id} in {}", space.describe())
+    }
+}
+
+fn contains(space: &SpaceState, id: u64) -> Result<bool> {
+    Ok(space.catalog.version.load().growing.row_of(id).is_some() || space.catalog.sealed_location(id)?.is_some())
+}
+
+/// Every live item id of `space`.
+fn ids_in(space: &SpaceState) -> Result<Vec<u64>> {
+    let version = space.catalog.version.load_full();
+    let mut out = Vec::with_capacity(version.live_rows());
+    for segment in &version.sealed {
+        let (ids, _) = segment.data()?;
+        out.extend(
+            ids.iter()
+                .enumerate()
+                .filter(|(r, _)| !segment.dead().is_dead(*r))
+                .map(|(_, id)| *id),
+        );
+    }
+    version.growing.for_each_chunk(|first, ids, _| {
+        out.extend(
+            ids.iter()
+                .enumerate()
+                .filter(|(r, _)| !version.growing.dead().is_dead(first + r))
+                .map(|(_, id)| *id),
+        );
+    });
+    Ok(out)
+}
+
 impl Drop for Store {
     fn drop(&mut self) {
-        if let Some(trainer) = &self.shared.trainer {
+        for trainer in self.shared.spaces.iter().filter_map(|s| s.trainer.as_ref()) {
             trainer.stop.store(true, Ordering::Release);
         }
         if let Some(background) = self.background.take() {

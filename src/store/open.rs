@@ -1,4 +1,4 @@
-//! Opening a store: lock, configuration check, segments, recovery.
+//! Opening a store: lock, layout (spaces) check, segments, recovery.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -8,19 +8,21 @@ use parking_lot::Mutex;
 
 use super::apply;
 use super::history::Histories;
-use super::indexer::Indexer;
+use super::indexer::{IndexConfig, Indexer};
+use super::layout::{self, Layout, ResolvedSpace};
 use super::lock::DirLock;
-use super::state::{Catalog, ManifestState, Shared, WriteState};
+use super::space::{Catalog, SpaceState};
+use super::state::{GrowingMark, ManifestState, Shared, WriteState};
 use super::trainer::Trainer;
 use super::training;
 use super::Store;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{self, TMP_SUFFIX};
 use crate::index::file as index_file;
-use crate::meta::records::{Manifest, StoredConfig, FORMAT_VERSION};
+use crate::meta::records::{Forward, Manifest, SpaceManifest};
 use crate::meta::sled_meta::SledMeta;
 use crate::meta::MetaStore;
-use crate::options::Options;
+use crate::options::{Options, SpaceSpec};
 use crate::segment::growing::GrowingSegment;
 use crate::segment::sealed::{self, SealedSegment};
 use crate::segment::Location;
@@ -61,7 +63,8 @@ pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
 
     let has_data = holds_data(&wal_dir)? || holds_data(&segments_dir)?;
     let meta: Arc<dyn MetaStore> = Arc::new(SledMeta::open(&path.join("meta"), has_data, opts.meta_cache_bytes)?);
-    if has_data && meta.load_config()?.is_none() {
+    let config = meta.load_config()?;
+    if has_data && config.is_none() {
         // Creating metadata here would make every segment file an orphan.
         return Err(Error::Corruption {
             file: path.join("meta"),
@@ -71,55 +74,29 @@ pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
                     .into(),
         });
     }
-    if opts.from_store {
-        let stored = meta.load_config()?.ok_or_else(|| Error::NotAStore {
+    if opts.from_store && config.is_none() {
+        return Err(Error::NotAStore {
             path: path.to_path_buf(),
-        })?;
-        opts.dim = stored.dim as usize;
-        opts.metric = stored.metric;
-        if stored.trained && opts.train.is_none() {
-            opts.train = Some(crate::train::TrainOptions::default());
-        }
+        });
     }
-    let manifest = check_config(path, &opts, meta.as_ref())?;
+    let Layout {
+        spaces: resolved,
+        manifest,
+    } = layout::resolve(path, &opts, meta.as_ref())?;
+    describe_in_options(&mut opts, &resolved);
 
     let mut report = RecoveryReport::default();
-    let sealed = open_segments(&segments_dir, &manifest, opts.dim, &mut report)?;
-    let growing = load_growing_snapshot(&segments_dir, &manifest, opts.dim, opts.segment_rows)?;
-    let (trainer, directory) = match &opts.train {
-        None => (None, None),
-        Some(train) => {
-            let state = match &manifest.trainer {
-                Some(t) => TrainerState::read(&segments_dir.join(state::file_name(t.file_id)), opts.dim)?,
-                None => TrainerState::empty(opts.dim),
-            };
-            let mut directory = HashMap::new();
-            for segment in &sealed {
-                let (ids, _) = segment.data()?;
-                for (row, id) in ids.iter().enumerate() {
-                    directory.insert(
-                        *id,
-                        Location {
-                            segment: segment.id(),
-                            row: row as u32,
-                        },
-                    );
-                }
-            }
-            (Some(Trainer::new(train.clone(), state)), Some(Arc::new(directory)))
-        }
-    };
-    let forwards = meta.load_forwards()?.into_iter().map(|f| (f.from, f)).collect();
-    let version = Version {
-        sealed,
-        growing: Arc::new(growing),
-        directory,
-        forwards: Arc::new(forwards),
-    };
-    for at in meta.dead_rows()? {
-        if let Some(segment) = version.segment(at.segment) {
-            segment.dead().kill(at.row as usize);
-        }
+    remove_orphans(&segments_dir, &manifest, &mut report)?;
+    let forwards: Arc<HashMap<u64, Forward>> =
+        Arc::new(meta.load_forwards()?.into_iter().map(|f| (f.from, f)).collect());
+    let dead_rows = meta.dead_rows()?;
+    let mut spaces = Vec::with_capacity(resolved.len());
+    let mut snapshot_marks = Vec::with_capacity(resolved.len());
+    for space in resolved {
+        let files = &manifest.spaces[space.number as usize];
+        let (state, mark) = open_space(&segments_dir, &opts, space, files, &forwards, &dead_rows, &meta)?;
+        spaces.push(state);
+        snapshot_marks.push(mark);
     }
 
     let shared = Arc::new(Shared {
@@ -127,18 +104,21 @@ pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
         wal_dir: wal_dir.clone(),
         segments_dir: segments_dir.clone(),
         histories: Histories::new(Arc::clone(&meta), opts.history_len, opts.history_cache_bytes),
-        indexer: Indexer::start(segments_dir.clone(), opts.index, opts.metric, opts.dim, opts.flat_below),
-        catalog: Catalog::new(version, Arc::clone(&meta)),
+        indexer: Indexer::start(segments_dir.clone()),
+        spaces,
         meta,
-        trainer,
         opts: opts.clone(),
     });
     let mut core = ManifestState {
         next_seq: manifest.next_seq,
         manifest: manifest.clone(),
+        forwards,
+        snapshot_marks,
     };
-    for segment in &shared.catalog.version.load().sealed {
-        shared.indexer.submit(Arc::clone(segment));
+    for space in &shared.spaces {
+        for segment in &space.catalog.version.load().sealed {
+            shared.indexer.submit(Arc::clone(segment), &space.indexing);
+        }
     }
     let end = replay::replay(&wal_dir, manifest.checkpoint, |start, record| {
         apply::apply_record(&shared, &mut core, start, record)
@@ -152,7 +132,7 @@ pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
         opts.durability,
         opts.wal_file_bytes,
     )?;
-    if let Some(trainer) = &shared.trainer {
+    for trainer in shared.trained_spaces().filter_map(|s| s.trainer.as_ref()) {
         trainer.count_untrained_after_open(core.next_seq);
     }
     let sync = wal.shared();
@@ -176,6 +156,98 @@ pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
     })
 }
 
+/// Opens one space: its segments, its growing segment as of the checkpoint
+/// (and the mark saying that its snapshot holds it), its trainer and, for a
+/// trained space, the directory of its rows.
+fn open_space(
+    dir: &Path,
+    opts: &Options,
+    space: ResolvedSpace,
+    files: &SpaceManifest,
+    forwards: &Arc<HashMap<u64, Forward>>,
+    dead_rows: &[Location],
+    meta: &Arc<dyn MetaStore>,
+) -> Result<(SpaceState, Option<GrowingMark>)> {
+    let sealed = open_segments(dir, files, space.dim)?;
+    let growing = load_growing_snapshot(dir, files, space.dim, opts.segment_rows)?;
+    let mark = files.growing.as_ref().map(|_| GrowingMark::of(&growing));
+    let (trainer, directory) = match &space.train {
+        None => (None, None),
+        Some(train) => {
+            let state = match &files.trainer {
+                Some(t) => TrainerState::read(&dir.join(state::file_name(t.file_id)), space.dim)?,
+                None => TrainerState::empty(space.dim),
+            };
+            let mut directory = HashMap::new();
+            for segment in &sealed {
+                let (ids, _) = segment.data()?;
+                for (row, id) in ids.iter().enumerate() {
+                    directory.insert(
+                        *id,
+                        Location {
+                            segment: segment.id(),
+                            row: row as u32,
+                        },
+                    );
+                }
+            }
+            (Some(Trainer::new(train.clone(), state)), Some(Arc::new(directory)))
+        }
+    };
+    let version = Version {
+        sealed,
+        growing: Arc::new(growing),
+        directory,
+        forwards: Arc::clone(forwards),
+    };
+    for at in dead_rows {
+        if let Some(segment) = version.segment(at.segment) {
+            segment.dead().kill(at.row as usize);
+        }
+    }
+    let indexing = Arc::new(IndexConfig {
+        spec: space.index,
+        metric: space.metric,
+        dim: space.dim,
+        flat_below: opts.flat_below,
+    });
+    let state = SpaceState {
+        number: space.number,
+        name: space.name,
+        dim: space.dim,
+        metric: space.metric,
+        kind: space.kind,
+        indexing,
+        catalog: Catalog::new(space.number, version, Arc::clone(meta)),
+        trainer,
+    };
+    Ok((state, mark))
+}
+
+/// Makes `opts` (what `Store::options` returns) say what the store runs:
+/// the default space's settings, and every other space's spec.
+fn describe_in_options(opts: &mut Options, spaces: &[ResolvedSpace]) {
+    let default = &spaces[0];
+    opts.dim = default.dim;
+    opts.metric = default.metric;
+    opts.index = default.index;
+    opts.train = default.train.clone();
+    opts.from_store = false;
+    opts.spaces = spaces[1..]
+        .iter()
+        .map(|s| {
+            let spec = SpaceSpec {
+                dim: s.dim,
+                metric: s.metric,
+                kind: s.kind,
+                index: Some(s.index),
+                train: s.train.clone(),
+            };
+            (s.name.clone(), spec)
+        })
+        .collect();
+}
+
 /// Whether `dir` holds any file: a store whose log or segment directory
 /// holds files was created, so it must have metadata.
 fn holds_data(dir: &Path) -> Result<bool> {
@@ -187,78 +259,11 @@ fn holds_data(dir: &Path) -> Result<bool> {
     Ok(false)
 }
 
-/// Checks (or, for a new store, writes) the configuration; returns the manifest.
-fn check_config(path: &Path, opts: &Options, meta: &dyn MetaStore) -> Result<Manifest> {
-    match meta.load_config()? {
-        None => {
-            meta.save_config(&StoredConfig {
-                format_version: FORMAT_VERSION,
-                dim: opts.dim as u32,
-                metric: opts.metric,
-                trained: opts.train.is_some(),
-            })?;
-            let manifest = Manifest::default();
-            meta.save_manifest(&manifest)?;
-            meta.flush()?;
-            Ok(manifest)
-        }
-        Some(stored) => {
-            if stored.format_version > FORMAT_VERSION {
-                return Err(Error::NewerFormat {
-                    path: path.to_path_buf(),
-                    found: stored.format_version,
-                    supported: FORMAT_VERSION,
-                });
-            }
-            if stored.dim as usize != opts.dim {
-                return Err(Error::ConfigMismatch {
-                    path: path.to_path_buf(),
-                    field: "dim",
-                    stored: stored.dim.to_string(),
-                    requested: opts.dim.to_string(),
-                });
-            }
-            if stored.metric != opts.metric {
-                return Err(Error::ConfigMismatch {
-                    path: path.to_path_buf(),
-                    field: "metric",
-                    stored: format!("{:?}", stored.metric),
-                    requested: format!("{:?}", opts.metric),
-                });
-            }
-            if stored.trained != opts.train.is_some() {
-                let kind = |trained: bool| if trained { "trained" } else { "host-fed" }.to_string();
-                return Err(Error::ConfigMismatch {
-                    path: path.to_path_buf(),
-                    field: "vectors",
-                    stored: kind(stored.trained),
-                    requested: kind(opts.train.is_some()),
-                });
-            }
-            meta.load_manifest()?.ok_or_else(|| Error::Corruption {
-                file: path.join("meta"),
-                offset: 0,
-                reason: "the configuration is there but the manifest is missing".into(),
-            })
-        }
-    }
-}
-
-/// Opens the manifest's segments and removes files no manifest names (left
-/// by a seal or compaction that crashed before its manifest was durable).
-fn open_segments(
-    dir: &Path,
-    manifest: &Manifest,
-    dim: usize,
-    report: &mut RecoveryReport,
-) -> Result<Vec<Arc<SealedSegment>>> {
-    let live: std::collections::HashSet<u64> = manifest
-        .segments
-        .iter()
-        .chain(&manifest.growing)
-        .map(|s| s.id)
-        .chain(manifest.trainer.map(|t| t.file_id))
-        .collect();
+/// Removes the files in the segment directory that no space of the manifest
+/// names (left by a seal, compaction or round that crashed before its
+/// manifest was durable, or made obsolete by one).
+fn remove_orphans(dir: &Path, manifest: &Manifest, report: &mut RecoveryReport) -> Result<()> {
+    let live: std::collections::HashSet<u64> = manifest.file_ids().collect();
     for entry in std::fs::read_dir(dir).at(dir)? {
         let entry = entry.at(dir)?;
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -274,8 +279,13 @@ fn open_segments(
             report.removed_garbage.push(entry.path());
         }
     }
-    let mut segments = Vec::with_capacity(manifest.segments.len());
-    for entry in &manifest.segments {
+    Ok(())
+}
+
+/// Opens a space's sealed segments.
+fn open_segments(dir: &Path, files: &SpaceManifest, dim: usize) -> Result<Vec<Arc<SealedSegment>>> {
+    let mut segments = Vec::with_capacity(files.segments.len());
+    for entry in &files.segments {
         let path = dir.join(sealed::file_name(entry.id));
         let segment = SealedSegment::open(&path, entry.id, dim)?;
         if segment.count() as u64 != entry.rows {
@@ -297,8 +307,8 @@ fn open_segments(
 
 /// The growing segment as of the checkpoint: the manifest's snapshot loaded
 /// back into memory (checksum verified first), or an empty segment.
-fn load_growing_snapshot(dir: &Path, manifest: &Manifest, dim: usize, segment_rows: usize) -> Result<GrowingSegment> {
-    let Some(entry) = &manifest.growing else {
+fn load_growing_snapshot(dir: &Path, files: &SpaceManifest, dim: usize, segment_rows: usize) -> Result<GrowingSegment> {
+    let Some(entry) = &files.growing else {
         return Ok(GrowingSegment::new(dim, segment_rows));
     };
     let path = dir.join(sealed::snapshot_file_name(entry.id));

@@ -20,6 +20,7 @@ use std::collections::{HashMap, HashSet};
 use parking_lot::Mutex;
 
 use super::install::{self, Growing, Installation, Placement};
+use super::space::SpaceState;
 use super::state::{Shared, WriteState};
 use crate::error::Result;
 use crate::meta::records::TrainerEntry;
@@ -28,8 +29,14 @@ use crate::segment::Location;
 use crate::train::state::{self, TrainerState};
 use crate::version::Version;
 
-pub(crate) fn publish(shared: &Shared, write: &Mutex<WriteState>, next: &TrainerState) -> Result<()> {
-    let dim = shared.opts.dim;
+/// Publishes `next` as `space`'s new generation.
+pub(crate) fn publish(
+    shared: &Shared,
+    write: &Mutex<WriteState>,
+    space: &SpaceState,
+    next: &TrainerState,
+) -> Result<()> {
+    let dim = space.dim;
     let per_segment = shared.opts.segment_rows;
     let pieces = next.len().div_ceil(per_segment);
     let first_id = write.lock().core.reserve_segment_ids(pieces as u64 + 1);
@@ -44,7 +51,7 @@ pub(crate) fn publish(shared: &Shared, write: &Mutex<WriteState>, next: &Trainer
         let mut values = Vec::with_capacity(ids.len() * dim);
         for (r, item) in ids.iter().enumerate() {
             let row = next.row((start + r) as u32);
-            let v = crate::validate::prepare_vector(shared.opts.metric, dim, row, || format!("trained item {item}"))?;
+            let v = crate::validate::prepare_vector(space.metric, dim, row, || format!("trained item {item}"))?;
             values.extend_from_slice(&v);
             directory.insert(
                 *item,
@@ -54,20 +61,24 @@ pub(crate) fn publish(shared: &Shared, write: &Mutex<WriteState>, next: &Trainer
                 },
             );
         }
-        segments.push(install::write_indexed_segment(shared, id, ids, &values)?);
+        segments.push(install::write_indexed_segment(shared, space, id, ids, &values)?);
     }
     next.write(&shared.segments_dir.join(state::file_name(trainer_file)))?;
 
     // (2) + (3) Under the write lock: carry over, commit, swap.
     let obsolete = write.lock().checkpoint_at_end(|core, end| {
-        let current = shared.catalog.version.load_full();
+        let current = space.catalog.version.load_full();
         let (carry_ids, carry_values) = carry_over(&current, &directory, dim)?;
         let growing = GrowingSegment::new(dim, per_segment.max(carry_ids.len()));
         for (id, row) in carry_ids.iter().zip(carry_values.chunks_exact(dim)) {
             growing.push(*id, row);
         }
-        let mut change = Installation::new(Growing::Replaced(growing));
-        change.removed = core.manifest.segments.iter().map(|s| s.id).collect();
+        let mut change = Installation::of(space, Growing::Replaced(growing));
+        change.removed = core.manifest.spaces[space.slot()]
+            .segments
+            .iter()
+            .map(|s| s.id)
+            .collect();
         change.added = segments;
         change.placement = Placement::Directory(directory);
         change.trainer = Some(TrainerEntry {

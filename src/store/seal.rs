@@ -13,22 +13,23 @@
 use std::sync::Arc;
 
 use super::install::{self, Growing, Installation, Placement};
+use super::space::SpaceState;
 use super::state::{ManifestState, Shared};
 use crate::error::Result;
 use crate::segment::Location;
 use crate::wal::Position;
 
-/// Writes the live rows of the growing segment to a new sealed segment,
-/// installs it with a checkpoint at `checkpoint` (the first log record not
-/// included), and starts an empty growing segment. The new segment is
-/// indexed in the background.
-pub(crate) fn seal(shared: &Shared, core: &mut ManifestState, checkpoint: Position) -> Result<()> {
-    let (ids, values) = shared.catalog.version.load().growing.live_copy();
-    let mut change = Installation::new(Growing::Emptied);
+/// Writes the live rows of `space`'s growing segment to a new sealed
+/// segment, installs it with a checkpoint at `checkpoint` (the first log
+/// record not included), and starts an empty growing segment. The new
+/// segment is indexed in the background.
+pub(crate) fn seal(shared: &Shared, core: &mut ManifestState, space: &SpaceState, checkpoint: Position) -> Result<()> {
+    let (ids, values) = space.catalog.version.load().growing.live_copy();
+    let mut change = Installation::of(space, Growing::Emptied);
     let mut sealed = None;
     if !ids.is_empty() {
         let id = core.reserve_segment_ids(1);
-        let segment = install::write_segment(shared, id, &ids, &values)?;
+        let segment = install::write_segment(shared, space, id, &ids, &values)?;
         let rows = ids.iter().enumerate().map(|(row, item)| {
             let at = Location {
                 segment: id,
@@ -42,13 +43,14 @@ pub(crate) fn seal(shared: &Shared, core: &mut ManifestState, checkpoint: Positi
     }
     let obsolete = install::install(shared, core, checkpoint, change)?;
     if let Some(segment) = sealed {
-        shared.indexer.submit(segment);
+        shared.indexer.submit(segment, &space.indexing);
     }
     obsolete.remove(shared)
 }
 
-/// Checkpoints at `wal_end` without sealing: the growing segment's live rows
-/// are written to a snapshot file, so the log before `wal_end` can go.
+/// Checkpoints at `wal_end` without sealing: the live rows of every growing
+/// segment that changed are written to a snapshot file, so the log before
+/// `wal_end` can go.
 pub(crate) fn checkpoint(shared: &Shared, core: &mut ManifestState, wal_end: Position) -> Result<()> {
-    install::install(shared, core, wal_end, Installation::new(Growing::Kept))?.remove(shared)
+    install::install(shared, core, wal_end, Installation::checkpoint())?.remove(shared)
 }

@@ -147,15 +147,17 @@ fn refuse_existing(dest: &Path) -> Result<()> {
 /// The segment-directory files the manifest names.
 fn live_segment_files(manifest: &crate::meta::records::Manifest) -> HashSet<String> {
     let mut live = HashSet::new();
-    for s in &manifest.segments {
-        live.insert(sealed::file_name(s.id));
-        live.insert(index_file::file_name(s.id));
-    }
-    if let Some(g) = &manifest.growing {
-        live.insert(sealed::snapshot_file_name(g.id));
-    }
-    if let Some(t) = &manifest.trainer {
-        live.insert(state::file_name(t.file_id));
+    for space in &manifest.spaces {
+        for s in &space.segments {
+            live.insert(sealed::file_name(s.id));
+            live.insert(index_file::file_name(s.id));
+        }
+        if let Some(g) = &space.growing {
+            live.insert(sealed::snapshot_file_name(g.id));
+        }
+        if let Some(t) = &space.trainer {
+            live.insert(state::file_name(t.file_id));
+        }
     }
     live
 }

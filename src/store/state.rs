@@ -1,8 +1,9 @@
 //! What an open store holds, in three parts by who may touch them:
 //!
 //! - [`Shared`], behind an `Arc`: what readers and the write path share
-//!   (directories, options, the metadata, the [`Catalog`] of live rows,
-//!   histories, the indexer and the trainer). Readers use it without locks.
+//!   (directories, options, the metadata, the spaces, each with its
+//!   [`Catalog`] of live rows and its trainer, the histories and the
+//!   indexer). Readers use it without locks.
 //! - [`WriteState`], behind the write lock: the log writer, the
 //!   [`ManifestState`] and when the last checkpoint was.
 //! - [`ManifestState`]: the committed manifest and the next sequence number.
@@ -11,21 +12,15 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-
-use arc_swap::ArcSwap;
-use parking_lot::Mutex;
 
 use super::history::Histories;
 use super::indexer;
-use super::trainer::Trainer;
-use crate::error::Result;
-use crate::meta::records::Manifest;
+use super::space::SpaceState;
+use crate::error::{Error, Result};
+use crate::meta::records::{Forward, Manifest};
 use crate::meta::MetaStore;
 use crate::options::Options;
-use crate::segment::Location;
-use crate::version::Version;
 use crate::wal::writer::WalWriter;
 use crate::wal::{frame, Position};
 
@@ -36,74 +31,33 @@ pub(crate) struct Shared {
     pub segments_dir: PathBuf,
     pub opts: Options,
     pub meta: Arc<dyn MetaStore>,
-    /// The live version and where each item's sealed row is.
-    pub catalog: Catalog,
+    /// By number: the default space first.
+    pub spaces: Vec<SpaceState>,
     pub histories: Histories,
     pub indexer: indexer::Indexer,
-    /// Trained stores: the trainer.
-    pub trainer: Option<Trainer>,
 }
 
-/// The rows readers can see: the current [`Version`], and the item
-/// registry (the metadata's, with the retirements not yet committed to it).
-pub(crate) struct Catalog {
-    pub version: ArcSwap<Version>,
-    pub meta: Arc<dyn MetaStore>,
-    /// Sealed rows retired (deleted or superseded) since the last
-    /// checkpoint: id -> its old row. The registry in the metadata still
-    /// names them until the checkpoint commits these.
-    pub retired: Mutex<HashMap<u64, Location>>,
-    /// Counts sealed-row retirements; bumped before each one is visible, so
-    /// a reader that found an item missing can tell whether a retirement
-    /// (an upsert moving the item, its new row published first) ran while
-    /// it looked (see `lookup::get`).
-    pub retirements: AtomicU64,
-}
-
-impl Catalog {
-    pub fn new(version: Version, meta: Arc<dyn MetaStore>) -> Self {
-        Catalog {
-            version: ArcSwap::from_pointee(version),
-            meta,
-            retired: Mutex::new(HashMap::new()),
-            retirements: AtomicU64::new(0),
-        }
+impl Shared {
+    /// The space named `name`.
+    pub fn space(&self, name: &str) -> Result<&SpaceState> {
+        self.spaces
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| Error::UnknownSpace {
+                path: self.path.clone(),
+                name: name.to_string(),
+                known: self.spaces.iter().map(|s| s.name.clone()).collect(),
+            })
     }
 
-    /// The sealed row that holds `id`, if it is live in a sealed segment.
-    pub fn sealed_location(&self, id: u64) -> Result<Option<Location>> {
-        if let Some(directory) = &self.version.load().directory {
-            return Ok(directory.get(&id).copied());
-        }
-        if self.retired.lock().contains_key(&id) {
-            return Ok(None);
-        }
-        self.meta.location(id)
+    /// The default space (number 0).
+    pub fn default_space(&self) -> &SpaceState {
+        &self.spaces[0]
     }
 
-    /// The retirements to commit with the next checkpoint.
-    pub fn pending_retirements(&self) -> Vec<(u64, Location)> {
-        self.retired.lock().iter().map(|(id, at)| (*id, *at)).collect()
-    }
-
-    /// Drops retirements that the metadata now holds. (The write lock is
-    /// held, so none of these was changed since `pending_retirements`.)
-    pub fn forget_committed(&self, committed: &[(u64, Location)]) {
-        let mut retired = self.retired.lock();
-        for (id, _) in committed {
-            retired.remove(id);
-        }
-    }
-
-    /// Kills the sealed row `at` of `id` and records the retirement in
-    /// memory; the next checkpoint writes it to the metadata (see
-    /// `MetaStore::commit`).
-    pub fn retire(&self, version: &Version, id: u64, at: Location) {
-        self.retirements.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        self.retired.lock().insert(id, at);
-        if let Some(segment) = version.segment(at.segment) {
-            segment.dead().kill(at.row as usize);
-        }
+    /// The spaces whose vectors the store trains.
+    pub fn trained_spaces(&self) -> impl Iterator<Item = &SpaceState> {
+        self.spaces.iter().filter(|s| s.trainer.is_some())
     }
 }
 
@@ -113,6 +67,34 @@ pub(crate) struct ManifestState {
     pub manifest: Manifest,
     /// The sequence number the next operation gets.
     pub next_seq: u64,
+    /// The whole forwarding table (segments merged whole, of every space);
+    /// versions hold copies.
+    pub forwards: Arc<HashMap<u64, Forward>>,
+    /// By space: what the growing segment was when its snapshot in the
+    /// manifest was written, so that a checkpoint rewrites only the
+    /// snapshots of spaces that changed.
+    pub snapshot_marks: Vec<Option<GrowingMark>>,
+}
+
+/// A growing segment's state, enough to tell that it has not changed:
+/// rows are only appended and tombstones only set, so the same segment
+/// (by its serial number) with the same row and dead counts holds the same
+/// live rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GrowingMark {
+    pub serial: u64,
+    pub rows: usize,
+    pub dead: usize,
+}
+
+impl GrowingMark {
+    pub fn of(growing: &crate::segment::growing::GrowingSegment) -> Self {
+        GrowingMark {
+            serial: growing.serial(),
+            rows: growing.len(),
+            dead: growing.dead().count(),
+        }
+    }
 }
 
 impl ManifestState {

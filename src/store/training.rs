@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::publish;
+use super::space::SpaceState;
 use super::state::{Shared, WriteState};
 use crate::error::{Error, Result};
 use crate::event::Event;
@@ -33,17 +34,19 @@ pub enum RoundKind {
     Full,
 }
 
-/// Runs one round of `kind` (full also when the options, or a store never
-/// trained, say so). `progress` gets the fraction of training
+/// Runs one round of `kind` on `space` (full also when the options, or a
+/// space never trained, say so). `progress` gets the fraction of training
 /// done.
 pub(crate) fn round(
     shared: &Shared,
     write: &Mutex<WriteState>,
+    space: &SpaceState,
     kind: RoundKind,
     progress: &(dyn Fn(f64) + Sync),
 ) -> Result<TrainReport> {
-    let trainer = shared.trainer.as_ref().ok_or_else(|| Error::NotTrained {
+    let trainer = space.trainer.as_ref().ok_or_else(|| Error::NotTrained {
         path: shared.path.clone(),
+        space: space.name.clone(),
     })?;
     let _one_round = trainer.round.lock();
     let started = Instant::now();
@@ -78,7 +81,7 @@ pub(crate) fn round(
         }
         Some(Ok((next, mut report))) => {
             let publishing = Instant::now();
-            publish::publish(shared, write, &next)?;
+            publish::publish(shared, write, space, &next)?;
             report.publish_seconds = publishing.elapsed().as_secs_f64();
             report.gather_seconds = gather_seconds;
             *trainer.current.lock() = Arc::new(next);
@@ -91,14 +94,18 @@ pub(crate) fn round(
     Ok(report)
 }
 
-/// Provisional vectors for the items of `events` that have none yet: the
-/// normalised mean of the vectors of the user's recent items, so a new item
-/// is queryable (near what its users touched) before the next round. An
-/// item whose users touched nothing with a vector gets none until a round
-/// trains it.
-pub(crate) fn provisional_vectors(shared: &Shared, events: &[Event]) -> Result<Vec<(u64, Vec<f32>)>> {
-    let version = shared.catalog.version.load();
-    let dim = shared.opts.dim;
+/// Provisional vectors in trained `space` for the items of `events` that
+/// have none there yet: the normalised mean of the vectors of the user's
+/// recent items, so a new item is queryable (near what its users touched)
+/// before the next round. An item whose users touched nothing with a vector
+/// gets none until a round trains it.
+pub(crate) fn provisional_vectors(
+    shared: &Shared,
+    space: &SpaceState,
+    events: &[Event],
+) -> Result<Vec<(u64, Vec<f32>)>> {
+    let version = space.catalog.version.load();
+    let dim = space.dim;
     let mut out: Vec<(u64, Vec<f32>)> = Vec::new();
     if version.rows() == 0 {
         // Nothing has a vector yet (before the first round).
@@ -136,39 +143,58 @@ pub(crate) fn provisional_vectors(shared: &Shared, events: &[Event]) -> Result<V
 /// How often the background thread looks at the policy.
 const POLICY_TICK: Duration = Duration::from_millis(50);
 
-/// Starts the thread that runs rounds by the policy, if there is one.
-pub(crate) fn spawn_background(shared: Arc<Shared>, write: Arc<Mutex<WriteState>>) -> Option<JoinHandle<()>> {
-    let trainer = shared.trainer.as_ref()?;
+/// Whether `space`'s policy asks for a round now.
+fn round_due(space: &SpaceState) -> bool {
+    let Some(trainer) = space.trainer.as_ref() else {
+        return false;
+    };
     let policy = trainer.opts.policy;
-    if policy.after_events.is_none() && policy.every.is_none() {
+    let pending = trainer.events_since_round.load(Ordering::Relaxed);
+    let by_count = policy.after_events.is_some_and(|n| pending >= n);
+    let by_time = policy
+        .every
+        .is_some_and(|p| pending > 0 && trainer.last_round.lock().elapsed() >= p);
+    (by_count || by_time) && !trainer.stop.load(Ordering::Acquire)
+}
+
+/// Starts the thread that runs rounds by the policies of the trained
+/// spaces, if any has one. One thread serves every space, a round at a time.
+pub(crate) fn spawn_background(shared: Arc<Shared>, write: Arc<Mutex<WriteState>>) -> Option<JoinHandle<()>> {
+    let any = shared.trained_spaces().filter_map(|s| s.trainer.as_ref()).any(|t| {
+        let policy = t.opts.policy;
+        policy.after_events.is_some() || policy.every.is_some()
+    });
+    if !any {
         return None;
     }
+    let stopped = |shared: &Shared| {
+        shared
+            .trained_spaces()
+            .filter_map(|s| s.trainer.as_ref())
+            .any(|t| t.stop.load(Ordering::Acquire))
+    };
     let thread = std::thread::Builder::new()
         .name("emberdb-trainer".into())
         .spawn(move || {
-            let Some(trainer) = shared.trainer.as_ref() else { return };
-            while !trainer.stop.load(Ordering::Acquire) {
+            while !stopped(&shared) {
                 std::thread::park_timeout(POLICY_TICK);
-                let pending = trainer.events_since_round.load(Ordering::Relaxed);
-                let by_count = policy.after_events.is_some_and(|n| pending >= n);
-                let by_time = policy
-                    .every
-                    .is_some_and(|p| pending > 0 && trainer.last_round.lock().elapsed() >= p);
-                if !(by_count || by_time) || trainer.stop.load(Ordering::Acquire) {
-                    continue;
-                }
-                match round(&shared, &write, RoundKind::Incremental, &|_| {}) {
-                    Ok(r) => log::info!(
-                        "background round: generation {}, {} new events, {:.2} s",
-                        r.generation,
-                        r.new_events,
-                        r.run.seconds + r.publish_seconds
-                    ),
-                    Err(Error::TrainingStopped { .. }) => return,
-                    Err(e) => {
-                        log::error!("background training round failed: {e}");
-                        *trainer.last_round.lock() = Instant::now();
-                        std::thread::sleep(POLICY_TICK * 20);
+                for space in shared.spaces.iter().filter(|s| round_due(s)) {
+                    match round(&shared, &write, space, RoundKind::Incremental, &|_| {}) {
+                        Ok(r) => log::info!(
+                            "background round of {}: generation {}, {} new events, {:.2} s",
+                            space.describe(),
+                            r.generation,
+                            r.new_events,
+                            r.run.seconds + r.publish_seconds
+                        ),
+                        Err(Error::TrainingStopped { .. }) => return,
+                        Err(e) => {
+                            log::error!("background training round of {} failed: {e}", space.describe());
+                            if let Some(trainer) = &space.trainer {
+                                *trainer.last_round.lock() = Instant::now();
+                            }
+                            std::thread::sleep(POLICY_TICK * 20);
+                        }
                     }
                 }
             }

@@ -12,9 +12,11 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::space::SpaceState;
 use super::Store;
 use crate::error::Result;
 use crate::index::file as index_file;
+use crate::meta::records::SpaceManifest;
 use crate::segment::sealed::{self, SealedSegment};
 use crate::train::state::{self, TrainerState};
 
@@ -38,59 +40,19 @@ impl Store {
     pub fn verify(&self) -> Result<VerifyReport> {
         let shared = &self.shared;
         let manifest = self.write.lock().core.manifest.clone();
-        let version = shared.catalog.version.load_full();
         let mut report = VerifyReport::default();
-        let dir = &shared.segments_dir;
         let mut named = HashSet::new();
-        for entry in &manifest.segments {
-            let path = dir.join(sealed::file_name(entry.id));
-            named.insert(sealed::file_name(entry.id));
-            report.files_checked += 1;
-            match version.segment(entry.id) {
-                Some(segment) => {
-                    if let Err(e) = segment.verified() {
-                        report.problems.push(e.to_string());
-                    }
-                }
-                None => report
-                    .problems
-                    .push(format!("{}: in the manifest but not open", path.display())),
-            }
-            let index_path = dir.join(index_file::file_name(entry.id));
-            named.insert(index_file::file_name(entry.id));
-            if index_path.exists() {
-                report.files_checked += 1;
-                if let Err(e) = index_file::read(&index_path) {
+        for space in &shared.spaces {
+            let files = &manifest.spaces[space.slot()];
+            self.verify_space(space, files, &mut named, &mut report);
+            if space.trainer.is_none() {
+                let version = space.catalog.version.load_full();
+                if let Err(e) = check_registry(self, space, &version, files, &mut report) {
                     report.problems.push(e.to_string());
                 }
             }
         }
-        if let Some(g) = &manifest.growing {
-            let name = sealed::snapshot_file_name(g.id);
-            report.files_checked += 1;
-            let path = dir.join(&name);
-            named.insert(name);
-            match SealedSegment::open(&path, g.id, shared.opts.dim).and_then(|s| s.verified()) {
-                Ok(()) => {}
-                Err(e) => report.problems.push(e.to_string()),
-            }
-        }
-        if let Some(t) = &manifest.trainer {
-            let name = state::file_name(t.file_id);
-            report.files_checked += 1;
-            let path = dir.join(&name);
-            named.insert(name);
-            match TrainerState::read(&path, shared.opts.dim) {
-                Ok(s) if s.generation != t.generation => report.problems.push(format!(
-                    "{}: generation {}, the manifest says {}",
-                    path.display(),
-                    s.generation,
-                    t.generation
-                )),
-                Ok(_) => {}
-                Err(e) => report.problems.push(e.to_string()),
-            }
-        }
+        let dir = &shared.segments_dir;
         for entry in std::fs::read_dir(dir).map_err(|source| crate::Error::Io {
             path: dir.clone(),
             source,
@@ -109,9 +71,18 @@ impl Store {
                 stray.display()
             ));
         }
-        if version.directory.is_none() {
-            if let Err(e) = check_registry(self, &version, &manifest, &mut report) {
-                report.problems.push(e.to_string());
+        let segments: HashSet<u64> = manifest
+            .spaces
+            .iter()
+            .flat_map(|s| s.segments.iter().map(|e| e.id))
+            .collect();
+        for at in shared.meta.dead_rows()? {
+            if !segments.contains(&at.segment) {
+                report.problems.push(format!(
+                    "{}: a dead-row record for segment {}, which the manifest does not name",
+                    shared.path.join("meta").display(),
+                    at.segment
+                ));
             }
         }
         // Every history record decodes (each carries its own crc).
@@ -125,6 +96,69 @@ impl Store {
         report.entries_checked += histories;
         self.check_wal(&mut report)?;
         Ok(report)
+    }
+
+    /// The files of one space: segments, their indexes, the growing
+    /// snapshot and the trainer state; their names go into `named`.
+    fn verify_space(
+        &self,
+        space: &SpaceState,
+        files: &SpaceManifest,
+        named: &mut HashSet<String>,
+        report: &mut VerifyReport,
+    ) {
+        let dir = &self.shared.segments_dir;
+        let version = space.catalog.version.load_full();
+        for entry in &files.segments {
+            let path = dir.join(sealed::file_name(entry.id));
+            named.insert(sealed::file_name(entry.id));
+            report.files_checked += 1;
+            match version.segment(entry.id) {
+                Some(segment) => {
+                    if let Err(e) = segment.verified() {
+                        report.problems.push(e.to_string());
+                    }
+                }
+                None => report.problems.push(format!(
+                    "{}: in the manifest of {} but not open",
+                    path.display(),
+                    space.describe()
+                )),
+            }
+            let index_path = dir.join(index_file::file_name(entry.id));
+            named.insert(index_file::file_name(entry.id));
+            if index_path.exists() {
+                report.files_checked += 1;
+                if let Err(e) = index_file::read(&index_path) {
+                    report.problems.push(e.to_string());
+                }
+            }
+        }
+        if let Some(g) = &files.growing {
+            let name = sealed::snapshot_file_name(g.id);
+            report.files_checked += 1;
+            let path = dir.join(&name);
+            named.insert(name);
+            if let Err(e) = SealedSegment::open(&path, g.id, space.dim).and_then(|s| s.verified()) {
+                report.problems.push(e.to_string());
+            }
+        }
+        if let Some(t) = &files.trainer {
+            let name = state::file_name(t.file_id);
+            report.files_checked += 1;
+            let path = dir.join(&name);
+            named.insert(name);
+            match TrainerState::read(&path, space.dim) {
+                Ok(s) if s.generation != t.generation => report.problems.push(format!(
+                    "{}: generation {}, the manifest says {}",
+                    path.display(),
+                    s.generation,
+                    t.generation
+                )),
+                Ok(_) => {}
+                Err(e) => report.problems.push(e.to_string()),
+            }
+        }
     }
 
     /// Every frame of every log file, the obsolete part before the
@@ -160,22 +194,30 @@ impl Store {
     }
 }
 
+/// Every registry entry of a host-fed space names a live row of one of its
+/// segments that holds that very item.
 fn check_registry(
     store: &Store,
+    space: &SpaceState,
     version: &crate::version::Version,
-    manifest: &crate::meta::records::Manifest,
+    files: &SpaceManifest,
     report: &mut VerifyReport,
 ) -> Result<()> {
     let meta_path = store.shared.path.join("meta");
-    let segments: HashMap<u64, u64> = manifest.segments.iter().map(|s| (s.id, s.rows)).collect();
-    let retired = store.shared.catalog.pending_retirements();
-    let retired: HashSet<u64> = retired.iter().map(|(id, _)| *id).collect();
-    for (id, at) in store.shared.meta.registry()? {
+    let segments: HashMap<u64, u64> = files.segments.iter().map(|s| (s.id, s.rows)).collect();
+    let retired = space.catalog.pending_retirements();
+    let retired: HashSet<u64> = retired.iter().map(|(_, id, _)| *id).collect();
+    let in_space = if space.number == 0 {
+        String::new()
+    } else {
+        format!(" of {}", space.describe())
+    };
+    for (id, at) in store.shared.meta.registry(space.number)? {
         report.entries_checked += 1;
         let at = version.resolve(at);
         let Some(&rows) = segments.get(&at.segment) else {
             report.problems.push(format!(
-                "{}: item {id} is registered in segment {}, which the manifest does not name",
+                "{}: item {id}{in_space} is registered in segment {}, which its manifest does not name",
                 meta_path.display(),
                 at.segment
             ));
@@ -183,7 +225,7 @@ fn check_registry(
         };
         if u64::from(at.row) >= rows {
             report.problems.push(format!(
-                "{}: item {id} is registered at row {} of segment {}, which has {rows} rows",
+                "{}: item {id}{in_space} is registered at row {} of segment {}, which has {rows} rows",
                 meta_path.display(),
                 at.row,
                 at.segment
@@ -194,7 +236,7 @@ fn check_registry(
             if let Ok((ids, _)) = segment.data() {
                 if ids[at.row as usize] != id {
                     report.problems.push(format!(
-                        "{}: item {id} is registered at row {} of segment {}, which holds item {}",
+                        "{}: item {id}{in_space} is registered at row {} of segment {}, which holds item {}",
                         meta_path.display(),
                         at.row,
                         at.segment,
@@ -204,21 +246,12 @@ fn check_registry(
             }
             if segment.dead().is_dead(at.row as usize) && !retired.contains(&id) {
                 report.problems.push(format!(
-                    "{}: item {id} is registered at a dead row ({} of segment {})",
+                    "{}: item {id}{in_space} is registered at a dead row ({} of segment {})",
                     meta_path.display(),
                     at.row,
                     at.segment
                 ));
             }
-        }
-    }
-    for at in store.shared.meta.dead_rows()? {
-        if !segments.contains_key(&at.segment) {
-            report.problems.push(format!(
-                "{}: a dead-row record for segment {}, which the manifest does not name",
-                meta_path.display(),
-                at.segment
-            ));
         }
     }
     Ok(())

@@ -5,11 +5,17 @@
 //! | bytes | field | meaning |
 //! |---|---|---|
 //! | 0 | version u8 | [`RECORD_VERSION`] |
-//! | 1 | kind u8 | 1 events, 2 upsert, 3 delete |
+//! | 1 | kind u8 | 1 events, 2 upsert, 3 delete (default space); 4 upsert, 5 delete (another space) |
 //! | 2..10 | seq u64 | sequence number of the (first) operation |
 //! | events | count u32, then count x (user u64, item u64, ts u64, weight f32) | 28 bytes an event; event `i` has sequence number `seq + i` |
-//! | upsert | id u64, dim u32, dim x f32 | the vector as stored (normalised under cosine) |
-//! | delete | id u64 | |
+//! | upsert (2) | id u64, dim u32, dim x f32 | the vector as stored (normalised under cosine) |
+//! | delete (3) | id u64 | |
+//! | upsert (4) | space u32, then as kind 2 | `space` is the space's number |
+//! | delete (5) | space u32, id u64 | |
+//!
+//! Events belong to no space: every space reads the same histories, so an
+//! event is logged once whatever the number of spaces. Operations on the
+//! default space (number 0) keep format 1's kinds 2 and 3, byte for byte.
 
 use crate::event::Event;
 
@@ -17,15 +23,29 @@ pub(crate) const RECORD_VERSION: u8 = 1;
 const KIND_EVENTS: u8 = 1;
 const KIND_UPSERT: u8 = 2;
 const KIND_DELETE: u8 = 3;
+const KIND_SPACE_UPSERT: u8 = 4;
+const KIND_SPACE_DELETE: u8 = 5;
 const PREFIX: usize = 10;
 pub(crate) const EVENT_BYTES: usize = 28;
 
 /// One logged operation.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Record {
-    Events { first_seq: u64, events: Vec<Event> },
-    Upsert { seq: u64, id: u64, vector: Vec<f32> },
-    Delete { seq: u64, id: u64 },
+    Events {
+        first_seq: u64,
+        events: Vec<Event>,
+    },
+    Upsert {
+        seq: u64,
+        space: u32,
+        id: u64,
+        vector: Vec<f32>,
+    },
+    Delete {
+        seq: u64,
+        space: u32,
+        id: u64,
+    },
 }
 
 impl Record {
@@ -57,9 +77,15 @@ pub(crate) fn encode_events(out: &mut Vec<u8>, first_seq: u64, events: &[Event])
     }
 }
 
-pub(crate) fn encode_upsert(out: &mut Vec<u8>, seq: u64, id: u64, vector: &[f32]) {
-    out.reserve(PREFIX + 12 + vector.len() * 4);
-    prefix(out, KIND_UPSERT, seq);
+/// Encodes an upsert of `id` in space `space`.
+pub(crate) fn encode_upsert(out: &mut Vec<u8>, seq: u64, space: u32, id: u64, vector: &[f32]) {
+    out.reserve(PREFIX + 16 + vector.len() * 4);
+    if space == 0 {
+        prefix(out, KIND_UPSERT, seq);
+    } else {
+        prefix(out, KIND_SPACE_UPSERT, seq);
+        out.extend_from_slice(&space.to_le_bytes());
+    }
     out.extend_from_slice(&id.to_le_bytes());
     out.extend_from_slice(&(vector.len() as u32).to_le_bytes());
     for x in vector {
@@ -67,8 +93,14 @@ pub(crate) fn encode_upsert(out: &mut Vec<u8>, seq: u64, id: u64, vector: &[f32]
     }
 }
 
-pub(crate) fn encode_delete(out: &mut Vec<u8>, seq: u64, id: u64) {
-    prefix(out, KIND_DELETE, seq);
+/// Encodes a delete of `id` in space `space`.
+pub(crate) fn encode_delete(out: &mut Vec<u8>, seq: u64, space: u32, id: u64) {
+    if space == 0 {
+        prefix(out, KIND_DELETE, seq);
+    } else {
+        prefix(out, KIND_SPACE_DELETE, seq);
+        out.extend_from_slice(&space.to_le_bytes());
+    }
     out.extend_from_slice(&id.to_le_bytes());
 }
 
@@ -153,19 +185,29 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Record, Undecodable> {
             }
             Record::Events { first_seq: seq, events }
         }
-        KIND_UPSERT => {
+        KIND_UPSERT | KIND_SPACE_UPSERT => {
+            let space = if kind == KIND_SPACE_UPSERT { r.u32()? } else { 0 };
             let id = r.u64()?;
             let dim = r.u32()? as usize;
-            if payload.len() != PREFIX + 12 + dim * 4 {
+            if payload.len() != r.at + dim * 4 {
                 return Err(Undecodable::Malformed(format!(
                     "upsert record of {} bytes cannot hold {dim} floats",
                     payload.len()
                 )));
             }
             let vector = (0..dim).map(|_| r.f32()).collect::<Result<_, _>>()?;
-            Record::Upsert { seq, id, vector }
+            Record::Upsert { seq, space, id, vector }
         }
-        KIND_DELETE => Record::Delete { seq, id: r.u64()? },
+        KIND_DELETE => Record::Delete {
+            seq,
+            space: 0,
+            id: r.u64()?,
+        },
+        KIND_SPACE_DELETE => Record::Delete {
+            seq,
+            space: r.u32()?,
+            id: r.u64()?,
+        },
         other => return Err(Undecodable::Malformed(format!("unknown record kind {other}"))),
     };
     if r.at != payload.len() {
@@ -188,28 +230,39 @@ mod tests {
         encode_events(&mut buf, 40, &events);
         assert_eq!(decode(&buf).unwrap(), Record::Events { first_seq: 40, events });
         buf.clear();
-        encode_upsert(&mut buf, 7, 99, &[1.0, f32::MIN_POSITIVE, -3.5]);
-        assert_eq!(
-            decode(&buf).unwrap(),
-            Record::Upsert {
-                seq: 7,
-                id: 99,
-                vector: vec![1.0, f32::MIN_POSITIVE, -3.5]
-            }
-        );
+        for space in [0u32, 3] {
+            buf.clear();
+            encode_upsert(&mut buf, 7, space, 99, &[1.0, f32::MIN_POSITIVE, -3.5]);
+            assert_eq!(
+                decode(&buf).unwrap(),
+                Record::Upsert {
+                    seq: 7,
+                    space,
+                    id: 99,
+                    vector: vec![1.0, f32::MIN_POSITIVE, -3.5]
+                }
+            );
+            buf.clear();
+            encode_delete(&mut buf, 8, space, 5);
+            assert_eq!(decode(&buf).unwrap(), Record::Delete { seq: 8, space, id: 5 });
+            assert_eq!(decode(&buf).unwrap().end_seq(), 9);
+        }
+        // The default space keeps format 1's bytes.
         buf.clear();
-        encode_delete(&mut buf, 8, 5);
-        assert_eq!(decode(&buf).unwrap(), Record::Delete { seq: 8, id: 5 });
-        assert_eq!(decode(&buf).unwrap().end_seq(), 9);
+        encode_delete(&mut buf, 8, 0, 5);
+        assert_eq!(buf[1], KIND_DELETE);
+        assert_eq!(buf.len(), PREFIX + 8);
     }
 
     #[test]
     fn truncated_or_unknown_payloads_are_errors() {
         let mut buf = Vec::new();
-        encode_upsert(&mut buf, 1, 2, &[1.0, 2.0]);
+        encode_upsert(&mut buf, 1, 4, 2, &[1.0, 2.0]);
         for cut in 0..buf.len() {
             assert!(decode(&buf[..cut]).is_err(), "cut at {cut}");
         }
+        buf.clear();
+        encode_upsert(&mut buf, 1, 0, 2, &[1.0, 2.0]);
         buf[1] = 77;
         assert!(matches!(decode(&buf), Err(Undecodable::Malformed(r)) if r.contains("unknown record kind")));
         buf[1] = 2;

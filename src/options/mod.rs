@@ -1,13 +1,19 @@
-//! `Options`: what a store is created with. `dim` and `metric` are persisted
-//! and checked on every open; the rest may change between opens.
+//! `Options`: what a store is created with. `dim`, `metric` and the kind of
+//! each space are persisted and checked on every open; the rest may change
+//! between opens.
+
+pub(crate) mod space;
 
 use crate::durability::Durability;
 use crate::error::{Error, Result};
 use crate::index::IndexSpec;
 use crate::metric::Metric;
 use crate::train::TrainOptions;
+pub use space::{SpaceKind, SpaceSpec, DEFAULT_SPACE, MAX_SPACE_NAME};
 
-/// Configuration of a store. Only the dimension is required.
+/// Configuration of a store. Only the dimension is required. `dim`,
+/// `metric`, `index` and `train_options` describe the default space (named
+/// [`DEFAULT_SPACE`]); [`Options::space`] adds others.
 #[derive(Debug, Clone)]
 pub struct Options {
     pub(crate) dim: usize,
@@ -18,6 +24,9 @@ pub struct Options {
     pub(crate) wal_file_bytes: u64,
     pub(crate) checkpoint_wal_bytes: u64,
     pub(crate) index: IndexSpec,
+    /// Whether `index` was given (else an existing store's stored spec is
+    /// kept).
+    pub(crate) index_given: bool,
     pub(crate) flat_below: usize,
     /// Memory for user histories in memory (an LRU; the rest live in the
     /// metadata store).
@@ -28,6 +37,8 @@ pub struct Options {
     pub(crate) train: Option<TrainOptions>,
     /// Take `dim` and `metric` from the existing store (see [`Options::existing`]).
     pub(crate) from_store: bool,
+    /// The spaces besides the default one, in the order given.
+    pub(crate) spaces: Vec<(String, SpaceSpec)>,
 }
 
 /// The largest dimension we accept: far beyond any embedding in use, small
@@ -50,17 +61,20 @@ impl Options {
             wal_file_bytes: 64 << 20,
             checkpoint_wal_bytes: 256 << 20,
             index: IndexSpec::default(),
+            index_given: false,
             flat_below: 10_000,
             history_cache_bytes: 1 << 30,
             meta_cache_bytes: 64 << 20,
             train: None,
             from_store: false,
+            spaces: Vec::new(),
         }
     }
 
     /// Options for opening a store that already exists, whatever its
-    /// dimension and metric (read from the store). Opening a directory that
-    /// holds no store with these is an error.
+    /// dimension, metric and spaces (read from the store). Opening a
+    /// directory that holds no store with these is an error. Add
+    /// [`Options::space`] to give the store a new space.
     pub fn existing() -> Self {
         Options {
             from_store: true,
@@ -68,13 +82,42 @@ impl Options {
         }
     }
 
-    /// Options for a store that trains its own item vectors of `dim`
-    /// components (item2vec over the users' histories, see
-    /// [`TrainOptions`]), searched by cosine. Whether a store is trained or
-    /// host-fed is fixed when it is created: a trained store refuses
-    /// `upsert` and `delete`, a host-fed one refuses `train`.
+    /// Options for a store whose default space trains its own item vectors
+    /// of `dim` components (item2vec over the users' histories, see
+    /// [`TrainOptions`]), searched by cosine. Whether a space is trained or
+    /// host-fed is fixed when it is created: a trained space refuses
+    /// `upsert` and `delete`.
     pub fn trained(dim: usize) -> Self {
         Options::new(dim).train_options(TrainOptions::default())
+    }
+
+    /// Adds the space `name` (see [`SpaceSpec`]). A store opened without
+    /// naming one of its spaces still opens it, with its stored spec; a
+    /// space named here that the store lacks is created (a trained one
+    /// trains, at its first round, from the histories already logged).
+    pub fn space(mut self, name: impl Into<String>, spec: SpaceSpec) -> Self {
+        self.spaces.push((name.into(), spec));
+        self
+    }
+
+    /// The spaces added with [`Options::space`].
+    pub fn spaces(&self) -> &[(String, SpaceSpec)] {
+        &self.spaces
+    }
+
+    /// The default space as a spec.
+    pub(crate) fn default_spec(&self) -> SpaceSpec {
+        SpaceSpec {
+            dim: self.dim,
+            metric: self.metric,
+            kind: if self.train.is_some() {
+                SpaceKind::Item2vec
+            } else {
+                SpaceKind::Host
+            },
+            index: self.index_given.then_some(self.index),
+            train: self.train.clone(),
+        }
     }
 
     /// Makes the store a trained one, with these hyperparameters (they may
@@ -145,9 +188,11 @@ impl Options {
         self
     }
 
-    /// How sealed segments are indexed (HNSW by default).
+    /// How the default space's sealed segments are indexed (HNSW by
+    /// default; may change between opens, and is remembered).
     pub fn index(mut self, spec: IndexSpec) -> Self {
         self.index = spec;
+        self.index_given = true;
         self
     }
 
@@ -198,6 +243,19 @@ impl Options {
         }
         if let Some(train) = &self.train {
             train.validate()?;
+        }
+        let mut names = std::collections::HashSet::new();
+        for (name, spec) in &self.spaces {
+            space::check_name(name)?;
+            if name == DEFAULT_SPACE {
+                return Err(Error::InvalidOptions(format!(
+                    "space {name:?} is the default space: set it with Options::new or Options::trained"
+                )));
+            }
+            if !names.insert(name.as_str()) {
+                return Err(Error::InvalidOptions(format!("space {name:?} is given twice")));
+            }
+            spec.validate(name)?;
         }
         if self.wal_file_bytes < 4096 {
             return Err(Error::InvalidOptions("wal_file_bytes must be at least 4096".into()));

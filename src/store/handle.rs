@@ -1,0 +1,114 @@
+//! [`Space`]: the public handle on one space of an open store.
+
+use super::lookup;
+use super::space::SpaceState;
+use super::{Store, TrainReport, TrainerStats};
+use crate::error::Result;
+use crate::index::IndexSpec;
+use crate::metric::Metric;
+use crate::options::SpaceKind;
+
+/// A handle on one space of an open store (`Store::space`): its vectors
+/// are written, read and counted here; queries name it with
+/// `Query::space`.
+#[derive(Clone, Copy)]
+pub struct Space<'a> {
+    store: &'a Store,
+    state: &'a SpaceState,
+}
+
+/// What one space holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpaceStats {
+    pub name: String,
+    pub kind: SpaceKind,
+    pub dim: usize,
+    pub metric: Metric,
+    /// How its sealed segments are indexed.
+    pub index: IndexSpec,
+    /// Rows in all its segments, including dead ones, and the live ones.
+    pub rows: usize,
+    pub live_rows: usize,
+    pub sealed_segments: usize,
+    pub growing_rows: usize,
+    /// Bytes of its sealed segment files.
+    pub segment_bytes: u64,
+    /// Its sealed segments with a Faiss index in use, and each segment's
+    /// search (`hnsw32`, `ivf894`, `exact`).
+    pub indexed_segments: usize,
+    pub segment_kinds: Vec<String>,
+    /// Trained spaces: the generation, vocabulary and rounds.
+    pub trainer: Option<TrainerStats>,
+}
+
+impl<'a> Space<'a> {
+    pub(super) fn new(store: &'a Store, state: &'a SpaceState) -> Self {
+        Space { store, state }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+
+    pub fn kind(&self) -> SpaceKind {
+        self.state.kind
+    }
+
+    pub fn dim(&self) -> usize {
+        self.state.dim
+    }
+
+    pub fn metric(&self) -> Metric {
+        self.state.metric
+    }
+
+    /// Inserts or replaces the vector of `id` in this space (host-fed
+    /// spaces only). It is searchable when this returns.
+    pub fn upsert(&self, id: u64, vector: &[f32]) -> Result<()> {
+        self.store.upsert_in(self.state, id, vector)
+    }
+
+    /// Deletes `id` from this space (host-fed spaces only); false if it
+    /// was not there.
+    pub fn delete(&self, id: u64) -> Result<bool> {
+        self.store.delete_in(self.state, id)
+    }
+
+    /// The stored vector of `id` in this space (normalised under cosine).
+    pub fn get(&self, id: u64) -> Result<Option<Vec<f32>>> {
+        lookup::get(&self.store.shared, self.state, id)
+    }
+
+    /// Every live item id of this space.
+    pub fn ids(&self) -> Result<Vec<u64>> {
+        super::ids_in(self.state)
+    }
+
+    /// One incremental training round of this space (trained spaces).
+    pub fn train(&self) -> Result<TrainReport> {
+        self.store.train_space(&self.state.name)
+    }
+
+    pub fn stats(&self) -> SpaceStats {
+        let version = self.state.catalog.version.load_full();
+        SpaceStats {
+            name: self.state.name.clone(),
+            kind: self.state.kind,
+            dim: self.state.dim,
+            metric: self.state.metric,
+            index: self.state.indexing.spec,
+            rows: version.rows(),
+            live_rows: version.live_rows(),
+            sealed_segments: version.sealed.len(),
+            growing_rows: version.growing.len(),
+            segment_bytes: version.sealed.iter().map(|s| s.file_bytes()).sum(),
+            indexed_segments: version.sealed.iter().filter(|s| s.index().is_some()).count(),
+            segment_kinds: version
+                .sealed
+                .iter()
+                .map(|s| s.index().map_or_else(|| "exact".to_string(), |i| i.describe()))
+                .collect(),
+            trainer: self.state.trainer.as_ref().map(|t| t.stats()),
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! Which spaces a store has, as its metadata records them and as the
+//! options ask: creating a store's layout, upgrading a format-1 store (one
+//! space) in place, checking each space's fixed settings (dimension, metric,
+//! kind) against the options, and adding the spaces the options name that
+//! the store lacks. Whatever changes is written in one metadata batch with
+//! the manifest, then flushed, before anything else is opened.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::index::IndexSpec;
+use crate::meta::records::{Manifest, SpaceManifest, StoredConfig, StoredSpace, FORMAT_VERSION};
+use crate::meta::MetaStore;
+use crate::metric::Metric;
+use crate::options::{Options, SpaceKind, SpaceSpec, DEFAULT_SPACE};
+use crate::train::TrainOptions;
+
+/// One space as the store will run it.
+#[derive(Debug, Clone)]
+pub(crate) struct ResolvedSpace {
+    pub number: u32,
+    pub name: String,
+    pub dim: usize,
+    pub metric: Metric,
+    pub kind: SpaceKind,
+    pub index: IndexSpec,
+    /// Trained spaces: the options given, or the defaults.
+    pub train: Option<TrainOptions>,
+}
+
+/// The spaces (by number) and the manifest to open.
+pub(crate) struct Layout {
+    pub spaces: Vec<ResolvedSpace>,
+    pub manifest: Manifest,
+}
+
+fn corrupt(path: &Path, reason: String) -> Error {
+    Error::Corruption {
+        file: path.join("meta"),
+        offset: 0,
+        reason,
+    }
+}
+
+fn stored_from_spec(number: u32, name: &str, spec: &SpaceSpec) -> StoredSpace {
+    StoredSpace {
+        number,
+        name: name.to_string(),
+        dim: spec.dim as u32,
+        metric: spec.metric,
+        kind: spec.kind,
+        index: spec.index.unwrap_or_default(),
+    }
+}
+
+fn config_of(default: &StoredSpace) -> StoredConfig {
+    StoredConfig {
+        format_version: FORMAT_VERSION,
+        dim: default.dim,
+        metric: default.metric,
+        trained: default.kind.is_trained(),
+    }
+}
+
+/// Reads, checks, creates or upgrades the layout (see the module docs).
+pub(crate) fn resolve(path: &Path, opts: &Options, meta: &dyn MetaStore) -> Result<Layout> {
+    let requested: Vec<(String, SpaceSpec)> = std::iter::once((DEFAULT_SPACE.to_string(), opts.default_spec()))
+        .filter(|_| !opts.from_store)
+        .chain(opts.spaces.iter().cloned())
+        .collect();
+    let (mut stored, mut manifest, mut changed) = match meta.load_config()? {
+        None => {
+            // A new store (`open` refused `Options::existing` before this).
+            let spaces: Vec<StoredSpace> = requested
+                .iter()
+                .enumerate()
+                .map(|(n, (name, spec))| stored_from_spec(n as u32, name, spec))
+                .collect();
+            let manifest = Manifest {
+                spaces: vec![SpaceManifest::default(); spaces.len()],
+                ..Manifest::default()
+            };
+            (spaces, manifest, true)
+        }
+        Some(config) if config.format_version > FORMAT_VERSION => {
+            return Err(Error::NewerFormat {
+                path: path.to_path_buf(),
+                found: config.format_version,
+                supported: FORMAT_VERSION,
+            })
+        }
+        Some(config) if config.format_version == 1 => {
+            let manifest = meta
+                .load_manifest_v1()?
+                .ok_or_else(|| corrupt(path, "the configuration is there but the manifest is missing".into()))?;
+            let default = StoredSpace {
+                number: 0,
+                name: DEFAULT_SPACE.to_string(),
+                dim: config.dim,
+                metric: config.metric,
+                kind: if config.trained {
+                    SpaceKind::Item2vec
+                } else {
+                    SpaceKind::Host
+                },
+                index: opts.index,
+            };
+            (vec![default], manifest.upgrade(), true)
+        }
+        Some(_) => {
+            let spaces = meta
+                .load_spaces()?
+                .ok_or_else(|| corrupt(path, "the configuration is there but the spaces are missing".into()))?;
+            let manifest = meta
+                .load_manifest()?
+                .ok_or_else(|| corrupt(path, "the configuration is there but the manifest is missing".into()))?;
+            (spaces, manifest, false)
+        }
+    };
+    check_numbering(path, &stored, &manifest)?;
+
+    let mut spaces = Vec::with_capacity(stored.len() + requested.len());
+    for space in &mut stored {
+        let asked = requested
+            .iter()
+            .find(|(name, _)| *name == space.name)
+            .map(|(_, spec)| spec);
+        if let Some(spec) = asked {
+            check_fixed(path, space, spec)?;
+            if let Some(index) = spec.index {
+                if index != space.index {
+                    space.index = index;
+                    changed = true;
+                }
+            }
+        }
+        spaces.push(resolved(space, asked));
+    }
+    for (name, spec) in &requested {
+        if stored.iter().any(|s| s.name == *name) {
+            continue;
+        }
+        let space = stored_from_spec(stored.len() as u32, name, spec);
+        spaces.push(resolved(&space, Some(spec)));
+        stored.push(space);
+        manifest.spaces.push(SpaceManifest::default());
+        changed = true;
+    }
+    if changed {
+        meta.save_layout(&config_of(&stored[0]), &stored, &manifest)?;
+        meta.flush()?;
+    }
+    Ok(Layout { spaces, manifest })
+}
+
+/// Spaces are numbered 0.. in order, the default first, one manifest entry
+/// each: anything else is damage.
+fn check_numbering(path: &Path, stored: &[StoredSpace], manifest: &Manifest) -> Result<()> {
+    if stored.is_empty() || stored[0].name != DEFAULT_SPACE {
+        return Err(corrupt(path, "the store has no default space".into()));
+    }
+    for (n, space) in stored.iter().enumerate() {
+        if space.number as usize != n {
+            return Err(corrupt(
+                path,
+                format!("space {:?} has number {}, expected {n}", space.name, space.number),
+            ));
+        }
+    }
+    if manifest.spaces.len() != stored.len() {
+        return Err(corrupt(
+            path,
+            format!(
+                "the manifest describes {} spaces, the configuration {}",
+                manifest.spaces.len(),
+                stored.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Dimension, metric and kind are fixed at a space's creation.
+fn check_fixed(path: &Path, space: &StoredSpace, spec: &SpaceSpec) -> Result<()> {
+    let mismatch = |field: &'static str, stored: String, requested: String| Error::ConfigMismatch {
+        path: path.to_path_buf(),
+        space: space.name.clone(),
+        field,
+        stored,
+        requested,
+    };
+    if space.dim as usize != spec.dim {
+        return Err(mismatch("dim", space.dim.to_string(), spec.dim.to_string()));
+    }
+    if space.metric != spec.metric {
+        return Err(mismatch(
+            "metric",
+            format!("{:?}", space.metric),
+            format!("{:?}", spec.metric),
+        ));
+    }
+    if space.kind != spec.kind {
+        return Err(mismatch(
+            "vectors",
+            space.kind.name().to_string(),
+            spec.kind.name().to_string(),
+        ));
+    }
+    Ok(())
+}
+
+fn resolved(space: &StoredSpace, asked: Option<&SpaceSpec>) -> ResolvedSpace {
+    ResolvedSpace {
+        number: space.number,
+        name: space.name.clone(),
+        dim: space.dim as usize,
+        metric: space.metric,
+        kind: space.kind,
+        index: space.index,
+        train: space
+            .kind
+            .is_trained()
+            .then(|| asked.and_then(|s| s.train.clone()).unwrap_or_default()),
+    }
+}

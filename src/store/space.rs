@@ -1,0 +1,118 @@
+//! One vector space of an open store: its settings, the rows readers see
+//! (its [`Catalog`]), how its segments are indexed and, for a trained
+//! space, its trainer. Spaces share the store's log, histories, metadata
+//! and segment directory (file ids are unique across spaces).
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+
+use super::indexer::IndexConfig;
+use super::trainer::Trainer;
+use crate::error::Result;
+use crate::meta::{MetaStore, Placed};
+use crate::metric::Metric;
+use crate::options::SpaceKind;
+use crate::segment::Location;
+use crate::version::Version;
+
+pub(crate) struct SpaceState {
+    /// Its number in log records, registry keys and the manifest.
+    pub number: u32,
+    pub name: String,
+    pub dim: usize,
+    pub metric: Metric,
+    pub kind: SpaceKind,
+    pub indexing: Arc<IndexConfig>,
+    pub catalog: Catalog,
+    /// Trained spaces: the trainer.
+    pub trainer: Option<Trainer>,
+}
+
+impl SpaceState {
+    /// Its index in `Shared::spaces` and `Manifest::spaces`.
+    pub fn slot(&self) -> usize {
+        self.number as usize
+    }
+
+    /// How messages name it: `space "text"`.
+    pub fn describe(&self) -> String {
+        format!("space {:?}", self.name)
+    }
+}
+
+/// The rows readers can see in one space: the current [`Version`], and the
+/// space's item registry (the metadata's, with the retirements not yet
+/// committed to it).
+pub(crate) struct Catalog {
+    /// The space's number (its registry in the metadata).
+    pub space: u32,
+    pub version: ArcSwap<Version>,
+    pub meta: Arc<dyn MetaStore>,
+    /// Sealed rows retired (deleted or superseded) since the last
+    /// checkpoint: id -> its old row. The registry in the metadata still
+    /// names them until the checkpoint commits these.
+    pub retired: Mutex<HashMap<u64, Location>>,
+    /// Counts sealed-row retirements; bumped before each one is visible, so
+    /// a reader that found an item missing can tell whether a retirement
+    /// (an upsert moving the item, its new row published first) ran while
+    /// it looked (see `lookup::get`).
+    pub retirements: AtomicU64,
+}
+
+impl Catalog {
+    pub fn new(space: u32, version: Version, meta: Arc<dyn MetaStore>) -> Self {
+        Catalog {
+            space,
+            version: ArcSwap::from_pointee(version),
+            meta,
+            retired: Mutex::new(HashMap::new()),
+            retirements: AtomicU64::new(0),
+        }
+    }
+
+    /// The sealed row that holds `id`, if it is live in a sealed segment.
+    pub fn sealed_location(&self, id: u64) -> Result<Option<Location>> {
+        if let Some(directory) = &self.version.load().directory {
+            return Ok(directory.get(&id).copied());
+        }
+        if self.retired.lock().contains_key(&id) {
+            return Ok(None);
+        }
+        self.meta.location(self.space, id)
+    }
+
+    /// The retirements to commit with the next checkpoint.
+    pub fn pending_retirements(&self) -> Vec<Placed> {
+        self.retired
+            .lock()
+            .iter()
+            .map(|(id, at)| (self.space, *id, *at))
+            .collect()
+    }
+
+    /// Drops retirements that the metadata now holds. (The write lock is
+    /// held, so none of these was changed since `pending_retirements`.)
+    pub fn forget_committed(&self, committed: &[Placed]) {
+        let mut retired = self.retired.lock();
+        for (space, id, _) in committed {
+            if *space == self.space {
+                retired.remove(id);
+            }
+        }
+    }
+
+    /// Kills the sealed row `at` of `id` and records the retirement in
+    /// memory; the next checkpoint writes it to the metadata (see
+    /// `MetaStore::commit`).
+    pub fn retire(&self, version: &Version, id: u64, at: Location) {
+        self.retirements.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.retired.lock().insert(id, at);
+        if let Some(segment) = version.segment(at.segment) {
+            segment.dead().kill(at.row as usize);
+        }
+    }
+}
