@@ -28,6 +28,9 @@ pub struct Options {
     /// kept).
     pub(crate) index_given: bool,
     pub(crate) flat_below: usize,
+    /// Whether sealed segments get their indexes loaded or built in the
+    /// background (else every segment is searched exactly).
+    pub(crate) background_indexing: bool,
     /// Memory for user histories in memory (an LRU; the rest live in the
     /// metadata store).
     pub(crate) history_cache_bytes: usize,
@@ -63,6 +66,7 @@ impl Options {
             index: IndexSpec::default(),
             index_given: false,
             flat_below: 10_000,
+            background_indexing: true,
             history_cache_bytes: 1 << 30,
             meta_cache_bytes: 64 << 20,
             train: None,
@@ -200,6 +204,16 @@ impl Options {
     /// without an index (default 10,000).
     pub fn flat_below(mut self, rows: usize) -> Self {
         self.flat_below = rows;
+        self
+    }
+
+    /// Whether to load or build the sealed segments' indexes in the
+    /// background (default true). Off, every segment is searched exactly
+    /// and no index file is read or written: for tools that inspect a store
+    /// (`ember verify` checks index files without the indexer healing them
+    /// first). May change between opens.
+    pub fn background_indexing(mut self, on: bool) -> Self {
+        self.background_indexing = on;
         self
     }
 

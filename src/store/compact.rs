@@ -70,15 +70,21 @@ impl Store {
     /// rows, rebuilding their indexes and trimming the log. Runs while other
     /// threads query and write.
     pub fn compact(&self) -> Result<CompactReport> {
-        self.run_compaction(Compaction::Run)
+        self.run_compaction(Compaction::Run, None)
     }
 
     /// What [`Store::compact`] would do now, without doing it.
     pub fn compact_dry_run(&self) -> Result<CompactReport> {
-        self.run_compaction(Compaction::DryRun)
+        self.run_compaction(Compaction::DryRun, None)
     }
 
-    fn run_compaction(&self, mode: Compaction) -> Result<CompactReport> {
+    /// [`Store::compact`] of the space `name` only.
+    pub fn compact_space(&self, name: &str) -> Result<CompactReport> {
+        let space = self.shared.space(name)?;
+        self.run_compaction(Compaction::Run, Some(space))
+    }
+
+    fn run_compaction(&self, mode: Compaction, only: Option<&SpaceState>) -> Result<CompactReport> {
         let shared = &self.shared;
         let _one = self.compaction.lock();
         let mut report = CompactReport {
@@ -87,7 +93,10 @@ impl Store {
         };
         let mut reclaim = 0;
         for space in &shared.spaces {
-            reclaim += self.compact_space(space, mode, &mut report)?;
+            if only.is_some_and(|o| o.number != space.number) {
+                continue;
+            }
+            reclaim += self.compact_space_now(space, mode, &mut report)?;
         }
         report.bytes_after = match mode {
             Compaction::DryRun => report.bytes_before.saturating_sub(reclaim),
@@ -98,7 +107,7 @@ impl Store {
 
     /// Compacts one space, adding to `report`; for a dry run, returns the
     /// segment bytes it would reclaim.
-    fn compact_space(&self, space: &SpaceState, mode: Compaction, report: &mut CompactReport) -> Result<u64> {
+    fn compact_space_now(&self, space: &SpaceState, mode: Compaction, report: &mut CompactReport) -> Result<u64> {
         let shared = &self.shared;
         // A round publishing meanwhile would replace the very segments
         // being merged.

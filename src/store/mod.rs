@@ -256,8 +256,19 @@ impl Store {
 
     /// One incremental round of the trained space `name`.
     pub fn train_space(&self, name: &str) -> Result<TrainReport> {
+        self.train_space_with_progress(name, RoundKind::Incremental, &|_| {})
+    }
+
+    /// A round of `kind` of the trained space `name`, calling `progress`
+    /// with the fraction done.
+    pub fn train_space_with_progress(
+        &self,
+        name: &str,
+        kind: RoundKind,
+        progress: &(dyn Fn(f64) + Sync),
+    ) -> Result<TrainReport> {
         let space = self.shared.space(name)?;
-        training::round(&self.shared, &self.write, space, RoundKind::Incremental, &|_| {})
+        training::round(&self.shared, &self.write, space, kind, progress)
     }
 
     fn train_all(&self, kind: RoundKind, progress: &(dyn Fn(f64) + Sync)) -> Result<TrainReport> {

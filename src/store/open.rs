@@ -115,7 +115,7 @@ pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
         forwards,
         snapshot_marks,
     };
-    for space in &shared.spaces {
+    for space in shared.spaces.iter().filter(|_| opts.background_indexing) {
         for segment in &space.catalog.version.load().sealed {
             shared.indexer.submit(Arc::clone(segment), &space.indexing);
         }

@@ -42,7 +42,7 @@ pub(crate) fn seal(shared: &Shared, core: &mut ManifestState, space: &SpaceState
         sealed = Some(segment);
     }
     let obsolete = install::install(shared, core, checkpoint, change)?;
-    if let Some(segment) = sealed {
+    if let Some(segment) = sealed.filter(|_| shared.opts.background_indexing) {
         shared.indexer.submit(segment, &space.indexing);
     }
     obsolete.remove(shared)

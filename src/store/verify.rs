@@ -44,7 +44,7 @@ impl Store {
         let mut named = HashSet::new();
         for space in &shared.spaces {
             let files = &manifest.spaces[space.slot()];
-            self.verify_space(space, files, &mut named, &mut report);
+            self.verify_space_files(space, files, &mut named, &mut report);
             if space.trainer.is_none() {
                 let version = space.catalog.version.load_full();
                 if let Err(e) = check_registry(self, space, &version, files, &mut report) {
@@ -100,7 +100,7 @@ impl Store {
 
     /// The files of one space: segments, their indexes, the growing
     /// snapshot and the trainer state; their names go into `named`.
-    fn verify_space(
+    fn verify_space_files(
         &self,
         space: &SpaceState,
         files: &SpaceManifest,
@@ -159,6 +159,25 @@ impl Store {
                 Err(e) => report.problems.push(e.to_string()),
             }
         }
+    }
+
+    /// Checks the files of the space `name` (segments, indexes, growing
+    /// snapshot, trainer state) and, for a host-fed space, its registry:
+    /// [`Store::verify`] restricted to one space (the log, the metadata's
+    /// other records and leftover files are store-wide, checked there).
+    pub fn verify_space(&self, name: &str) -> Result<VerifyReport> {
+        let space = self.shared.space(name)?;
+        let manifest = self.write.lock().core.manifest.clone();
+        let files = &manifest.spaces[space.slot()];
+        let mut report = VerifyReport::default();
+        self.verify_space_files(space, files, &mut HashSet::new(), &mut report);
+        if space.trainer.is_none() {
+            let version = space.catalog.version.load_full();
+            if let Err(e) = check_registry(self, space, &version, files, &mut report) {
+                report.problems.push(e.to_string());
+            }
+        }
+        Ok(report)
     }
 
     /// Every frame of every log file, the obsolete part before the

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail};
 use clap::Args;
-use emberdb::{Durability, Options, Query, RoundKind, Store};
+use emberdb::{Durability, Options, Query, RoundKind, Store, TrainReport};
 
 use crate::hits;
 use crate::input::count;
@@ -49,21 +49,46 @@ pub struct TrainArgs {
     /// Retrain from scratch instead of an incremental round.
     #[arg(long)]
     full: bool,
+    /// Train only this space (every trained space by default).
+    #[arg(long)]
+    space: Option<String>,
 }
 
 pub fn train(a: TrainArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let store = open_existing(&a.store)?;
-    let bar = progress(1_000, "training");
     let kind = if a.full {
         RoundKind::Full
     } else {
         RoundKind::Incremental
     };
-    let r = store.train_with_progress(kind, &|f| bar.set_position((f * 1_000.0) as u64))?;
-    bar.finish_and_clear();
+    let names: Vec<String> = match &a.space {
+        Some(name) => vec![store.space(name)?.name().to_string()],
+        None => store
+            .spaces()
+            .iter()
+            .filter(|s| s.kind().is_trained())
+            .map(|s| s.name().to_string())
+            .collect(),
+    };
+    if names.is_empty() {
+        bail!(
+            "{} has no trained space (its vectors are host-fed); create one with `ember ingest --dim N` on events",
+            a.store.display()
+        );
+    }
+    for name in names {
+        let bar = progress(1_000, "training");
+        let r = store.train_space_with_progress(&name, kind, &|f| bar.set_position((f * 1_000.0) as u64))?;
+        bar.finish_and_clear();
+        print_round(out, &name, &r)?;
+    }
+    Ok(())
+}
+
+fn print_round(out: &mut impl Write, space: &str, r: &TrainReport) -> anyhow::Result<()> {
     writeln!(
         out,
-        "{} round: generation {}, {}, {} ({} new), {} (+{} replayed), {}, {} in {:.2} s ({:.2} M pairs/s/thread on {}), published in {:.2} s",
+        "space {space:?}: {} round: generation {}, {}, {} ({} new), {} (+{} replayed), {}, {} in {:.2} s ({:.2} M pairs/s/thread on {}), published in {:.2} s",
         if r.full { "full" } else { "incremental" },
         r.generation,
         count(r.new_events, "new event", "new events"),
@@ -101,6 +126,9 @@ pub struct KnnArgs {
     /// One JSON array instead of a table.
     #[arg(long)]
     json: bool,
+    /// Search this space (the default space by default).
+    #[arg(long)]
+    space: Option<String>,
 }
 
 pub fn knn(a: KnnArgs, out: &mut impl Write) -> anyhow::Result<()> {
@@ -115,6 +143,10 @@ pub fn knn(a: KnnArgs, out: &mut impl Write) -> anyhow::Result<()> {
         _ => bail!("one of --item, --user, --seeds or --vector is needed"),
     }
     .k(a.k);
+    let query = match &a.space {
+        Some(name) => query.space(name),
+        None => query,
+    };
     let store = open_existing(&a.store)?;
     store.wait_for_indexes();
     let hits = store.knn(&query)?;

@@ -205,7 +205,7 @@ pub fn run(dir: Option<PathBuf>, items: u64, events: u64, out: &mut impl Write) 
     )?;
 
     writeln!(out)?;
-    crate::stats::print_stats(&store, out)?;
+    crate::stats::print_stats(&store, None, out)?;
     let before = store.knn(&Query::user(user).k(10))?;
     drop(store);
 

@@ -33,6 +33,11 @@ pub struct ExportArgs {
     top: usize,
     #[arg(long)]
     jsonl: bool,
+    /// Export only this space. By default every space is exported: the
+    /// default space to the paths given, each other space to them with
+    /// `.SPACE` before the extension (`vectors.text.fvecs`).
+    #[arg(long)]
+    space: Option<String>,
 }
 
 /// One line of `--similar --jsonl`.
@@ -89,9 +94,9 @@ impl SimilarOut {
     }
 }
 
-/// Every item's top `top` similar items, one batch of items at a time,
-/// searched by every core.
-fn search_batch(store: &Store, batch: &[u64], top: usize) -> anyhow::Result<Neighbours> {
+/// Every item's top `top` similar items in `space`, one batch of items at
+/// a time, searched by every core.
+fn search_batch(store: &Store, space: &str, batch: &[u64], top: usize) -> anyhow::Result<Neighbours> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per = batch.len().div_ceil(threads).max(1);
     let parts: Vec<std::thread::Result<emberdb::Result<Neighbours>>> = std::thread::scope(|s| {
@@ -100,7 +105,7 @@ fn search_batch(store: &Store, batch: &[u64], top: usize) -> anyhow::Result<Neig
             .map(|part| {
                 s.spawn(move || {
                     part.iter()
-                        .map(|id| store.knn(&Query::item(*id).k(top)).map(|h| (*id, h)))
+                        .map(|id| store.knn(&Query::item(*id).k(top).space(space)).map(|h| (*id, h)))
                         .collect()
                 })
             })
@@ -114,17 +119,48 @@ fn search_batch(store: &Store, batch: &[u64], top: usize) -> anyhow::Result<Neig
     Ok(out)
 }
 
+/// `path` for the space `name`: as given for the default space (or when
+/// only one space is exported), else with `.name` before the extension.
+fn path_for(path: &Path, name: &str, suffixed: bool) -> PathBuf {
+    if !suffixed {
+        return path.to_path_buf();
+    }
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let file = match path.extension() {
+        Some(ext) => format!("{stem}.{name}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.{name}"),
+    };
+    path.with_file_name(file)
+}
+
 pub fn export(a: ExportArgs, out: &mut impl Write) -> anyhow::Result<()> {
     if a.vectors.is_none() && a.similar.is_none() {
         bail!("nothing to export: pass --vectors and/or --similar");
     }
     let store = open_existing(&a.store)?;
     store.wait_for_indexes();
-    let ids = store.ids()?;
+    let names: Vec<String> = match &a.space {
+        Some(name) => vec![store.space(name)?.name().to_string()],
+        None => store.spaces().iter().map(|s| s.name().to_string()).collect(),
+    };
+    for name in &names {
+        let suffixed = a.space.is_none() && name != emberdb::DEFAULT_SPACE;
+        export_space(&store, &a, name, suffixed, out)?;
+    }
+    Ok(())
+}
+
+fn export_space(store: &Store, a: &ExportArgs, name: &str, suffixed: bool, out: &mut impl Write) -> anyhow::Result<()> {
+    let space = store.space(name)?;
+    let ids = space.ids()?;
     if let Some(path) = &a.vectors {
+        let path = &path_for(path, name, suffixed);
         let mut vectors = fvecs::Writer::create(path)?;
         for id in &ids {
-            if let Some(v) = store.get(*id)? {
+            if let Some(v) = space.get(*id)? {
                 vectors.push(*id, &v)?;
             }
         }
@@ -132,17 +168,18 @@ pub fn export(a: ExportArgs, out: &mut impl Write) -> anyhow::Result<()> {
         let written = vectors.finish()?;
         writeln!(
             out,
-            "{} to {} (ids in {})",
+            "space {name:?}: {} to {} (ids in {})",
             count(written as u64, "vector", "vectors"),
             path.display(),
             ids_path.display()
         )?;
     }
     if let Some(path) = &a.similar {
+        let path = &path_for(path, name, suffixed);
         let mut similar = SimilarOut::create(path, a.jsonl)?;
         let bar = progress(ids.len() as u64, "exporting");
         for batch in ids.chunks(4_096) {
-            for (id, hits) in search_batch(&store, batch, a.top)? {
+            for (id, hits) in search_batch(store, name, batch, a.top)? {
                 similar.write(id, &hits).with_context(|| path.display().to_string())?;
             }
             bar.inc(batch.len() as u64);
@@ -151,7 +188,7 @@ pub fn export(a: ExportArgs, out: &mut impl Write) -> anyhow::Result<()> {
         bar.finish_and_clear();
         writeln!(
             out,
-            "top {} similar items of {} to {}",
+            "space {name:?}: top {} similar items of {} to {}",
             a.top,
             count(ids.len() as u64, "item", "items"),
             path.display()

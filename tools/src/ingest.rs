@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
-use emberdb::{Options, Store};
+use emberdb::{Options, SpaceSpec, Store, DEFAULT_SPACE};
 
 use crate::cmd::{open_or_create, progress};
 use crate::events::{self, Layout};
@@ -36,8 +36,14 @@ pub struct IngestArgs {
     strict: bool,
     /// Create a store of this dimension if there is none (trained for
     /// events, host-fed for --vectors); an existing store must have it.
+    /// With --space, the dimension of that space (created host-fed if the
+    /// store lacks it).
     #[arg(long)]
     dim: Option<usize>,
+    /// With --vectors: the space that takes them (the default space by
+    /// default). Events belong to every space and take none.
+    #[arg(long)]
+    space: Option<String>,
 }
 
 /// Opens the store at `a.store`, or creates it with `create(dim)` when
@@ -55,6 +61,37 @@ fn open_store(a: &IngestArgs, create: fn(usize) -> Options) -> anyhow::Result<St
     }
 }
 
+/// Opens the store for vectors of the space `name`: a space the store
+/// lacks is created host-fed with --dim (a new store gets a host-fed
+/// default space of that dimension too).
+fn open_for_space(a: &IngestArgs, name: &str) -> anyhow::Result<Store> {
+    let exists = a.store.join("meta").is_dir();
+    if !exists && a.dim.is_none() {
+        bail!("{} is not a store; pass --dim N to create one", a.store.display());
+    }
+    let base = if exists {
+        Options::existing()
+    } else {
+        Options::new(a.dim.unwrap_or(1))
+    };
+    let store = Store::open(&a.store, base.durability(emberdb::Durability::Buffered))?;
+    if store.space(name).is_ok() {
+        let dim = store.space(name)?.dim();
+        if let Some(asked) = a.dim.filter(|d| *d != dim) {
+            bail!("--dim {asked} differs from the dimension {dim} of space {name:?}; nothing ingested");
+        }
+        return Ok(store);
+    }
+    let Some(dim) = a.dim else {
+        bail!("the store has no space {name:?}; pass --dim N to create it (host-fed)");
+    };
+    drop(store);
+    let opts = Options::existing()
+        .space(name, SpaceSpec::host(dim))
+        .durability(emberdb::Durability::Buffered);
+    Ok(Store::open(&a.store, opts)?)
+}
+
 fn ingest_vectors(a: &IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let (vectors, bad) = vectors::read(&a.file).context("nothing ingested")?;
     let what = if vectors::is_fvecs(&a.file) { "vector" } else { "line" };
@@ -65,17 +102,23 @@ fn ingest_vectors(a: &IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
             count(bad.len() as u64, "bad entry", "bad entries")
         );
     }
-    let store = open_store(a, Options::new)?;
+    let name = a.space.as_deref().unwrap_or(DEFAULT_SPACE);
+    let store = if name == DEFAULT_SPACE {
+        open_store(a, Options::new)?
+    } else {
+        open_for_space(a, name)?
+    };
+    let space = store.space(name)?;
     if a.strict {
         // Check every vector before writing any, so nothing is half-ingested.
-        let dim = store.options().dim();
+        let dim = space.dim();
         if let Some((i, (id, v))) = vectors
             .iter()
             .enumerate()
             .find(|(_, (_, v))| v.len() != dim || v.iter().any(|x| !x.is_finite()))
         {
             bail!(
-                "{}: {what} {}: item {id} has {} (the store's dimension is {dim}) or a non-finite one; nothing ingested (--strict)",
+                "{}: {what} {}: item {id} has {} (the dimension of space {name:?} is {dim}) or a non-finite one; nothing ingested (--strict)",
                 a.file.display(),
                 i + 1,
                 count(v.len() as u64, "component", "components"),
@@ -84,7 +127,7 @@ fn ingest_vectors(a: &IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
     }
     let mut refused = 0u64;
     for (id, v) in &vectors {
-        match store.upsert(*id, v) {
+        match space.upsert(*id, v) {
             Ok(()) => {}
             Err(
                 e @ (emberdb::Error::DimensionMismatch { .. }
@@ -110,6 +153,9 @@ fn ingest_vectors(a: &IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
 pub fn ingest(a: IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
     if a.vectors {
         return ingest_vectors(&a, out);
+    }
+    if let Some(name) = &a.space {
+        bail!("events belong to every space: leave out --space {name:?} (it is for --vectors)");
     }
     let json = a.file.extension().is_some_and(|e| e == "jsonl" || e == "json");
     let (events, bad) = if json {

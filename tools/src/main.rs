@@ -75,11 +75,8 @@ enum Command {
     BenchTrain(train_bench::TrainBenchArgs),
     /// Resident memory over a long stream of events and updates: it must level off.
     BenchMemory(memory_bench::MemoryBenchArgs),
-    /// Print the counts and sizes of a store.
-    Stats {
-        /// The store directory.
-        store: PathBuf,
-    },
+    /// Print the counts and sizes of a store, space by space.
+    Stats(stats::StatsArgs),
 }
 
 /// The library reports through `log` (an index rebuilt, a file it could
@@ -108,7 +105,7 @@ fn main() -> ExitCode {
     let out = &mut std::io::stdout().lock();
     let (name, outcome) = match cli.command {
         Command::Demo { dir, items, events } => ("demo", demo::run(dir, items, events, out)),
-        Command::Stats { store } => ("stats", stats::run(&store, out)),
+        Command::Stats(args) => ("stats", stats::run(args, out)),
         Command::Ingest(args) => ("ingest", ingest::ingest(args, out)),
         Command::Train(args) => ("train", cmd::train(args, out)),
         Command::Knn(args) => ("knn", cmd::knn(args, out)),

@@ -64,17 +64,24 @@ fn copied(info: &emberdb::SnapshotInfo) -> String {
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
     store: PathBuf,
+    /// Check only this space's files and registry (every space, the log
+    /// and the metadata by default).
+    #[arg(long)]
+    space: Option<String>,
 }
 
 /// Exit 0 when healthy; otherwise every problem, one per line, and exit 1.
 pub fn verify(a: VerifyArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    // Flat: the background indexer must not rebuild (heal) a damaged index
-    // file before it is checked.
+    // No background indexing: the indexer must not rebuild (heal) a damaged
+    // index file before it is checked.
     let opts = Options::existing()
         .durability(Durability::Buffered)
-        .index(emberdb::IndexSpec::Flat);
+        .background_indexing(false);
     let store = Store::open(&a.store, opts).context("cannot open the store")?;
-    let report = store.verify()?;
+    let report = match &a.space {
+        Some(name) => store.verify_space(name)?,
+        None => store.verify()?,
+    };
     if report.problems.is_empty() {
         writeln!(
             out,
@@ -96,14 +103,18 @@ pub struct CompactArgs {
     /// Only report what would be reclaimed.
     #[arg(long)]
     dry_run: bool,
+    /// Compact only this space (every space by default).
+    #[arg(long)]
+    space: Option<String>,
 }
 
 pub fn compact(a: CompactArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let store = open_existing(&a.store)?;
-    let r = if a.dry_run {
-        store.compact_dry_run()
-    } else {
-        store.compact()
+    let r = match (&a.space, a.dry_run) {
+        (Some(_), true) => bail!("--dry-run covers every space; leave out --space"),
+        (Some(name), false) => store.compact_space(name),
+        (None, true) => store.compact_dry_run(),
+        (None, false) => store.compact(),
     }?;
     if r.segments_in == 0 {
         writeln!(out, "nothing to compact ({})", HumanBytes(r.bytes_before))?;

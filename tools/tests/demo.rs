@@ -48,7 +48,7 @@ fn demo_runs_and_reports_identical_results_after_reopen() {
         .unwrap();
     let text = String::from_utf8_lossy(&stats.stdout);
     assert!(stats.status.success(), "{text}");
-    assert!(text.contains("vectors          trained: generation 2"), "{text}");
+    assert!(text.contains("  trained        generation 2"), "{text}");
 }
 
 #[test]
