@@ -98,11 +98,12 @@ pub enum Error {
         operation: &'static str,
     },
 
-    /// Training was asked of a store (or space) whose vectors the host
-    /// brings.
+    /// Training was asked of a store with no trained space (`space` is
+    /// empty), or of a space whose vectors the host brings.
     #[error(
-        "store {path} has no trained space{}; create one with Options::trained or SpaceSpec::item2vec",
-        if space.is_empty() { String::new() } else { format!(" named {space:?}") }
+        "{}; create a trained one with Options::trained or SpaceSpec::item2vec",
+        if space.is_empty() { format!("store {} has no trained space", path.display()) }
+        else { format!("space {space:?} of store {} is host-fed", path.display()) }
     )]
     NotTrained { path: PathBuf, space: String },
 

@@ -273,6 +273,34 @@ fn bad_input_names_the_space() {
 }
 
 #[test]
+fn index_specs_and_training_options_are_remembered() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), three_spaces()).unwrap();
+        assert_eq!(store.stats().unwrap().spaces[1].index, IndexSpec::hnsw());
+    }
+    // `existing()` adopts every space with the spec and options it had.
+    let store = Store::open(dir.path(), Options::existing()).unwrap();
+    let opts = store.options();
+    assert_eq!(
+        opts.training().unwrap(),
+        &TrainOptions::default().epochs(10).threads(1).seed(7)
+    );
+    let small = &opts.spaces()[1].1;
+    assert_eq!(small.dim(), 8);
+    assert_eq!(
+        small.training().unwrap(),
+        &TrainOptions::default().epochs(5).threads(1).seed(11)
+    );
+    drop(store);
+    // An index given with `existing()` is the default space's, and stays.
+    drop(Store::open(dir.path(), Options::existing().index(IndexSpec::ivf())).unwrap());
+    let store = Store::open(dir.path(), Options::existing()).unwrap();
+    assert_eq!(store.stats().unwrap().spaces[0].index, IndexSpec::ivf());
+    assert_eq!(store.stats().unwrap().spaces[1].index, IndexSpec::hnsw());
+}
+
+#[test]
 fn a_space_added_later_trains_from_the_events_already_logged() {
     let dir = tempfile::tempdir().unwrap();
     {

@@ -57,6 +57,8 @@ pub(crate) trait MetaStore: Send + Sync {
     fn location(&self, space: u32, id: u64) -> Result<Option<Location>>;
     /// Every registry entry of `space`: (item, the sealed row that holds it).
     fn registry(&self, space: u32) -> Result<Vec<(u64, Location)>>;
+    /// The numbers of the spaces that have registry entries (for `verify`).
+    fn registry_spaces(&self) -> Result<Vec<u32>>;
     /// Every dead row of every sealed segment.
     fn dead_rows(&self) -> Result<Vec<Location>>;
     fn load_history(&self, user: u64) -> Result<Option<UserHistory>>;

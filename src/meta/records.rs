@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::index::IndexSpec;
 use crate::metric::Metric;
 use crate::options::SpaceKind;
+use crate::train::TrainOptions;
 use crate::wal::Position;
 
 /// The version of the store's layout as a whole. A store written by a newer
@@ -39,6 +40,23 @@ pub(crate) struct StoredSpace {
     pub kind: SpaceKind,
     /// The index spec last opened with (may change between opens).
     pub index: IndexSpec,
+    /// Trained spaces: the training options last opened with.
+    pub train: Option<StoredTrain>,
+}
+
+/// A trained space's options. A variant per shape, so that a later build
+/// that changes `TrainOptions` adds a variant and still reads this one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum StoredTrain {
+    V1(TrainOptions),
+}
+
+impl StoredTrain {
+    pub fn options(&self) -> TrainOptions {
+        match self {
+            StoredTrain::V1(train) => train.clone(),
+        }
+    }
 }
 
 /// A sealed segment that is part of the store.

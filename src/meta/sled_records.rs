@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use super::engine::{
     dead_key, registry_key, registry_prefix, CONFIG_KEY, DEAD_PREFIX, FORWARDS_KEY, MANIFEST_KEY, SPACES_KEY,
+    SPACE_REGISTRY_PREFIX,
 };
 use super::records::{Forward, Manifest, ManifestV1, StoredConfig, StoredSpace, UserHistory};
 use super::sled_meta::{db_dir, list_generations, SledMeta};
@@ -141,6 +142,37 @@ impl MetaStore for SledMeta {
         })
     }
 
+    fn registry_spaces(&self) -> Result<Vec<u32>> {
+        self.read("the registry", |db| {
+            let mut out = Vec::new();
+            if let Some(entry) = db.catalog.scan_prefix(registry_prefix(0)).next() {
+                entry.map_err(|e| db.err(e))?;
+                out.push(0);
+            }
+            // One seek per space: the first key at or after `R` + n.
+            let mut next = 1u32;
+            loop {
+                let Some(entry) = db.catalog.range(registry_prefix(next)..).next() else {
+                    break;
+                };
+                let (key, _) = entry.map_err(|e| db.err(e))?;
+                let Some(number) = key
+                    .strip_prefix(&[SPACE_REGISTRY_PREFIX])
+                    .and_then(|rest| <[u8; 4]>::try_from(rest.get(..4)?).ok())
+                    .map(u32::from_be_bytes)
+                else {
+                    break;
+                };
+                out.push(number);
+                match number.checked_add(1) {
+                    Some(n) => next = n,
+                    None => break,
+                }
+            }
+            Ok(out)
+        })
+    }
+
     fn dead_rows(&self) -> Result<Vec<Location>> {
         self.read("the dead rows", |db| {
             let mut out = Vec::new();
@@ -214,5 +246,53 @@ impl MetaStore for SledMeta {
         self.refuse_if_failed()?;
         let result = self.guarded("a rebuild", || self.rebuild_into_next());
         self.noted(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::records::Manifest;
+    use crate::meta::Commit;
+
+    #[test]
+    fn registries_of_spaces_are_kept_apart_and_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = SledMeta::open(&dir.path().join("meta"), false, 1 << 20).unwrap();
+        let at = |segment, row| Location { segment, row };
+        let rows = [
+            (0, 5, at(1, 0)),
+            (3, 5, at(2, 0)),
+            (3, 6, at(2, 1)),
+            (7, 5, at(4, 9)),
+            (u32::MAX, 1, at(9, 0)),
+        ];
+        meta.commit(&Commit {
+            manifest: &Manifest::default(),
+            retired: &[],
+            rows: &rows,
+            dropped_segments: &[],
+            dead: &[],
+            forwards: None,
+        })
+        .unwrap();
+        assert_eq!(meta.registry_spaces().unwrap(), [0, 3, 7, u32::MAX]);
+        assert_eq!(meta.registry(3).unwrap(), [(5, at(2, 0)), (6, at(2, 1))]);
+        assert_eq!(meta.registry(0).unwrap(), [(5, at(1, 0))]);
+        assert_eq!(meta.location(7, 5).unwrap(), Some(at(4, 9)));
+        assert_eq!(meta.location(7, 6).unwrap(), None);
+        // Retiring an item in one space leaves the others' entry alone.
+        meta.commit(&Commit {
+            manifest: &Manifest::default(),
+            retired: &[(3, 5, at(2, 0))],
+            rows: &[],
+            dropped_segments: &[],
+            dead: &[],
+            forwards: None,
+        })
+        .unwrap();
+        assert_eq!(meta.location(3, 5).unwrap(), None);
+        assert_eq!(meta.location(0, 5).unwrap(), Some(at(1, 0)));
+        assert_eq!(meta.dead_rows().unwrap(), [at(2, 0)]);
     }
 }

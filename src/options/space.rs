@@ -114,6 +114,17 @@ impl SpaceSpec {
         self.kind
     }
 
+    /// The training options (trained kinds).
+    pub fn training(&self) -> Option<&TrainOptions> {
+        self.train.as_ref()
+    }
+
+    /// The index spec, if one was given (or, in `Store::options`, the one
+    /// the space runs).
+    pub fn index_spec(&self) -> Option<IndexSpec> {
+        self.index
+    }
+
     pub(crate) fn validate(&self, name: &str) -> Result<()> {
         let bad = |what: String| Err(Error::InvalidOptions(format!("space {name:?}: {what}")));
         if self.dim == 0 || self.dim > super::MAX_DIM {

@@ -24,19 +24,21 @@ pub(crate) trait Lookups {
     fn history(&self, user: u64) -> Result<Vec<u64>>;
 }
 
-/// The vectors searched: their metric and dimension.
+/// The vectors searched: their metric and dimension, and how errors name
+/// their space ("" for the default space).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Geometry {
+pub(crate) struct Geometry<'a> {
     pub metric: Metric,
     pub dim: usize,
+    pub space: &'a str,
 }
 
 /// The hits of `query` in `version`, nearest first.
-pub(crate) fn knn(lookups: &dyn Lookups, version: &Version, space: Geometry, query: &Query) -> Result<Vec<Hit>> {
+pub(crate) fn knn(lookups: &dyn Lookups, version: &Version, space: Geometry<'_>, query: &Query) -> Result<Vec<Hit>> {
     query.check()?;
     match &query.target {
         Target::Vector(v) => {
-            let v = validate::prepare_vector(space.metric, space.dim, v, || "the query".to_string())?;
+            let v = validate::prepare_vector(space.metric, space.dim, v, || query_context(space.space))?;
             search_with(version, space.metric, &v, query, &|_| false, 0)
         }
         Target::Item(id) => {
@@ -52,6 +54,16 @@ pub(crate) fn knn(lookups: &dyn Lookups, version: &Version, space: Geometry, que
             search_with(version, space.metric, &v, query, &|id| seen.contains(&id), seen.len())
         }
         Target::Seeds(user) => seeds(lookups, version, space.metric, *user, query),
+    }
+}
+
+/// How errors name a query vector: `the query`, or `the query in space
+/// "text"`.
+fn query_context(space: &str) -> String {
+    if space.is_empty() {
+        "the query".to_string()
+    } else {
+        format!("the query in space {space:?}")
     }
 }
 
@@ -89,7 +101,7 @@ fn user_items(
 fn pool(
     lookups: &dyn Lookups,
     version: &Version,
-    space: Geometry,
+    space: Geometry<'_>,
     items: &[u64],
     pooling: Pooling,
 ) -> Result<Option<Vec<f32>>> {

@@ -92,11 +92,26 @@ impl Store {
             ..CompactReport::default()
         };
         let mut reclaim = 0;
+        let rows_before: usize = shared.spaces.iter().map(|s| s.catalog.version.load().rows()).sum();
         for space in &shared.spaces {
             if only.is_some_and(|o| o.number != space.number) {
                 continue;
             }
             reclaim += self.compact_space_now(space, mode, &mut report)?;
+        }
+        // sled keeps the space of the registry entries and dead-row records
+        // just deleted; when they were a sizable share (a tenth of all rows,
+        // of every space: the rebuild copies the whole database), copy the
+        // live records into a fresh database. Under the write lock: nothing
+        // else writes the metadata. (Rows merely moved are not counted: sled
+        // rewrites their registry entries in place in its log, about 20
+        // bytes each, and a fresh copy of a small database takes more than
+        // that: sled allocates its log in 512 KiB segments. See
+        // ARCHITECTURE.md, Compaction, for the bound this gives.)
+        let dropped_rows = report.rows_in - report.rows_kept;
+        if mode == Compaction::Run && dropped_rows > 0 && dropped_rows * 10 >= rows_before.max(1) {
+            let _writers_wait = self.write.lock();
+            shared.meta.rebuild()?;
         }
         report.bytes_after = match mode {
             Compaction::DryRun => report.bytes_before.saturating_sub(reclaim),
@@ -188,7 +203,6 @@ impl Store {
         // (2) + (3) Under the write lock.
         let dropped: Vec<u64> = chosen.iter().map(|s| s.id()).collect();
         let obsolete = self.write.lock().checkpoint_at_end(|core, end| {
-            let current = space.catalog.version.load_full();
             let mut change = Installation::of(space, Growing::Kept);
             let mut moved = Vec::new();
             for ((id, (segment, row)), &at) in ids.iter().zip(&origins).zip(&locations) {
@@ -223,21 +237,7 @@ impl Store {
             change.placement = Placement::Moved(moved);
             change.added = fresh.clone();
             change.removed = dropped.clone();
-            let obsolete = install::install(shared, core, end, change)?;
-            // sled keeps the space of the registry entries and dead-row
-            // records just deleted; when they were a sizable share (a tenth
-            // of all rows), copy the live records into a fresh database.
-            // Under the write lock: nothing else writes the metadata.
-            // (Rows merely moved are not counted: sled rewrites their
-            // registry entries in place in its log, about 20 bytes each, and
-            // a fresh copy of a small database takes more than that: sled
-            // allocates its log in 512 KiB segments. See ARCHITECTURE.md,
-            // Compaction, for the bound this gives.)
-            let dropped_rows = rows_in - rows_kept;
-            if dropped_rows * 10 >= current.rows().max(1) {
-                shared.meta.rebuild()?;
-            }
-            Ok(obsolete)
+            install::install(shared, core, end, change)
         })?;
 
         // (4) The old files.

@@ -2,14 +2,18 @@
 //! options ask: creating a store's layout, upgrading a format-1 store (one
 //! space) in place, checking each space's fixed settings (dimension, metric,
 //! kind) against the options, and adding the spaces the options name that
-//! the store lacks. Whatever changes is written in one metadata batch with
-//! the manifest, then flushed, before anything else is opened.
+//! the store lacks. Whatever changed is written in one metadata batch with
+//! the manifest, then flushed ([`Layout::save`]), once the spaces' files
+//! opened and before the log is replayed: a format-1 store whose files
+//! are damaged stays format 1, readable by the build that wrote it, and
+//! no replayed seal can commit a format-2 manifest under a format-1
+//! configuration.
 
 use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::index::IndexSpec;
-use crate::meta::records::{Manifest, SpaceManifest, StoredConfig, StoredSpace, FORMAT_VERSION};
+use crate::meta::records::{Manifest, SpaceManifest, StoredConfig, StoredSpace, StoredTrain, FORMAT_VERSION};
 use crate::meta::MetaStore;
 use crate::metric::Metric;
 use crate::options::{Options, SpaceKind, SpaceSpec, DEFAULT_SPACE};
@@ -32,6 +36,21 @@ pub(crate) struct ResolvedSpace {
 pub(crate) struct Layout {
     pub spaces: Vec<ResolvedSpace>,
     pub manifest: Manifest,
+    /// What to write back (one batch, then a flush) once the spaces' files
+    /// opened: a new store, the format-1 upgrade, added spaces, a changed
+    /// index spec or training options. None: nothing changed.
+    pub changed: Option<(StoredConfig, Vec<StoredSpace>)>,
+}
+
+impl Layout {
+    /// Writes what changed, if anything.
+    pub fn save(&self, meta: &dyn MetaStore) -> Result<()> {
+        if let Some((config, spaces)) = &self.changed {
+            meta.save_layout(config, spaces, &self.manifest)?;
+            meta.flush()?;
+        }
+        Ok(())
+    }
 }
 
 fn corrupt(path: &Path, reason: String) -> Error {
@@ -50,7 +69,13 @@ fn stored_from_spec(number: u32, name: &str, spec: &SpaceSpec) -> StoredSpace {
         metric: spec.metric,
         kind: spec.kind,
         index: spec.index.unwrap_or_default(),
+        train: trained_options(spec.kind, spec.train.as_ref()).map(StoredTrain::V1),
     }
+}
+
+/// A trained kind's options: those given, or the defaults.
+fn trained_options(kind: SpaceKind, given: Option<&TrainOptions>) -> Option<TrainOptions> {
+    kind.is_trained().then(|| given.cloned().unwrap_or_default())
 }
 
 fn config_of(default: &StoredSpace) -> StoredConfig {
@@ -62,12 +87,16 @@ fn config_of(default: &StoredSpace) -> StoredConfig {
     }
 }
 
-/// Reads, checks, creates or upgrades the layout (see the module docs).
+/// Reads, checks, creates or upgrades the layout (see the module docs);
+/// the caller writes what changed with [`Layout::save`].
 pub(crate) fn resolve(path: &Path, opts: &Options, meta: &dyn MetaStore) -> Result<Layout> {
     let requested: Vec<(String, SpaceSpec)> = std::iter::once((DEFAULT_SPACE.to_string(), opts.default_spec()))
         .filter(|_| !opts.from_store)
         .chain(opts.spaces.iter().cloned())
         .collect();
+    // `Options::existing().index(..)` names no space but sets the default
+    // space's index.
+    let existing_index = (opts.from_store && opts.index_given).then_some(opts.index);
     let (mut stored, mut manifest, mut changed) = match meta.load_config()? {
         None => {
             // A new store (`open` refused `Options::existing` before this).
@@ -103,7 +132,12 @@ pub(crate) fn resolve(path: &Path, opts: &Options, meta: &dyn MetaStore) -> Resu
                 } else {
                     SpaceKind::Host
                 },
-                index: opts.index,
+                index: if opts.index_given {
+                    opts.index
+                } else {
+                    IndexSpec::default()
+                },
+                train: config.trained.then(|| StoredTrain::V1(TrainOptions::default())),
             };
             (vec![default], manifest.upgrade(), true)
         }
@@ -127,30 +161,39 @@ pub(crate) fn resolve(path: &Path, opts: &Options, meta: &dyn MetaStore) -> Resu
             .map(|(_, spec)| spec);
         if let Some(spec) = asked {
             check_fixed(path, space, spec)?;
-            if let Some(index) = spec.index {
-                if index != space.index {
-                    space.index = index;
-                    changed = true;
-                }
+        }
+        let index = asked
+            .and_then(|s| s.index)
+            .or(existing_index.filter(|_| space.number == 0));
+        if let Some(index) = index.filter(|i| *i != space.index) {
+            space.index = index;
+            changed = true;
+        }
+        if let Some(train) = asked.and_then(|s| s.train.clone()).filter(|_| space.kind.is_trained()) {
+            let train = Some(StoredTrain::V1(train));
+            if space.train != train {
+                space.train = train;
+                changed = true;
             }
         }
-        spaces.push(resolved(space, asked));
+        spaces.push(resolved(space));
     }
     for (name, spec) in &requested {
         if stored.iter().any(|s| s.name == *name) {
             continue;
         }
         let space = stored_from_spec(stored.len() as u32, name, spec);
-        spaces.push(resolved(&space, Some(spec)));
+        spaces.push(resolved(&space));
         stored.push(space);
         manifest.spaces.push(SpaceManifest::default());
         changed = true;
     }
-    if changed {
-        meta.save_layout(&config_of(&stored[0]), &stored, &manifest)?;
-        meta.flush()?;
-    }
-    Ok(Layout { spaces, manifest })
+    let changed = changed.then(|| (config_of(&stored[0]), stored));
+    Ok(Layout {
+        spaces,
+        manifest,
+        changed,
+    })
 }
 
 /// Spaces are numbered 0.. in order, the default first, one manifest entry
@@ -209,7 +252,7 @@ fn check_fixed(path: &Path, space: &StoredSpace, spec: &SpaceSpec) -> Result<()>
     Ok(())
 }
 
-fn resolved(space: &StoredSpace, asked: Option<&SpaceSpec>) -> ResolvedSpace {
+fn resolved(space: &StoredSpace) -> ResolvedSpace {
     ResolvedSpace {
         number: space.number,
         name: space.name.clone(),
@@ -220,6 +263,6 @@ fn resolved(space: &StoredSpace, asked: Option<&SpaceSpec>) -> ResolvedSpace {
         train: space
             .kind
             .is_trained()
-            .then(|| asked.and_then(|s| s.train.clone()).unwrap_or_default()),
+            .then(|| space.train.as_ref().map(StoredTrain::options).unwrap_or_default()),
     }
 }

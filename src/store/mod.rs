@@ -271,11 +271,24 @@ impl Store {
         training::round(&self.shared, &self.write, space, kind, progress)
     }
 
+    /// A round of every trained space; one failing does not keep the
+    /// others from their round (the first error is returned after all ran).
     fn train_all(&self, kind: RoundKind, progress: &(dyn Fn(f64) + Sync)) -> Result<TrainReport> {
         let mut first = None;
+        let mut failed = None;
         for space in self.shared.trained_spaces() {
-            let report = training::round(&self.shared, &self.write, space, kind, progress)?;
-            first.get_or_insert(report);
+            match training::round(&self.shared, &self.write, space, kind, progress) {
+                Ok(report) => {
+                    first.get_or_insert(report);
+                }
+                Err(e) => {
+                    log::error!("training round of {} failed: {e}", space.describe());
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         first.ok_or_else(|| Error::NotTrained {
             path: self.shared.path.clone(),
@@ -349,6 +362,7 @@ impl Store {
         let geometry = Geometry {
             metric: space.metric,
             dim: space.dim,
+            space: if space.number == 0 { "" } else { &space.name },
         };
         plan::knn(&lookup::SpaceLookups { shared, space }, &version, geometry, query)
     }

@@ -79,25 +79,25 @@ pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
             path: path.to_path_buf(),
         });
     }
-    let Layout {
-        spaces: resolved,
-        manifest,
-    } = layout::resolve(path, &opts, meta.as_ref())?;
-    describe_in_options(&mut opts, &resolved);
+    let resolved: Layout = layout::resolve(path, &opts, meta.as_ref())?;
+    describe_in_options(&mut opts, &resolved.spaces);
 
     let mut report = RecoveryReport::default();
-    remove_orphans(&segments_dir, &manifest, &mut report)?;
+    remove_orphans(&segments_dir, &resolved.manifest, &mut report)?;
     let forwards: Arc<HashMap<u64, Forward>> =
         Arc::new(meta.load_forwards()?.into_iter().map(|f| (f.from, f)).collect());
     let dead_rows = meta.dead_rows()?;
-    let mut spaces = Vec::with_capacity(resolved.len());
-    let mut snapshot_marks = Vec::with_capacity(resolved.len());
-    for space in resolved {
-        let files = &manifest.spaces[space.number as usize];
-        let (state, mark) = open_space(&segments_dir, &opts, space, files, &forwards, &dead_rows, &meta)?;
+    let mut spaces = Vec::with_capacity(resolved.spaces.len());
+    let mut snapshot_marks = Vec::with_capacity(resolved.spaces.len());
+    for space in &resolved.spaces {
+        let files = &resolved.manifest.spaces[space.number as usize];
+        let (state, mark) = open_space(&segments_dir, &opts, space.clone(), files, &forwards, &dead_rows, &meta)?;
         spaces.push(state);
         snapshot_marks.push(mark);
     }
+    // Every space's files opened: now the layout may change on disk.
+    resolved.save(meta.as_ref())?;
+    let manifest = resolved.manifest;
 
     let shared = Arc::new(Shared {
         path: path.to_path_buf(),

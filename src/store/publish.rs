@@ -51,7 +51,9 @@ pub(crate) fn publish(
         let mut values = Vec::with_capacity(ids.len() * dim);
         for (r, item) in ids.iter().enumerate() {
             let row = next.row((start + r) as u32);
-            let v = crate::validate::prepare_vector(space.metric, dim, row, || format!("trained item {item}"))?;
+            let v = crate::validate::prepare_vector(space.metric, dim, row, || {
+                format!("trained item {item} of {}", space.describe())
+            })?;
             values.extend_from_slice(&v);
             directory.insert(
                 *item,

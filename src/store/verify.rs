@@ -71,6 +71,20 @@ impl Store {
                 stray.display()
             ));
         }
+        for number in shared.meta.registry_spaces()? {
+            match shared.spaces.get(number as usize) {
+                None => report.problems.push(format!(
+                    "{}: registry entries for space number {number}, which the store does not have",
+                    shared.path.join("meta").display()
+                )),
+                Some(space) if space.trainer.is_some() => report.problems.push(format!(
+                    "{}: registry entries for {}, which is trained (its rows are found from its segments)",
+                    shared.path.join("meta").display(),
+                    space.describe()
+                )),
+                Some(_) => {}
+            }
+        }
         let segments: HashSet<u64> = manifest
             .spaces
             .iter()

@@ -6,7 +6,7 @@ use super::sigmoid::Sigmoid;
 use crate::error::{Error, Result};
 
 /// When rounds run without the host calling `Store::train`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct TrainPolicy {
     /// Run a round once this many events arrived since the last one.
     pub after_events: Option<u64>,
@@ -17,7 +17,11 @@ pub struct TrainPolicy {
 /// Hyperparameters of item2vec (skip-gram with negative sampling over each
 /// user's items) and of the incremental rounds. The defaults are the ones
 /// `ember eval` measures on MovieLens 100k (see ARCHITECTURE.md).
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Persisted with each trained space (`meta::records::StoredTrain::V1`):
+/// adding or changing a field means a new `StoredTrain` variant, with this
+/// shape kept for the stores that hold it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainOptions {
     pub(crate) epochs: usize,
     pub(crate) negative: usize,
