@@ -74,6 +74,10 @@ pub enum Error {
     #[error("event of user {user} on item {item} is invalid: {reason}")]
     InvalidEvent { user: u64, item: u64, reason: String },
 
+    /// User features that cannot be taken as they are.
+    #[error("features of user {user} are invalid: {reason}")]
+    InvalidFeatures { user: u64, reason: String },
+
     /// An id that must exist does not (or was deleted).
     #[error("item {id} is not in the store")]
     UnknownItem { id: u64 },

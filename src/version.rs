@@ -11,6 +11,7 @@ use crate::meta::records::Forward;
 use crate::segment::growing::GrowingSegment;
 use crate::segment::sealed::SealedSegment;
 use crate::segment::Location;
+use crate::train::dnn::state::DnnState;
 
 pub(crate) struct Version {
     /// Sorted by segment id.
@@ -24,6 +25,9 @@ pub(crate) struct Version {
     /// Host-fed stores: segments merged whole by a compaction, by the id
     /// they had (see `meta::records::Forward`).
     pub forwards: Arc<HashMap<u64, Forward>>,
+    /// YouTube DNN spaces: the model of this generation (its tower makes
+    /// the user vectors searched here), swapped with the segments.
+    pub model: Option<Arc<DnnState>>,
 }
 
 impl Version {

@@ -30,6 +30,8 @@ pub(crate) trait Isa {
     fn l2_squared(a: &[f32], b: &[f32]) -> f32;
     /// `dx += g * y` and `dy += g * x`, one pass over both.
     fn axpy_pair(g: f32, x: &[f32], y: &[f32], dx: &mut [f32], dy: &mut [f32]);
+    /// `y += g * x`.
+    fn axpy(g: f32, x: &[f32], y: &mut [f32]);
 }
 
 /// Work that runs on whichever level the CPU has: implement `run` generically
@@ -111,6 +113,10 @@ macro_rules! isa_impl {
             fn axpy_pair(g: f32, x: &[f32], y: &[f32], dx: &mut [f32], dy: &mut [f32]) {
                 axpy_pair_lanes::<$mul_add, $lanes>(g, x, y, dx, dy)
             }
+            #[inline(always)]
+            fn axpy(g: f32, x: &[f32], y: &mut [f32]) {
+                axpy_lanes::<$mul_add, $lanes>(g, x, y)
+            }
         }
     };
 }
@@ -174,5 +180,19 @@ fn axpy_pair_lanes<M: MulAdd, const N: usize>(g: f32, x: &[f32], y: &[f32], dx: 
     for i in lanes..n {
         dx[i] = M::mul_add(g, y[i], dx[i]);
         dy[i] = M::mul_add(g, x[i], dy[i]);
+    }
+}
+
+#[inline(always)]
+fn axpy_lanes<M: MulAdd, const N: usize>(g: f32, x: &[f32], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    let lanes = n / N * N;
+    for (yn, xn) in y[..lanes].chunks_exact_mut(N).zip(x[..lanes].chunks_exact(N)) {
+        for l in 0..N {
+            yn[l] = M::mul_add(g, xn[l], yn[l]);
+        }
+    }
+    for i in lanes..n {
+        y[i] = M::mul_add(g, x[i], y[i]);
     }
 }

@@ -8,6 +8,7 @@
 //! dispatched once per call on many rows, not once per dot product.
 
 mod dispatch;
+pub(crate) mod gemm;
 mod isa;
 
 pub use dispatch::{simd_level, SimdLevel};
@@ -55,6 +56,41 @@ pub(crate) fn score_rows(metric: Metric, query: &[f32], rows: &[f32], out: &mut 
     })
 }
 
+/// The cosine between `query` (a unit vector) and the first
+/// `query.len()` components of each `stride`-wide row of `rows`, into `out`
+/// (0 for a row whose prefix is all zeros).
+#[inline]
+pub(crate) fn cosine_prefix_rows(query: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+    struct CosinePrefix<'a> {
+        query: &'a [f32],
+        rows: &'a [f32],
+        stride: usize,
+        out: &'a mut [f32],
+    }
+    impl WithIsa for CosinePrefix<'_> {
+        type Output = ();
+        #[inline(always)]
+        fn run<I: Isa>(self) {
+            let d = self.query.len();
+            for (row, s) in self.rows.chunks_exact(self.stride.max(1)).zip(self.out.iter_mut()) {
+                let prefix = &row[..d.min(row.len())];
+                let norm = I::dot(prefix, prefix).sqrt();
+                *s = if norm > 0.0 {
+                    I::dot(self.query, prefix) / norm
+                } else {
+                    0.0
+                };
+            }
+        }
+    }
+    dispatch(CosinePrefix {
+        query,
+        rows,
+        stride,
+        out,
+    })
+}
+
 /// A key that sorts nearer hits higher, whatever the metric.
 #[inline]
 pub(crate) fn nearness(metric: Metric, score: f32) -> f32 {
@@ -85,6 +121,11 @@ mod tests {
                 (I::l2_squared(&a, &b) as f64 - want_l2).abs() < 1e-4,
                 "{name} l2 dim {dim}"
             );
+            let mut y = vec![3.0f32; dim];
+            I::axpy(-2.0, &a, &mut y);
+            for i in 0..dim {
+                assert!((y[i] - (3.0 - 2.0 * a[i])).abs() < 1e-6, "{name} axpy dim {dim}");
+            }
             let (mut dx, mut dy) = (vec![1.0f32; dim], vec![2.0f32; dim]);
             I::axpy_pair(0.5, &a, &b, &mut dx, &mut dy);
             for i in 0..dim {

@@ -8,7 +8,8 @@
 //! [`Location`]) under keys `b"r" + id (u64 BE)` for the default space
 //! (space 0, as in format 1) and `b"R" + space (u32 BE) + id (u64 BE)` for
 //! the others, and keys `b"d" + segment (u64 BE) + row (u32 BE)` for dead
-//! rows (empty value; segment ids are unique across spaces). `histories` maps a user id (u64 BE) to its
+//! rows (empty value; segment ids are unique across spaces). `features`
+//! maps a user id (u64 BE) to its feature pairs. `histories` maps a user id (u64 BE) to its
 //! [`UserHistory`]. Every value that carries data is a [`crate::codec`]
 //! envelope.
 
@@ -32,6 +33,7 @@ pub(super) struct Engine {
     db: sled::Db,
     pub(super) catalog: sled::Tree,
     pub(super) histories: sled::Tree,
+    pub(super) features: sled::Tree,
 }
 
 /// The registry key of `id` in `space`.
@@ -102,11 +104,13 @@ impl Engine {
         let db = open_db(path, cache_bytes).map_err(wrap)?;
         let catalog = db.open_tree("catalog").map_err(wrap)?;
         let histories = db.open_tree("histories").map_err(wrap)?;
+        let features = db.open_tree("features").map_err(wrap)?;
         Ok(Engine {
             path: path.to_path_buf(),
             db,
             catalog,
             histories,
+            features,
         })
     }
 

@@ -12,6 +12,9 @@ use crate::error::Result;
 use crate::segment::Location;
 use records::{Forward, Manifest, ManifestV1, StoredConfig, StoredSpace, UserHistory};
 
+/// A user's feature pairs, as the metadata keeps them.
+pub(crate) type UserFeaturePairs = (u64, Vec<(String, String)>);
+
 /// An item's row in a space: (space number, item id, location).
 pub(crate) type Placed = (u32, u64, Location);
 
@@ -65,6 +68,10 @@ pub(crate) trait MetaStore: Send + Sync {
     /// Calls `f` with every stored history (in user id order).
     fn for_each_history(&self, f: &mut dyn FnMut(u64, UserHistory) -> Result<()>) -> Result<()>;
     fn save_histories(&self, histories: &[(u64, UserHistory)]) -> Result<()>;
+    /// Every user's features (tree `features`).
+    fn load_features(&self) -> Result<Vec<UserFeaturePairs>>;
+    /// Writes users' features; an empty set removes the user's record.
+    fn save_features(&self, features: &[UserFeaturePairs]) -> Result<()>;
     /// Makes every earlier write durable.
     fn flush(&self) -> Result<()>;
     /// Whether a write or flush has failed since the store was opened:

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::index::IndexSpec;
 use crate::metric::Metric;
 use crate::options::SpaceKind;
-use crate::train::TrainOptions;
+use crate::train::{DnnOptions, TrainOptions};
 use crate::wal::Position;
 
 /// The version of the store's layout as a whole. A store written by a newer
@@ -44,17 +44,29 @@ pub(crate) struct StoredSpace {
     pub train: Option<StoredTrain>,
 }
 
-/// A trained space's options. A variant per shape, so that a later build
-/// that changes `TrainOptions` adds a variant and still reads this one.
+/// A trained space's options. A variant per kind and shape, so that a
+/// later build that changes `TrainOptions` or `DnnOptions` adds a variant
+/// and still reads these.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum StoredTrain {
     V1(TrainOptions),
+    DnnV1(DnnOptions),
 }
 
 impl StoredTrain {
-    pub fn options(&self) -> TrainOptions {
+    /// The item2vec options, if these are.
+    pub fn item2vec(&self) -> Option<TrainOptions> {
         match self {
-            StoredTrain::V1(train) => train.clone(),
+            StoredTrain::V1(train) => Some(train.clone()),
+            StoredTrain::DnnV1(_) => None,
+        }
+    }
+
+    /// The DNN options, if these are.
+    pub fn dnn(&self) -> Option<DnnOptions> {
+        match self {
+            StoredTrain::DnnV1(dnn) => Some(dnn.clone()),
+            StoredTrain::V1(_) => None,
         }
     }
 }

@@ -263,7 +263,11 @@ impl SledMeta {
             })?;
         }
         let fresh = Engine::open(&dir, self.cache_bytes)?;
-        for (from, to) in [(&old.catalog, &fresh.catalog), (&old.histories, &fresh.histories)] {
+        for (from, to) in [
+            (&old.catalog, &fresh.catalog),
+            (&old.histories, &fresh.histories),
+            (&old.features, &fresh.features),
+        ] {
             let mut batch = sled::Batch::default();
             let mut n = 0;
             for kv in from.iter() {

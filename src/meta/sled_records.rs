@@ -12,7 +12,7 @@ use super::engine::{
 };
 use super::records::{Forward, Manifest, ManifestV1, StoredConfig, StoredSpace, UserHistory};
 use super::sled_meta::{db_dir, list_generations, SledMeta};
-use super::{Commit, MetaStore};
+use super::{Commit, MetaStore, UserFeaturePairs};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -26,6 +26,38 @@ impl MetaStore for SledMeta {
                 batch.insert(&user.to_be_bytes()[..], codec::encode(history, "history")?);
             }
             db.histories.apply_batch(batch).map_err(|e| db.err(e))
+        })
+    }
+
+    fn load_features(&self) -> Result<Vec<UserFeaturePairs>> {
+        self.read("the user features", |db| {
+            let mut out = Vec::new();
+            for kv in db.features.iter() {
+                let (key, value) = kv.map_err(|e| db.err(e))?;
+                let user = <[u8; 8]>::try_from(&key[..])
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| Error::Corruption {
+                        file: db.path.clone(),
+                        offset: 0,
+                        reason: format!("features key of {} bytes", key.len()),
+                    })?;
+                out.push((user, codec::decode(&value, &format!("features of user {user}"))?));
+            }
+            Ok(out)
+        })
+    }
+
+    fn save_features(&self, features: &[UserFeaturePairs]) -> Result<()> {
+        self.write("user features", |db| {
+            let mut batch = sled::Batch::default();
+            for (user, set) in features {
+                if set.is_empty() {
+                    batch.remove(&user.to_be_bytes()[..]);
+                } else {
+                    batch.insert(&user.to_be_bytes()[..], codec::encode(set, "features")?);
+                }
+            }
+            db.features.apply_batch(batch).map_err(|e| db.err(e))
         })
     }
 

@@ -121,6 +121,7 @@ impl Options {
             },
             index: self.index_given.then_some(self.index),
             train: self.train.clone(),
+            dnn: None,
         }
     }
 

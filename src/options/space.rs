@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::index::IndexSpec;
 use crate::metric::Metric;
-use crate::train::TrainOptions;
+use crate::train::{DnnOptions, TrainOptions};
 
 /// The name of the space `Options::new` and `Options::trained` make, which
 /// `Store::upsert`, `get`, `delete` and queries without `.space(..)` use.
@@ -26,20 +26,34 @@ pub enum SpaceKind {
     /// Trained inside the store from the events: item2vec (skip-gram with
     /// negative sampling over each user's items).
     Item2vec,
+    /// Trained inside the store from the events and the users' features:
+    /// the YouTube DNN's softmax item vectors, searched by inner product
+    /// with the user tower's output.
+    YoutubeDnn,
 }
 
 impl SpaceKind {
-    /// `host`, `item2vec`.
+    /// `host`, `item2vec`, `youtube-dnn`.
     pub fn name(self) -> &'static str {
         match self {
             SpaceKind::Host => "host",
             SpaceKind::Item2vec => "item2vec",
+            SpaceKind::YoutubeDnn => "youtube-dnn",
         }
     }
 
     /// Whether the store trains this space's vectors.
     pub fn is_trained(self) -> bool {
         !matches!(self, SpaceKind::Host)
+    }
+
+    /// Components of a stored row for vectors of `dim`: a DNN space stores
+    /// each item as `[v, b]` (its softmax bias folded in).
+    pub fn row_dim(self, dim: usize) -> usize {
+        match self {
+            SpaceKind::YoutubeDnn => dim + 1,
+            _ => dim,
+        }
     }
 }
 
@@ -54,8 +68,10 @@ pub struct SpaceSpec {
     pub(crate) kind: SpaceKind,
     /// None: the stored spec of an existing space, else HNSW.
     pub(crate) index: Option<IndexSpec>,
-    /// Trained kinds: their options (defaults unless given).
+    /// item2vec: its options (defaults unless given).
     pub(crate) train: Option<TrainOptions>,
+    /// YouTube DNN: its options (defaults unless given).
+    pub(crate) dnn: Option<DnnOptions>,
 }
 
 impl SpaceSpec {
@@ -67,6 +83,7 @@ impl SpaceSpec {
             kind: SpaceKind::Host,
             index: None,
             train: None,
+            dnn: None,
         }
     }
 
@@ -79,7 +96,29 @@ impl SpaceSpec {
             kind: SpaceKind::Item2vec,
             index: None,
             train: Some(TrainOptions::default()),
+            dnn: None,
         }
+    }
+
+    /// Deep candidate generation (the YouTube DNN): item vectors of `dim`
+    /// components (the softmax's output vectors, each stored with its bias
+    /// as `dim + 1` components) and a user tower, trained from the events
+    /// and the users' features; searched by inner product.
+    pub fn youtube_dnn(dim: usize) -> Self {
+        SpaceSpec {
+            dim,
+            metric: Metric::InnerProduct,
+            kind: SpaceKind::YoutubeDnn,
+            index: None,
+            train: None,
+            dnn: Some(DnnOptions::default()),
+        }
+    }
+
+    /// The hyperparameters of a `youtube_dnn` space.
+    pub fn dnn_options(mut self, dnn: DnnOptions) -> Self {
+        self.dnn = Some(dnn);
+        self
     }
 
     /// The metric (persisted).
@@ -114,9 +153,14 @@ impl SpaceSpec {
         self.kind
     }
 
-    /// The training options (trained kinds).
+    /// The item2vec training options.
     pub fn training(&self) -> Option<&TrainOptions> {
         self.train.as_ref()
+    }
+
+    /// The YouTube DNN's options.
+    pub fn dnn(&self) -> Option<&DnnOptions> {
+        self.dnn.as_ref()
     }
 
     /// The index spec, if one was given (or, in `Store::options`, the one
@@ -137,10 +181,22 @@ impl SpaceSpec {
         if let Some(index) = &self.index {
             index.validate()?;
         }
-        match (&self.train, self.kind.is_trained()) {
-            (Some(_), false) => return bad("a host-fed space takes no training options".into()),
-            (Some(train), true) => train.validate()?,
-            (None, _) => {}
+        match (self.kind, &self.train, &self.dnn) {
+            (SpaceKind::Host, None, None) => {}
+            (SpaceKind::Item2vec, train, None) => {
+                if let Some(train) = train {
+                    train.validate()?;
+                }
+            }
+            (SpaceKind::YoutubeDnn, None, dnn) => {
+                if self.metric != Metric::InnerProduct {
+                    return bad("a youtube_dnn space is searched by inner product (its softmax's logits)".into());
+                }
+                if let Some(dnn) = dnn {
+                    dnn.validate()?;
+                }
+            }
+            (kind, _, _) => return bad(format!("options of another kind of space for a {} space", kind.name())),
         }
         Ok(())
     }

@@ -18,10 +18,26 @@ use crate::validate;
 use crate::version::Version;
 
 /// What planning needs from the store: the stored vector of an item (as
-/// of `version`) and a user's history, oldest first.
+/// of `version`), a user's history, oldest first, and, in a space with a
+/// user model, the user's vector.
 pub(crate) trait Lookups {
     fn vector(&self, version: &Version, id: u64) -> Result<Option<Vec<f32>>>;
     fn history(&self, user: u64) -> Result<Vec<u64>>;
+    /// How `Query::user` finds its query vector in this space.
+    fn user_vector(&self, version: &Version, user: u64, history: &[u64]) -> Result<UserVector>;
+}
+
+/// Where a user query's vector comes from.
+pub(crate) enum UserVector {
+    /// Pool the vectors of the user's recent items (`Query::pooling`).
+    Pool,
+    /// The space's user model made this one.
+    Model(Vec<f32>),
+    /// The space has a user model, not trained yet: nothing to search.
+    Untrained,
+    /// The space has a user model, and knows nothing of this user (no
+    /// events, no features).
+    Unknown,
 }
 
 /// The vectors searched: their metric and dimension, and how errors name
@@ -31,6 +47,10 @@ pub(crate) struct Geometry<'a> {
     pub metric: Metric,
     pub dim: usize,
     pub space: &'a str,
+    /// Item-to-item similarity is the cosine over the rows' first this
+    /// many components (a DNN space: its item vectors without the bias
+    /// folded in), searched exactly. None: the metric, through the indexes.
+    pub item_prefix: Option<usize>,
 }
 
 /// The hits of `query` in `version`, nearest first.
@@ -44,17 +64,69 @@ pub(crate) fn knn(lookups: &dyn Lookups, version: &Version, space: Geometry<'_>,
         Target::Item(id) => {
             let id = *id;
             let v = lookups.vector(version, id)?.ok_or(Error::UnknownItem { id })?;
-            search_with(version, space.metric, &v, query, &|hit| hit == id, 1)
+            similar(version, space, &v, query, &|hit| hit == id, 1)
         }
         Target::User(user) => {
-            let (recent, seen) = user_items(lookups, *user, query, USER_RECENT_ITEMS)?;
-            let Some(v) = pool(lookups, version, space, &recent, query.pooling)? else {
+            let Some((v, seen)) = user_query(lookups, version, space, *user, query)? else {
                 return Ok(Vec::new());
             };
             search_with(version, space.metric, &v, query, &|id| seen.contains(&id), seen.len())
         }
-        Target::Seeds(user) => seeds(lookups, version, space.metric, *user, query),
+        Target::Seeds(user) => seeds(lookups, version, space, *user, query),
     }
+}
+
+/// The vector a user query searches with, and the items it leaves out;
+/// None when there is nothing to search with (an untrained model, or no
+/// recent item with a vector).
+pub(crate) fn user_query(
+    lookups: &dyn Lookups,
+    version: &Version,
+    space: Geometry<'_>,
+    user: u64,
+    query: &Query,
+) -> Result<Option<(Vec<f32>, HashSet<u64>)>> {
+    let history = lookups.history(user)?;
+    let v = match lookups.user_vector(version, user, &history)? {
+        UserVector::Model(v) => v,
+        UserVector::Untrained => return Ok(None),
+        UserVector::Unknown => return Err(Error::UnknownUser { id: user }),
+        UserVector::Pool => {
+            let (recent, _) = user_items(lookups, user, query, USER_RECENT_ITEMS)?;
+            match pool(lookups, version, space, &recent, query.pooling)? {
+                Some(v) => v,
+                None => return Ok(None),
+            }
+        }
+    };
+    let seen: HashSet<u64> = if query.include_seen {
+        HashSet::new()
+    } else {
+        history.into_iter().collect()
+    };
+    Ok(Some((v, seen)))
+}
+
+/// Items near the vector `v` of an item: by the space's metric, or, where
+/// the space says so, by the cosine over a prefix of the rows.
+fn similar(
+    version: &Version,
+    space: Geometry<'_>,
+    v: &[f32],
+    query: &Query,
+    exclude: &dyn Fn(u64) -> bool,
+    excluded: usize,
+) -> Result<Vec<Hit>> {
+    let Some(prefix) = space.item_prefix else {
+        return search_with(version, space.metric, v, query, exclude, excluded);
+    };
+    let q = &v[..prefix.min(v.len())];
+    let norm = q.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm == 0.0 || !norm.is_finite() {
+        return Ok(Vec::new());
+    }
+    let q: Vec<f32> = q.iter().map(|x| x / norm).collect();
+    search::search_cosine_prefix(version, &q, query.k, exclude)
 }
 
 /// How errors name a query vector: `the query`, or `the query in space
@@ -135,7 +207,11 @@ fn pool(
     }
 }
 
-fn seeds(lookups: &dyn Lookups, version: &Version, metric: Metric, user: u64, query: &Query) -> Result<Vec<Hit>> {
+fn seeds(lookups: &dyn Lookups, version: &Version, space: Geometry<'_>, user: u64, query: &Query) -> Result<Vec<Hit>> {
+    let metric = match space.item_prefix {
+        Some(_) => Metric::Cosine,
+        None => space.metric,
+    };
     let (recent, seen) = user_items(lookups, user, query, SEED_RECENT_ITEMS)?;
     let mut merged: HashMap<u64, f32> = HashMap::new();
     let mut rank = 0;
@@ -147,7 +223,7 @@ fn seeds(lookups: &dyn Lookups, version: &Version, metric: Metric, user: u64, qu
         rank += 1;
         let seed = *seed;
         let exclude = |id: u64| id == seed || seen.contains(&id);
-        let hits = search_with(version, metric, &v, query, &exclude, seen.len() + 1)?;
+        let hits = similar(version, space, &v, query, &exclude, seen.len() + 1)?;
         for hit in hits {
             *merged.entry(hit.id).or_insert(0.0) += weight * nearness(metric, hit.score);
         }

@@ -13,7 +13,7 @@ use super::topk::TopK;
 use super::Hit;
 use crate::error::Result;
 use crate::index::SearchKnobs;
-use crate::kernels::{nearness, score_rows};
+use crate::kernels::{cosine_prefix_rows, nearness, score_rows};
 use crate::metric::Metric;
 use crate::segment::tombstones::Tombstones;
 use crate::version::Version;
@@ -111,5 +111,41 @@ pub(crate) fn search(version: &Version, metric: Metric, query: &[f32], plan: &Pl
     version
         .growing
         .for_each_chunk(|first, ids, rows| probe.scan(first, ids, rows, version.growing.dead(), &mut top));
+    Ok(top.into_sorted())
+}
+
+/// The `k` live rows of `version` with the highest cosine between `query`
+/// (a unit vector of `d` components) and their first `d` components,
+/// skipping ids for which `exclude` is true; scanned exactly (no index
+/// holds these similarities).
+pub(crate) fn search_cosine_prefix(
+    version: &Version,
+    query: &[f32],
+    k: usize,
+    exclude: &dyn Fn(u64) -> bool,
+) -> Result<Vec<Hit>> {
+    let mut top = TopK::new(k);
+    let mut scores = [0f32; SCAN_BLOCK];
+    let mut scan = |first_row: usize, ids: &[u64], rows: &[f32], dead: &Tombstones, stride: usize, top: &mut TopK| {
+        for (b, (block_ids, block_rows)) in ids.chunks(SCAN_BLOCK).zip(rows.chunks(SCAN_BLOCK * stride)).enumerate() {
+            let s = &mut scores[..block_ids.len()];
+            cosine_prefix_rows(query, block_rows, stride, s);
+            for (i, (id, &score)) in block_ids.iter().zip(s.iter()).enumerate() {
+                if score < top.threshold() || dead.is_dead(first_row + b * SCAN_BLOCK + i) || exclude(*id) {
+                    continue;
+                }
+                top.push(score, Hit { id: *id, score });
+            }
+        }
+    };
+    for segment in &version.sealed {
+        let (ids, rows) = segment.data()?;
+        let stride = rows.len() / ids.len().max(1);
+        scan(0, ids, rows, segment.dead(), stride, &mut top);
+    }
+    let stride = version.growing.dim();
+    version
+        .growing
+        .for_each_chunk(|first, ids, rows| scan(first, ids, rows, version.growing.dead(), stride, &mut top));
     Ok(top.into_sorted())
 }

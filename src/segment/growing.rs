@@ -89,6 +89,11 @@ impl GrowingSegment {
         self.serial
     }
 
+    /// Components of a row.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
     /// Rows appended so far (live or dead).
     pub fn len(&self) -> usize {
         self.len.load(Ordering::Acquire)

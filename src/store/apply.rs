@@ -41,6 +41,10 @@ pub(crate) fn apply_record(shared: &Shared, core: &mut ManifestState, start: Pos
             apply_upsert(shared, core, space, start, id, &vector)
         }
         Record::Delete { space, id, .. } => apply_delete(space_of(space, id)?, id).map(|_| ()),
+        Record::Features { user, features, .. } => {
+            shared.features.set(user, features);
+            Ok(())
+        }
     }
 }
 

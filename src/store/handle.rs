@@ -79,6 +79,15 @@ impl<'a> Space<'a> {
         lookup::get(&self.store.shared, self.state, id)
     }
 
+    /// The vector `Query::user(user).space(..)` searches with in this space:
+    /// the user model's (a YouTube DNN space: `[u, 1]`, to meet the stored
+    /// `[v, b]`), or the pooled vectors of the user's recent items. None
+    /// before the model's first round, or when no recent item has a vector.
+    pub fn user_vector(&self, user: u64) -> Result<Option<Vec<f32>>> {
+        let query = crate::Query::user(user).space(&self.state.name).include_seen();
+        self.store.query_vector(&query)
+    }
+
     /// Every live item id of this space.
     pub fn ids(&self) -> Result<Vec<u64>> {
         super::ids_in(self.state)

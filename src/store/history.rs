@@ -29,7 +29,7 @@ use crate::error::Result;
 use crate::event::Event;
 use crate::meta::records::{HistoryEntry, UserHistory};
 use crate::meta::MetaStore;
-use crate::train::round::UserEvents;
+use crate::train::round::{RoundEvent, UserEvents};
 
 const SHARDS: usize = 64;
 
@@ -290,7 +290,12 @@ impl Histories {
                 .items
                 .iter()
                 .filter(|e| e.seq < cut)
-                .map(|e| (e.item, e.seq))
+                .map(|e| RoundEvent {
+                    item: e.item,
+                    seq: e.seq,
+                    ts: e.ts,
+                    weight: e.weight,
+                })
                 .collect(),
         };
         for shard in self.shards.iter() {

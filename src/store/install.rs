@@ -37,6 +37,7 @@ use crate::meta::{Commit, Placed};
 use crate::segment::growing::GrowingSegment;
 use crate::segment::sealed::{self, SealedSegment};
 use crate::segment::Location;
+use crate::train::dnn::state::DnnState;
 use crate::train::state as trainer_file;
 use crate::version::Version;
 use crate::wal::{self, Position};
@@ -107,6 +108,8 @@ pub(crate) struct Installation {
     pub forwards: Option<HashMap<u64, Forward>>,
     /// The new trainer state file, when it changes.
     pub trainer: Option<TrainerEntry>,
+    /// A new DNN generation's model, served with its segments.
+    pub model: Option<Arc<DnnState>>,
 }
 
 impl Installation {
@@ -130,6 +133,7 @@ impl Installation {
             dead: Vec::new(),
             forwards: None,
             trainer: None,
+            model: None,
         }
     }
 
@@ -168,6 +172,7 @@ pub(crate) fn install(
         dead,
         forwards,
         trainer,
+        model,
     } = change;
     let removed_set: HashSet<u64> = removed.iter().copied().collect();
     let mut manifest = core.manifest.clone();
@@ -241,6 +246,7 @@ pub(crate) fn install(
     // retirements of every space and the rest of the change, with the
     // manifest.
     shared.histories.persist_dirty()?;
+    shared.features.persist_dirty()?;
     manifest.checkpoint = checkpoint;
     manifest.next_seq = core.next_seq;
     let retired: Vec<Placed> = shared
@@ -293,6 +299,7 @@ pub(crate) fn install(
             growing,
             directory,
             forwards: Arc::clone(&core.forwards),
+            model: model.or_else(|| current.model.clone()),
         }));
     }
     Ok(obsolete)

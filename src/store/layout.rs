@@ -17,7 +17,7 @@ use crate::meta::records::{Manifest, SpaceManifest, StoredConfig, StoredSpace, S
 use crate::meta::MetaStore;
 use crate::metric::Metric;
 use crate::options::{Options, SpaceKind, SpaceSpec, DEFAULT_SPACE};
-use crate::train::TrainOptions;
+use crate::train::{DnnOptions, TrainOptions};
 
 /// One space as the store will run it.
 #[derive(Debug, Clone)]
@@ -28,8 +28,10 @@ pub(crate) struct ResolvedSpace {
     pub metric: Metric,
     pub kind: SpaceKind,
     pub index: IndexSpec,
-    /// Trained spaces: the options given, or the defaults.
+    /// item2vec spaces: the options given, or the defaults.
     pub train: Option<TrainOptions>,
+    /// YouTube DNN spaces: the options given, or the defaults.
+    pub dnn: Option<DnnOptions>,
 }
 
 /// The spaces (by number) and the manifest to open.
@@ -69,13 +71,17 @@ fn stored_from_spec(number: u32, name: &str, spec: &SpaceSpec) -> StoredSpace {
         metric: spec.metric,
         kind: spec.kind,
         index: spec.index.unwrap_or_default(),
-        train: trained_options(spec.kind, spec.train.as_ref()).map(StoredTrain::V1),
+        train: stored_options(spec),
     }
 }
 
-/// A trained kind's options: those given, or the defaults.
-fn trained_options(kind: SpaceKind, given: Option<&TrainOptions>) -> Option<TrainOptions> {
-    kind.is_trained().then(|| given.cloned().unwrap_or_default())
+/// A trained kind's options as stored: those given, or the defaults.
+fn stored_options(spec: &SpaceSpec) -> Option<StoredTrain> {
+    match spec.kind {
+        SpaceKind::Host => None,
+        SpaceKind::Item2vec => Some(StoredTrain::V1(spec.train.clone().unwrap_or_default())),
+        SpaceKind::YoutubeDnn => Some(StoredTrain::DnnV1(spec.dnn.clone().unwrap_or_default())),
+    }
 }
 
 fn config_of(default: &StoredSpace) -> StoredConfig {
@@ -169,10 +175,14 @@ pub(crate) fn resolve(path: &Path, opts: &Options, meta: &dyn MetaStore) -> Resu
             space.index = index;
             changed = true;
         }
-        if let Some(train) = asked.and_then(|s| s.train.clone()).filter(|_| space.kind.is_trained()) {
-            let train = Some(StoredTrain::V1(train));
-            if space.train != train {
-                space.train = train;
+        let given = asked.and_then(|s| match s.kind {
+            SpaceKind::Host => None,
+            SpaceKind::Item2vec => s.train.clone().map(StoredTrain::V1),
+            SpaceKind::YoutubeDnn => s.dnn.clone().map(StoredTrain::DnnV1),
+        });
+        if let Some(train) = given.filter(|_| space.kind.is_trained()) {
+            if space.train.as_ref() != Some(&train) {
+                space.train = Some(train);
                 changed = true;
             }
         }
@@ -260,9 +270,9 @@ fn resolved(space: &StoredSpace) -> ResolvedSpace {
         metric: space.metric,
         kind: space.kind,
         index: space.index,
-        train: space
-            .kind
-            .is_trained()
-            .then(|| space.train.as_ref().map(StoredTrain::options).unwrap_or_default()),
+        train: (space.kind == SpaceKind::Item2vec)
+            .then(|| space.train.as_ref().and_then(StoredTrain::item2vec).unwrap_or_default()),
+        dnn: (space.kind == SpaceKind::YoutubeDnn)
+            .then(|| space.train.as_ref().and_then(StoredTrain::dnn).unwrap_or_default()),
     }
 }

@@ -6,7 +6,7 @@
 use super::space::SpaceState;
 use super::state::Shared;
 use crate::error::{Error, Result};
-use crate::query::plan::Lookups;
+use crate::query::plan::{Lookups, UserVector};
 use crate::version::Version;
 
 /// The stored vector of `id`, live in `version` (or, for host-fed spaces,
@@ -112,5 +112,19 @@ impl Lookups for SpaceLookups<'_> {
 
     fn history(&self, user: u64) -> Result<Vec<u64>> {
         self.shared.histories.items(user)
+    }
+
+    fn user_vector(&self, version: &Version, user: u64, history: &[u64]) -> Result<UserVector> {
+        let Some(model) = &version.model else {
+            return Ok(UserVector::Pool);
+        };
+        let features = self.shared.features.get(user);
+        if history.is_empty() && features.is_empty() {
+            return Ok(UserVector::Unknown);
+        }
+        Ok(match crate::train::dnn::serve::user_query(model, history, &features) {
+            Some(v) => UserVector::Model(v),
+            None => UserVector::Untrained,
+        })
     }
 }

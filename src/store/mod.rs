@@ -5,6 +5,7 @@
 
 pub(crate) mod apply;
 pub(crate) mod compact;
+pub(crate) mod features;
 pub(crate) mod handle;
 pub(crate) mod history;
 pub(crate) mod indexer;
@@ -95,6 +96,8 @@ pub struct Stats {
     /// `Options::history_cache_bytes`).
     pub cached_histories: usize,
     pub cached_history_bytes: usize,
+    /// Users with features (`Store::set_user_features`), all in memory.
+    pub users_with_features: usize,
     /// The instruction set the distance and training kernels run on,
     /// chosen at run time from the CPU (`avx2+fma`, `portable`).
     pub kernels: &'static str,
@@ -183,6 +186,34 @@ impl Store {
             end
         };
         self.wait_durable(end)
+    }
+
+    /// Sets `user`'s categorical features, replacing any set before:
+    /// `(key, value)` pairs, a key repeated for several values (`("genre",
+    /// "Comedy"), ("genre", "Drama")`). The YouTube DNN spaces feed them to
+    /// their tower (a value a round has not seen maps to an "other" row
+    /// until the next round). Logged and durable like an event; an empty
+    /// slice removes them. Keys must not be empty; keys and values are at
+    /// most 256 bytes, at most 256 pairs.
+    pub fn set_user_features(&self, user: u64, features: &[(&str, &str)]) -> Result<()> {
+        features::check(user, features)?;
+        let end = {
+            let _in_flight = self.begin_write();
+            let mut w = self.write.lock();
+            let seq = w.core.next_seq;
+            let (_, end) = w.log(|out| record::encode_features(out, seq, user, features))?;
+            w.core.next_seq += 1;
+            let set = features.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            self.shared.features.set(user, set);
+            self.maybe_checkpoint(&mut w)?;
+            end
+        };
+        self.wait_durable(end)
+    }
+
+    /// `user`'s features (empty if none were set).
+    pub fn user_features(&self, user: u64) -> Vec<(String, String)> {
+        self.shared.features.get(user).as_ref().clone()
     }
 
     /// Inserts or replaces the vector of `id` in the default space. It is
@@ -354,17 +385,34 @@ impl Store {
     /// waits for writers: it searches the version current when it starts.
     pub fn knn(&self, query: &Query) -> Result<Vec<Hit>> {
         let shared = &*self.shared;
-        let space = match &query.space {
-            Some(name) => shared.space(name)?,
-            None => shared.default_space(),
-        };
+        let space = self.query_space(query)?;
         let version = space.catalog.version.load_full();
-        let geometry = Geometry {
-            metric: space.metric,
-            dim: space.dim,
-            space: if space.number == 0 { "" } else { &space.name },
+        plan::knn(
+            &lookup::SpaceLookups { shared, space },
+            &version,
+            geometry(space),
+            query,
+        )
+    }
+
+    /// The space a query names (the default one when it names none).
+    fn query_space(&self, query: &Query) -> Result<&SpaceState> {
+        match &query.space {
+            Some(name) => self.shared.space(name),
+            None => Ok(self.shared.default_space()),
+        }
+    }
+
+    /// The vector a user query searches with (see `Space::user_vector`).
+    pub(crate) fn query_vector(&self, query: &Query) -> Result<Option<Vec<f32>>> {
+        let shared = &*self.shared;
+        let space = self.query_space(query)?;
+        let version = space.catalog.version.load_full();
+        let crate::query::Target::User(user) = query.target else {
+            return Ok(None);
         };
-        plan::knn(&lookup::SpaceLookups { shared, space }, &version, geometry, query)
+        let lookups = lookup::SpaceLookups { shared, space };
+        Ok(plan::user_query(&lookups, &version, geometry(space), user, query)?.map(|(v, _)| v))
     }
     /// Makes every earlier write durable and checkpoints, so that reopening
     /// replays little.
@@ -427,6 +475,7 @@ impl Store {
             spaces,
             cached_histories,
             cached_history_bytes,
+            users_with_features: self.shared.features.len(),
             kernels: crate::kernels::simd_level().name(),
             faiss_build: crate::index::faiss_compile_options(),
         })
@@ -462,6 +511,16 @@ impl Store {
             Durability::Sync => self.sync.sync_to(end),
             Durability::Buffered | Durability::None => Ok(()),
         }
+    }
+}
+
+/// What query planning needs to know of `space`'s vectors.
+fn geometry(space: &SpaceState) -> Geometry<'_> {
+    Geometry {
+        metric: space.metric,
+        dim: space.dim,
+        space: if space.number == 0 { "" } else { &space.name },
+        item_prefix: (space.kind == crate::options::SpaceKind::YoutubeDnn).then_some(space.model_dim),
     }
 }
 

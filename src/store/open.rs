@@ -7,13 +7,14 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::apply;
+use super::features::UserFeatures;
 use super::history::Histories;
 use super::indexer::{IndexConfig, Indexer};
 use super::layout::{self, Layout, ResolvedSpace};
 use super::lock::DirLock;
 use super::space::{Catalog, SpaceState};
 use super::state::{GrowingMark, ManifestState, Shared, WriteState};
-use super::trainer::Trainer;
+use super::trainer::{Model, ModelOptions, Trainer};
 use super::training;
 use super::Store;
 use crate::error::{Error, IoContext, Result};
@@ -26,6 +27,7 @@ use crate::options::{Options, SpaceSpec};
 use crate::segment::growing::GrowingSegment;
 use crate::segment::sealed::{self, SealedSegment};
 use crate::segment::Location;
+use crate::train::dnn::state::DnnState;
 use crate::train::state::{self, TrainerState};
 use crate::version::Version;
 use crate::wal::replay;
@@ -104,6 +106,7 @@ pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
         wal_dir: wal_dir.clone(),
         segments_dir: segments_dir.clone(),
         histories: Histories::new(Arc::clone(&meta), opts.history_len, opts.history_cache_bytes),
+        features: UserFeatures::load(Arc::clone(&meta))?,
         indexer: Indexer::start(segments_dir.clone()),
         spaces,
         meta,
@@ -168,16 +171,35 @@ fn open_space(
     dead_rows: &[Location],
     meta: &Arc<dyn MetaStore>,
 ) -> Result<(SpaceState, Option<GrowingMark>)> {
-    let sealed = open_segments(dir, files, space.dim)?;
-    let growing = load_growing_snapshot(dir, files, space.dim, opts.segment_rows)?;
+    let row_dim = space.kind.row_dim(space.dim);
+    let sealed = open_segments(dir, files, row_dim)?;
+    let growing = load_growing_snapshot(dir, files, row_dim, opts.segment_rows)?;
     let mark = files.growing.as_ref().map(|_| GrowingMark::of(&growing));
-    let (trainer, directory) = match &space.train {
-        None => (None, None),
-        Some(train) => {
-            let state = match &files.trainer {
-                Some(t) => TrainerState::read(&dir.join(state::file_name(t.file_id)), space.dim)?,
+    let trainer_path = files.trainer.map(|t| dir.join(state::file_name(t.file_id)));
+    let model: Option<(ModelOptions, Model)> = match (&space.train, &space.dnn) {
+        (Some(train), _) => {
+            let state = match &trainer_path {
+                Some(path) => TrainerState::read(path, space.dim)?,
                 None => TrainerState::empty(space.dim),
             };
+            Some((ModelOptions::Item2vec(train.clone()), Model::Item2vec(Arc::new(state))))
+        }
+        (None, Some(dnn)) => {
+            let state = match &trainer_path {
+                Some(path) => DnnState::read(path, space.dim)?,
+                None => DnnState::empty(space.dim, dnn),
+            };
+            Some((ModelOptions::Dnn(dnn.clone()), Model::Dnn(Arc::new(state))))
+        }
+        (None, None) => None,
+    };
+    let serving = match &model {
+        Some((_, Model::Dnn(state))) => Some(Arc::clone(state)),
+        _ => None,
+    };
+    let (trainer, directory) = match model {
+        None => (None, None),
+        Some((options, model)) => {
             let mut directory = HashMap::new();
             for segment in &sealed {
                 let (ids, _) = segment.data()?;
@@ -191,7 +213,7 @@ fn open_space(
                     );
                 }
             }
-            (Some(Trainer::new(train.clone(), state)), Some(Arc::new(directory)))
+            (Some(Trainer::new(options, model)), Some(Arc::new(directory)))
         }
     };
     let version = Version {
@@ -199,6 +221,7 @@ fn open_space(
         growing: Arc::new(growing),
         directory,
         forwards: Arc::clone(forwards),
+        model: serving,
     };
     for at in dead_rows {
         if let Some(segment) = version.segment(at.segment) {
@@ -208,13 +231,14 @@ fn open_space(
     let indexing = Arc::new(IndexConfig {
         spec: space.index,
         metric: space.metric,
-        dim: space.dim,
+        dim: row_dim,
         flat_below: opts.flat_below,
     });
     let state = SpaceState {
         number: space.number,
         name: space.name,
-        dim: space.dim,
+        dim: row_dim,
+        model_dim: space.dim,
         metric: space.metric,
         kind: space.kind,
         indexing,
@@ -242,6 +266,7 @@ fn describe_in_options(opts: &mut Options, spaces: &[ResolvedSpace]) {
                 kind: s.kind,
                 index: Some(s.index),
                 train: s.train.clone(),
+                dnn: s.dnn.clone(),
             };
             (s.name.clone(), spec)
         })

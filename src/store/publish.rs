@@ -16,6 +16,7 @@
 //! loaded, so a query sees one generation from start to end.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
@@ -26,32 +27,82 @@ use crate::error::Result;
 use crate::meta::records::TrainerEntry;
 use crate::segment::growing::GrowingSegment;
 use crate::segment::Location;
+use crate::train::dnn::state::DnnState;
 use crate::train::state::{self, TrainerState};
 use crate::version::Version;
+
+/// A round's new generation, of either model.
+pub(crate) enum Generation<'a> {
+    Item2vec(&'a TrainerState),
+    Dnn(&'a Arc<DnnState>),
+}
+
+impl Generation<'_> {
+    fn ids(&self) -> &[u64] {
+        match self {
+            Generation::Item2vec(s) => &s.ids,
+            Generation::Dnn(s) => &s.ids,
+        }
+    }
+
+    fn number(&self) -> u64 {
+        match self {
+            Generation::Item2vec(s) => s.generation,
+            Generation::Dnn(s) => s.generation,
+        }
+    }
+
+    /// Item `i`'s stored row: item2vec's input vector; the DNN's `[v, b]`.
+    fn row(&self, i: usize, out: &mut Vec<f32>) {
+        match self {
+            Generation::Item2vec(s) => {
+                out.clear();
+                out.extend_from_slice(s.row(i as u32));
+            }
+            Generation::Dnn(s) => s.stored_row(i as u32, out),
+        }
+    }
+
+    fn write(&self, path: &std::path::Path) -> Result<()> {
+        match self {
+            Generation::Item2vec(s) => s.write(path),
+            Generation::Dnn(s) => s.write(path),
+        }
+    }
+
+    /// What the version serves user queries with (the DNN's tower).
+    fn model(&self) -> Option<Arc<DnnState>> {
+        match self {
+            Generation::Item2vec(_) => None,
+            Generation::Dnn(s) => Some(Arc::clone(s)),
+        }
+    }
+}
 
 /// Publishes `next` as `space`'s new generation.
 pub(crate) fn publish(
     shared: &Shared,
     write: &Mutex<WriteState>,
     space: &SpaceState,
-    next: &TrainerState,
+    next: &Generation<'_>,
 ) -> Result<()> {
     let dim = space.dim;
     let per_segment = shared.opts.segment_rows;
-    let pieces = next.len().div_ceil(per_segment);
+    let pieces = next.ids().len().div_ceil(per_segment);
     let first_id = write.lock().core.reserve_segment_ids(pieces as u64 + 1);
     let trainer_file = first_id + pieces as u64;
 
     // (1) Everything of the new generation, written aside.
     let mut segments = Vec::with_capacity(pieces);
-    let mut directory = HashMap::with_capacity(next.len());
-    for (p, ids) in next.ids.chunks(per_segment.max(1)).enumerate() {
+    let mut directory = HashMap::with_capacity(next.ids().len());
+    let mut row = Vec::with_capacity(dim);
+    for (p, ids) in next.ids().chunks(per_segment.max(1)).enumerate() {
         let id = first_id + p as u64;
         let start = p * per_segment;
         let mut values = Vec::with_capacity(ids.len() * dim);
         for (r, item) in ids.iter().enumerate() {
-            let row = next.row((start + r) as u32);
-            let v = crate::validate::prepare_vector(space.metric, dim, row, || {
+            next.row(start + r, &mut row);
+            let v = crate::validate::prepare_vector(space.metric, dim, &row, || {
                 format!("trained item {item} of {}", space.describe())
             })?;
             values.extend_from_slice(&v);
@@ -85,8 +136,9 @@ pub(crate) fn publish(
         change.placement = Placement::Directory(directory);
         change.trainer = Some(TrainerEntry {
             file_id: trainer_file,
-            generation: next.generation,
+            generation: next.number(),
         });
+        change.model = next.model();
         install::install(shared, core, end, change)
     })?;
 

@@ -23,7 +23,11 @@ pub(crate) struct SpaceState {
     /// Its number in log records, registry keys and the manifest.
     pub number: u32,
     pub name: String,
+    /// Components of a stored row.
     pub dim: usize,
+    /// Components of the model's vectors (a DNN space stores `[v, b]`:
+    /// one more).
+    pub model_dim: usize,
     pub metric: Metric,
     pub kind: SpaceKind,
     pub indexing: Arc<IndexConfig>,

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::features::UserFeatures;
 use super::history::Histories;
 use super::indexer;
 use super::space::SpaceState;
@@ -34,6 +35,7 @@ pub(crate) struct Shared {
     /// By number: the default space first.
     pub spaces: Vec<SpaceState>,
     pub histories: Histories,
+    pub features: UserFeatures,
     pub indexer: indexer::Indexer,
 }
 

@@ -8,14 +8,75 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
+use crate::train::dnn::state::DnnState;
 use crate::train::round::TrainReport;
 use crate::train::state::TrainerState;
-use crate::train::TrainOptions;
+use crate::train::{DnnOptions, TrainOptions, TrainPolicy};
+
+/// A trained space's model: its published state.
+#[derive(Clone)]
+pub(crate) enum Model {
+    Item2vec(Arc<TrainerState>),
+    Dnn(Arc<DnnState>),
+}
+
+impl Model {
+    pub fn generation(&self) -> u64 {
+        match self {
+            Model::Item2vec(s) => s.generation,
+            Model::Dnn(s) => s.generation,
+        }
+    }
+
+    pub fn items(&self) -> usize {
+        match self {
+            Model::Item2vec(s) => s.len(),
+            Model::Dnn(s) => s.len(),
+        }
+    }
+
+    pub fn rounds(&self) -> u64 {
+        match self {
+            Model::Item2vec(s) => s.rounds,
+            Model::Dnn(s) => s.rounds,
+        }
+    }
+
+    pub fn watermark(&self) -> u64 {
+        match self {
+            Model::Item2vec(s) => s.watermark,
+            Model::Dnn(s) => s.watermark,
+        }
+    }
+}
+
+/// A trained space's options.
+#[derive(Debug, Clone)]
+pub(crate) enum ModelOptions {
+    Item2vec(TrainOptions),
+    Dnn(DnnOptions),
+}
+
+impl ModelOptions {
+    pub fn policy(&self) -> TrainPolicy {
+        match self {
+            ModelOptions::Item2vec(o) => o.policy,
+            ModelOptions::Dnn(o) => o.policy,
+        }
+    }
+
+    pub fn full_retrain(&self) -> bool {
+        match self {
+            ModelOptions::Item2vec(o) => o.full_retrain,
+            ModelOptions::Dnn(o) => o.full_retrain,
+        }
+    }
+}
 
 pub(crate) struct Trainer {
-    pub opts: TrainOptions,
+    pub opts: ModelOptions,
     /// The state of the published generation.
-    pub(super) current: Mutex<Arc<TrainerState>>,
+    pub(super) current: Mutex<Model>,
     /// One round at a time.
     pub(super) round: Mutex<()>,
     /// Set when the store closes: a round in progress gives up.
@@ -42,10 +103,10 @@ pub struct TrainerStats {
 }
 
 impl Trainer {
-    pub fn new(opts: TrainOptions, state: TrainerState) -> Self {
+    pub fn new(opts: ModelOptions, model: Model) -> Self {
         Trainer {
             opts,
-            current: Mutex::new(Arc::new(state)),
+            current: Mutex::new(model),
             round: Mutex::new(()),
             stop: AtomicBool::new(false),
             events_since_round: AtomicU64::new(0),
@@ -58,7 +119,7 @@ impl Trainer {
     /// as untrained events (an upper bound: provisional upserts count too),
     /// so the policy sees events that arrived before a restart.
     pub fn count_untrained_after_open(&self, next_seq: u64) {
-        let watermark = self.current.lock().watermark;
+        let watermark = self.current.lock().watermark();
         self.events_since_round
             .store(next_seq.saturating_sub(watermark.max(1)), Ordering::Relaxed);
     }
@@ -71,9 +132,9 @@ impl Trainer {
     pub fn stats(&self) -> TrainerStats {
         let current = self.current.lock().clone();
         TrainerStats {
-            generation: current.generation,
-            items: current.len(),
-            rounds: current.rounds,
+            generation: current.generation(),
+            items: current.items(),
+            rounds: current.rounds(),
             untrained_events: self.events_since_round.load(Ordering::Relaxed),
             last_round: self.last_report.lock().clone(),
         }

@@ -13,8 +13,10 @@ use parking_lot::Mutex;
 use super::publish;
 use super::space::SpaceState;
 use super::state::{Shared, WriteState};
+use super::trainer::{Model, ModelOptions};
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::train::dnn;
 use crate::train::round::{self, Stopped, TrainReport};
 use crate::train::RunStats;
 
@@ -56,36 +58,81 @@ pub(crate) fn round(
     };
     let users = shared.histories.snapshot(cut)?;
     let current = trainer.current.lock().clone();
-    let gather_seconds = started.elapsed().as_secs_f64();
     let keep_going = || !trainer.stop.load(Ordering::Acquire);
-    let full = kind == RoundKind::Full || trainer.opts.full_retrain;
-    let outcome = round::run(&current, &users, cut, &trainer.opts, full, &keep_going, progress);
-    let report = match outcome {
-        None => TrainReport {
-            generation: current.generation,
-            full: false,
-            new_events: 0,
-            items: current.len(),
-            new_items: 0,
-            fresh_histories: 0,
-            replayed_histories: 0,
-            epochs: 0,
-            run: RunStats::default(),
-            gather_seconds,
-            publish_seconds: 0.0,
-        },
-        Some(Err(Stopped)) => {
-            return Err(Error::TrainingStopped {
-                path: shared.path.clone(),
-            })
+    let full = kind == RoundKind::Full || trainer.opts.full_retrain();
+    let unchanged = |gather_seconds: f64| TrainReport {
+        generation: current.generation(),
+        full: false,
+        new_events: 0,
+        items: current.items(),
+        new_items: 0,
+        fresh_histories: 0,
+        replayed_histories: 0,
+        epochs: 0,
+        run: RunStats::default(),
+        gather_seconds,
+        publish_seconds: 0.0,
+        dnn: None,
+    };
+    let stopped = || Error::TrainingStopped {
+        path: shared.path.clone(),
+    };
+    let report = match (&current, &trainer.opts) {
+        (Model::Item2vec(state), ModelOptions::Item2vec(opts)) => {
+            let gather_seconds = started.elapsed().as_secs_f64();
+            match round::run(state, &users, cut, opts, full, &keep_going, progress) {
+                None => unchanged(gather_seconds),
+                Some(Err(Stopped)) => return Err(stopped()),
+                Some(Ok((next, mut report))) => {
+                    let publishing = Instant::now();
+                    publish::publish(shared, write, space, &publish::Generation::Item2vec(&next))?;
+                    report.publish_seconds = publishing.elapsed().as_secs_f64();
+                    report.gather_seconds = gather_seconds;
+                    *trainer.current.lock() = Model::Item2vec(Arc::new(next));
+                    report
+                }
+            }
         }
-        Some(Ok((next, mut report))) => {
-            let publishing = Instant::now();
-            publish::publish(shared, write, space, &next)?;
-            report.publish_seconds = publishing.elapsed().as_secs_f64();
-            report.gather_seconds = gather_seconds;
-            *trainer.current.lock() = Arc::new(next);
-            report
+        (Model::Dnn(state), ModelOptions::Dnn(opts)) => {
+            let features = shared.features.snapshot();
+            let gather_seconds = started.elapsed().as_secs_f64();
+            match dnn::round::run(state, &users, &features, cut, opts, full, &keep_going, progress) {
+                None => unchanged(gather_seconds),
+                Some(Err(Stopped)) => return Err(stopped()),
+                Some(Ok((next, round))) => {
+                    let next = Arc::new(next);
+                    let publishing = Instant::now();
+                    publish::publish(shared, write, space, &publish::Generation::Dnn(&next))?;
+                    let report = TrainReport {
+                        generation: next.generation,
+                        full: round.full,
+                        new_events: round.new_events,
+                        items: next.len(),
+                        new_items: round.new_items,
+                        fresh_histories: round.fresh_users,
+                        replayed_histories: round.replayed_users,
+                        epochs: round.epochs,
+                        run: RunStats {
+                            pairs: round.run.examples,
+                            tokens: round.run.examples,
+                            seconds: round.run.seconds,
+                            threads: round.run.threads,
+                        },
+                        gather_seconds,
+                        publish_seconds: publishing.elapsed().as_secs_f64(),
+                        dnn: Some(round.run),
+                    };
+                    *trainer.current.lock() = Model::Dnn(next);
+                    report
+                }
+            }
+        }
+        // `open` builds a trainer's model and options of the same kind.
+        _ => {
+            return Err(Error::InvalidOptions(format!(
+                "{}: the model and the options are of different kinds",
+                space.describe()
+            )))
         }
     };
     trainer.events_since_round.fetch_sub(events_before, Ordering::Relaxed);
@@ -106,6 +153,7 @@ pub(crate) fn provisional_vectors(
 ) -> Result<Vec<(u64, Vec<f32>)>> {
     let version = space.catalog.version.load();
     let dim = space.dim;
+    let cosine = space.metric == crate::metric::Metric::Cosine;
     let mut out: Vec<(u64, Vec<f32>)> = Vec::new();
     if version.rows() == 0 {
         // Nothing has a vector yet (before the first round).
@@ -126,14 +174,17 @@ pub(crate) fn provisional_vectors(
             if let Some(row) = version.trained_row(*item)? {
                 let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
                 if norm > 0.0 {
-                    sum.iter_mut().zip(row).for_each(|(s, x)| *s += x / norm);
+                    let weight = if cosine { 1.0 / norm } else { 1.0 };
+                    sum.iter_mut().zip(row).for_each(|(s, x)| *s += x * weight);
                     found += 1;
                 }
             }
         }
         let norm = sum.iter().map(|x| x * x).sum::<f32>().sqrt();
         if found > 0 && norm > 0.0 && norm.is_finite() {
-            sum.iter_mut().for_each(|x| *x /= norm);
+            // Cosine rows are unit vectors; other metrics keep the mean.
+            let scale = if cosine { 1.0 / norm } else { 1.0 / found as f32 };
+            sum.iter_mut().for_each(|x| *x *= scale);
             out.push((e.item, sum));
         }
     }
@@ -148,7 +199,7 @@ fn round_due(space: &SpaceState) -> bool {
     let Some(trainer) = space.trainer.as_ref() else {
         return false;
     };
-    let policy = trainer.opts.policy;
+    let policy = trainer.opts.policy();
     let pending = trainer.events_since_round.load(Ordering::Relaxed);
     let by_count = policy.after_events.is_some_and(|n| pending >= n);
     let by_time = policy
@@ -161,7 +212,7 @@ fn round_due(space: &SpaceState) -> bool {
 /// spaces, if any has one. One thread serves every space, a round at a time.
 pub(crate) fn spawn_background(shared: Arc<Shared>, write: Arc<Mutex<WriteState>>) -> Option<JoinHandle<()>> {
     let any = shared.trained_spaces().filter_map(|s| s.trainer.as_ref()).any(|t| {
-        let policy = t.opts.policy;
+        let policy = t.opts.policy();
         policy.after_events.is_some() || policy.every.is_some()
     });
     if !any {

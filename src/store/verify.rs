@@ -17,7 +17,9 @@ use super::Store;
 use crate::error::Result;
 use crate::index::file as index_file;
 use crate::meta::records::SpaceManifest;
+use crate::options::SpaceKind;
 use crate::segment::sealed::{self, SealedSegment};
+use crate::train::dnn::state::DnnState;
 use crate::train::state::{self, TrainerState};
 
 /// What `verify` found.
@@ -162,11 +164,14 @@ impl Store {
             report.files_checked += 1;
             let path = dir.join(&name);
             named.insert(name);
-            match TrainerState::read(&path, space.dim) {
-                Ok(s) if s.generation != t.generation => report.problems.push(format!(
-                    "{}: generation {}, the manifest says {}",
+            let generation = match space.kind {
+                SpaceKind::YoutubeDnn => DnnState::read(&path, space.model_dim).map(|s| s.generation),
+                _ => TrainerState::read(&path, space.model_dim).map(|s| s.generation),
+            };
+            match generation {
+                Ok(g) if g != t.generation => report.problems.push(format!(
+                    "{}: generation {g}, the manifest says {}",
                     path.display(),
-                    s.generation,
                     t.generation
                 )),
                 Ok(_) => {}

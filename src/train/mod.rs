@@ -6,10 +6,13 @@
 //! [`sigmoid`], [`kernel`] (the SGNS step and its loss), [`hogwild`] (the
 //! lock-free shared matrices), [`corpus`], [`sgns`] (epochs and threads),
 //! [`state`] (vocabulary and matrices, persisted), [`round`] (full and
-//! incremental rounds). Publishing a round's vectors is the store's job
-//! (`store::publish`).
+//! incremental rounds), and [`dnn`], the YouTube DNN, which shares the
+//! sampler, the RNG, the kernels and the round's shape. Publishing a
+//! round's vectors is the store's job (`store::publish`). (DESIGN.md calls
+//! this layer `model`.)
 
 pub(crate) mod corpus;
+pub(crate) mod dnn;
 pub(crate) mod hogwild;
 pub(crate) mod kernel;
 pub(crate) mod options;
@@ -21,6 +24,7 @@ pub(crate) mod sigmoid;
 pub(crate) mod state;
 pub(crate) mod subsample;
 
+pub use dnn::{DnnOptions, DnnRunStats};
 pub use options::{TrainOptions, TrainPolicy};
 pub use round::TrainReport;
 pub use sgns::RunStats;

@@ -16,12 +16,20 @@ use super::rng::Rng;
 use super::sgns::{self, Hyper, RunStats};
 use super::state::TrainerState;
 
-/// One user's history as a round sees it: (item, sequence number), oldest
-/// first.
+/// One event of a history as a round sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct RoundEvent {
+    pub item: u64,
+    pub seq: u64,
+    pub ts: u64,
+    pub weight: f32,
+}
+
+/// One user's history as a round sees it, oldest first.
 #[derive(Debug, Clone)]
 pub(crate) struct UserEvents {
     pub user: u64,
-    pub events: Vec<(u64, u64)>,
+    pub events: Vec<RoundEvent>,
 }
 
 /// What a round did.
@@ -46,6 +54,9 @@ pub struct TrainReport {
     /// generation (segments, indexes, trainer state).
     pub gather_seconds: f64,
     pub publish_seconds: f64,
+    /// A YouTube DNN space's run: examples, steps, loss, achieved GFLOP/s
+    /// (`run` then counts examples as pairs and tokens).
+    pub dnn: Option<crate::train::DnnRunStats>,
 }
 
 impl TrainReport {
@@ -73,7 +84,7 @@ pub(crate) fn run(
     let watermark = current.watermark;
     let new_events: u64 = users
         .iter()
-        .map(|u| u.events.iter().filter(|(_, seq)| *seq >= watermark).count() as u64)
+        .map(|u| u.events.iter().filter(|e| e.seq >= watermark).count() as u64)
         .sum();
     let full = full || current.generation == 0;
     if new_events == 0 && !full {
@@ -84,7 +95,7 @@ pub(crate) fn run(
     next.counts.iter_mut().for_each(|c| *c = 0);
     let mut sequences: Vec<Vec<u32>> = Vec::with_capacity(users.len());
     for u in users {
-        let seq: Vec<u32> = u.events.iter().map(|&(item, _)| next.intern(item, opts.seed)).collect();
+        let seq: Vec<u32> = u.events.iter().map(|e| next.intern(e.item, opts.seed)).collect();
         for &i in &seq {
             next.counts[i as usize] += 1;
         }
@@ -105,7 +116,7 @@ pub(crate) fn run(
     } else {
         let mut old = Vec::new();
         for (u, s) in users.iter().zip(&sequences) {
-            if u.events.iter().any(|(_, seq)| *seq >= watermark) {
+            if u.events.iter().any(|e| e.seq >= watermark) {
                 corpus.push(s);
                 fresh += 1;
             } else {
@@ -157,6 +168,7 @@ pub(crate) fn run(
         run,
         gather_seconds: 0.0,
         publish_seconds: 0.0,
+        dnn: None,
     };
     Some(Ok((next, report)))
 }

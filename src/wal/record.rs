@@ -12,6 +12,7 @@
 //! | delete (3) | id u64 | |
 //! | upsert (4) | space u32, then as kind 2 | `space` is the space's number |
 //! | delete (5) | space u32, id u64 | |
+//! | features (6) | user u64, count u16, then count x (key_len u16, key, value_len u16, value) | UTF-8; the user's whole feature set, replacing the last |
 //!
 //! Events belong to no space: every space reads the same histories, so an
 //! event is logged once whatever the number of spaces. Operations on the
@@ -25,6 +26,7 @@ const KIND_UPSERT: u8 = 2;
 const KIND_DELETE: u8 = 3;
 const KIND_SPACE_UPSERT: u8 = 4;
 const KIND_SPACE_DELETE: u8 = 5;
+const KIND_FEATURES: u8 = 6;
 const PREFIX: usize = 10;
 pub(crate) const EVENT_BYTES: usize = 28;
 
@@ -46,6 +48,11 @@ pub(crate) enum Record {
         space: u32,
         id: u64,
     },
+    Features {
+        seq: u64,
+        user: u64,
+        features: Vec<(String, String)>,
+    },
 }
 
 impl Record {
@@ -53,7 +60,7 @@ impl Record {
     pub fn end_seq(&self) -> u64 {
         match self {
             Record::Events { first_seq, events } => first_seq + events.len() as u64,
-            Record::Upsert { seq, .. } | Record::Delete { seq, .. } => seq + 1,
+            Record::Upsert { seq, .. } | Record::Delete { seq, .. } | Record::Features { seq, .. } => seq + 1,
         }
     }
 }
@@ -104,6 +111,20 @@ pub(crate) fn encode_delete(out: &mut Vec<u8>, seq: u64, space: u32, id: u64) {
     out.extend_from_slice(&id.to_le_bytes());
 }
 
+/// Encodes user `user`'s whole feature set (keys and values already
+/// checked: at most `u16::MAX` pairs, each string at most `u16::MAX` bytes).
+pub(crate) fn encode_features(out: &mut Vec<u8>, seq: u64, user: u64, features: &[(&str, &str)]) {
+    prefix(out, KIND_FEATURES, seq);
+    out.extend_from_slice(&user.to_le_bytes());
+    out.extend_from_slice(&(features.len() as u16).to_le_bytes());
+    for (k, v) in features {
+        for s in [k, v] {
+            out.extend_from_slice(&(s.len() as u16).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+    }
+}
+
 /// Reads little-endian fields off a byte slice, failing on a short read.
 struct Reader<'a> {
     bytes: &'a [u8],
@@ -131,6 +152,15 @@ impl<'a> Reader<'a> {
     }
     fn f32(&mut self) -> Result<f32, String> {
         Ok(f32::from_bits(self.u32()?))
+    }
+    fn u16(&mut self) -> Result<u16, String> {
+        let b = self.take(2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+    fn string(&mut self) -> Result<String, String> {
+        let len = self.u16()? as usize;
+        let bytes = self.take(len)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| format!("a string at byte {} is not UTF-8", self.at - len))
     }
 }
 
@@ -208,6 +238,15 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Record, Undecodable> {
             space: r.u32()?,
             id: r.u64()?,
         },
+        KIND_FEATURES => {
+            let user = r.u64()?;
+            let count = r.u16()? as usize;
+            let mut features = Vec::with_capacity(count.min(payload.len() / 4));
+            for _ in 0..count {
+                features.push((r.string()?, r.string()?));
+            }
+            Record::Features { seq, user, features }
+        }
         other => return Err(Undecodable::Malformed(format!("unknown record kind {other}"))),
     };
     if r.at != payload.len() {
@@ -246,6 +285,19 @@ mod tests {
             encode_delete(&mut buf, 8, space, 5);
             assert_eq!(decode(&buf).unwrap(), Record::Delete { seq: 8, space, id: 5 });
             assert_eq!(decode(&buf).unwrap().end_seq(), 9);
+        }
+        buf.clear();
+        encode_features(&mut buf, 9, 77, &[("gender", "F"), ("genre", "Comédie")]);
+        assert_eq!(
+            decode(&buf).unwrap(),
+            Record::Features {
+                seq: 9,
+                user: 77,
+                features: vec![("gender".into(), "F".into()), ("genre".into(), "Comédie".into())]
+            }
+        );
+        for cut in 0..buf.len() {
+            assert!(decode(&buf[..cut]).is_err(), "features cut at {cut}");
         }
         // The default space keeps format 1's bytes.
         buf.clear();

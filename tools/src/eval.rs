@@ -76,6 +76,19 @@ pub struct EvalArgs {
     /// the same trained vectors (to choose the defaults).
     #[arg(long)]
     sweep_queries: bool,
+    /// `item2vec`, or `youtube-dnn` to add a YouTube DNN space and rank it
+    /// beside item2vec and popularity.
+    #[arg(long, default_value = "item2vec")]
+    space_kind: String,
+    /// Users' features for the DNN (`user_id,feature,...` with a header;
+    /// MovieLens's users.csv as it is).
+    #[arg(long)]
+    users: Option<PathBuf>,
+    /// The cut-off of the hit rate and NDCG.
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    #[command(flatten)]
+    dnn: crate::eval_dnn::DnnArgs,
 }
 
 struct Split {
@@ -148,9 +161,18 @@ fn train_options(a: &EvalArgs) -> anyhow::Result<TrainOptions> {
 }
 
 fn open_store(dir: &Path, a: &EvalArgs) -> anyhow::Result<Store> {
-    let opts = Options::trained(a.dim)
-        .train_options(train_options(a)?)
-        .durability(Durability::None);
+    let mut opts = Options::trained(a.dim).train_options(train_options(a)?);
+    match a.space_kind.as_str() {
+        "item2vec" => {}
+        "youtube-dnn" => {
+            opts = opts.space(
+                crate::eval_dnn::SPACE,
+                crate::eval_dnn::spec(&a.dnn, a.dim, a.seed, a.threads, a.users.is_some()),
+            )
+        }
+        other => bail!("--space-kind must be item2vec or youtube-dnn, not {other}"),
+    }
+    let opts = opts.durability(Durability::None);
     Ok(Store::open(dir, opts)?)
 }
 
@@ -181,7 +203,7 @@ fn print_round(out: &mut impl Write, label: &str, r: &TrainReport, wall: f64) ->
 }
 
 #[derive(Default, Clone, Copy)]
-struct Score {
+pub struct Score {
     hits: f64,
     ndcg: f64,
     users: usize,
@@ -190,27 +212,36 @@ struct Score {
 impl Score {
     fn add(&mut self, ranked: &[u64], relevant: u64) {
         self.users += 1;
-        if let Some(rank) = ranked.iter().take(10).position(|&i| i == relevant) {
+        if let Some(rank) = ranked.iter().position(|&i| i == relevant) {
             self.hits += 1.0;
             self.ndcg += 1.0 / (rank as f64 + 2.0).log2();
         }
     }
-    fn hr(&self) -> f64 {
+    pub fn hr(&self) -> f64 {
         self.hits / self.users.max(1) as f64
     }
-    fn ndcg(&self) -> f64 {
+    pub fn ndcg(&self) -> f64 {
         self.ndcg / self.users.max(1) as f64
     }
 }
 
-fn rank(store: &Store, split: &Split, a: &EvalArgs) -> anyhow::Result<[Score; 4]> {
+/// The methods ranked, in the order printed.
+fn methods(a: &EvalArgs) -> Vec<&'static str> {
+    let mut names = vec!["popularity", "Query::user mean", "Query::user max", "Query::seeds"];
+    if a.space_kind == "youtube-dnn" {
+        names.push("YouTube DNN user");
+    }
+    names
+}
+
+fn rank(store: &Store, split: &Split, a: &EvalArgs) -> anyhow::Result<Vec<Score>> {
     let mut counts: HashMap<u64, u64> = HashMap::new();
     for e in &split.train {
         *counts.entry(e.item).or_default() += 1;
     }
     let mut popular: Vec<(u64, u64)> = counts.into_iter().collect();
     popular.sort_unstable_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
-    let mut scores = [Score::default(); 4];
+    let mut scores = vec![Score::default(); methods(a).len()];
     let mut users: Vec<_> = split.test.iter().collect();
     users.sort_unstable();
     for (&user, &test) in users {
@@ -219,36 +250,38 @@ fn rank(store: &Store, split: &Split, a: &EvalArgs) -> anyhow::Result<[Score; 4]
             .iter()
             .map(|p| p.0)
             .filter(|i| !seen.contains(i))
-            .take(10)
+            .take(a.k)
             .collect();
         scores[0].add(&top, test);
-        if seen.is_empty() {
-            for s in &mut scores[1..] {
-                s.add(&[], test);
-            }
-            continue;
-        }
-        let mut user_q = Query::user(user).k(10);
-        let mut seeds_q = Query::seeds(user).k(10);
+        let mut user_q = Query::user(user).k(a.k);
+        let mut seeds_q = Query::seeds(user).k(a.k);
         if let Some(n) = a.recent {
             user_q = user_q.recent(n);
         }
         if let Some(n) = a.seeds {
             seeds_q = seeds_q.recent(n);
         }
-        let queries = [user_q.clone(), user_q.pooling(Pooling::Max), seeds_q];
+        let mut queries = vec![user_q.clone(), user_q.pooling(Pooling::Max), seeds_q];
+        if a.space_kind == "youtube-dnn" {
+            queries.push(Query::user(user).k(a.k).space(crate::eval_dnn::SPACE));
+        }
         for (q, s) in queries.iter().zip(&mut scores[1..]) {
-            let hits = store.knn(q)?;
+            let hits = match store.knn(q) {
+                Ok(hits) => hits,
+                // A user with no training event (and no features).
+                Err(emberdb::Error::UnknownUser { .. }) => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
             s.add(&hits.iter().map(|h| h.id).collect::<Vec<_>>(), test);
         }
     }
     Ok(scores)
 }
 
-fn print_scores(out: &mut impl Write, scores: &[Score; 4]) -> anyhow::Result<()> {
-    let names = ["popularity", "Query::user mean", "Query::user max", "Query::seeds"];
-    writeln!(out, "{:<20} {:>8} {:>9}", "method", "HR@10", "NDCG@10")?;
-    for (n, s) in names.iter().zip(scores) {
+fn print_scores(out: &mut impl Write, a: &EvalArgs, scores: &[Score]) -> anyhow::Result<()> {
+    let (hr, ndcg) = (format!("HR@{}", a.k), format!("NDCG@{}", a.k));
+    writeln!(out, "{:<20} {:>8} {:>9}", "method", hr, ndcg)?;
+    for (n, s) in methods(a).iter().zip(scores) {
         writeln!(out, "{:<20} {:>8.4} {:>9.4}", n, s.hr(), s.ndcg())?;
     }
     writeln!(out, "({} users)", scores[0].users)?;
@@ -280,17 +313,25 @@ pub fn run(a: EvalArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let store = open_store(&tmp.path().join("full"), &a)?;
     let ingest_s = ingest(&store, &split.train)?;
     writeln!(out, "ingest: {} events in {:.2} s", split.train.len(), ingest_s)?;
+    if a.space_kind == "youtube-dnn" {
+        crate::eval_dnn::set_features(out, &store, a.users.as_deref())?;
+    }
     let started = Instant::now();
     let bar = crate::cmd::progress(1_000, "training");
-    let full = store.train_with_progress(RoundKind::Full, &|f| bar.set_position((f * 1_000.0) as u64))?;
+    let full = store.train_space_with_progress(emberdb::DEFAULT_SPACE, RoundKind::Full, &|f| {
+        bar.set_position((f * 1_000.0) as u64)
+    })?;
     bar.finish_and_clear();
     let full_wall = started.elapsed().as_secs_f64();
     print_round(out, "full training", &full, full_wall)?;
+    if a.space_kind == "youtube-dnn" {
+        crate::eval_dnn::train(out, &store)?;
+    }
     if a.train_only {
         return Ok(());
     }
     let scores = rank(&store, &split, &a)?;
-    print_scores(out, &scores)?;
+    print_scores(out, &a, &scores)?;
     if a.sweep_queries {
         for n in [1, 2, 3, 5, 10, 20] {
             let mut b = a.clone();

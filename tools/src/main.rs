@@ -5,6 +5,7 @@ mod cmd;
 mod delimited;
 mod demo;
 mod eval;
+mod eval_dnn;
 mod events;
 mod export;
 mod fvecs;
@@ -16,6 +17,7 @@ mod maintain;
 mod memory_bench;
 mod stats;
 mod train_bench;
+mod users;
 mod vectors;
 
 use std::io::Write;
@@ -69,7 +71,7 @@ enum Command {
     Export(export::ExportArgs),
     /// Evaluate item2vec recall on ratings (leave the last event of each
     /// user out; HR@10 and NDCG@10).
-    Eval(eval::EvalArgs),
+    Eval(Box<eval::EvalArgs>),
     /// The trainer at scale on a synthetic event stream: ingest rate,
     /// training throughput, peak memory, publish time.
     BenchTrain(train_bench::TrainBenchArgs),
@@ -114,7 +116,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => ("verify", maintain::verify(args, out)),
         Command::Compact(args) => ("compact", maintain::compact(args, out)),
         Command::Export(args) => ("export", export::export(args, out)),
-        Command::Eval(args) => ("eval", eval::run(args, out)),
+        Command::Eval(args) => ("eval", eval::run(*args, out)),
         Command::BenchTrain(args) => ("bench-train", train_bench::run(args, out)),
         Command::BenchMemory(args) => ("bench-memory", memory_bench::run(args, out)),
         Command::Bench(args) => ("bench", bench::run(args, out)),

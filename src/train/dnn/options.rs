@@ -1,0 +1,126 @@
+//! [`DnnOptions`]: the hyperparameters of the YouTube DNN candidate
+//! generator (Covington, Adams and Sargin, RecSys 2016) and of its rounds.
+//! The defaults are the ones `ember eval --space-kind youtube-dnn` chose on
+//! MovieLens 100k (ARCHITECTURE.md, "The YouTube DNN").
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::train::TrainPolicy;
+
+/// Hyperparameters of a `youtube_dnn` space, given as a struct literal:
+/// `DnnOptions { epochs: 20, ..DnnOptions::default() }`.
+///
+/// Persisted with the space (`StoredTrain::DnnV1`): adding a field means a
+/// new variant there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DnnOptions {
+    /// Widths of the hidden ReLU layers before the last one (whose width
+    /// is the space's `dim`: the user vector). Default `[256, 128]`.
+    pub hidden: Vec<usize>,
+    /// Components of an item's input embedding (the watch vector's).
+    pub embed_dim: usize,
+    /// Components of each user feature's embedding.
+    pub feature_dim: usize,
+    /// The watch vector averages the embeddings of the user's last
+    /// `watch_len` items before the predicted one.
+    pub watch_len: usize,
+    /// Training examples (predicted positions) drawn per user per epoch, at
+    /// most: heavy users do not dominate.
+    pub positions_per_user: usize,
+    /// Negatives drawn per batch (shared by its examples) from the proposal
+    /// `count^sampler_exponent`, log-Q corrected.
+    pub negatives: usize,
+    pub sampler_exponent: f64,
+    /// Examples per gradient step.
+    pub batch: usize,
+    /// Passes of a full round, and of an incremental one.
+    pub epochs: usize,
+    pub incremental_epochs: usize,
+    /// Adam's step size (full rounds; incremental rounds use
+    /// `incremental_learning_rate`).
+    pub learning_rate: f32,
+    pub incremental_learning_rate: f32,
+    /// L2 penalty on the item and feature embeddings' touched rows.
+    pub l2: f32,
+    /// Use the users' categorical features (`Store::set_user_features`).
+    pub use_features: bool,
+    /// Feed the example age (how old the predicted event is; 0 at serving).
+    pub example_age: bool,
+    /// Incremental rounds train the users with new events plus this many
+    /// times as many others, drawn at random.
+    pub replay_ratio: f64,
+    /// Every round retrains from scratch.
+    pub full_retrain: bool,
+    /// Threads (the batch is split between them; any count gives the same
+    /// result for a seed).
+    pub threads: usize,
+    pub seed: u64,
+    /// When rounds run in the background.
+    pub policy: TrainPolicy,
+}
+
+impl Default for DnnOptions {
+    fn default() -> Self {
+        DnnOptions {
+            hidden: vec![256, 128],
+            embed_dim: 64,
+            feature_dim: 16,
+            watch_len: 50,
+            positions_per_user: 100,
+            negatives: 1024,
+            sampler_exponent: 0.75,
+            batch: 256,
+            epochs: 10,
+            incremental_epochs: 2,
+            learning_rate: 0.002,
+            incremental_learning_rate: 0.0005,
+            l2: 0.0,
+            use_features: true,
+            example_age: true,
+            replay_ratio: 1.0,
+            full_retrain: false,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            seed: 1,
+            policy: TrainPolicy::default(),
+        }
+    }
+}
+
+impl DnnOptions {
+    pub(crate) fn validate(&self) -> Result<()> {
+        let bad = |what: &str| Err(Error::InvalidOptions(format!("DnnOptions: {what}")));
+        if self.hidden.iter().any(|&w| w == 0 || w > 8192) {
+            return bad("hidden widths must be between 1 and 8192");
+        }
+        if self.embed_dim == 0 || self.embed_dim > 4096 || self.feature_dim == 0 || self.feature_dim > 1024 {
+            return bad("embed_dim must be 1..=4096 and feature_dim 1..=1024");
+        }
+        if self.watch_len == 0 || self.positions_per_user == 0 {
+            return bad("watch_len and positions_per_user must be at least 1");
+        }
+        if self.negatives == 0 || self.negatives > 1 << 20 || self.batch == 0 || self.batch > 1 << 16 {
+            return bad("negatives must be 1..=1048576 and batch 1..=65536");
+        }
+        if self.epochs == 0 || self.incremental_epochs == 0 {
+            return bad("epochs and incremental_epochs must be at least 1");
+        }
+        let finite_positive = |x: f32| x.is_finite() && x > 0.0;
+        if !finite_positive(self.learning_rate) || !finite_positive(self.incremental_learning_rate) {
+            return bad("learning rates must be finite and positive");
+        }
+        if !self.l2.is_finite() || self.l2 < 0.0 {
+            return bad("l2 must be finite and not negative");
+        }
+        if !self.sampler_exponent.is_finite() || !self.replay_ratio.is_finite() || self.replay_ratio < 0.0 {
+            return bad("sampler_exponent and replay_ratio must be finite (replay_ratio not negative)");
+        }
+        if self.threads == 0 {
+            return bad("threads must be at least 1");
+        }
+        if self.policy.after_events == Some(0) || self.policy.every == Some(std::time::Duration::ZERO) {
+            return bad("a training policy needs a non-zero event count or period");
+        }
+        Ok(())
+    }
+}
