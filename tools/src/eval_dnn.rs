@@ -39,6 +39,9 @@ pub struct DnnArgs {
     dnn_feature_dim: Option<usize>,
     #[arg(long)]
     dnn_watch: Option<usize>,
+    /// Items of the recent vector (0: none).
+    #[arg(long)]
+    dnn_recent: Option<usize>,
     #[arg(long)]
     dnn_positions: Option<usize>,
     #[arg(long, allow_hyphen_values = true)]
@@ -63,6 +66,7 @@ pub fn spec(a: &DnnArgs, dim: usize, seed: u64, threads: Option<usize>, features
         embed_dim: a.dnn_embed.unwrap_or(d.embed_dim),
         feature_dim: a.dnn_feature_dim.unwrap_or(d.feature_dim),
         watch_len: a.dnn_watch.unwrap_or(d.watch_len),
+        recent_len: a.dnn_recent.unwrap_or(d.recent_len),
         positions_per_user: a.dnn_positions.unwrap_or(d.positions_per_user),
         negatives: a.dnn_negatives.unwrap_or(d.negatives),
         sampler_exponent: a.dnn_sampler_exponent.unwrap_or(d.sampler_exponent),

@@ -4,6 +4,7 @@ mod bench;
 mod cmd;
 mod delimited;
 mod demo;
+mod dnn_bench;
 mod eval;
 mod eval_dnn;
 mod events;
@@ -75,6 +76,8 @@ enum Command {
     /// The trainer at scale on a synthetic event stream: ingest rate,
     /// training throughput, peak memory, publish time.
     BenchTrain(train_bench::TrainBenchArgs),
+    /// The matrix product the deep model uses, alone, on 1 and 2 threads.
+    BenchGemm(dnn_bench::GemmArgs),
     /// Resident memory over a long stream of events and updates: it must level off.
     BenchMemory(memory_bench::MemoryBenchArgs),
     /// Print the counts and sizes of a store, space by space.
@@ -118,6 +121,7 @@ fn main() -> ExitCode {
         Command::Export(args) => ("export", export::export(args, out)),
         Command::Eval(args) => ("eval", eval::run(*args, out)),
         Command::BenchTrain(args) => ("bench-train", train_bench::run(args, out)),
+        Command::BenchGemm(args) => ("bench-gemm", dnn_bench::gemm(args, out)),
         Command::BenchMemory(args) => ("bench-memory", memory_bench::run(args, out)),
         Command::Bench(args) => ("bench", bench::run(args, out)),
     };

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use clap::Args;
-use emberdb::{Durability, Event, Options, Store, TrainOptions};
+use emberdb::{DnnOptions, Durability, Event, Options, SpaceSpec, Store, TrainOptions};
 use rand::{Rng, SeedableRng};
 
 #[derive(Args, Debug)]
@@ -35,14 +35,23 @@ pub struct TrainBenchArgs {
     window: usize,
     #[arg(long)]
     threads: Option<usize>,
+    /// `item2vec`, or `youtube-dnn`: a DNN space beside the item2vec one,
+    /// trained and queried side by side.
+    #[arg(long, default_value = "item2vec")]
+    space_kind: String,
 }
 
 /// Peak resident memory of this process (VmHWM), in MiB.
-fn peak_rss_mib() -> Option<f64> {
+pub fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+/// The users a serving comparison queries: up to 1,000 of them.
+fn a_users(a: &TrainBenchArgs) -> Vec<u64> {
+    (0..a.users.min(1_000)).collect()
 }
 
 fn synthetic_events(a: &TrainBenchArgs) -> Vec<Event> {
@@ -73,12 +82,22 @@ pub fn run(a: TrainBenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
     if let Some(t) = a.threads {
         train = train.threads(t);
     }
-    let store = Store::open(
-        &dir,
-        Options::trained(a.dim)
-            .train_options(train)
-            .durability(Durability::Buffered),
-    )?;
+    let mut opts = Options::trained(a.dim).train_options(train);
+    let dnn = match a.space_kind.as_str() {
+        "item2vec" => false,
+        "youtube-dnn" => {
+            let d = DnnOptions::default();
+            let dnn = DnnOptions {
+                epochs: a.epochs,
+                threads: a.threads.unwrap_or(d.threads),
+                ..d
+            };
+            opts = opts.space(crate::eval_dnn::SPACE, SpaceSpec::youtube_dnn(a.dim).dnn_options(dnn));
+            true
+        }
+        other => anyhow::bail!("--space-kind must be item2vec or youtube-dnn, not {other}"),
+    };
+    let store = Store::open(&dir, opts.durability(Durability::Buffered))?;
     writeln!(
         out,
         "{} events over {} items and {} users, dim {}, {} epoch(s), window {}",
@@ -98,7 +117,7 @@ pub fn run(a: TrainBenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
         a.events as f64 / ingest / 1e6
     )?;
     let started = Instant::now();
-    let r = store.train()?;
+    let r = store.train_space(emberdb::DEFAULT_SPACE)?;
     let wall = started.elapsed().as_secs_f64();
     writeln!(
         out,
@@ -114,6 +133,9 @@ pub fn run(a: TrainBenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
         r.pairs_per_second_per_thread() / 1e6,
         r.run.threads
     )?;
+    if dnn {
+        crate::dnn_bench::train_and_query(&store, &a_users(&a), out)?;
+    }
     let stats = store.stats()?;
     writeln!(
         out,

@@ -10,10 +10,12 @@
 //! One concept per file: [`options`], [`vocab`] (feature values to rows),
 //! [`tower`] (the layers, forward and backward), [`softmax`] (the sampled
 //! loss), [`examples`] (what is predicted from what), [`step`] (one slice
-//! of a batch), [`train`] (epochs, threads, Adam), [`state`] (everything
+//! of a batch), [`adam`] (dense and lazy sparse steps), [`train`] (epochs,
+//! threads), [`state`] (everything
 //! trained, persisted), [`round`] (full and incremental), [`serve`] (the
 //! user vector at query time).
 
+pub(crate) mod adam;
 pub(crate) mod examples;
 pub(crate) mod options;
 pub(crate) mod round;

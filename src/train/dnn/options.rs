@@ -25,6 +25,9 @@ pub struct DnnOptions {
     /// The watch vector averages the embeddings of the user's last
     /// `watch_len` items before the predicted one.
     pub watch_len: usize,
+    /// A second input averaging only the last `recent_len` of those items
+    /// (0: none): the short-term interest beside the long one.
+    pub recent_len: usize,
     /// Training examples (predicted positions) drawn per user per epoch, at
     /// most: heavy users do not dominate.
     pub positions_per_user: usize,
@@ -67,6 +70,7 @@ impl Default for DnnOptions {
             embed_dim: 64,
             feature_dim: 16,
             watch_len: 50,
+            recent_len: 1,
             positions_per_user: 100,
             negatives: 1024,
             sampler_exponent: 0.75,

@@ -12,6 +12,7 @@
 //! the logits: `dL/do_p = P_p - 1`, `dL/do_j = P_j`, then
 //! `dL/du = sum_j dL/do_j v_j`, `dL/dv_j = dL/do_j u`, `dL/db_j = dL/do_j`.
 
+use crate::kernels::exp_in_place;
 use crate::kernels::gemm::{gemm, Operand};
 
 /// The negatives of one batch, gathered.
@@ -23,6 +24,16 @@ pub(crate) struct Negatives<'a> {
     pub bias: &'a [f32],
     /// `ln(|S| Q(j))` of each draw.
     pub log_q: &'a [f32],
+    /// (item, draw index) of every draw, sorted: where an item was drawn,
+    /// to mask accidental hits ([`drawn_at`]).
+    pub by_item: &'a [(u32, u32)],
+}
+
+/// `by_item` of [`Negatives`] for `items`.
+pub(crate) fn drawn_at(items: &[u32], out: &mut Vec<(u32, u32)>) {
+    out.clear();
+    out.extend(items.iter().enumerate().map(|(j, &i)| (i, j as u32)));
+    out.sort_unstable();
 }
 
 /// The positives of a batch (one per example), gathered.
@@ -44,8 +55,9 @@ pub(crate) struct SoftmaxGrads {
     /// `negatives x dim` and `negatives`: each draw's vector and bias.
     pub d_neg: Vec<f32>,
     pub d_neg_bias: Vec<f32>,
-    /// Scratch: the logits, then their gradients.
+    /// Scratch: the logits, then their gradients; each draw's offset.
     logits: Vec<f32>,
+    offsets: Vec<f32>,
 }
 
 /// The summed loss of the batch `u` (`rows x dim`) and its gradients.
@@ -74,33 +86,36 @@ pub(crate) fn sampled_softmax(
     g.d_pos.resize(rows * dim, 0.0);
     g.d_pos_bias.clear();
     g.d_pos_bias.resize(rows, 0.0);
+    // Each draw's logit offset; accidental hits are found in `by_item`
+    // rather than tested for at every logit.
+    g.offsets.clear();
+    g.offsets.extend(neg.bias.iter().zip(neg.log_q).map(|(b, q)| b - q));
     let mut loss = 0.0f64;
     for r in 0..rows {
         let ur = &u[r * dim..][..dim];
         let p = pos.items[r];
         let o_pos = dot(ur, &pos.vectors[r * dim..][..dim]) + pos.bias[r] - pos.log_q[r];
         let logits = &mut g.logits[r * s..][..s];
-        let mut max = o_pos;
-        for (j, o) in logits.iter_mut().enumerate() {
-            if neg.items[j] == p {
-                *o = f32::NEG_INFINITY;
-            } else {
-                *o += neg.bias[j] - neg.log_q[j];
-                max = max.max(*o);
-            }
+        for (o, off) in logits.iter_mut().zip(&g.offsets) {
+            *o += off;
         }
+        let first = neg.by_item.partition_point(|&(item, _)| item < p);
+        for &(_, j) in neg.by_item[first..].iter().take_while(|&&(item, _)| item == p) {
+            logits[j as usize] = f32::NEG_INFINITY;
+        }
+        let max = logits.iter().fold(o_pos, |m, &o| m.max(o));
         // Softmax over {p} + S, stable; the logits become dL/do.
-        let e_pos = ((o_pos - max) as f64).exp();
-        let mut total = e_pos;
         for o in logits.iter_mut() {
-            let e = ((*o - max) as f64).exp();
-            total += e;
-            *o = e as f32;
+            *o -= max;
         }
+        exp_in_place(logits);
+        let e_pos = ((o_pos - max) as f64).exp();
+        let total = e_pos + logits.iter().map(|&e| e as f64).sum::<f64>();
         loss += -(o_pos - max) as f64 + total.ln();
         let d_pos = (e_pos / total) as f32 - 1.0;
+        let inv = (1.0 / total) as f32;
         for o in logits.iter_mut() {
-            *o = (*o as f64 / total) as f32;
+            *o *= inv;
         }
         // The positive's part of du, dv_p and db_p.
         let du = &mut g.du[r * dim..][..dim];
@@ -173,11 +188,14 @@ mod tests {
                 bias: pb,
                 log_q: &pos_q,
             };
+            let mut by_item = Vec::new();
+            drawn_at(&neg_items, &mut by_item);
             let neg = Negatives {
                 items: &neg_items,
                 vectors: nv,
                 bias: nb,
                 log_q: &log_q,
+                by_item: &by_item,
             };
             sampled_softmax(u, rows, dim, &pos, &neg, g)
         };
@@ -197,11 +215,14 @@ mod tests {
             bias: &pos_b[1..2],
             log_q: &pos_q[1..2],
         };
+        let mut by_item = Vec::new();
+        drawn_at(&neg_items, &mut by_item);
         let neg_all = Negatives {
             items: &neg_items,
             vectors: &neg_v,
             bias: &neg_b,
             log_q: &log_q,
+            by_item: &by_item,
         };
         let mut alone = SoftmaxGrads::default();
         sampled_softmax(&u[dim..2 * dim], 1, dim, &pos1, &neg_all, &mut alone);
@@ -293,11 +314,14 @@ mod tests {
                     bias: &b[p as usize..][..1],
                     log_q: &[lq(p)],
                 };
+                let mut by_item = Vec::new();
+                drawn_at(&items, &mut by_item);
                 let neg = Negatives {
                     items: &items,
                     vectors: &vectors,
                     bias: &bias,
                     log_q: &log_q,
+                    by_item: &by_item,
                 };
                 sampled_softmax(&u, 1, dim, &pos, &neg, &mut g);
                 for (m, d) in mean.iter_mut().zip(&g.du) {

@@ -92,6 +92,8 @@ pub(crate) struct DnnState {
     /// Items the watch vector averages (the options' `watch_len` when the
     /// tower was built).
     pub watch_len: usize,
+    /// Items the recent vector averages (0: no recent vector).
+    pub recent_len: usize,
     pub ids: Vec<u64>,
     pub counts: Vec<u64>,
     pub features: FeatureVocab,
@@ -118,6 +120,7 @@ impl DnnState {
             use_features: opts.use_features,
             example_age: opts.example_age,
             watch_len: opts.watch_len,
+            recent_len: opts.recent_len,
             ids: Vec::new(),
             counts: Vec::new(),
             features: FeatureVocab::default(),
@@ -144,15 +147,17 @@ impl DnnState {
         state
     }
 
-    /// Width of the tower's input: the watch vector, one embedding per
-    /// feature key, and the example age (its value and square).
+    /// Width of the tower's input: the watch vector, the recent vector,
+    /// one embedding per feature key, and the example age (its value and
+    /// square).
     pub fn input_width(&self) -> usize {
         let features = if self.use_features {
             self.features.keys.len() * self.feature_dim
         } else {
             0
         };
-        self.embed_dim + features + if self.example_age { 2 } else { 0 }
+        let recent = if self.recent_len > 0 { self.embed_dim } else { 0 };
+        self.embed_dim + recent + features + if self.example_age { 2 } else { 0 }
     }
 
     /// (Re)builds the tower and the feature tables for the current feature
@@ -163,6 +168,7 @@ impl DnnState {
         self.use_features = opts.use_features;
         self.example_age = opts.example_age;
         self.watch_len = opts.watch_len;
+        self.recent_len = opts.recent_len;
         let mut rng = Rng::new(seed, 0x544F_5745);
         let mut draw = || rng.next_f32();
         let mut widths = vec![self.input_width()];

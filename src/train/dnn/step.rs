@@ -5,61 +5,72 @@
 //! parallel, reading the parameters; `train` then adds their gradients up
 //! and applies them.
 
-use std::collections::HashMap;
-
 use super::examples::{Example, TrainingData};
 use super::softmax::{sampled_softmax, Negatives, Positives, SoftmaxGrads};
 use super::state::{DnnState, Params};
 use super::tower::{self, Activations, LayerGrads};
+use crate::kernels::{dispatch, Isa, Portable, WithIsa};
 
 /// Gradients of some rows of an embedding table (the rows a step touched).
 #[derive(Debug, Default)]
 pub(crate) struct RowGrads {
     pub cols: usize,
-    slot: HashMap<u32, usize>,
+    /// Per row of the table: its place in `rows`, or `UNTOUCHED` (a dense
+    /// index: a hash map cost 8% of a step).
+    slot: Vec<u32>,
     /// Touched rows in the order first touched, and their gradients.
     pub rows: Vec<u32>,
     pub data: Vec<f32>,
 }
 
+const UNTOUCHED: u32 = u32::MAX;
+
 impl RowGrads {
-    pub fn new(cols: usize) -> Self {
+    /// Gradients for a table of `table_rows` rows of `cols` values.
+    pub fn new(cols: usize, table_rows: usize) -> Self {
         RowGrads {
             cols,
-            ..RowGrads::default()
+            slot: vec![UNTOUCHED; table_rows],
+            rows: Vec::new(),
+            data: Vec::new(),
         }
     }
 
     pub fn clear(&mut self) {
-        self.slot.clear();
+        for &r in &self.rows {
+            self.slot[r as usize] = UNTOUCHED;
+        }
         self.rows.clear();
         self.data.clear();
     }
 
-    /// Adds `scale * values` to row `row`'s gradient.
+    /// Adds `scale * values` to row `row`'s gradient (a row beyond the
+    /// table grows the index: tables only grow between runs).
     pub fn add(&mut self, row: u32, scale: f32, values: &[f32]) {
+        self.add_with::<Portable>(row, scale, values)
+    }
+
+    /// [`RowGrads::add`] inside a body dispatched for `I`.
+    #[inline(always)]
+    pub fn add_with<I: Isa>(&mut self, row: u32, scale: f32, values: &[f32]) {
         let cols = self.cols;
-        let at = *self.slot.entry(row).or_insert_with(|| {
+        let r = row as usize;
+        if r >= self.slot.len() {
+            self.slot.resize(r + 1, UNTOUCHED);
+        }
+        if self.slot[r] == UNTOUCHED {
+            self.slot[r] = self.rows.len() as u32;
             self.rows.push(row);
             self.data.resize(self.data.len() + cols, 0.0);
-            self.rows.len() - 1
-        });
-        for (g, v) in self.data[at * cols..][..cols].iter_mut().zip(values) {
-            *g += scale * v;
         }
+        let at = self.slot[r] as usize;
+        I::axpy(scale, values, &mut self.data[at * cols..][..cols]);
     }
 
-    /// Row `i` (in touch order) and its gradient.
-    pub fn get(&self, i: usize) -> (u32, &[f32]) {
-        (self.rows[i], &self.data[i * self.cols..][..self.cols])
-    }
-
-    /// Adds every row of `other` to this one.
-    pub fn merge(&mut self, other: &RowGrads) {
-        for i in 0..other.rows.len() {
-            let (row, g) = other.get(i);
-            self.add(row, 1.0, g);
-        }
+    /// Row `row`'s gradient, if the step touched it.
+    pub fn row(&self, row: u32) -> Option<&[f32]> {
+        let at = *self.slot.get(row as usize)?;
+        (at != UNTOUCHED).then(|| &self.data[at as usize * self.cols..][..self.cols])
     }
 }
 
@@ -87,15 +98,15 @@ impl Part {
         Part {
             loss: 0.0,
             layers: LayerGrads::zeros(&state.params.layers),
-            item_in: RowGrads::new(state.embed_dim),
+            item_in: RowGrads::new(state.embed_dim, state.len()),
             features: state
                 .features
                 .keys
                 .iter()
-                .map(|_| RowGrads::new(state.feature_dim))
+                .map(|k| RowGrads::new(state.feature_dim, k.rows()))
                 .collect(),
-            item_out: RowGrads::new(state.dim),
-            item_bias: RowGrads::new(1),
+            item_out: RowGrads::new(state.dim, state.len()),
+            item_bias: RowGrads::new(1, state.len()),
             x: Vec::new(),
             acts: Activations::default(),
             soft: SoftmaxGrads::default(),
@@ -123,18 +134,28 @@ impl Part {
 /// The tower's input row of `example` (at serving, `age` is 0 and `items`
 /// the user's history).
 pub(crate) fn input_row(state: &DnnState, context: &[u32], features: &[Vec<u32>], age: f32, out: &mut Vec<f32>) {
+    input_row_with::<Portable>(state, context, features, age, out)
+}
+
+/// [`input_row`] inside a body dispatched for `I`.
+#[inline(always)]
+fn input_row_with<I: Isa>(state: &DnnState, context: &[u32], features: &[Vec<u32>], age: f32, out: &mut Vec<f32>) {
     let p = &state.params;
     let e = state.embed_dim;
-    let start = out.len();
-    out.resize(start + e, 0.0);
-    if !context.is_empty() {
-        let inv = 1.0 / context.len() as f32;
-        let watch = &mut out[start..];
-        for &i in context {
-            for (w, x) in watch.iter_mut().zip(&p.item_in[i as usize * e..][..e]) {
-                *w += x * inv;
+    let mean_of = |items: &[u32], out: &mut Vec<f32>| {
+        let start = out.len();
+        out.resize(start + e, 0.0);
+        if !items.is_empty() {
+            let inv = 1.0 / items.len() as f32;
+            let mean = &mut out[start..];
+            for &i in items {
+                I::axpy(inv, &p.item_in[i as usize * e..][..e], mean);
             }
         }
+    };
+    mean_of(context, out);
+    if state.recent_len > 0 {
+        mean_of(recent(context, state.recent_len), out);
     }
     if state.use_features {
         let f = state.feature_dim;
@@ -155,15 +176,64 @@ pub(crate) fn input_row(state: &DnnState, context: &[u32], features: &[Vec<u32>]
     }
 }
 
+/// The last `n` items of a context.
+pub(crate) fn recent(context: &[u32], n: usize) -> &[u32] {
+    &context[context.len().saturating_sub(n)..]
+}
+
 /// The context of position `t` of `items`: up to `watch_len` items before it.
 pub(crate) fn context(items: &[u32], t: usize, watch_len: usize) -> &[u32] {
     &items[t.saturating_sub(watch_len)..t]
 }
 
 /// Runs `examples` (a slice of a batch) against `negatives`, leaving the
-/// summed loss and gradients in `part`.
-#[allow(clippy::too_many_arguments)]
+/// summed loss and gradients in `part`; on the detected instruction set.
 pub(crate) fn run_part(
+    state: &DnnState,
+    data: &TrainingData,
+    examples: &[Example],
+    watch_len: usize,
+    log_q: &[f32],
+    negatives: &Negatives<'_>,
+    part: &mut Part,
+) {
+    struct Work<'a> {
+        state: &'a DnnState,
+        data: &'a TrainingData,
+        examples: &'a [Example],
+        watch_len: usize,
+        log_q: &'a [f32],
+        negatives: &'a Negatives<'a>,
+        part: &'a mut Part,
+    }
+    impl WithIsa for Work<'_> {
+        type Output = ();
+        #[inline(always)]
+        fn run<I: Isa>(self) {
+            run_part_with::<I>(
+                self.state,
+                self.data,
+                self.examples,
+                self.watch_len,
+                self.log_q,
+                self.negatives,
+                self.part,
+            )
+        }
+    }
+    dispatch(Work {
+        state,
+        data,
+        examples,
+        watch_len,
+        log_q,
+        negatives,
+        part,
+    })
+}
+
+#[inline(always)]
+fn run_part_with<I: Isa>(
     state: &DnnState,
     data: &TrainingData,
     examples: &[Example],
@@ -210,7 +280,7 @@ pub(crate) fn run_part(
         log_q: &part.pos_log_q,
     };
     part.loss = sampled_softmax(part.acts.output(), rows, d, &positives, negatives, &mut part.soft);
-    tower::backward(&p.layers, &part.acts, &part.soft.du, &mut part.layers, &mut part.dx);
+    tower::backward(&p.layers, &mut part.acts, &part.soft.du, &mut part.layers, &mut part.dx);
 
     // Back into the embeddings the inputs averaged.
     let width = state.input_width();
@@ -221,14 +291,25 @@ pub(crate) fn run_part(
         if !ctx.is_empty() {
             let inv = 1.0 / ctx.len() as f32;
             for &i in ctx {
-                part.item_in.add(i, inv, &dx[..e]);
+                part.item_in.add_with::<I>(i, inv, &dx[..e]);
             }
+        }
+        let mut at = e;
+        if state.recent_len > 0 {
+            let last = recent(ctx, state.recent_len);
+            if !last.is_empty() {
+                let inv = 1.0 / last.len() as f32;
+                for &i in last {
+                    part.item_in.add_with::<I>(i, inv, &dx[at..at + e]);
+                }
+            }
+            at += e;
         }
         if state.use_features {
             for (k, rows) in user.features.iter().enumerate() {
                 let inv = 1.0 / rows.len().max(1) as f32;
                 for &row in rows {
-                    part.features[k].add(row, inv, &dx[e + k * f..][..f]);
+                    part.features[k].add_with::<I>(row, inv, &dx[at + k * f..][..f]);
                 }
             }
         }
@@ -237,7 +318,7 @@ pub(crate) fn run_part(
         part.item_bias.add(part.pos_items[r], part.soft.d_pos_bias[r], &[1.0]);
     }
     for (j, &item) in negatives.items.iter().enumerate() {
-        part.item_out.add(item, 1.0, &part.soft.d_neg[j * d..][..d]);
+        part.item_out.add_with::<I>(item, 1.0, &part.soft.d_neg[j * d..][..d]);
         part.item_bias.add(item, part.soft.d_neg_bias[j], &[1.0]);
     }
 }

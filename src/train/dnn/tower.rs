@@ -44,6 +44,9 @@ pub(crate) struct Activations {
     inputs: Vec<Vec<f32>>,
     pre: Vec<Vec<f32>>,
     rows: usize,
+    /// Scratch of the backward pass: a layer's output and input gradients.
+    grad: Vec<f32>,
+    below: Vec<f32>,
 }
 
 impl Activations {
@@ -103,13 +106,16 @@ impl LayerGrads {
 /// `grads` and leaves the input's gradient in `d_in` (`rows x inputs`).
 pub(crate) fn backward(
     layers: &[Layer],
-    acts: &Activations,
+    acts: &mut Activations,
     d_out: &[f32],
     grads: &mut [LayerGrads],
     d_in: &mut Vec<f32>,
 ) {
     let rows = acts.rows;
-    let mut d = d_out[..rows * layers.last().map_or(0, |l| l.outputs)].to_vec();
+    let mut d = std::mem::take(&mut acts.grad);
+    let mut below = std::mem::take(&mut acts.below);
+    d.clear();
+    d.extend_from_slice(&d_out[..rows * layers.last().map_or(0, |l| l.outputs)]);
     for (l, layer) in layers.iter().enumerate().rev() {
         // dZ = dA * [Z > 0]
         for (dz, z) in d.iter_mut().zip(&acts.pre[l]) {
@@ -128,16 +134,20 @@ pub(crate) fn backward(
                 *g += x;
             }
         }
-        let mut below = vec![0.0; rows * layer.inputs];
+        below.clear();
+        below.resize(rows * layer.inputs, 0.0);
         gemm(
             Operand::new(&d, rows, layer.outputs),
             Operand::new(&layer.w, layer.inputs, layer.outputs).t(),
             0.0,
             &mut below,
         );
-        d = below;
+        std::mem::swap(&mut d, &mut below);
     }
-    *d_in = d;
+    d_in.clear();
+    d_in.extend_from_slice(&d);
+    acts.grad = d;
+    acts.below = below;
 }
 
 #[cfg(test)]
@@ -169,7 +179,7 @@ mod tests {
         forward(&layers, &x, rows, &mut acts);
         let mut grads = LayerGrads::zeros(&layers);
         let mut dx = Vec::new();
-        backward(&layers, &acts, &c, &mut grads, &mut dx);
+        backward(&layers, &mut acts, &c, &mut grads, &mut dx);
         let h = 1e-3;
         let check = |analytic: f32, plus: f64, minus: f64, what: &str| {
             let numeric = (plus - minus) / (2.0 * h as f64);
