@@ -350,3 +350,25 @@ fn bad_features_are_refused_and_change_nothing() {
     let bad = Options::new(4).space("dnn", SpaceSpec::youtube_dnn(8).dnn_options(zero_batch));
     assert!(matches!(Store::open(other.path(), bad), Err(Error::InvalidOptions(_))));
 }
+
+/// The background policy runs DNN rounds without the host.
+#[test]
+fn the_background_policy_trains_the_dnn_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let dnn = DnnOptions {
+        policy: emberdb::TrainPolicy {
+            after_events: Some(1_000),
+            every: None,
+        },
+        ..dnn_options(5)
+    };
+    let store = store_with(dir.path(), dnn);
+    store.append_events(&sequential_events(200, 10, 9)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let space = store.space("dnn").unwrap();
+    while space.stats().trainer.unwrap().generation == 0 {
+        assert!(std::time::Instant::now() < deadline, "no background round within 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(store.knn(&Query::user(3).k(5).space("dnn")).unwrap().len(), 5);
+}

@@ -30,6 +30,11 @@ pub struct IngestArgs {
     /// The file holds item vectors (for a host-fed store), not events.
     #[arg(long)]
     vectors: bool,
+    /// The file holds users' features (`user_id,feature,...` with a header;
+    /// MovieLens's users.csv as it is, ages and zip codes bucketed), for
+    /// the YouTube DNN spaces.
+    #[arg(long, conflicts_with = "vectors")]
+    users: bool,
     /// Ingest nothing unless every line is good; the bad lines are listed
     /// (the first 20, then a count).
     #[arg(long)]
@@ -150,9 +155,43 @@ fn ingest_vectors(a: &IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--users`: every user's features, set with `Store::set_user_features`.
+fn ingest_users(a: &IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let (users, bad) = crate::users::read(&a.file).context("nothing ingested")?;
+    report_bad(&a.file, &bad, "line");
+    if a.strict && !bad.is_empty() {
+        bail!(
+            "{}; nothing ingested (--strict)",
+            count(bad.len() as u64, "bad line", "bad lines")
+        );
+    }
+    if users.is_empty() {
+        bail!("{}: no user's features in the file; nothing ingested", a.file.display());
+    }
+    let store = open_store(a, Options::trained)?;
+    let bar = progress(users.len() as u64, "ingesting");
+    for (user, features) in &users {
+        let pairs: Vec<(&str, &str)> = features.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        store.set_user_features(*user, &pairs)?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    store.flush()?;
+    writeln!(
+        out,
+        "ingested the features of {} ({} skipped)",
+        count(users.len() as u64, "user", "users"),
+        count(bad.len() as u64, "bad line", "bad lines"),
+    )?;
+    Ok(())
+}
+
 pub fn ingest(a: IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
     if a.vectors {
         return ingest_vectors(&a, out);
+    }
+    if a.users {
+        return ingest_users(&a, out);
     }
     if let Some(name) = &a.space {
         bail!("events belong to every space: leave out --space {name:?} (it is for --vectors)");

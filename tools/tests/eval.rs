@@ -94,3 +94,61 @@ fn eval_refuses_a_malformed_file_with_its_line_number() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("line 3"), "{stderr}");
 }
+
+/// `--space-kind youtube-dnn` trains a DNN space beside item2vec and ranks
+/// it; with `--users`, tastes given as a feature are learned too.
+#[test]
+fn eval_ranks_the_youtube_dnn_beside_item2vec() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ratings, users) = (dir.path().join("ratings.csv"), dir.path().join("users.csv"));
+    std::fs::write(&ratings, planted_ratings()).unwrap();
+    let mut csv = String::from("user_id,taste\n");
+    for user in 0..300u64 {
+        writeln!(csv, "{user},t{}", user % 6).unwrap();
+    }
+    std::fs::write(&users, csv).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ember"))
+        .args([
+            "eval",
+            ratings.to_str().unwrap(),
+            "--dim",
+            "16",
+            "--epochs",
+            "3",
+            "--threads",
+            "1",
+            "--space-kind",
+            "youtube-dnn",
+            "--users",
+            users.to_str().unwrap(),
+            "--dnn-epochs",
+            "10",
+            "--dnn-lr",
+            "0.01",
+            "--dnn-hidden",
+            "32",
+            "--dnn-negatives",
+            "64",
+            "--k",
+            "20",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("DNN: features of 300 users"), "{stdout}");
+    assert!(stdout.contains("HR@20"), "{stdout}");
+    assert!(stdout.contains("GFLOP/s"), "{stdout}");
+    let popularity = hr(&stdout, "popularity");
+    let dnn = hr(&stdout, "YouTube DNN user");
+    // 16 unseen taste mates among 166 unseen items: the DNN's top 20 holds
+    // the held-out item far more often than popularity's.
+    assert!(
+        dnn > 0.5 && dnn > 2.0 * popularity,
+        "dnn {dnn} vs popularity {popularity}"
+    );
+}

@@ -425,3 +425,43 @@ fn a_tsv_is_known_by_its_tabs_and_its_header_by_its_names() {
     assert!(out.contains("ingested 1 vector (0 bad entries skipped"), "{out}");
     assert_eq!(vector(&host, 2), Some(vec![0.0, 1.0, 0.0]));
 }
+
+/// `ingest --users` sets every user's features (MovieLens's users.csv as
+/// it is, ages bucketed); a file of bad lines only is refused.
+#[test]
+fn users_features_are_ingested_and_a_bad_file_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let users = dir.path().join("users.csv");
+    std::fs::write(
+        &users,
+        "user_id,age,gender,occupation,zip_code\n1,24,M,technician,85711\n2,53,F,other,94043\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ember"))
+        .args([
+            "ingest",
+            store.to_str().unwrap(),
+            users.to_str().unwrap(),
+            "--users",
+            "--dim",
+            "8",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("features of 2 users"));
+    let s = emberdb::Store::open(&store, emberdb::Options::existing()).unwrap();
+    assert!(s.user_features(1).contains(&("age".to_string(), "18-24".to_string())));
+    assert!(s
+        .user_features(2)
+        .contains(&("zip_code".to_string(), "9xxxx".to_string())));
+    drop(s);
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "user_id,gender\nx,M\ny,F\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ember"))
+        .args(["ingest", store.to_str().unwrap(), bad.to_str().unwrap(), "--users"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}

@@ -137,25 +137,31 @@ pub(crate) fn input_row(state: &DnnState, context: &[u32], features: &[Vec<u32>]
     input_row_with::<Portable>(state, context, features, age, out)
 }
 
+/// Appends the mean of rows `items` of `table` (rows of `cols`) to `out`
+/// (zeros for no item). A function, not a closure, so that it is inlined
+/// into the dispatched caller and vectorised for its instruction set.
+#[inline(always)]
+fn mean_rows<I: Isa>(table: &[f32], cols: usize, items: &[u32], out: &mut Vec<f32>) {
+    let start = out.len();
+    out.resize(start + cols, 0.0);
+    if items.is_empty() {
+        return;
+    }
+    let inv = 1.0 / items.len() as f32;
+    let mean = &mut out[start..];
+    for &i in items {
+        I::axpy(inv, &table[i as usize * cols..][..cols], mean);
+    }
+}
+
 /// [`input_row`] inside a body dispatched for `I`.
 #[inline(always)]
 fn input_row_with<I: Isa>(state: &DnnState, context: &[u32], features: &[Vec<u32>], age: f32, out: &mut Vec<f32>) {
     let p = &state.params;
     let e = state.embed_dim;
-    let mean_of = |items: &[u32], out: &mut Vec<f32>| {
-        let start = out.len();
-        out.resize(start + e, 0.0);
-        if !items.is_empty() {
-            let inv = 1.0 / items.len() as f32;
-            let mean = &mut out[start..];
-            for &i in items {
-                I::axpy(inv, &p.item_in[i as usize * e..][..e], mean);
-            }
-        }
-    };
-    mean_of(context, out);
+    mean_rows::<I>(&p.item_in, e, context, out);
     if state.recent_len > 0 {
-        mean_of(recent(context, state.recent_len), out);
+        mean_rows::<I>(&p.item_in, e, recent(context, state.recent_len), out);
     }
     if state.use_features {
         let f = state.feature_dim;
