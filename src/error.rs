@@ -135,6 +135,11 @@ pub enum Error {
         "store {path} is poisoned by an earlier failed write or fsync of its log or metadata (a full disk?); free the space and reopen the store to recover"
     )]
     Poisoned { path: PathBuf },
+
+    /// A write (or anything that writes: training, compaction, a flush, a
+    /// snapshot) on a store opened with `Store::open_read_only`.
+    #[error("store {path} is open read-only; open it with Store::open to change it")]
+    ReadOnly { path: PathBuf },
 }
 
 /// Shorthand used throughout the crate.

@@ -146,14 +146,12 @@ fn a_generation_current_does_not_explain_is_kept_and_reported() {
 fn a_creation_interrupted_before_current_is_adopted() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");
-    drop(Store::open(&path, opts()).unwrap());
-    // As if the first open died after creating db-1 but before writing
-    // CURRENT: nothing else is in the store yet.
-    std::fs::remove_file(path.join("meta/CURRENT")).unwrap();
-    for sub in ["wal", "segments"] {
-        std::fs::remove_dir_all(path.join(sub)).unwrap();
-        std::fs::create_dir(path.join(sub)).unwrap();
+    // As if the first open died after sled created db-1 but before it
+    // wrote CURRENT: an empty database, empty log and segment directories.
+    for sub in ["wal", "segments", "meta"] {
+        std::fs::create_dir_all(path.join(sub)).unwrap();
     }
+    drop(sled::open(path.join("meta/db-00000000000000000001")).unwrap());
     let store = Store::open(&path, opts()).unwrap();
     store.upsert(1, &vector_for(1, DIM)).unwrap();
     drop(store);

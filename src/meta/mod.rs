@@ -10,6 +10,7 @@ mod sled_records;
 
 use crate::error::Result;
 use crate::segment::Location;
+use crate::wal::tracked::TrackedFiles;
 use records::{Forward, Manifest, ManifestV1, StoredConfig, StoredSpace, UserHistory};
 
 /// A user's feature pairs, as the metadata keeps them.
@@ -72,6 +73,11 @@ pub(crate) trait MetaStore: Send + Sync {
     fn load_features(&self) -> Result<Vec<UserFeaturePairs>>;
     /// Writes users' features; an empty set removes the user's record.
     fn save_features(&self, features: &[UserFeaturePairs]) -> Result<()>;
+    /// The log files recorded by `save_wal_files`; `None` for a store
+    /// written before they were recorded.
+    fn load_wal_files(&self) -> Result<Option<TrackedFiles>>;
+    /// Records the log files and flushes: durable when it returns.
+    fn save_wal_files(&self, files: &TrackedFiles) -> Result<()>;
     /// Makes every earlier write durable.
     fn flush(&self) -> Result<()>;
     /// Whether a write or flush has failed since the store was opened:

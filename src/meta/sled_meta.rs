@@ -30,6 +30,39 @@ pub(crate) struct SledMeta {
     /// the store stops writing until it is reopened.
     pub(super) failed: std::sync::atomic::AtomicBool,
     pub(super) engine: parking_lot::RwLock<(u64, Arc<Engine>)>,
+    /// For a read-only open: the private copy of the live database that
+    /// sled opened (sled has no read-only mode: it takes an exclusive lock
+    /// and writes its files on open), removed on drop.
+    pub(super) scratch: Option<PathBuf>,
+}
+
+impl Drop for SledMeta {
+    fn drop(&mut self) {
+        if let Some(scratch) = &self.scratch {
+            if let Err(e) = std::fs::remove_dir_all(scratch) {
+                log::warn!("could not remove the read-only copy {}: {e}", scratch.display());
+            }
+        }
+    }
+}
+
+/// Copies the directory tree `src` to `dst` (which must not exist).
+fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    std::fs::create_dir(dst).map_err(io(dst))?;
+    for entry in std::fs::read_dir(src).map_err(io(src))? {
+        let entry = entry.map_err(io(src))?;
+        let to = dst.join(entry.file_name());
+        if entry.file_type().map_err(io(&entry.path()))?.is_dir() {
+            copy_tree(&entry.path(), &to)?;
+        } else {
+            std::fs::copy(entry.path(), &to).map_err(io(&entry.path()))?;
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn db_dir(root: &Path, generation: u64) -> PathBuf {
@@ -58,6 +91,26 @@ fn remove_obsolete_generations(root: &Path, live: u64, generations: &[u64]) {
             if let Err(e) = std::fs::remove_dir_all(&dir) {
                 log::warn!("could not remove obsolete metadata {}: {e}", dir.display());
             }
+        }
+    }
+}
+
+/// A new, empty directory of our own under the system's temporary
+/// directory (`TMPDIR`).
+fn unique_scratch_dir() -> Result<PathBuf> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let base = std::env::temp_dir();
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = base.join(format!("emberdb-read-only-{}-{n}-{nanos}", std::process::id()));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(source) => return Err(Error::Io { path: dir, source }),
         }
     }
 }
@@ -179,7 +232,57 @@ impl SledMeta {
             failed: std::sync::atomic::AtomicBool::new(false),
             panicked: std::sync::atomic::AtomicBool::new(false),
             engine: parking_lot::RwLock::new((generation, Arc::new(engine))),
+            scratch: None,
         })
+    }
+
+    /// Opens the metadata under `root` without writing to it: the live
+    /// database (the one `CURRENT` names) is copied to a private directory
+    /// under the system's temporary directory and opened there; writes go
+    /// to the copy and vanish with it. Errors still name the original
+    /// files. The copy costs the metadata's size in time and temporary
+    /// space.
+    pub fn open_copy(root: &Path, cache_bytes: u64) -> Result<Self> {
+        let current = root.join("CURRENT");
+        let generation = match std::fs::read(&current) {
+            Ok(bytes) => {
+                crate::stamp::Header::check(&bytes, CURRENT_MAGIC, CURRENT_VERSION, &current, "metadata pointer")?
+                    .u64(16)
+            }
+            Err(source) => return Err(Error::Io { path: current, source }),
+        };
+        let live = db_dir(root, generation);
+        if !live.is_dir() {
+            return Err(Error::Corruption {
+                file: live,
+                offset: 0,
+                reason: "the metadata database that meta/CURRENT names is missing".into(),
+            });
+        }
+        let scratch = unique_scratch_dir()?;
+        let copy = scratch.join(format!("db-{generation:020}"));
+        let opened = copy_tree(&live, &copy)
+            .and_then(|()| catch_sled_panic(&live.join("db"), "opening it", || Engine::open(&copy, cache_bytes)));
+        let engine = match opened {
+            Ok(engine) => engine,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&scratch);
+                return Err(e);
+            }
+        };
+        Ok(SledMeta {
+            root: root.to_path_buf(),
+            cache_bytes,
+            failed: std::sync::atomic::AtomicBool::new(false),
+            panicked: std::sync::atomic::AtomicBool::new(false),
+            engine: parking_lot::RwLock::new((generation, Arc::new(engine))),
+            scratch: Some(scratch),
+        })
+    }
+
+    /// Whether this is a read-only open's private copy.
+    pub(super) fn is_copy(&self) -> bool {
+        self.scratch.is_some()
     }
 
     fn current(&self) -> Arc<Engine> {

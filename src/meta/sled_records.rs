@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use super::engine::{
     dead_key, registry_key, registry_prefix, CONFIG_KEY, DEAD_PREFIX, FORWARDS_KEY, MANIFEST_KEY, SPACES_KEY,
-    SPACE_REGISTRY_PREFIX,
+    SPACE_REGISTRY_PREFIX, WAL_FILES_KEY,
 };
 use super::records::{Forward, Manifest, ManifestV1, StoredConfig, StoredSpace, UserHistory};
 use super::sled_meta::{db_dir, list_generations, SledMeta};
@@ -17,6 +17,7 @@ use crate::codec;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::segment::Location;
+use crate::wal::tracked::TrackedFiles;
 
 impl MetaStore for SledMeta {
     fn save_histories(&self, histories: &[(u64, UserHistory)]) -> Result<()> {
@@ -252,6 +253,21 @@ impl MetaStore for SledMeta {
         })
     }
 
+    fn load_wal_files(&self) -> Result<Option<TrackedFiles>> {
+        self.read("the log file list", |db| {
+            db.get_record(&db.catalog, WAL_FILES_KEY, "log file list")
+        })
+    }
+
+    fn save_wal_files(&self, files: &TrackedFiles) -> Result<()> {
+        self.write("the log file list", |db| {
+            db.catalog
+                .insert(WAL_FILES_KEY, codec::encode(files, "log file list")?)
+                .map_err(|e| db.err(e))?;
+            db.flush()
+        })
+    }
+
     fn flush(&self) -> Result<()> {
         self.write("a flush", |db| db.flush())
     }
@@ -265,6 +281,7 @@ impl MetaStore for SledMeta {
     }
 
     fn strays(&self) -> Result<Vec<PathBuf>> {
+        // (A read-only open's root is still the store's own `meta/`.)
         let live = self.engine.read().0;
         Ok(list_generations(&self.root)?
             .into_iter()
@@ -276,6 +293,12 @@ impl MetaStore for SledMeta {
     /// The caller holds the store's write lock: nothing writes meanwhile.
     fn rebuild(&self) -> Result<()> {
         self.refuse_if_failed()?;
+        if self.is_copy() {
+            // A rebuild switches `CURRENT` in the store's own directory.
+            return Err(Error::ReadOnly {
+                path: self.root.parent().unwrap_or(&self.root).to_path_buf(),
+            });
+        }
         let result = self.guarded("a rebuild", || self.rebuild_into_next());
         self.noted(result)
     }

@@ -86,6 +86,7 @@ impl Store {
 
     fn run_compaction(&self, mode: Compaction, only: Option<&SpaceState>) -> Result<CompactReport> {
         let shared = &self.shared;
+        shared.refuse_if_read_only()?;
         let _one = self.compaction.lock();
         let mut report = CompactReport {
             bytes_before: crate::fsutil::dir_size(&shared.path)?,

@@ -164,6 +164,23 @@ impl Drop for Indexer {
     }
 }
 
+/// Loads the index file of `segment` and installs it, if the file is there
+/// and was built with `config`'s settings; builds and writes nothing (a
+/// read-only open: segments without a usable file are searched exactly).
+pub(crate) fn load_existing(dir: &Path, config: &IndexConfig, segment: &SealedSegment) {
+    if !config.wants_index(segment.count()) || segment.index().is_some() {
+        return;
+    }
+    let path = dir.join(file::file_name(segment.id()));
+    if path.exists() {
+        match SegmentIndex::load(&path, config.spec, config.metric, segment.id(), segment.count()) {
+            Ok(Some(index)) => segment.set_index(index),
+            Ok(None) => log::info!("{}: built with other settings; searching exactly", path.display()),
+            Err(e) => log::warn!("{}: unusable ({e}); searching its segment exactly", path.display()),
+        }
+    }
+}
+
 /// Loads or builds the index of one segment and installs it.
 fn index_segment(
     dir: &Path,

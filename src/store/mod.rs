@@ -125,7 +125,35 @@ pub struct Store {
 impl Store {
     /// Creates a store at `path`, or opens (and recovers) the one there.
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Store> {
-        open::open(path.as_ref(), opts)
+        open::open(path.as_ref(), opts, open::Access::Write)
+    }
+
+    /// Opens the store at `path` for reading only: queries, `get`,
+    /// `history`, `stats` and `verify` work; everything that writes
+    /// (upserts, events, training, compaction, flush, snapshot) returns
+    /// `Error::ReadOnly`. Nothing in the store's directory is written:
+    /// the log's torn tail is left in place (and not replayed), leftover
+    /// files are reported, not removed (`RecoveryReport::leftover_files`),
+    /// and the metadata is read from a private copy of it under the
+    /// system's temporary directory (sled cannot open a database without
+    /// writing to it), which costs the metadata's size.
+    ///
+    /// Read-only opens take a shared lock on the store's `LOCK` file, so
+    /// any number of them coexist, in this process or others. They do
+    /// **not** coexist with a writer: while a `Store::open` holds the store
+    /// (in this or another process), this returns `Error::Locked`, since
+    /// the metadata and the log change under a writer and a copy of them
+    /// would not be consistent. To read a store that a process keeps open,
+    /// have that process take `Store::snapshot` and open the snapshot
+    /// read-only. A store directory without a `LOCK` file (a snapshot
+    /// never opened for writing) is read without a lock.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Store> {
+        open::open(path.as_ref(), Options::existing(), open::Access::ReadOnly)
+    }
+
+    /// Whether the store was opened with [`Store::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.shared.read_only
     }
 
     /// The store's directory.
@@ -570,7 +598,7 @@ impl Drop for Store {
             background.thread().unpark();
             let _ = background.join();
         }
-        if self.crash_on_drop {
+        if self.crash_on_drop || self.shared.read_only {
             return;
         }
         // A clean close: log bytes to disk, checkpoint so reopening is quick.

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use super::apply;
 use super::features::UserFeatures;
 use super::history::Histories;
-use super::indexer::{IndexConfig, Indexer};
+use super::indexer::{self, IndexConfig, Indexer};
 use super::layout::{self, Layout, ResolvedSpace};
 use super::lock::DirLock;
 use super::space::{Catalog, SpaceState};
@@ -30,7 +30,8 @@ use crate::segment::Location;
 use crate::train::dnn::state::DnnState;
 use crate::train::state::{self, TrainerState};
 use crate::version::Version;
-use crate::wal::replay;
+use crate::wal::replay::{self, ReplayMode};
+use crate::wal::tracked::{LogCatalog, TrackedFiles};
 use crate::wal::writer::WalWriter;
 
 /// What recovery found, for `Stats` and the tools.
@@ -42,29 +43,52 @@ pub struct RecoveryReport {
     pub truncated_tail: Option<(std::path::PathBuf, u64)>,
     /// Files left by an interrupted operation and removed.
     pub removed_garbage: Vec<std::path::PathBuf>,
+    /// Read-only opens: files left by an interrupted operation, which a
+    /// writable open would remove; left in place.
+    pub leftover_files: Vec<std::path::PathBuf>,
 }
 
-pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
+/// Whether an open may write to the store's directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    Write,
+    /// `Store::open_read_only`: nothing in the directory is written.
+    ReadOnly,
+}
+
+pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Store> {
     opts.validate()?;
-    if opts.from_store && !path.join("meta").is_dir() {
+    let read_only = access == Access::ReadOnly;
+    if (opts.from_store || read_only) && !path.join("meta").is_dir() {
         return Err(Error::NotAStore {
             path: path.to_path_buf(),
         });
     }
-    let fresh_dir = !path.exists();
-    std::fs::create_dir_all(path).at(path)?;
-    if fresh_dir {
-        fsutil::sync_dir(fsutil::parent_of(path))?;
-    }
-    let lock = DirLock::acquire(path)?;
     let wal_dir = path.join("wal");
     let segments_dir = path.join("segments");
-    for dir in [&wal_dir, &segments_dir] {
-        std::fs::create_dir_all(dir).at(dir)?;
-    }
+    let lock = if read_only {
+        // No background work either: it would write index or trainer files.
+        opts.background_indexing = false;
+        DirLock::acquire_shared(path)?
+    } else {
+        let fresh_dir = !path.exists();
+        std::fs::create_dir_all(path).at(path)?;
+        if fresh_dir {
+            fsutil::sync_dir(fsutil::parent_of(path))?;
+        }
+        let lock = DirLock::acquire(path)?;
+        for dir in [&wal_dir, &segments_dir] {
+            std::fs::create_dir_all(dir).at(dir)?;
+        }
+        lock
+    };
 
     let has_data = holds_data(&wal_dir)? || holds_data(&segments_dir)?;
-    let meta: Arc<dyn MetaStore> = Arc::new(SledMeta::open(&path.join("meta"), has_data, opts.meta_cache_bytes)?);
+    let meta: Arc<dyn MetaStore> = if read_only {
+        Arc::new(SledMeta::open_copy(&path.join("meta"), opts.meta_cache_bytes)?)
+    } else {
+        Arc::new(SledMeta::open(&path.join("meta"), has_data, opts.meta_cache_bytes)?)
+    };
     let config = meta.load_config()?;
     if has_data && config.is_none() {
         // Creating metadata here would make every segment file an orphan.
@@ -85,7 +109,7 @@ pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
     describe_in_options(&mut opts, &resolved.spaces);
 
     let mut report = RecoveryReport::default();
-    remove_orphans(&segments_dir, &resolved.manifest, &mut report)?;
+    remove_orphans(&segments_dir, &resolved.manifest, access, &mut report)?;
     let forwards: Arc<HashMap<u64, Forward>> =
         Arc::new(meta.load_forwards()?.into_iter().map(|f| (f.from, f)).collect());
     let dead_rows = meta.dead_rows()?;
@@ -97,7 +121,8 @@ pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
         spaces.push(state);
         snapshot_marks.push(mark);
     }
-    // Every space's files opened: now the layout may change on disk.
+    // Every space's files opened: now the layout may change on disk (in a
+    // read-only open, only in the private copy of the metadata).
     resolved.save(meta.as_ref())?;
     let manifest = resolved.manifest;
 
@@ -111,6 +136,7 @@ pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
         spaces,
         meta,
         opts: opts.clone(),
+        read_only,
     });
     let mut core = ManifestState {
         next_seq: manifest.next_seq,
@@ -118,23 +144,44 @@ pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
         forwards,
         snapshot_marks,
     };
-    for space in shared.spaces.iter().filter(|_| opts.background_indexing) {
+    for space in &shared.spaces {
         for segment in &space.catalog.version.load().sealed {
-            shared.indexer.submit(Arc::clone(segment), &space.indexing);
+            if read_only {
+                indexer::load_existing(&segments_dir, &space.indexing, segment);
+            } else if opts.background_indexing {
+                shared.indexer.submit(Arc::clone(segment), &space.indexing);
+            }
         }
     }
-    let end = replay::replay(&wal_dir, manifest.checkpoint, |start, record| {
-        apply::apply_record(&shared, &mut core, start, record)
-    })?;
+    let tracked = shared.meta.load_wal_files()?;
+    let mode = if read_only {
+        ReplayMode::ReadOnly
+    } else {
+        ReplayMode::Recover
+    };
+    let end = replay::replay(
+        &wal_dir,
+        manifest.checkpoint,
+        tracked.as_ref(),
+        mode,
+        |start, record| apply::apply_record(&shared, &mut core, start, record),
+    )?;
     report.replayed_bytes = end.replayed_bytes;
     report.truncated_tail = end.truncated;
-    let wal = WalWriter::open(
-        &wal_dir,
-        end.end.file_no,
-        end.end.offset,
-        opts.durability,
-        opts.wal_file_bytes,
-    )?;
+    let wal = if read_only {
+        report.leftover_files.extend(end.removed);
+        WalWriter::read_only(path, &wal_dir, end.end)?
+    } else {
+        report.removed_garbage.extend(end.removed);
+        WalWriter::open(
+            &wal_dir,
+            (end.end.file_no, end.end.offset),
+            opts.durability,
+            opts.wal_file_bytes,
+            Arc::new(MetaLogCatalog(Arc::clone(&shared.meta))),
+            end.files,
+        )?
+    };
     for trainer in shared.trained_spaces().filter_map(|s| s.trainer.as_ref()) {
         trainer.count_untrained_after_open(core.next_seq);
     }
@@ -148,7 +195,11 @@ pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
         meta: Arc::clone(&shared.meta),
     }));
     Ok(Store {
-        background: training::spawn_background(Arc::clone(&shared), Arc::clone(&write)),
+        background: if read_only {
+            None
+        } else {
+            training::spawn_background(Arc::clone(&shared), Arc::clone(&write))
+        },
         compaction: Mutex::new(()),
         write,
         sync,
@@ -157,6 +208,15 @@ pub(crate) fn open(path: &Path, mut opts: Options) -> Result<Store> {
         crash_on_drop: false,
         _lock: lock,
     })
+}
+
+/// The log writer records its files in the metadata.
+struct MetaLogCatalog(Arc<dyn MetaStore>);
+
+impl LogCatalog for MetaLogCatalog {
+    fn record(&self, files: &TrackedFiles) -> Result<()> {
+        self.0.save_wal_files(files)
+    }
 }
 
 /// Opens one space: its segments, its growing segment as of the checkpoint
@@ -287,7 +347,8 @@ fn holds_data(dir: &Path) -> Result<bool> {
 /// Removes the files in the segment directory that no space of the manifest
 /// names (left by a seal, compaction or round that crashed before its
 /// manifest was durable, or made obsolete by one).
-fn remove_orphans(dir: &Path, manifest: &Manifest, report: &mut RecoveryReport) -> Result<()> {
+/// A read-only open only lists them (`leftover_files`).
+fn remove_orphans(dir: &Path, manifest: &Manifest, access: Access, report: &mut RecoveryReport) -> Result<()> {
     let live: std::collections::HashSet<u64> = manifest.file_ids().collect();
     for entry in std::fs::read_dir(dir).at(dir)? {
         let entry = entry.at(dir)?;
@@ -299,7 +360,9 @@ fn remove_orphans(dir: &Path, manifest: &Manifest, report: &mut RecoveryReport) 
             Some(id) => !live.contains(&id),
             None => name.ends_with(TMP_SUFFIX),
         };
-        if orphan {
+        if orphan && access == Access::ReadOnly {
+            report.leftover_files.push(entry.path());
+        } else if orphan {
             std::fs::remove_file(entry.path()).at(&entry.path())?;
             report.removed_garbage.push(entry.path());
         }

@@ -46,6 +46,7 @@ impl Store {
     /// Open it with `Store::open(dest, Options::existing())`.
     pub fn snapshot(&self, dest: impl AsRef<Path>) -> Result<SnapshotInfo> {
         let dest = dest.as_ref();
+        self.shared.refuse_if_read_only()?;
         refuse_existing(dest)?;
         refuse_nested(&self.shared.path, dest)?;
         let tmp = fsutil::create_unique_dir_beside(dest, "snapshot-tmp")?;

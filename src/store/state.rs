@@ -37,9 +37,23 @@ pub(crate) struct Shared {
     pub histories: Histories,
     pub features: UserFeatures,
     pub indexer: indexer::Indexer,
+    /// Opened with `Store::open_read_only`: nothing may be written.
+    pub read_only: bool,
 }
 
 impl Shared {
+    /// `Error::ReadOnly` for a store opened read-only: called first by
+    /// everything that writes files outside the log (training rounds,
+    /// compaction, snapshots), which the log writer cannot see coming.
+    pub fn refuse_if_read_only(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly {
+                path: self.path.clone(),
+            });
+        }
+        Ok(())
+    }
+
     /// The space named `name`.
     pub fn space(&self, name: &str) -> Result<&SpaceState> {
         self.spaces
@@ -143,10 +157,12 @@ impl WriteState {
         &mut self,
         checkpoint: impl FnOnce(&mut ManifestState, Position) -> Result<T>,
     ) -> Result<T> {
+        self.wal.refuse_if_read_only()?;
         self.wal.write_pending()?;
         let end = self.wal.end();
         let out = checkpoint(&mut self.core, end)?;
         self.checkpointed_at = end;
+        self.wal.forget_before(end);
         Ok(out)
     }
 }

@@ -50,6 +50,7 @@ pub(crate) fn round(
         path: shared.path.clone(),
         space: space.name.clone(),
     })?;
+    shared.refuse_if_read_only()?;
     let _one_round = trainer.round.lock();
     let started = Instant::now();
     let (cut, events_before) = {

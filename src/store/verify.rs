@@ -204,6 +204,10 @@ impl Store {
     fn check_wal(&self, report: &mut VerifyReport) -> Result<()> {
         let mut w = self.write.lock();
         w.wal.write_pending()?;
+        if let Some(tracked) = self.shared.meta.load_wal_files()? {
+            let problems = tracked.problems(&self.shared.wal_dir, w.core.manifest.checkpoint);
+            report.problems.extend(problems.iter().map(|e| e.to_string()));
+        }
         for (no, path) in crate::wal::file::list(&self.shared.wal_dir)? {
             report.files_checked += 1;
             let bytes = std::fs::read(&path).map_err(|source| crate::Error::Io {

@@ -9,6 +9,7 @@ pub(crate) mod file;
 pub(crate) mod frame;
 pub(crate) mod record;
 pub(crate) mod replay;
+pub(crate) mod tracked;
 pub(crate) mod writer;
 
 use serde::{Deserialize, Serialize};

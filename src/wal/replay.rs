@@ -6,12 +6,17 @@
 //! frame after it, or in a file that is not the last (files are fsynced whole
 //! before the log moves on), is corruption and is reported with file and
 //! offset, never skipped.
+//!
+//! Which files must be there, and how long the closed ones are, is checked
+//! against the list the metadata keeps ([`super::tracked`]) before any
+//! record is read: a lost or shortened log file is corruption, not a tail.
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
 use super::frame::{self, Parsed};
 use super::record::{self, Record};
+use super::tracked::{TrackedFile, TrackedFiles};
 use super::{file, Position};
 use crate::error::{Error, IoContext, Result};
 
@@ -24,22 +29,49 @@ pub(crate) struct ReplayEnd {
     pub truncated: Option<(PathBuf, u64)>,
     /// Bytes of log replayed.
     pub replayed_bytes: u64,
+    /// The log files from the checkpoint's onwards, as the writer goes on
+    /// with them (the last one live): what the metadata records next.
+    pub files: TrackedFiles,
+    /// Files after the live one that a crashed rotation left with nothing
+    /// in them, removed (or, read-only, left alone).
+    pub removed: Vec<PathBuf>,
+}
+
+/// Whether recovery may change the log's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReplayMode {
+    /// Cut a torn tail, remove obsolete files and restart a file whose
+    /// creation crashed: the writer goes on from the end.
+    Recover,
+    /// Read only: stop where recovery would cut, change nothing.
+    ReadOnly,
 }
 
 /// Replays every record from `from` onwards through `apply` (given the
 /// position where the record starts), in log order.
 /// Files wholly before `from` are obsolete and are removed.
+///
+/// `tracked` is the metadata's list of log files, `None` for a store
+/// written before the list existed (its files are taken as found).
 pub(crate) fn replay(
     dir: &Path,
     from: Position,
+    tracked: Option<&TrackedFiles>,
+    mode: ReplayMode,
     mut apply: impl FnMut(Position, Record) -> Result<()>,
 ) -> Result<ReplayEnd> {
     let mut files = file::list(dir)?;
-    for (_, path) in files.iter().filter(|(no, _)| *no < from.file_no) {
-        // A checkpoint that crashed before removing these leaves them behind.
-        std::fs::remove_file(path).at(path)?;
+    if mode == ReplayMode::Recover {
+        for (_, path) in files.iter().filter(|(no, _)| *no < from.file_no) {
+            // A checkpoint that crashed before removing these leaves them behind.
+            std::fs::remove_file(path).at(path)?;
+        }
     }
     files.retain(|(no, _)| *no >= from.file_no);
+    let removed = match tracked {
+        Some(tracked) => check_tracked(dir, from, tracked, &mut files, mode)?,
+        None => Vec::new(),
+    };
 
     let Some(&(first_no, _)) = files.first() else {
         if from.offset == file::HEADER_LEN as u64 {
@@ -47,6 +79,13 @@ pub(crate) fn replay(
                 end: from,
                 truncated: None,
                 replayed_bytes: 0,
+                files: TrackedFiles {
+                    files: vec![TrackedFile {
+                        file_no: from.file_no,
+                        closed_len: None,
+                    }],
+                },
+                removed,
             });
         }
         return Err(Error::Corruption {
@@ -67,6 +106,7 @@ pub(crate) fn replay(
     let mut end = from;
     let mut truncated = None;
     let mut replayed_bytes = 0;
+    let mut seen = TrackedFiles::default();
     for (i, (no, path)) in files.iter().enumerate() {
         let expected_no = from.file_no + i as u64;
         if *no != expected_no {
@@ -78,10 +118,16 @@ pub(crate) fn replay(
         }
         let is_last = i == last_index;
         let bytes = std::fs::read(path).at(path)?;
+        seen.files.push(TrackedFile {
+            file_no: *no,
+            closed_len: (!is_last).then_some(bytes.len() as u64),
+        });
         if is_last && bytes.len() <= file::HEADER_LEN && file::check_header(&bytes, *no, path).is_err() {
             // A crash while the file was being created: nothing was ever
             // written to it. Start it again.
-            drop(file::create(dir, *no)?);
+            if mode == ReplayMode::Recover {
+                drop(file::create(dir, *no)?);
+            }
             end = Position {
                 file_no: *no,
                 offset: file::HEADER_LEN as u64,
@@ -108,7 +154,9 @@ pub(crate) fn replay(
             // before it is in durable state and nothing after it was
             // acknowledged, so the log goes on from the checkpoint: pad
             // the file to it (the padding is never read).
-            cut_at(path, offset as u64)?;
+            if mode == ReplayMode::Recover {
+                cut_at(path, offset as u64)?;
+            }
             truncated = Some((path.clone(), bytes.len() as u64));
             end = Position {
                 file_no: *no,
@@ -150,7 +198,9 @@ pub(crate) fn replay(
                             reason: reason.to_string(),
                         });
                     }
-                    cut_at(path, offset as u64)?;
+                    if mode == ReplayMode::Recover {
+                        cut_at(path, offset as u64)?;
+                    }
                     truncated = Some((path.clone(), offset as u64));
                     break;
                 }
@@ -166,7 +216,58 @@ pub(crate) fn replay(
         end,
         truncated,
         replayed_bytes,
+        files: seen,
+        removed,
     })
+}
+
+/// Checks the files found (`files`, from the checkpoint's onwards) against
+/// the metadata's list (see the table in [`super::tracked`]), and takes out
+/// of `files` (removing them, unless read-only) those after the live file
+/// that a rotation created and crashed before recording. Returns those.
+fn check_tracked(
+    dir: &Path,
+    from: Position,
+    tracked: &TrackedFiles,
+    files: &mut Vec<(u64, PathBuf)>,
+    mode: ReplayMode,
+) -> Result<Vec<PathBuf>> {
+    if let Some(problem) = tracked.problems(dir, from).into_iter().next() {
+        return Err(problem);
+    }
+    let Some(live) = tracked.live() else {
+        return Ok(Vec::new());
+    };
+    // A checkpoint is only ever taken in a recorded file; should the list
+    // lag behind it anyway, the checkpoint's file is not a stray.
+    let live = live.max(from.file_no);
+    let mut removed = Vec::new();
+    let mut kept = Vec::with_capacity(files.len());
+    for (no, path) in files.drain(..) {
+        if no <= live {
+            kept.push((no, path));
+            continue;
+        }
+        let len = std::fs::metadata(&path).at(&path)?.len();
+        if len > file::HEADER_LEN as u64 {
+            return Err(Error::Corruption {
+                file: path,
+                offset: file::HEADER_LEN as u64,
+                reason: format!(
+                    "the log file holds records, but the metadata never recorded it (the live file is {live})"
+                ),
+            });
+        }
+        if mode == ReplayMode::Recover {
+            std::fs::remove_file(&path).at(&path)?;
+        }
+        removed.push(path);
+    }
+    if !removed.is_empty() && mode == ReplayMode::Recover {
+        crate::fsutil::sync_dir(dir)?;
+    }
+    *files = kept;
+    Ok(removed)
 }
 
 /// Sets the file's length durably (cuts a torn tail, or pads up to a

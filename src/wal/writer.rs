@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::tracked::{LogCatalog, TrackedFile, TrackedFiles};
 use super::{file, Position};
 use crate::durability::Durability;
 use crate::error::{Error, IoContext, Result};
@@ -181,12 +182,36 @@ pub(crate) struct WalWriter {
     /// Bytes not yet handed to the OS (`Durability::None` only).
     pending: Vec<u8>,
     shared: Arc<SyncShared>,
+    /// The log files the metadata records, kept up to date at rotation.
+    tracked: TrackedFiles,
+    catalog: Arc<dyn LogCatalog>,
+    /// Set (to the store's path) for a store opened read-only: every call
+    /// that would write refuses with `Error::ReadOnly`.
+    read_only: Option<PathBuf>,
+}
+
+/// The catalog of a read-only writer, which never records anything.
+struct NoCatalog;
+
+impl LogCatalog for NoCatalog {
+    fn record(&self, _: &TrackedFiles) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl WalWriter {
     /// Continues log file `file_no`, whose valid content ends at `end`
-    /// (recovery has already cut any torn tail). Creates the file if needed.
-    pub fn open(dir: &Path, file_no: u64, end: u64, durability: Durability, file_limit: u64) -> Result<Self> {
+    /// (recovery has already cut any torn tail). Creates the file if needed,
+    /// then records `tracked` (the files recovery found, `file_no` last and
+    /// live) in `catalog` before anything is appended.
+    pub fn open(
+        dir: &Path,
+        (file_no, end): (u64, u64),
+        durability: Durability,
+        file_limit: u64,
+        catalog: Arc<dyn LogCatalog>,
+        mut tracked: TrackedFiles,
+    ) -> Result<Self> {
         let path = file::path_of(dir, file_no);
         let file = if path.exists() {
             let f = OpenOptions::new().append(true).open(&path).at(&path)?;
@@ -204,8 +229,52 @@ impl WalWriter {
         };
         let end = end.max(file::HEADER_LEN as u64);
         let position = Position { file_no, offset: end };
-        let file = Arc::new(file);
-        Ok(WalWriter {
+        tracked.files.retain(|f| f.file_no < file_no);
+        tracked.files.push(TrackedFile {
+            file_no,
+            closed_len: None,
+        });
+        catalog.record(&tracked)?;
+        Ok(Self::assemble(
+            dir,
+            Arc::new(file),
+            position,
+            durability,
+            file_limit,
+            catalog,
+            tracked,
+        ))
+    }
+
+    /// A writer for a store opened read-only, positioned at `end`, that
+    /// refuses every write: it opens nothing for writing and records
+    /// nothing (the log directory itself stands in for the file).
+    pub fn read_only(store: &Path, dir: &Path, end: Position) -> Result<Self> {
+        let file = Arc::new(File::open(dir).at(dir)?);
+        let mut writer = Self::assemble(
+            dir,
+            file,
+            end,
+            Durability::None,
+            u64::MAX,
+            Arc::new(NoCatalog),
+            TrackedFiles::default(),
+        );
+        writer.read_only = Some(store.to_path_buf());
+        Ok(writer)
+    }
+
+    fn assemble(
+        dir: &Path,
+        file: Arc<File>,
+        position: Position,
+        durability: Durability,
+        file_limit: u64,
+        catalog: Arc<dyn LogCatalog>,
+        tracked: TrackedFiles,
+    ) -> Self {
+        let (file_no, end) = (position.file_no, position.offset);
+        WalWriter {
             dir: dir.to_path_buf(),
             durability,
             file_limit,
@@ -227,7 +296,24 @@ impl WalWriter {
                 waiting: AtomicUsize::new(0),
                 last_group: AtomicUsize::new(0),
             }),
-        })
+            tracked,
+            catalog,
+            read_only: None,
+        }
+    }
+
+    /// `Error::ReadOnly` if the store was opened read-only.
+    pub fn refuse_if_read_only(&self) -> Result<()> {
+        match &self.read_only {
+            Some(path) => Err(Error::ReadOnly { path: path.clone() }),
+            None => Ok(()),
+        }
+    }
+
+    /// Forgets the files before a checkpoint at `checkpoint` (they are
+    /// removed next); the metadata learns at the next rotation.
+    pub fn forget_before(&mut self, checkpoint: Position) {
+        self.tracked.forget_before(checkpoint);
     }
 
     /// What waiters for durability hold on to.
@@ -247,6 +333,7 @@ impl WalWriter {
     /// positions where they start and end. Under `Sync` the caller then calls
     /// `sync_to(end)`.
     pub fn append(&mut self, frames: &[u8]) -> Result<(Position, Position)> {
+        self.refuse_if_read_only()?;
         self.shared.check_poison()?;
         let end = self.end().offset;
         if end > file::HEADER_LEN as u64 && end + frames.len() as u64 > self.file_limit {
@@ -267,6 +354,7 @@ impl WalWriter {
 
     /// Hands buffered bytes to the OS (they then survive a process crash).
     pub fn write_pending(&mut self) -> Result<()> {
+        // (A read-only writer never has pending bytes.)
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -297,6 +385,7 @@ impl WalWriter {
     /// Moves on to a new file if the current one holds more than `bytes`, so
     /// that a checkpoint at the new file's start lets the old one be removed.
     pub fn rotate_if_above(&mut self, bytes: u64) -> Result<()> {
+        self.refuse_if_read_only()?;
         if self.end().offset > bytes {
             self.rotate()?;
         }
@@ -313,7 +402,17 @@ impl WalWriter {
             return Err(Error::Io { path: old_path, source });
         }
         let next_no = self.file_no + 1;
-        self.file = Arc::new(file::create(&self.dir, next_no)?);
+        let next = file::create(&self.dir, next_no)?;
+        // Recorded before anything is written to it: a recorded file that
+        // goes missing, or a closed one that shrinks, is then corruption.
+        let mut tracked = self.tracked.clone();
+        tracked.rotate(self.file_no, old_end.offset, next_no);
+        if let Err(e) = self.catalog.record(&tracked) {
+            self.shared.poison();
+            return Err(e);
+        }
+        self.tracked = tracked;
+        self.file = Arc::new(next);
         self.file_no = next_no;
         self.written = file::HEADER_LEN as u64;
         let start = self.end();
@@ -338,6 +437,7 @@ impl WalWriter {
 
     /// Writes pending bytes and fsyncs: used by `flush` and at close.
     pub fn sync_all(&mut self) -> Result<()> {
+        self.refuse_if_read_only()?;
         self.write_pending()?;
         self.shared.sync_to(self.end())
     }
