@@ -69,16 +69,59 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], context: &str) -> Result
     if crc32fast::hash(body) != stored_crc {
         return Err(corrupt("checksum mismatch".to_string()));
     }
-    let (value, used) = bincode::serde::decode_from_slice(body, config()).map_err(|e| corrupt(e.to_string()))?;
+    let (value, used) = decode_bounded(body).map_err(|e| corrupt(e.to_string()))?;
     if used != body.len() {
         return Err(corrupt(format!("{} trailing bytes", body.len() - used)));
     }
     Ok(value)
 }
 
+/// `bincode::serde::decode_from_slice` with the standard configuration and
+/// a limit on the bytes that strings and byte vectors may claim: the first
+/// power of 16 (from 4 KiB) at least as large as `body`. Without a limit,
+/// bincode allocates a string's length, as the input says it, before
+/// reading it: a corrupt length asked for any amount of memory and, past
+/// `isize::MAX`, panicked ("capacity overflow"; found by
+/// `tests/fuzz_decoders.rs`). A string can never be longer than the input
+/// that holds it, so no valid input comes near the limit, and no input can
+/// make the decoder allocate more than 16 times its own size for them.
+pub(crate) fn decode_bounded<T: DeserializeOwned>(body: &[u8]) -> Result<(T, usize), bincode::error::DecodeError> {
+    use bincode::serde::decode_from_slice;
+    let base = bincode::config::standard();
+    let n = body.len();
+    if n <= 0x1000 {
+        decode_from_slice(body, base.with_limit::<0x1000>())
+    } else if n <= 0x1_0000 {
+        decode_from_slice(body, base.with_limit::<0x1_0000>())
+    } else if n <= 0x10_0000 {
+        decode_from_slice(body, base.with_limit::<0x10_0000>())
+    } else if n <= 0x100_0000 {
+        decode_from_slice(body, base.with_limit::<0x100_0000>())
+    } else if n <= 0x1000_0000 {
+        decode_from_slice(body, base.with_limit::<0x1000_0000>())
+    } else if n <= 0x1_0000_0000 {
+        decode_from_slice(body, base.with_limit::<0x1_0000_0000>())
+    } else if n <= 0x10_0000_0000 {
+        decode_from_slice(body, base.with_limit::<0x10_0000_0000>())
+    } else {
+        decode_from_slice(body, base.with_limit::<{ usize::MAX }>())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_string_length_past_the_input_is_refused_without_allocating_it() {
+        // A one-string record whose length says 2^60 bytes.
+        let mut body = vec![0xfd_u8]; // varint marker: a u64 follows
+        body.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        let err = decode_bounded::<String>(&body).unwrap_err();
+        assert!(err.to_string().to_lowercase().contains("limit"), "{err}");
+        let ok: (String, usize) = decode_bounded(&bincode::serde::encode_to_vec("abc", config()).unwrap()).unwrap();
+        assert_eq!(ok.0, "abc");
+    }
 
     #[test]
     fn round_trip_and_bit_flip_detected() {

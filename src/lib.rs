@@ -26,6 +26,8 @@ mod durability;
 mod error;
 mod event;
 mod fsutil;
+#[doc(hidden)]
+pub mod fuzz;
 mod index;
 mod kernels;
 mod meta;

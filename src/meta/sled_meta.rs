@@ -69,10 +69,20 @@ pub(super) fn db_dir(root: &Path, generation: u64) -> PathBuf {
     root.join(format!("db-{generation:020}"))
 }
 
-fn write_current(root: &Path, generation: u64) -> Result<()> {
-    let header = crate::stamp::HeaderWriter::new(CURRENT_MAGIC, CURRENT_VERSION)
+/// The generation `meta/CURRENT` (its bytes, read from `path`) names.
+pub(crate) fn decode_current(bytes: &[u8], path: &Path) -> Result<u64> {
+    Ok(crate::stamp::Header::check(bytes, CURRENT_MAGIC, CURRENT_VERSION, path, "metadata pointer")?.u64(16))
+}
+
+/// The bytes of a `meta/CURRENT` naming `generation`.
+pub(crate) fn encode_current(generation: u64) -> [u8; crate::stamp::HEADER_LEN] {
+    crate::stamp::HeaderWriter::new(CURRENT_MAGIC, CURRENT_VERSION)
         .u64(16, generation)
-        .finish();
+        .finish()
+}
+
+fn write_current(root: &Path, generation: u64) -> Result<()> {
+    let header = encode_current(generation);
     let path = root.join("CURRENT");
     fsutil::write_atomically_with(&path, |out| std::io::Write::write_all(out, &header))?;
     fsutil::sync_dir(root)
@@ -183,9 +193,7 @@ impl SledMeta {
         let generations = list_generations(root)?;
         let generation = match std::fs::read(&current) {
             Ok(bytes) => {
-                let generation =
-                    crate::stamp::Header::check(&bytes, CURRENT_MAGIC, CURRENT_VERSION, &current, "metadata pointer")?
-                        .u64(16);
+                let generation = decode_current(&bytes, &current)?;
                 if !generations.contains(&generation) {
                     return Err(Error::Corruption {
                         file: db_dir(root, generation),
@@ -245,10 +253,7 @@ impl SledMeta {
     pub fn open_copy(root: &Path, cache_bytes: u64) -> Result<Self> {
         let current = root.join("CURRENT");
         let generation = match std::fs::read(&current) {
-            Ok(bytes) => {
-                crate::stamp::Header::check(&bytes, CURRENT_MAGIC, CURRENT_VERSION, &current, "metadata pointer")?
-                    .u64(16)
-            }
+            Ok(bytes) => decode_current(&bytes, &current)?,
             Err(source) => return Err(Error::Io { path: current, source }),
         };
         let live = db_dir(root, generation);

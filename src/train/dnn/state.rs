@@ -304,7 +304,7 @@ impl DnnState {
                 "DNN trainer state body checksum mismatch".into(),
             ));
         }
-        let (mut state, used): (DnnState, usize) = bincode::serde::decode_from_slice(body, bincode::config::standard())
+        let (mut state, used): (DnnState, usize) = crate::codec::decode_bounded(body)
             .map_err(|e| corrupt(HEADER_LEN as u64, format!("undecodable DNN state: {e}")))?;
         if used != body.len() {
             return Err(corrupt(
