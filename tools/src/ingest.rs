@@ -72,7 +72,11 @@ fn refuse_if_none_fits(a: &IngestArgs, vectors: &[Row], name: &str, dim: usize, 
     if vectors.iter().any(|r| fits(&r.v, dim, metric)) {
         return Ok(());
     }
-    let zeros = if metric == Metric::Cosine { ", not all zeros" } else { "" };
+    let zeros = if metric == Metric::Cosine {
+        ", not all zeros"
+    } else {
+        ""
+    };
     bail!(
         "{}: none of its {} fits space {name:?} ({dim} finite components{zeros}); nothing ingested, {}",
         a.file.display(),

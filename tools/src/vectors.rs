@@ -70,7 +70,11 @@ fn read_fvecs(path: &Path) -> anyhow::Result<ParsedVectors> {
             .into_iter()
             .zip(rows)
             .enumerate()
-            .map(|(n, (id, v))| Row { at: n as u64 + 1, id, v })
+            .map(|(n, (id, v))| Row {
+                at: n as u64 + 1,
+                id,
+                v,
+            })
             .collect(),
     };
     Ok((out, bad))

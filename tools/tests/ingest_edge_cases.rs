@@ -485,8 +485,14 @@ fn a_file_with_no_valid_row_fails_and_creates_no_store() {
     let cases = [
         (items.clone(), "no event in the file (2 bad lines"),
         (file("empty.csv", ""), "no event in the file (0 bad lines"),
-        (file("header.tsv", "user_id\titem_id\ttimestamp\n"), "no event in the file (0 bad lines"),
-        (file("bad.jsonl", "{\"user_id\":1}\n"), "no event in the file (1 bad line;"),
+        (
+            file("header.tsv", "user_id\titem_id\ttimestamp\n"),
+            "no event in the file (0 bad lines",
+        ),
+        (
+            file("bad.jsonl", "{\"user_id\":1}\n"),
+            "no event in the file (1 bad line;",
+        ),
     ];
     for (input, expected) in &cases {
         let err = failed(&ember(&["ingest", path(&store), path(input), "--dim", "8"]));
@@ -496,10 +502,27 @@ fn a_file_with_no_valid_row_fails_and_creates_no_store() {
     }
     // Vectors: none in the file, or none of the dimension asked.
     let vectors = file("vectors.csv", "1,1,0\n2,0,1\n");
-    let err = failed(&ember(&["ingest", path(&store), path(&items), "--vectors", "--dim", "3"]));
+    let err = failed(&ember(&[
+        "ingest",
+        path(&store),
+        path(&items),
+        "--vectors",
+        "--dim",
+        "3",
+    ]));
     assert!(err.contains("no vector in the file"), "{err}");
-    let err = failed(&ember(&["ingest", path(&store), path(&vectors), "--vectors", "--dim", "3"]));
-    assert!(err.contains("none of its 2 vectors fits space \"default\" (3 finite components"), "{err}");
+    let err = failed(&ember(&[
+        "ingest",
+        path(&store),
+        path(&vectors),
+        "--vectors",
+        "--dim",
+        "3",
+    ]));
+    assert!(
+        err.contains("none of its 2 vectors fits space \"default\" (3 finite components"),
+        "{err}"
+    );
     assert!(!store.exists(), "no directory left behind");
 
     // An existing store is left unchanged.
@@ -512,7 +535,14 @@ fn a_file_with_no_valid_row_fails_and_creates_no_store() {
     assert!(before.contains("2 events not trained yet"), "{before}");
 
     let host = dir.path().join("host");
-    ok(&ember(&["ingest", path(&host), path(&vectors), "--vectors", "--dim", "2"]));
+    ok(&ember(&[
+        "ingest",
+        path(&host),
+        path(&vectors),
+        "--vectors",
+        "--dim",
+        "2",
+    ]));
     let wide = file("wide.csv", "5,1,0,0\n");
     let err = failed(&ember(&["ingest", path(&host), path(&wide), "--vectors"]));
     assert!(err.contains("the store is unchanged"), "{err}");
@@ -560,14 +590,22 @@ fn a_skipped_header_is_said_on_stderr_and_a_data_first_line_is_kept() {
     std::fs::write(&csv, "userId,movieId,rating,timestamp\n1,2,4.5,3\n").unwrap();
     let out = ember(&["ingest", path(&store), path(&csv), "--strict"]);
     assert!(ok(&out).contains("ingested 1 event"));
-    assert!(stderr(&out).contains("events.csv: line 1: skipped as a header"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("events.csv: line 1: skipped as a header"),
+        "{}",
+        stderr(&out)
+    );
     // Vectors too.
     let host = dir.path().join("host");
     let vectors = dir.path().join("vectors.csv");
     std::fs::write(&vectors, "id,x,y\n1,1,0\n").unwrap();
     let out = ember(&["ingest", path(&host), path(&vectors), "--vectors", "--dim", "2"]);
     assert!(ok(&out).contains("ingested 1 vector "));
-    assert!(stderr(&out).contains("vectors.csv: line 1: skipped as a header"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("vectors.csv: line 1: skipped as a header"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// `--strict` does what its help says: nothing is ingested unless every

@@ -191,7 +191,10 @@ fn a_store_held_by_another_process_is_refused_with_a_hint() {
         stderr.contains("run `ember compact` again once that process has closed it"),
         "{stderr}"
     );
-    assert!(!stderr.contains("Store::"), "no Rust calls in the tools' messages: {stderr}");
+    assert!(
+        !stderr.contains("Store::"),
+        "no Rust calls in the tools' messages: {stderr}"
+    );
     drop(held);
     assert!(ok(&ember(&["compact", path(dir.path())])).contains("nothing to compact"));
 }
@@ -287,14 +290,24 @@ fn get_prints_a_vector_and_history_a_users_items() {
     let host = dir.path().join("host");
     let vectors = dir.path().join("vectors.csv");
     std::fs::write(&vectors, "1,3,4\n2,0,1\n").unwrap();
-    ok(&ember(&["ingest", path(&host), path(&vectors), "--vectors", "--dim", "2"]));
+    ok(&ember(&[
+        "ingest",
+        path(&host),
+        path(&vectors),
+        "--vectors",
+        "--dim",
+        "2",
+    ]));
     // Stored normalised (cosine), one line of comma-separated numbers.
     let text = ok(&ember(&["get", path(&host), "1"]));
     let v: Vec<f32> = text.trim_end().split(',').map(|x| x.parse().unwrap()).collect();
     assert!(text.ends_with('\n') && text.lines().count() == 1, "{text}");
     assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6, "{text}");
     let json: serde_json::Value = serde_json::from_str(&ok(&ember(&["get", path(&host), "2", "--json"]))).unwrap();
-    assert_eq!(json, serde_json::json!({"id": 2, "space": "default", "vector": [0.0, 1.0]}));
+    assert_eq!(
+        json,
+        serde_json::json!({"id": 2, "space": "default", "vector": [0.0, 1.0]})
+    );
     let err = failed(&ember(&["get", path(&host), "3"]));
     assert!(err.contains("item 3 is not in space \"default\""), "{err}");
     let err = failed(&ember(&["get", path(&host), "1", "--space", "nope"]));
@@ -309,8 +322,7 @@ fn get_prints_a_vector_and_history_a_users_items() {
     std::fs::write(&events, "user_id,item_id,timestamp\n5,30,3\n5,10,1\n6,11,1\n5,20,2\n").unwrap();
     ok(&ember(&["ingest", path(&store), path(&events), "--dim", "4"]));
     assert_eq!(ok(&ember(&["history", path(&store), "5"])), "10\n20\n30\n");
-    let json: serde_json::Value =
-        serde_json::from_str(&ok(&ember(&["history", path(&store), "6", "--json"]))).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&ok(&ember(&["history", path(&store), "6", "--json"]))).unwrap();
     assert_eq!(json, serde_json::json!({"user": 6, "items": [11]}));
     let err = failed(&ember(&["history", path(&store), "7"]));
     assert!(err.contains("user 7 has no events"), "{err}");
@@ -328,7 +340,14 @@ fn knn_takes_a_json_array_vector() {
     let host = dir.path().join("host");
     let vectors = dir.path().join("vectors.csv");
     std::fs::write(&vectors, "1,1,0,0\n2,0,1,0\n3,0,0,1\n").unwrap();
-    ok(&ember(&["ingest", path(&host), path(&vectors), "--vectors", "--dim", "3"]));
+    ok(&ember(&[
+        "ingest",
+        path(&host),
+        path(&vectors),
+        "--vectors",
+        "--dim",
+        "3",
+    ]));
     let csv = ok(&ember(&["knn", path(&host), "--vector", "0, 1, 0.1", "--json"]));
     for v in ["[0, 1, 0.1]", " [0.0,1.0,1e-1] ", "[0,1,0.1]"] {
         assert_eq!(ok(&ember(&["knn", path(&host), "--vector", v, "--json"])), csv, "{v}");
@@ -351,7 +370,14 @@ fn errors_name_commands_and_flags_not_rust_calls() {
     let (host, trained) = (dir.path().join("host"), dir.path().join("trained"));
     let vectors = dir.path().join("vectors.csv");
     std::fs::write(&vectors, "1,1,0\n").unwrap();
-    ok(&ember(&["ingest", path(&host), path(&vectors), "--vectors", "--dim", "2"]));
+    ok(&ember(&[
+        "ingest",
+        path(&host),
+        path(&vectors),
+        "--vectors",
+        "--dim",
+        "2",
+    ]));
     ok(&ember(&[
         "ingest",
         path(&host),
@@ -368,9 +394,15 @@ fn errors_name_commands_and_flags_not_rust_calls() {
     let cases: [(&[&str], &str); 5] = [
         (&["train", path(&host)], "ember ingest STORE EVENTS --dim N"),
         (&["train", path(&host), "--space", "text"], "space \"text\" of store"),
-        (&["ingest", path(&trained), path(&vectors), "--vectors"], "--space NAME --dim N"),
+        (
+            &["ingest", path(&trained), path(&vectors), "--vectors"],
+            "--space NAME --dim N",
+        ),
         (&["knn", path(&host), "--item", "1", "-k", "0"], "-k 0 is out of range"),
-        (&["export", path(&host), "--similar", "/dev/null", "--top", "0"], "--top 0 is out of range"),
+        (
+            &["export", path(&host), "--similar", "/dev/null", "--top", "0"],
+            "--top 0 is out of range",
+        ),
     ];
     for (args, expected) in cases {
         let err = failed(&ember(args));
