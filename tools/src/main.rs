@@ -68,8 +68,8 @@ enum Command {
     Verify(maintain::VerifyArgs),
     /// Rewrite segments with many dead rows; --dry-run reports only.
     Compact(maintain::CompactArgs),
-    /// Item vectors to .fvecs, and every item's top-N similar items to CSV
-    /// or JSON lines.
+    /// Item vectors to .fvecs, and every item's top-N similar items to CSV,
+    /// JSON or JSON lines (by the file's extension).
     Export(export::ExportArgs),
     /// Evaluate item2vec recall on ratings (leave the last event of each
     /// user out; HR@10 and NDCG@10).
@@ -159,7 +159,10 @@ fn finish(command: &str, outcome: anyhow::Result<()>) -> ExitCode {
 fn message(e: &anyhow::Error, command: &str) -> String {
     let mut parts = Vec::new();
     for cause in e.chain() {
-        if let Some(told) = cause.downcast_ref::<emberdb::Error>().and_then(|e| in_cli_terms(e, command)) {
+        if let Some(told) = cause
+            .downcast_ref::<emberdb::Error>()
+            .and_then(|e| in_cli_terms(e, command))
+        {
             parts.push(told);
             return parts.join(": ");
         }
