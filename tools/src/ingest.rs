@@ -78,9 +78,10 @@ fn refuse_if_none_fits(a: &IngestArgs, vectors: &[Row], name: &str, dim: usize, 
         ""
     };
     bail!(
-        "{}: none of its {} fits space {name:?} ({dim} finite components{zeros}); nothing ingested, {}",
+        "{}: none of its {} fits space {name:?} ({}{zeros}); nothing ingested, {}",
         a.file.display(),
         count(vectors.len() as u64, "vector", "vectors"),
+        count(dim as u64, "finite component", "finite components"),
         untouched(&a.store)
     )
 }

@@ -47,6 +47,7 @@ const PLURALS: &[&str] = &[
     "rows",
     "components",
     "most similar items",
+    "finite components",
     "examples",
     "steps",
 ];
@@ -142,6 +143,21 @@ fn counts_of_one_are_singular() {
     assert!(eval.contains("ingest: 1 event in"), "{eval}");
     assert!(eval.contains("(1 user)"), "{eval}");
     outputs.push(eval);
+    // Refusals too.
+    let one = dir.path().join("one.csv");
+    std::fs::write(&one, "1,1,0\n").unwrap();
+    let out = ember(&[
+        "ingest",
+        path(&dir.path().join("new")),
+        path(&one),
+        "--vectors",
+        "--dim",
+        "1",
+    ]);
+    assert!(!out.status.success());
+    let refused = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(refused.contains("(1 finite component, not all zeros)"), "{refused}");
+    outputs.push(refused);
     for text in &outputs {
         assert_singular(text);
     }
