@@ -19,6 +19,7 @@ use faiss::index::autotune::ParameterSpace;
 use faiss::{index_factory, Index, MetricType};
 
 use crate::fvecs;
+use crate::input::count;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -69,7 +70,11 @@ fn load(dir: &Path, limit: Option<usize>) -> anyhow::Result<Data> {
         .map(|r| r[..10].iter().map(|&i| i as u64).collect())
         .collect();
     if truth.len() != queries.len() / dim {
-        bail!("{} ground-truth rows for {} queries", truth.len(), queries.len() / dim);
+        bail!(
+            "{} for {}",
+            count(truth.len() as u64, "ground-truth row", "ground-truth rows"),
+            count((queries.len() / dim) as u64, "query", "queries")
+        );
     }
     if let Some(n) = limit {
         queries.truncate(n * dim);
@@ -140,9 +145,9 @@ pub fn run(args: BenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let (dim, rows) = (data.dim, data.base.len() / data.dim);
     writeln!(
         out,
-        "data: {} ({rows} x {dim} base, {} queries), inner product, k = 10, one query thread",
+        "data: {} ({rows} x {dim} base, {}), inner product, k = 10, one query thread",
         args.data.display(),
-        data.truth.len()
+        count(data.truth.len() as u64, "query", "queries")
     )?;
     for kind in &args.kinds {
         bench_kind(kind, &args, &data, rows, out)?;

@@ -4,12 +4,12 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail};
+use anyhow::bail;
 use clap::Args;
-use emberdb::{Durability, Options, Query, RoundKind, Store, TrainReport};
+use emberdb::{Durability, Options, Query, RoundKind, Store, TrainReport, DEFAULT_SPACE};
 
 use crate::hits;
-use crate::input::count;
+use crate::input::{count, shown};
 
 /// A progress bar over `len` steps on a terminal; hidden otherwise (when
 /// output goes to a file or a pipe).
@@ -72,7 +72,7 @@ pub fn train(a: TrainArgs, out: &mut impl Write) -> anyhow::Result<()> {
     };
     if names.is_empty() {
         bail!(
-            "{} has no trained space (its vectors are host-fed); create one with `ember ingest --dim N` on events",
+            "store {} has no trained space (its vectors are host-fed, from `ember ingest --vectors`); a store made by `ember ingest STORE EVENTS --dim N` trains its vectors from events",
             a.store.display()
         );
     }
@@ -118,7 +118,8 @@ pub struct KnnArgs {
     /// Seed-item recall for this user.
     #[arg(long, group = "target")]
     seeds: Option<u64>,
-    /// Neighbours of this vector ("0.1,0.2,...").
+    /// Neighbours of this vector: comma-separated numbers ("0.1,0.2,...")
+    /// or a JSON array ("[0.1, 0.2, ...]").
     #[arg(long, group = "target", allow_hyphen_values = true)]
     vector: Option<String>,
     #[arg(short, long, default_value_t = 10)]
@@ -136,10 +137,7 @@ pub fn knn(a: KnnArgs, out: &mut impl Write) -> anyhow::Result<()> {
         (Some(id), ..) => Query::item(id),
         (_, Some(id), ..) => Query::user(id),
         (_, _, Some(id), _) => Query::seeds(id),
-        (_, _, _, Some(v)) => {
-            let values: Result<Vec<f32>, _> = v.split(',').map(|x| x.trim().parse::<f32>()).collect();
-            Query::vector(&values.map_err(|_| anyhow!("--vector {v:?}: expected comma-separated numbers"))?)
-        }
+        (_, _, _, Some(v)) => Query::vector(&parse_vector(v)?),
         _ => bail!("one of --item, --user, --seeds or --vector is needed"),
     }
     .k(a.k);
@@ -148,7 +146,48 @@ pub fn knn(a: KnnArgs, out: &mut impl Write) -> anyhow::Result<()> {
         None => query,
     };
     let store = open_existing(&a.store)?;
+    refuse_untrained(&store, &a.store, a.space.as_deref().unwrap_or(DEFAULT_SPACE))?;
     store.wait_for_indexes();
     let hits = store.knn(&query)?;
     hits::print(out, &hits, a.json)
+}
+
+/// `--vector`: a JSON array (`[0.1, 0.2]`) or comma-separated numbers
+/// (`0.1,0.2`).
+fn parse_vector(v: &str) -> anyhow::Result<Vec<f32>> {
+    let expected = "expected a JSON array of numbers ([0.1, 0.2]) or comma-separated numbers (0.1,0.2)";
+    let text = v.trim();
+    let values: Option<Vec<f32>> = if text.starts_with('[') {
+        serde_json::from_str::<Vec<f64>>(text)
+            .ok()
+            .map(|xs| xs.into_iter().map(|x| x as f32).collect())
+    } else {
+        text.split(',').map(|x| x.trim().parse::<f32>().ok()).collect()
+    };
+    match values {
+        Some(values) if !values.is_empty() => Ok(values),
+        _ => bail!("--vector {}: {expected}", shown(v)),
+    }
+}
+
+/// Refuses to query the trained space `name` before its first training
+/// round: it has no vectors yet (an item would be "not in the store" and a
+/// user's recall empty), which `ember train` changes.
+pub fn refuse_untrained(store: &Store, path: &Path, name: &str) -> anyhow::Result<()> {
+    let space = store.space(name)?;
+    if space.stats().trainer.is_none_or(|t| t.generation > 0) {
+        return Ok(());
+    }
+    let (what, train) = if name == DEFAULT_SPACE {
+        (
+            format!("the store {}", path.display()),
+            format!("ember train {}", path.display()),
+        )
+    } else {
+        (
+            format!("space {name:?} of {}", path.display()),
+            format!("ember train {} --space {name}", path.display()),
+        )
+    };
+    bail!("{what} has not been trained yet: it learns its item vectors from the events ingested, at its first round; run `{train}` first")
 }

@@ -13,6 +13,8 @@ use emberdb::{Durability, Event, Options, Query, Store, TrainOptions, TrainRepor
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::input::count;
+
 const DIM: usize = 32;
 const GENRES: u64 = 40;
 const USERS: u64 = 5_000;
@@ -53,17 +55,17 @@ fn rate(count: u64, since: Instant) -> String {
 
 fn describe(r: &TrainReport, wall: f64) -> String {
     format!(
-        "{} round, generation {}: {} items ({} new), {} histories (+{} replayed), {} epochs, {:.1} M pairs at {:.1} M pairs/s/thread on {} threads; {:.1} s ({:.2} s publishing)",
+        "{} round, generation {}: {} ({} new), {} (+{} replayed), {}, {:.1} M pairs at {:.1} M pairs/s/thread on {}; {:.1} s ({:.2} s publishing)",
         if r.full { "full" } else { "incremental" },
         r.generation,
-        r.items,
+        count(r.items as u64, "item", "items"),
         r.new_items,
-        r.fresh_histories,
+        count(r.fresh_histories as u64, "history", "histories"),
         r.replayed_histories,
-        r.epochs,
+        count(r.epochs as u64, "epoch", "epochs"),
         r.run.pairs as f64 / 1e6,
         r.pairs_per_second_per_thread() / 1e6,
-        r.run.threads,
+        count(r.run.threads as u64, "thread", "threads"),
         wall,
         r.publish_seconds
     )
@@ -94,7 +96,9 @@ pub fn run(dir: Option<PathBuf>, items: u64, events: u64, out: &mut impl Write) 
     writeln!(out, "emberdb demo: a trained store at {}", path.display())?;
     writeln!(
         out,
-        "  {items} items in {GENRES} hidden genres, {USERS} users, {events} events, dim {DIM}\n"
+        "  {} in {GENRES} hidden genres, {USERS} users, {}, dim {DIM}\n",
+        count(items, "item", "items"),
+        count(events, "event", "events")
     )?;
 
     let mut world = World {
@@ -143,8 +147,8 @@ pub fn run(dir: Option<PathBuf>, items: u64, events: u64, out: &mut impl Write) 
     let history = store.history(user)?;
     writeln!(
         out,
-        "\nuser {user} (favourite genre {favourite}): {} events, most recent {:?}",
-        history.len(),
+        "\nuser {user} (favourite genre {favourite}): {}, most recent {:?}",
+        count(history.len() as u64, "event", "events"),
         history.iter().rev().take(5).collect::<Vec<_>>()
     )?;
     let t = Instant::now();
@@ -180,8 +184,8 @@ pub fn run(dir: Option<PathBuf>, items: u64, events: u64, out: &mut impl Write) 
     let provisional = store.knn(&Query::item(new_item).k(10))?;
     writeln!(
         out,
-        "\nnew item {new_item} seen in {} events: queryable at once with a provisional vector, {}/10 of its neighbours in genre {}",
-        fans.len(),
+        "\nnew item {new_item} seen in {}: queryable at once with a provisional vector, {}/10 of its neighbours in genre {}",
+        count(fans.len() as u64, "event", "events"),
         in_genre(&provisional, World::genre(probe)),
         World::genre(probe)
     )?;
@@ -193,8 +197,8 @@ pub fn run(dir: Option<PathBuf>, items: u64, events: u64, out: &mut impl Write) 
     let round = store.train()?;
     writeln!(
         out,
-        "{} more events, then {}",
-        more.len(),
+        "{} more, then {}",
+        count(more.len() as u64, "event", "events"),
         describe(&round, t.elapsed().as_secs_f64())
     )?;
     let trained = store.knn(&Query::item(new_item).k(10))?;
@@ -218,8 +222,8 @@ pub fn run(dir: Option<PathBuf>, items: u64, events: u64, out: &mut impl Write) 
     let after = store.knn(&Query::user(user).k(10))?;
     writeln!(
         out,
-        "\nreopened in {open_ms:.1} ms ({} log bytes replayed); the same query gives {} results",
-        store.recovery().replayed_bytes,
+        "\nreopened in {open_ms:.1} ms ({} replayed); the same query gives {} results",
+        count(store.recovery().replayed_bytes, "log byte", "log bytes"),
         if before == after { "identical" } else { "DIFFERENT" }
     )?;
     Ok(())

@@ -9,6 +9,7 @@ use std::time::Instant;
 use emberdb::{measure_gemm, GemmKernel, Query, Store, DEFAULT_SPACE};
 
 use crate::eval_dnn::SPACE;
+use crate::input::count;
 use crate::train_bench::peak_rss_mib;
 
 /// The median of `times`, in microseconds.
@@ -30,13 +31,13 @@ pub fn train_and_query(store: &Store, users: &[u64], out: &mut impl Write) -> an
     )?;
     writeln!(
         out,
-        "  {} items, {} examples in {} steps, loss {:.3}, {:.0} examples/s/thread on {} threads, {:.1} GFLOP/s in the products ({:.0}% of {} x {:.1} GFLOP/s, matrixmultiply alone on one thread; our rows kernel {:.1})",
-        r.items,
-        run.examples,
-        run.steps,
+        "  {}, {} in {}, loss {:.3}, {:.0} examples/s/thread on {}, {:.1} GFLOP/s in the products ({:.0}% of {} x {:.1} GFLOP/s, matrixmultiply alone on one thread; our rows kernel {:.1})",
+        count(r.items as u64, "item", "items"),
+        count(run.examples, "example", "examples"),
+        count(run.steps, "step", "steps"),
         run.loss,
         run.examples_per_second_per_thread(),
-        run.threads,
+        count(run.threads as u64, "thread", "threads"),
         run.gflops(),
         100.0 * run.gflops() / (rows_gemm[0] * run.threads.max(1) as f64),
         run.threads,

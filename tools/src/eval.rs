@@ -19,7 +19,10 @@ use anyhow::bail;
 use clap::Args;
 use emberdb::{Durability, Event, Options, Pooling, Query, RoundKind, Sigmoid, Store, TrainOptions, TrainReport};
 
+use serde::Serialize;
+
 use crate::events::{self, Layout};
+use crate::input::count;
 
 #[derive(Args, Debug, Clone)]
 pub struct EvalArgs {
@@ -89,6 +92,122 @@ pub struct EvalArgs {
     k: usize,
     #[command(flatten)]
     dnn: crate::eval_dnn::DnnArgs,
+    /// One JSON object instead of the text: `ratings`, `users`,
+    /// `training_events`, `options` (`dim`, `epochs`, `negative`,
+    /// `ns_exponent`, `sample`, `alpha`, `min_alpha`, `window`, `threads`,
+    /// `seed`, `sigmoid`, `k`, `space_kind`), `ingest_seconds`,
+    /// `full_training` (a round: `wall_seconds`, `training_seconds`,
+    /// `publish_seconds`, `epochs`, `histories`, `replayed_histories`,
+    /// `items`, `pairs`, `pairs_per_second_per_thread`, `threads`), `dnn`
+    /// (null, or `users_with_features` and `training`: `wall_seconds`,
+    /// `training_seconds`, `epochs`, `items`, `examples`, `steps`, `loss`,
+    /// `examples_per_second_per_thread`, `threads`, `gflops`), `methods`
+    /// (null with --train-only, else an array of `method` ("popularity",
+    /// "user_mean", "user_max", "seeds", "youtube_dnn_user"), `hr`, `ndcg`
+    /// at `options.k`), `ranked_users`, `sweep` (null, or an array of
+    /// `recent`, `user_mean`, `user_max`, `seeds`, each `{"hr","ndcg"}`) and
+    /// `incremental` (null, or `cut`, `events_before`, `events_after`,
+    /// `initial_round` and `incremental_round` (rounds), `hr`, `full_hr`,
+    /// `seconds`, `full_seconds`).
+    #[arg(long)]
+    json: bool,
+}
+
+/// `ember eval --json` (see `EvalArgs::json`).
+#[derive(Serialize, Default)]
+struct Report {
+    ratings: String,
+    users: usize,
+    training_events: usize,
+    options: serde_json::Value,
+    ingest_seconds: f64,
+    full_training: Option<JsonRound>,
+    dnn: Option<JsonDnn>,
+    methods: Option<Vec<JsonMethod>>,
+    ranked_users: usize,
+    sweep: Option<Vec<JsonSweep>>,
+    incremental: Option<JsonIncremental>,
+}
+
+/// A training round's figures.
+#[derive(Serialize)]
+struct JsonRound {
+    wall_seconds: f64,
+    training_seconds: f64,
+    publish_seconds: f64,
+    epochs: usize,
+    histories: usize,
+    replayed_histories: usize,
+    items: usize,
+    pairs: u64,
+    pairs_per_second_per_thread: f64,
+    threads: usize,
+}
+
+impl JsonRound {
+    fn of(r: &TrainReport, wall: f64) -> Self {
+        JsonRound {
+            wall_seconds: wall,
+            training_seconds: r.run.seconds,
+            publish_seconds: r.publish_seconds,
+            epochs: r.epochs,
+            histories: r.fresh_histories,
+            replayed_histories: r.replayed_histories,
+            items: r.items,
+            pairs: r.run.pairs,
+            pairs_per_second_per_thread: r.pairs_per_second_per_thread(),
+            threads: r.run.threads,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct JsonDnn {
+    users_with_features: Option<usize>,
+    training: crate::eval_dnn::DnnFigures,
+}
+
+#[derive(Serialize)]
+struct JsonMethod {
+    method: &'static str,
+    hr: f64,
+    ndcg: f64,
+}
+
+#[derive(Serialize)]
+struct JsonScore {
+    hr: f64,
+    ndcg: f64,
+}
+
+impl From<&Score> for JsonScore {
+    fn from(s: &Score) -> Self {
+        JsonScore {
+            hr: s.hr(),
+            ndcg: s.ndcg(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct JsonSweep {
+    recent: usize,
+    user_mean: JsonScore,
+    user_max: JsonScore,
+    seeds: JsonScore,
+}
+
+#[derive(Serialize)]
+struct JsonIncremental {
+    cut: u64,
+    events_before: usize,
+    events_after: usize,
+    initial_round: JsonRound,
+    incremental_round: JsonRound,
+    hr: f64,
+    full_hr: f64,
+    seconds: f64,
+    full_seconds: f64,
 }
 
 struct Split {
@@ -184,22 +303,22 @@ fn ingest(store: &Store, events: &[Event]) -> anyhow::Result<f64> {
     Ok(started.elapsed().as_secs_f64())
 }
 
-fn print_round(out: &mut impl Write, label: &str, r: &TrainReport, wall: f64) -> anyhow::Result<()> {
+fn print_round(out: &mut impl Write, label: &str, r: &TrainReport, wall: f64) -> anyhow::Result<JsonRound> {
     writeln!(
         out,
-        "{label}: {:.2} s wall ({:.2} s training, {:.2} s publish), {} epochs, {} histories (+{} replayed), {} items, {} pairs, {:.2} M pairs/s/thread on {} threads",
+        "{label}: {:.2} s wall ({:.2} s training, {:.2} s publish), {}, {} (+{} replayed), {}, {}, {:.2} M pairs/s/thread on {}",
         wall,
         r.run.seconds,
         r.publish_seconds,
-        r.epochs,
-        r.fresh_histories,
+        count(r.epochs as u64, "epoch", "epochs"),
+        count(r.fresh_histories as u64, "history", "histories"),
         r.replayed_histories,
-        r.items,
-        r.run.pairs,
+        count(r.items as u64, "item", "items"),
+        count(r.run.pairs, "pair", "pairs"),
         r.pairs_per_second_per_thread() / 1e6,
-        r.run.threads
+        count(r.run.threads as u64, "thread", "threads")
     )?;
-    Ok(())
+    Ok(JsonRound::of(r, wall))
 }
 
 #[derive(Default, Clone, Copy)]
@@ -225,11 +344,17 @@ impl Score {
     }
 }
 
-/// The methods ranked, in the order printed.
-fn methods(a: &EvalArgs) -> Vec<&'static str> {
-    let mut names = vec!["popularity", "Query::user mean", "Query::user max", "Query::seeds"];
+/// The methods ranked, in the order printed: as the text and as `--json`
+/// names them.
+fn methods(a: &EvalArgs) -> Vec<(&'static str, &'static str)> {
+    let mut names = vec![
+        ("popularity", "popularity"),
+        ("Query::user mean", "user_mean"),
+        ("Query::user max", "user_max"),
+        ("Query::seeds", "seeds"),
+    ];
     if a.space_kind == "youtube-dnn" {
-        names.push("YouTube DNN user");
+        names.push(("YouTube DNN user", "youtube_dnn_user"));
     }
     names
 }
@@ -281,22 +406,36 @@ fn rank(store: &Store, split: &Split, a: &EvalArgs) -> anyhow::Result<Vec<Score>
 fn print_scores(out: &mut impl Write, a: &EvalArgs, scores: &[Score]) -> anyhow::Result<()> {
     let (hr, ndcg) = (format!("HR@{}", a.k), format!("NDCG@{}", a.k));
     writeln!(out, "{:<20} {:>8} {:>9}", "method", hr, ndcg)?;
-    for (n, s) in methods(a).iter().zip(scores) {
+    for ((n, _), s) in methods(a).iter().zip(scores) {
         writeln!(out, "{:<20} {:>8.4} {:>9.4}", n, s.hr(), s.ndcg())?;
     }
-    writeln!(out, "({} users)", scores[0].users)?;
+    writeln!(out, "({})", count(scores[0].users as u64, "user", "users"))?;
     Ok(())
 }
 
 pub fn run(a: EvalArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    if a.json {
+        let report = evaluate(&a, &mut std::io::sink())?;
+        // Formatted first, so that a write error stays an io::Error (main
+        // tells a closed pipe by it).
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+        return Ok(());
+    }
+    evaluate(&a, out)?;
+    Ok(())
+}
+
+/// Runs the evaluation, printing its text to `out`; returns its figures.
+fn evaluate(a: &EvalArgs, out: &mut impl Write) -> anyhow::Result<Report> {
     let split = read_split(&a.ratings)?;
-    let opts = train_options(&a)?;
+    let opts = train_options(a)?;
+    let threads = a.threads.unwrap_or_else(|| opts_threads(&opts));
     writeln!(
         out,
-        "{}: {} users, {} training events; dim {}, epochs {}, negative {}, ns_exponent {}, sample {}, alpha {} -> {}, window {}, threads {}, seed {}, sigmoid {}",
+        "{}: {}, {}; dim {}, epochs {}, negative {}, ns_exponent {}, sample {}, alpha {} -> {}, window {}, threads {}, seed {}, sigmoid {}",
         a.ratings.display(),
-        split.test.len(),
-        split.train.len(),
+        count(split.test.len() as u64, "user", "users"),
+        count(split.train.len() as u64, "training event", "training events"),
         a.dim,
         a.epochs,
         a.negative,
@@ -305,16 +444,44 @@ pub fn run(a: EvalArgs, out: &mut impl Write) -> anyhow::Result<()> {
         a.alpha,
         a.min_alpha,
         a.window,
-        a.threads.map_or_else(|| format!("{} (all cores)", opts_threads(&opts)), |t| t.to_string()),
+        a.threads.map_or_else(|| format!("{threads} (all cores)"), |t| t.to_string()),
         a.seed,
         a.sigmoid
     )?;
+    let mut report = Report {
+        ratings: a.ratings.display().to_string(),
+        users: split.test.len(),
+        training_events: split.train.len(),
+        options: serde_json::json!({
+            "dim": a.dim,
+            "epochs": a.epochs,
+            "negative": a.negative,
+            "ns_exponent": a.ns_exponent,
+            "sample": a.sample,
+            "alpha": a.alpha,
+            "min_alpha": a.min_alpha,
+            "window": a.window,
+            "threads": threads,
+            "seed": a.seed,
+            "sigmoid": a.sigmoid,
+            "k": a.k,
+            "space_kind": a.space_kind,
+        }),
+        ..Report::default()
+    };
     let tmp = tempfile::tempdir()?;
-    let store = open_store(&tmp.path().join("full"), &a)?;
+    let store = open_store(&tmp.path().join("full"), a)?;
     let ingest_s = ingest(&store, &split.train)?;
-    writeln!(out, "ingest: {} events in {:.2} s", split.train.len(), ingest_s)?;
+    report.ingest_seconds = ingest_s;
+    writeln!(
+        out,
+        "ingest: {} in {:.2} s",
+        count(split.train.len() as u64, "event", "events"),
+        ingest_s
+    )?;
+    let mut features = None;
     if a.space_kind == "youtube-dnn" {
-        crate::eval_dnn::set_features(out, &store, a.users.as_deref())?;
+        features = crate::eval_dnn::set_features(out, &store, a.users.as_deref())?;
     }
     let started = Instant::now();
     let bar = crate::cmd::progress(1_000, "training");
@@ -323,16 +490,32 @@ pub fn run(a: EvalArgs, out: &mut impl Write) -> anyhow::Result<()> {
     })?;
     bar.finish_and_clear();
     let full_wall = started.elapsed().as_secs_f64();
-    print_round(out, "full training", &full, full_wall)?;
+    report.full_training = Some(print_round(out, "full training", &full, full_wall)?);
     if a.space_kind == "youtube-dnn" {
-        crate::eval_dnn::train(out, &store)?;
+        report.dnn = Some(JsonDnn {
+            users_with_features: features,
+            training: crate::eval_dnn::train(out, &store)?,
+        });
     }
     if a.train_only {
-        return Ok(());
+        return Ok(report);
     }
-    let scores = rank(&store, &split, &a)?;
-    print_scores(out, &a, &scores)?;
+    let scores = rank(&store, &split, a)?;
+    print_scores(out, a, &scores)?;
+    report.ranked_users = scores[0].users;
+    report.methods = Some(
+        methods(a)
+            .iter()
+            .zip(&scores)
+            .map(|(&(_, method), s)| JsonMethod {
+                method,
+                hr: s.hr(),
+                ndcg: s.ndcg(),
+            })
+            .collect(),
+    );
     if a.sweep_queries {
+        let mut sweep = Vec::new();
         for n in [1, 2, 3, 5, 10, 20] {
             let mut b = a.clone();
             b.recent = Some(n);
@@ -348,12 +531,19 @@ pub fn run(a: EvalArgs, out: &mut impl Write) -> anyhow::Result<()> {
                 s[3].hr(),
                 s[3].ndcg()
             )?;
+            sweep.push(JsonSweep {
+                recent: n,
+                user_mean: (&s[1]).into(),
+                user_max: (&s[2]).into(),
+                seeds: (&s[3]).into(),
+            });
         }
+        report.sweep = Some(sweep);
     }
     if a.incremental {
-        incremental(out, &a, &split, tmp.path(), scores[1].hr(), full_wall)?;
+        report.incremental = Some(incremental(out, a, &split, tmp.path(), scores[1].hr(), full_wall)?);
     }
-    Ok(())
+    Ok(report)
 }
 
 fn opts_threads(_: &TrainOptions) -> usize {
@@ -367,7 +557,7 @@ fn incremental(
     dir: &Path,
     full_hr: f64,
     full_wall: f64,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<JsonIncremental> {
     let mut times: Vec<u64> = split.train.iter().map(|e| e.ts).collect();
     times.sort_unstable();
     let Some(&cut) = times.get(times.len() * 8 / 10) else {
@@ -376,15 +566,15 @@ fn incremental(
     let (before, after): (Vec<Event>, Vec<Event>) = split.train.iter().partition(|e| e.ts < cut);
     writeln!(
         out,
-        "\nincremental: {} events before the 80th percentile of time ({cut}), {} after",
-        before.len(),
+        "\nincremental: {} before the 80th percentile of time ({cut}), {} after",
+        count(before.len() as u64, "event", "events"),
         after.len()
     )?;
     let store = open_store(&dir.join("incremental"), a)?;
     ingest(&store, &before)?;
     let started = Instant::now();
     let first = store.train_full()?;
-    print_round(
+    let initial_round = print_round(
         out,
         "  initial full round (80%)",
         &first,
@@ -394,11 +584,12 @@ fn incremental(
     let started = Instant::now();
     let round = store.train()?;
     let wall = started.elapsed().as_secs_f64();
-    print_round(out, "  incremental round (20%)", &round, wall)?;
+    let incremental_round = print_round(out, "  incremental round (20%)", &round, wall)?;
     let scores = rank(&store, split, a)?;
     writeln!(
         out,
-        "  Query::user mean HR@10: incremental {:.4} vs full retrain {:.4} (difference {:+.4}); time {:.2} s vs {:.2} s ({:.0}%)",
+        "  Query::user mean HR@{}: incremental {:.4} vs full retrain {:.4} (difference {:+.4}); time {:.2} s vs {:.2} s ({:.0}%)",
+        a.k,
         scores[1].hr(),
         full_hr,
         scores[1].hr() - full_hr,
@@ -406,5 +597,15 @@ fn incremental(
         full_wall,
         100.0 * wall / full_wall
     )?;
-    Ok(())
+    Ok(JsonIncremental {
+        cut,
+        events_before: before.len(),
+        events_after: after.len(),
+        initial_round,
+        incremental_round,
+        hr: scores[1].hr(),
+        full_hr,
+        seconds: wall,
+        full_seconds: full_wall,
+    })
 }

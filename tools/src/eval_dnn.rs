@@ -10,6 +10,7 @@ use std::time::Instant;
 use anyhow::bail;
 use clap::Args;
 use emberdb::{measure_gemm, DnnOptions, GemmKernel, RoundKind, SpaceSpec, Store};
+use serde::Serialize;
 
 use crate::input::{count, report_bad};
 
@@ -83,14 +84,15 @@ pub fn spec(a: &DnnArgs, dim: usize, seed: u64, threads: Option<usize>, features
     SpaceSpec::youtube_dnn(a.dnn_dim.unwrap_or(dim)).dnn_options(options)
 }
 
-/// Sets the users' features from `users`, if given.
-pub fn set_features(out: &mut impl Write, store: &Store, users: Option<&Path>) -> anyhow::Result<()> {
+/// Sets the users' features from `users`, if given; how many users got
+/// them.
+pub fn set_features(out: &mut impl Write, store: &Store, users: Option<&Path>) -> anyhow::Result<Option<usize>> {
     let Some(path) = users else {
         writeln!(
             out,
             "DNN: no --users file: the tower sees the watch vector and the example age only"
         )?;
-        return Ok(());
+        return Ok(None);
     };
     let (users, bad) = crate::users::read(path)?;
     report_bad(path, &bad, "line");
@@ -110,11 +112,26 @@ pub fn set_features(out: &mut impl Write, store: &Store, users: Option<&Path>) -
         count(users.len() as u64, "user", "users"),
         path.display()
     )?;
-    Ok(())
+    Ok(Some(users.len()))
+}
+
+/// The figures of the DNN's round (`ember eval --json`).
+#[derive(Serialize)]
+pub struct DnnFigures {
+    wall_seconds: f64,
+    training_seconds: f64,
+    epochs: usize,
+    items: usize,
+    examples: u64,
+    steps: u64,
+    loss: f64,
+    examples_per_second_per_thread: f64,
+    threads: usize,
+    gflops: f64,
 }
 
 /// A full round of the DNN space, and its figures.
-pub fn train(out: &mut impl Write, store: &Store) -> anyhow::Result<()> {
+pub fn train(out: &mut impl Write, store: &Store) -> anyhow::Result<DnnFigures> {
     let started = Instant::now();
     let bar = crate::cmd::progress(1_000, "DNN");
     let r = store.train_space_with_progress(SPACE, RoundKind::Full, &|f| bar.set_position((f * 1_000.0) as u64))?;
@@ -127,12 +144,12 @@ pub fn train(out: &mut impl Write, store: &Store) -> anyhow::Result<()> {
     let gemm = measure_gemm(GemmKernel::Packed, 256, 256, 256, 0.3);
     writeln!(
         out,
-        "DNN full training: {wall:.2} s wall ({:.2} s training), {} epochs, {} items, {} examples in {} steps, loss {:.4}, {:.0} examples/s/thread on {}, {:.1} GFLOP/s in the products ({:.0}% of the {:.1} GFLOP/s the product reaches alone on one thread)",
+        "DNN full training: {wall:.2} s wall ({:.2} s training), {}, {}, {} in {}, loss {:.4}, {:.0} examples/s/thread on {}, {:.1} GFLOP/s in the products ({:.0}% of the {:.1} GFLOP/s the product reaches alone on one thread)",
         run.seconds,
-        r.epochs,
-        r.items,
-        run.examples,
-        run.steps,
+        count(r.epochs as u64, "epoch", "epochs"),
+        count(r.items as u64, "item", "items"),
+        count(run.examples, "example", "examples"),
+        count(run.steps, "step", "steps"),
         run.loss,
         run.examples_per_second_per_thread(),
         count(run.threads as u64, "thread", "threads"),
@@ -140,5 +157,16 @@ pub fn train(out: &mut impl Write, store: &Store) -> anyhow::Result<()> {
         100.0 * run.gflops() / (gemm * run.threads as f64),
         gemm
     )?;
-    Ok(())
+    Ok(DnnFigures {
+        wall_seconds: wall,
+        training_seconds: run.seconds,
+        epochs: r.epochs,
+        items: r.items,
+        examples: run.examples,
+        steps: run.steps,
+        loss: run.loss,
+        examples_per_second_per_thread: run.examples_per_second_per_thread(),
+        threads: run.threads,
+        gflops: run.gflops(),
+    })
 }

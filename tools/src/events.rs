@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use emberdb::Event;
 
 use crate::delimited::Delimited;
-use crate::input::{parse_id, parse_weight, Bad};
+use crate::input::{parse_id, parse_weight, report_header, Bad};
 
 /// Which columns the data lines hold.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -90,8 +90,9 @@ fn parse(f: &csv::StringRecord, movielens: bool) -> Result<Event, String> {
 }
 
 /// The events of the file and its bad lines (number, reason). The first
-/// line is skipped as a header only when [`is_header`] says so; otherwise
-/// it is data like any other line.
+/// line is skipped as a header only when [`is_header`] says so (then never
+/// a line that parses as data), and stderr says so; otherwise it is data
+/// like any other line.
 pub fn read(path: &Path, layout: Layout) -> anyhow::Result<(Vec<Event>, Vec<Bad>)> {
     let mut file = Delimited::open(path)?;
     let (mut events, mut bad) = (Vec::new(), Vec::new());
@@ -108,6 +109,7 @@ pub fn read(path: &Path, layout: Layout) -> anyhow::Result<(Vec<Event>, Vec<Bad>
         };
         if std::mem::take(&mut first) && is_header(fields) {
             movielens |= fields.get(2).and_then(column_name).is_some_and(|f| f == "rating");
+            report_header(path, n);
             continue;
         }
         match parse(fields, movielens) {

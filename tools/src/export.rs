@@ -25,12 +25,17 @@ pub struct ExportArgs {
     /// the same path with `.ids` appended.
     #[arg(long)]
     vectors: Option<PathBuf>,
-    /// Write every item's top-N similar items here (CSV
-    /// `item_id,rank,similar_id,score`, or JSON lines with --jsonl).
+    /// Write every item's top-N similar items here, in the form its
+    /// extension names: `.json`, one JSON array of
+    /// `{"item_id":1,"similar":[{"id":7,"score":0.93},...]}`; `.jsonl`, one
+    /// such object a line; anything else CSV `item_id,rank,similar_id,score`
+    /// (JSON lines with --jsonl).
     #[arg(long)]
     similar: Option<PathBuf>,
+    /// How many similar items per item (N).
     #[arg(long, default_value_t = 20)]
     top: usize,
+    /// Write --similar as JSON lines whatever its extension.
     #[arg(long)]
     jsonl: bool,
     /// Export only this space. By default every space is exported: the
@@ -40,25 +45,58 @@ pub struct ExportArgs {
     space: Option<String>,
 }
 
-/// One line of `--similar --jsonl`.
+/// One object of `--similar x.json` (an array of them) or `x.jsonl` (one a
+/// line).
 #[derive(Serialize)]
 struct SimilarLine {
     item_id: u64,
     similar: Vec<hits::JsonHit>,
 }
 
-/// Where the similar items go: CSV rows or JSON lines.
+/// Where the similar items go: CSV rows, JSON lines, or one JSON array
+/// (written an object at a time; `items` says whether a comma comes first).
 enum SimilarOut {
     Csv(Box<csv::Writer<BufWriter<File>>>),
     Jsonl(BufWriter<File>),
+    Json { out: BufWriter<File>, items: u64 },
+}
+
+/// The form of `--similar`'s file.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Form {
+    Csv,
+    Jsonl,
+    Json,
+}
+
+impl Form {
+    /// By the extension (`.json`, `.jsonl`, else CSV); --jsonl forces JSON
+    /// lines.
+    fn of(path: &Path, jsonl: bool) -> Self {
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        match ext.as_str() {
+            _ if jsonl => Form::Jsonl,
+            "jsonl" => Form::Jsonl,
+            "json" => Form::Json,
+            _ => Form::Csv,
+        }
+    }
 }
 
 impl SimilarOut {
-    fn create(path: &Path, jsonl: bool) -> anyhow::Result<Self> {
+    fn create(path: &Path, form: Form) -> anyhow::Result<Self> {
         let file = File::create(path).with_context(|| path.display().to_string())?;
-        let file = BufWriter::new(file);
-        if jsonl {
-            return Ok(Self::Jsonl(file));
+        let mut file = BufWriter::new(file);
+        match form {
+            Form::Jsonl => return Ok(Self::Jsonl(file)),
+            Form::Json => {
+                file.write_all(b"[")?;
+                return Ok(Self::Json { out: file, items: 0 });
+            }
+            Form::Csv => {}
         }
         // The header is written here, so that an empty store still gets one.
         let mut csv = csv::WriterBuilder::new().has_headers(false).from_writer(file);
@@ -81,6 +119,15 @@ impl SimilarOut {
                 serde_json::to_writer(&mut *out, &line)?;
                 out.write_all(b"\n")?;
             }
+            Self::Json { out, items } => {
+                let line = SimilarLine {
+                    item_id: id,
+                    similar: hits::json(hits),
+                };
+                out.write_all(if *items == 0 { b"\n" } else { b",\n" })?;
+                serde_json::to_writer(&mut *out, &line)?;
+                *items += 1;
+            }
         }
         Ok(())
     }
@@ -89,6 +136,10 @@ impl SimilarOut {
         match self {
             Self::Csv(mut csv) => csv.flush()?,
             Self::Jsonl(mut out) => out.flush()?,
+            Self::Json { mut out, .. } => {
+                out.write_all(b"\n]\n")?;
+                out.flush()?;
+            }
         }
         Ok(())
     }
@@ -176,7 +227,7 @@ fn export_space(store: &Store, a: &ExportArgs, name: &str, suffixed: bool, out: 
     }
     if let Some(path) = &a.similar {
         let path = &path_for(path, name, suffixed);
-        let mut similar = SimilarOut::create(path, a.jsonl)?;
+        let mut similar = SimilarOut::create(path, Form::of(path, a.jsonl))?;
         let bar = progress(ids.len() as u64, "exporting");
         for batch in ids.chunks(4_096) {
             for (id, hits) in search_batch(store, name, batch, a.top)? {
@@ -188,8 +239,8 @@ fn export_space(store: &Store, a: &ExportArgs, name: &str, suffixed: bool, out: 
         bar.finish_and_clear();
         writeln!(
             out,
-            "space {name:?}: top {} similar items of {} to {}",
-            a.top,
+            "space {name:?}: the {} of {} to {}",
+            count(a.top as u64, "most similar item", "most similar items"),
             count(ids.len() as u64, "item", "items"),
             path.display()
         )?;

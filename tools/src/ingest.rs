@@ -3,15 +3,16 @@
 //! writing nothing unless every line is good.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use clap::Args;
-use emberdb::{Options, SpaceSpec, Store, DEFAULT_SPACE};
+use emberdb::{Metric, Options, SpaceSpec, Store, DEFAULT_SPACE};
 
-use crate::cmd::{open_or_create, progress};
+use crate::cmd::{open_existing, open_or_create, progress};
 use crate::events::{self, Layout};
-use crate::input::{count, report_bad};
+use crate::input::{count, report_bad, Bad};
+use crate::vectors::Row;
 use crate::{jsonl, vectors};
 
 #[derive(Args, Debug)]
@@ -51,6 +52,40 @@ pub struct IngestArgs {
     space: Option<String>,
 }
 
+/// How a refusal ends: what became of the store (nothing was written).
+fn untouched(store: &Path) -> &'static str {
+    if store.join("meta").is_dir() {
+        "the store is unchanged"
+    } else {
+        "no store created"
+    }
+}
+
+/// Whether `v` can be stored in a space of `dim` components and `metric`.
+fn fits(v: &[f32], dim: usize, metric: Metric) -> bool {
+    v.len() == dim && v.iter().all(|x| x.is_finite()) && (metric != Metric::Cosine || v.iter().any(|x| *x != 0.0))
+}
+
+/// Refuses, before anything is written (or created), a file none of whose
+/// vectors the space `name` (of `dim` components) can take.
+fn refuse_if_none_fits(a: &IngestArgs, vectors: &[Row], name: &str, dim: usize, metric: Metric) -> anyhow::Result<()> {
+    if vectors.iter().any(|r| fits(&r.v, dim, metric)) {
+        return Ok(());
+    }
+    let zeros = if metric == Metric::Cosine {
+        ", not all zeros"
+    } else {
+        ""
+    };
+    bail!(
+        "{}: none of its {} fits space {name:?} ({}{zeros}); nothing ingested, {}",
+        a.file.display(),
+        count(vectors.len() as u64, "vector", "vectors"),
+        count(dim as u64, "finite component", "finite components"),
+        untouched(&a.store)
+    )
+}
+
 /// Opens the store at `a.store`, or creates it with `create(dim)` when
 /// --dim is given. A --dim that differs from an existing store's dimension
 /// is an error, found before anything is written.
@@ -68,20 +103,22 @@ fn open_store(a: &IngestArgs, create: fn(usize) -> Options) -> anyhow::Result<St
 
 /// Opens the store for vectors of the space `name`: a space the store
 /// lacks is created host-fed with --dim (a new store gets a host-fed
-/// default space of that dimension too).
-fn open_for_space(a: &IngestArgs, name: &str) -> anyhow::Result<Store> {
-    let exists = a.store.join("meta").is_dir();
-    if !exists && a.dim.is_none() {
-        bail!("{} is not a store; pass --dim N to create one", a.store.display());
-    }
-    let base = if exists {
-        Options::existing()
-    } else {
-        Options::new(a.dim.unwrap_or(1))
+/// default space of that dimension too), unless none of `vectors` fits it.
+fn open_for_space(a: &IngestArgs, name: &str, vectors: &[Row]) -> anyhow::Result<Store> {
+    let with_space = |base: Options, dim: usize| {
+        base.space(name, SpaceSpec::host(dim))
+            .durability(emberdb::Durability::Buffered)
     };
-    let store = Store::open(&a.store, base.durability(emberdb::Durability::Buffered))?;
-    if store.space(name).is_ok() {
-        let dim = store.space(name)?.dim();
+    if !a.store.join("meta").is_dir() {
+        let Some(dim) = a.dim else {
+            bail!("{} is not a store; pass --dim N to create one", a.store.display());
+        };
+        refuse_if_none_fits(a, vectors, name, dim, Metric::Cosine)?;
+        return Ok(Store::open(&a.store, with_space(Options::new(dim), dim))?);
+    }
+    let store = open_existing(&a.store)?;
+    if let Ok(space) = store.space(name) {
+        let dim = space.dim();
         if let Some(asked) = a.dim.filter(|d| *d != dim) {
             bail!("--dim {asked} differs from the dimension {dim} of space {name:?}; nothing ingested");
         }
@@ -91,10 +128,8 @@ fn open_for_space(a: &IngestArgs, name: &str) -> anyhow::Result<Store> {
         bail!("the store has no space {name:?}; pass --dim N to create it (host-fed)");
     };
     drop(store);
-    let opts = Options::existing()
-        .space(name, SpaceSpec::host(dim))
-        .durability(emberdb::Durability::Buffered);
-    Ok(Store::open(&a.store, opts)?)
+    refuse_if_none_fits(a, vectors, name, dim, Metric::Cosine)?;
+    Ok(Store::open(&a.store, with_space(Options::existing(), dim))?)
 }
 
 fn ingest_vectors(a: &IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
@@ -107,39 +142,59 @@ fn ingest_vectors(a: &IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
             count(bad.len() as u64, "bad entry", "bad entries")
         );
     }
+    if vectors.is_empty() {
+        bail!(
+            "{}: no vector in the file ({}; expected `id,v1,v2,...` or .fvecs); nothing ingested, {}",
+            a.file.display(),
+            count(bad.len() as u64, "bad entry", "bad entries"),
+            untouched(&a.store)
+        );
+    }
     let name = a.space.as_deref().unwrap_or(DEFAULT_SPACE);
     let store = if name == DEFAULT_SPACE {
+        if !a.store.join("meta").is_dir() {
+            if let Some(dim) = a.dim {
+                refuse_if_none_fits(a, &vectors, name, dim, Metric::Cosine)?;
+            }
+        }
         open_store(a, Options::new)?
     } else {
-        open_for_space(a, name)?
+        open_for_space(a, name, &vectors)?
     };
     let space = store.space(name)?;
+    if space.kind().is_trained() {
+        bail!(
+            "space {name:?} of {} trains its item vectors from events (`ember train`); vectors go into a host-fed space: pass --space NAME --dim N to create one; nothing ingested",
+            a.store.display()
+        );
+    }
+    let (dim, metric) = (space.dim(), space.metric());
+    refuse_if_none_fits(a, &vectors, name, dim, metric)?;
     if a.strict {
         // Check every vector before writing any, so nothing is half-ingested.
-        let dim = space.dim();
-        if let Some((i, (id, v))) = vectors
+        let unfit: Vec<Bad> = vectors
             .iter()
-            .enumerate()
-            .find(|(_, (_, v))| v.len() != dim || v.iter().any(|x| !x.is_finite()))
-        {
+            .filter(|r| !fits(&r.v, dim, metric))
+            .map(|r| (r.at, unfit_reason(r, name, dim)))
+            .collect();
+        if !unfit.is_empty() {
+            report_bad(&a.file, &unfit, what);
             bail!(
-                "{}: {what} {}: item {id} has {} (the dimension of space {name:?} is {dim}) or a non-finite one; nothing ingested (--strict)",
-                a.file.display(),
-                i + 1,
-                count(v.len() as u64, "component", "components"),
+                "{}; nothing ingested (--strict)",
+                count(unfit.len() as u64, "bad entry", "bad entries")
             );
         }
     }
     let mut refused = 0u64;
-    for (id, v) in &vectors {
-        match space.upsert(*id, v) {
+    for r in &vectors {
+        match space.upsert(r.id, &r.v) {
             Ok(()) => {}
             Err(
                 e @ (emberdb::Error::DimensionMismatch { .. }
                 | emberdb::Error::NonFiniteVector { .. }
                 | emberdb::Error::ZeroVector { .. }),
             ) => {
-                eprintln!("{}: item {id}: {e}", a.file.display());
+                eprintln!("{}: {what} {}: {e}", a.file.display(), r.at);
                 refused += 1;
             }
             Err(e) => return Err(e.into()),
@@ -155,6 +210,21 @@ fn ingest_vectors(a: &IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Why a vector does not fit a space of `dim` components.
+fn unfit_reason(r: &Row, name: &str, dim: usize) -> String {
+    if r.v.len() != dim {
+        format!(
+            "item {} has {} (the dimension of space {name:?} is {dim})",
+            r.id,
+            count(r.v.len() as u64, "component", "components")
+        )
+    } else if r.v.iter().any(|x| !x.is_finite()) {
+        format!("item {} has a non-finite component", r.id)
+    } else {
+        format!("item {} is all zeros (no direction under the cosine metric)", r.id)
+    }
+}
+
 /// `--users`: every user's features, set with `Store::set_user_features`.
 fn ingest_users(a: &IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let (users, bad) = crate::users::read(&a.file).context("nothing ingested")?;
@@ -166,7 +236,12 @@ fn ingest_users(a: &IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
         );
     }
     if users.is_empty() {
-        bail!("{}: no user's features in the file; nothing ingested", a.file.display());
+        bail!(
+            "{}: no user's features in the file ({}); nothing ingested, {}",
+            a.file.display(),
+            count(bad.len() as u64, "bad line", "bad lines"),
+            untouched(&a.store)
+        );
     }
     let store = open_store(a, Options::trained)?;
     let bar = progress(users.len() as u64, "ingesting");
@@ -207,6 +282,19 @@ pub fn ingest(a: IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
         bail!(
             "{}; nothing ingested (--strict)",
             count(bad.len() as u64, "bad line", "bad lines")
+        );
+    }
+    if events.is_empty() {
+        bail!(
+            "{}: no event in the file ({}; expected {}); nothing ingested, {}",
+            a.file.display(),
+            count(bad.len() as u64, "bad line", "bad lines"),
+            if json {
+                "JSON lines {\"user_id\":1,\"item_id\":2,\"timestamp\":3}"
+            } else {
+                "user_id,item_id,timestamp[,weight] or user_id,item_id,rating,timestamp"
+            },
+            untouched(&a.store)
         );
     }
     let store = open_store(&a, Options::trained)?;

@@ -39,11 +39,21 @@ pub fn report_bad(path: &Path, bad: &[Bad], what: &str) {
     }
     if bad.len() > 20 {
         eprintln!(
-            "{}: {} more",
+            "{}: {}",
             path.display(),
-            count(bad.len() as u64 - 20, "bad entry", "bad entries")
+            count(
+                bad.len() as u64 - 20,
+                &format!("more bad {what}"),
+                &format!("more bad {what}s")
+            )
         );
     }
+}
+
+/// Says on stderr that line `n` was taken as a header (column names), not
+/// data.
+pub fn report_header(path: &Path, n: u64) {
+    eprintln!("{}: line {n}: skipped as a header (column names)", path.display());
 }
 
 /// A non-negative integer field; `what` names it in the error.

@@ -16,6 +16,7 @@ mod input;
 mod jsonl;
 mod maintain;
 mod memory_bench;
+mod show;
 mod stats;
 mod train_bench;
 mod users;
@@ -67,8 +68,8 @@ enum Command {
     Verify(maintain::VerifyArgs),
     /// Rewrite segments with many dead rows; --dry-run reports only.
     Compact(maintain::CompactArgs),
-    /// Item vectors to .fvecs, and every item's top-N similar items to CSV
-    /// or JSON lines.
+    /// Item vectors to .fvecs, and every item's top-N similar items to CSV,
+    /// JSON or JSON lines (by the file's extension).
     Export(export::ExportArgs),
     /// Evaluate item2vec recall on ratings (leave the last event of each
     /// user out; HR@10 and NDCG@10).
@@ -82,6 +83,11 @@ enum Command {
     BenchMemory(memory_bench::MemoryBenchArgs),
     /// Print the counts and sizes of a store, space by space.
     Stats(stats::StatsArgs),
+    /// Print an item's stored vector.
+    Get(show::GetArgs),
+    /// Print a user's stored item history, oldest first (the most recent
+    /// items, up to the store's history length).
+    History(show::HistoryArgs),
 }
 
 /// The library reports through `log` (an index rebuilt, a file it could
@@ -124,6 +130,8 @@ fn main() -> ExitCode {
         Command::BenchGemm(args) => ("bench-gemm", dnn_bench::gemm(args, out)),
         Command::BenchMemory(args) => ("bench-memory", memory_bench::run(args, out)),
         Command::Bench(args) => ("bench", bench::run(args, out)),
+        Command::Get(args) => ("get", show::get(args, out)),
+        Command::History(args) => ("history", show::history(args, out)),
     };
     finish(name, outcome.and_then(|()| Ok(out.flush()?)))
 }
@@ -140,12 +148,54 @@ fn finish(command: &str, outcome: anyhow::Result<()>) -> ExitCode {
     {
         return ExitCode::SUCCESS;
     }
-    eprintln!("ember {command}: {e:#}");
-    let locked = e
-        .chain()
-        .any(|cause| matches!(cause.downcast_ref(), Some(emberdb::Error::Locked { .. })));
-    if locked {
-        eprintln!("ember: the store is held by another process; call Store::snapshot or Store::compact from that process instead");
-    }
+    eprintln!("ember {command}: {}", message(&e, command));
     ExitCode::FAILURE
+}
+
+/// The error's chain, outermost first, joined by ": " as `{:#}` joins it,
+/// except that a library error whose own text names the library's calls
+/// (`Options::trained`, `upsert`) is told in the tools' terms: the commands
+/// and flags that do it.
+fn message(e: &anyhow::Error, command: &str) -> String {
+    let mut parts = Vec::new();
+    for cause in e.chain() {
+        if let Some(told) = cause
+            .downcast_ref::<emberdb::Error>()
+            .and_then(|e| in_cli_terms(e, command))
+        {
+            parts.push(told);
+            return parts.join(": ");
+        }
+        parts.push(cause.to_string());
+    }
+    format!("{e:#}")
+}
+
+/// The library errors that the tools tell in their own words.
+fn in_cli_terms(e: &emberdb::Error, command: &str) -> Option<String> {
+    use emberdb::Error;
+    Some(match e {
+        Error::NotTrained { path, space } if space.is_empty() => format!(
+            "store {} has no trained space (its vectors are host-fed, from `ember ingest --vectors`); a store made by `ember ingest STORE EVENTS --dim N` trains its vectors from events",
+            path.display()
+        ),
+        Error::NotTrained { path, space } => format!(
+            "space {space:?} of store {} is host-fed: its vectors come from `ember ingest {} FILE --vectors --space {space}`, not from training; `ember train` trains the spaces that learn from events (the default space of a store made by `ember ingest STORE EVENTS --dim N`)",
+            path.display(),
+            path.display()
+        ),
+        Error::TrainedStore { path, space, .. } => format!(
+            "space {space:?} of store {} trains its item vectors from events (`ember train`): vectors cannot be written into it; pass --space NAME --dim N to `ember ingest --vectors` for a host-fed space",
+            path.display()
+        ),
+        Error::Locked { path } => format!(
+            "store {} is open in another process (an application, or another ember command); run `ember {command}` again once that process has closed it",
+            path.display()
+        ),
+        Error::InvalidK { k, max } => format!(
+            "{} {k} is out of range: it must be between 1 and {max}",
+            if command == "export" { "--top" } else { "-k" }
+        ),
+        _ => return None,
+    })
 }

@@ -127,10 +127,10 @@ pub fn compact(a: CompactArgs, out: &mut impl Write) -> anyhow::Result<()> {
     };
     writeln!(
         out,
-        "{}{} ({} rows, {} live) -> {}; {} before, {} after",
+        "{}{} ({}, {} live) -> {}; {} before, {} after",
         if a.dry_run { "would rewrite " } else { "rewrote " },
         count(r.segments_in as u64, "segment", "segments"),
-        r.rows_in,
+        count(r.rows_in as u64, "row", "rows"),
         r.rows_kept,
         count(segments_out as u64, "segment", "segments"),
         HumanBytes(r.bytes_before),

@@ -13,6 +13,8 @@ use clap::Args;
 use emberdb::{Durability, Event, IndexSpec, Options, Store};
 use rand::{Rng, SeedableRng};
 
+use crate::input::count;
+
 #[derive(Args, Debug)]
 pub struct MemoryBenchArgs {
     /// Where to create the store (a temporary directory by default).
@@ -61,8 +63,13 @@ pub fn run(a: MemoryBenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let store = Store::open(&dir, opts)?;
     writeln!(
         out,
-        "{} events from {} users over {} items (dim {}), an upsert every 100 events; history cache {} MiB, sled cache {} MiB",
-        a.events, a.users, a.items, a.dim, a.history_cache_mib, a.meta_cache_mib
+        "{} from {} over {} (dim {}), an upsert every 100 events; history cache {} MiB, sled cache {} MiB",
+        count(a.events, "event", "events"),
+        count(a.users, "user", "users"),
+        count(a.items, "item", "items"),
+        a.dim,
+        a.history_cache_mib,
+        a.meta_cache_mib
     )?;
     let growing_mib = (segment_rows * a.dim * 4) as f64 / (1 << 20) as f64;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
@@ -86,8 +93,8 @@ pub fn run(a: MemoryBenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
             let stats = store.stats()?;
             writeln!(
                 out,
-                "{:>11} events  {:>6.1} s  RSS {:>6.0} MiB (peak {:>6.0})  histories in memory {:>7} ({:.0} MiB)  sled {:>5.0} MiB on disk",
-                n + 1,
+                "{:>18}  {:>6.1} s  RSS {:>6.0} MiB (peak {:>6.0})  histories in memory {:>7} ({:.0} MiB)  sled {:>5.0} MiB on disk",
+                count(n + 1, "event", "events"),
                 started.elapsed().as_secs_f64(),
                 now,
                 peak,

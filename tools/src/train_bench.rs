@@ -13,6 +13,8 @@ use clap::Args;
 use emberdb::{DnnOptions, Durability, Event, Options, SpaceSpec, Store, TrainOptions};
 use rand::{Rng, SeedableRng};
 
+use crate::input::count;
+
 #[derive(Args, Debug)]
 pub struct TrainBenchArgs {
     /// Where to create the store (a temporary directory by default).
@@ -100,8 +102,13 @@ pub fn run(a: TrainBenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let store = Store::open(&dir, opts.durability(Durability::Buffered))?;
     writeln!(
         out,
-        "{} events over {} items and {} users, dim {}, {} epoch(s), window {}",
-        a.events, a.items, a.users, a.dim, a.epochs, a.window
+        "{} over {} and {}, dim {}, {}, window {}",
+        count(a.events, "event", "events"),
+        count(a.items, "item", "items"),
+        count(a.users, "user", "users"),
+        a.dim,
+        count(a.epochs as u64, "epoch", "epochs"),
+        a.window
     )?;
     let events = synthetic_events(&a);
     let started = Instant::now();
@@ -126,12 +133,12 @@ pub fn run(a: TrainBenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
     )?;
     writeln!(
         out,
-        "  {} items, {} histories, {} positive pairs, {:.2} M pairs/s/thread on {} threads",
-        r.items,
-        r.fresh_histories,
-        r.run.pairs,
+        "  {}, {}, {}, {:.2} M pairs/s/thread on {}",
+        count(r.items as u64, "item", "items"),
+        count(r.fresh_histories as u64, "history", "histories"),
+        count(r.run.pairs, "positive pair", "positive pairs"),
         r.pairs_per_second_per_thread() / 1e6,
-        r.run.threads
+        count(r.run.threads as u64, "thread", "threads")
     )?;
     if dnn {
         crate::dnn_bench::train_and_query(&store, &a_users(&a), out)?;
@@ -139,8 +146,8 @@ pub fn run(a: TrainBenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let stats = store.stats()?;
     writeln!(
         out,
-        "store: {} sealed segments ({}), {:.0} MiB on disk, peak memory {:.0} MiB",
-        stats.sealed_segments,
+        "store: {} ({}), {:.0} MiB on disk, peak memory {:.0} MiB",
+        count(stats.sealed_segments as u64, "sealed segment", "sealed segments"),
         stats.segment_kinds.join(", "),
         stats.disk_bytes as f64 / (1 << 20) as f64,
         peak_rss_mib().unwrap_or(f64::NAN)

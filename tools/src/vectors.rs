@@ -8,10 +8,18 @@ use anyhow::{bail, Context as _};
 use crate::delimited::Delimited;
 use crate::events::column_name;
 use crate::fvecs;
-use crate::input::{count, shown, Bad};
+use crate::input::{count, report_header, shown, Bad};
 
-/// The vectors read from a file (id, components) and its bad entries.
-pub type ParsedVectors = (Vec<(u64, Vec<f32>)>, Vec<Bad>);
+/// A vector read from a file: where it was (its line, or its vector
+/// number in `.fvecs`), its id and its components.
+pub struct Row {
+    pub at: u64,
+    pub id: u64,
+    pub v: Vec<f32>,
+}
+
+/// The vectors read from a file and its bad entries.
+pub type ParsedVectors = (Vec<Row>, Vec<Bad>);
 
 /// The names of the id column that mark a vectors CSV's first line as a
 /// header.
@@ -42,7 +50,15 @@ fn read_fvecs(path: &Path) -> anyhow::Result<ParsedVectors> {
     let records = rows.len() + usize::from(cut.is_some());
     let bad: Vec<Bad> = cut.map(|reason| (records as u64, reason)).into_iter().collect();
     let out = match ids {
-        None => rows.into_iter().enumerate().map(|(n, v)| (n as u64, v)).collect(),
+        None => rows
+            .into_iter()
+            .enumerate()
+            .map(|(n, v)| Row {
+                at: n as u64 + 1,
+                id: n as u64,
+                v,
+            })
+            .collect(),
         Some(ids) if ids.len() != records => bail!(
             "{}: {} for the {} of {}",
             ids_path.display(),
@@ -50,7 +66,16 @@ fn read_fvecs(path: &Path) -> anyhow::Result<ParsedVectors> {
             count(records as u64, "vector", "vectors"),
             path.display()
         ),
-        Some(ids) => ids.into_iter().zip(rows).collect(),
+        Some(ids) => ids
+            .into_iter()
+            .zip(rows)
+            .enumerate()
+            .map(|(n, (id, v))| Row {
+                at: n as u64 + 1,
+                id,
+                v,
+            })
+            .collect(),
     };
     Ok((out, bad))
 }
@@ -88,8 +113,8 @@ pub fn read(path: &Path) -> anyhow::Result<ParsedVectors> {
     while let Some((n, fields)) = file.next_line().with_context(|| path.display().to_string())? {
         let header = std::mem::take(&mut first) && fields.as_ref().is_ok_and(|f| is_header(f));
         match fields.and_then(parse) {
-            _ if header => {}
-            Ok(v) => out.push(v),
+            _ if header => report_header(path, n),
+            Ok((id, v)) => out.push(Row { at: n, id, v }),
             Err(reason) => bad.push((n, reason)),
         }
     }

@@ -186,10 +186,14 @@ fn a_store_held_by_another_process_is_refused_with_a_hint() {
     let out = ember(&["compact", path(dir.path())]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("locked by another open Store"), "{stderr}");
+    assert!(stderr.contains("is open in another process"), "{stderr}");
     assert!(
-        stderr.contains("call Store::snapshot or Store::compact from that process"),
+        stderr.contains("run `ember compact` again once that process has closed it"),
         "{stderr}"
+    );
+    assert!(
+        !stderr.contains("Store::"),
+        "no Rust calls in the tools' messages: {stderr}"
     );
     drop(held);
     assert!(ok(&ember(&["compact", path(dir.path())])).contains("nothing to compact"));
@@ -231,5 +235,180 @@ fn a_closed_pipe_ends_the_output_quietly_and_successfully() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{args:?}: {:?}\n{stderr}", out.status);
         assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
+
+/// The command failed; its stderr.
+fn failed(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "expected a failure:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Before the first training round a trained store has events but no
+/// vectors: every query says so, names `ember train`, and fails.
+#[test]
+fn queries_before_the_first_round_say_to_train_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let csv = dir.path().join("ratings.csv");
+    std::fs::write(&csv, ratings()).unwrap();
+    ok(&ember(&["ingest", path(&store), path(&csv), "--dim", "8"]));
+    let train = format!("run `ember train {}` first", path(&store));
+    let queries: [&[&str]; 5] = [
+        &["knn", path(&store), "--item", "1"],
+        &["knn", path(&store), "--user", "1"],
+        &["knn", path(&store), "--seeds", "1", "--json"],
+        &["knn", path(&store), "--vector", "[1,0,0,0,0,0,0,0]"],
+        &["get", path(&store), "1"],
+    ];
+    for args in queries {
+        let err = failed(&ember(args));
+        assert!(err.contains("has not been trained yet"), "{args:?}: {err}");
+        assert!(err.contains(&train), "{args:?}: {err}");
+        assert!(!err.contains("not in the store"), "{args:?}: {err}");
+    }
+    // The history is there before any round.
+    assert!(!ok(&ember(&["history", path(&store), "1"])).is_empty());
+    ok(&ember(&["train", path(&store)]));
+    let out = ok(&ember(&["knn", path(&store), "--user", "1"]));
+    assert_eq!(out.lines().count(), 11, "{out}");
+    let out = ok(&ember(&["knn", path(&store), "--item", "1"]));
+    assert_eq!(out.lines().count(), 11, "{out}");
+}
+
+/// `ember get` prints an item's stored vector (in the form `knn --vector`
+/// takes, or JSON); `ember history` a user's items, oldest first. Unknown
+/// ids fail with a clear message.
+#[test]
+fn get_prints_a_vector_and_history_a_users_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = dir.path().join("host");
+    let vectors = dir.path().join("vectors.csv");
+    std::fs::write(&vectors, "1,3,4\n2,0,1\n").unwrap();
+    ok(&ember(&[
+        "ingest",
+        path(&host),
+        path(&vectors),
+        "--vectors",
+        "--dim",
+        "2",
+    ]));
+    // Stored normalised (cosine), one line of comma-separated numbers.
+    let text = ok(&ember(&["get", path(&host), "1"]));
+    let v: Vec<f32> = text.trim_end().split(',').map(|x| x.parse().unwrap()).collect();
+    assert!(text.ends_with('\n') && text.lines().count() == 1, "{text}");
+    assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6, "{text}");
+    let json: serde_json::Value = serde_json::from_str(&ok(&ember(&["get", path(&host), "2", "--json"]))).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"id": 2, "space": "default", "vector": [0.0, 1.0]})
+    );
+    let err = failed(&ember(&["get", path(&host), "3"]));
+    assert!(err.contains("item 3 is not in space \"default\""), "{err}");
+    let err = failed(&ember(&["get", path(&host), "1", "--space", "nope"]));
+    assert!(err.contains("no space \"nope\""), "{err}");
+    // What get prints, knn --vector takes.
+    let v = ok(&ember(&["get", path(&host), "1"]));
+    let hits = ok(&ember(&["knn", path(&host), "--vector", v.trim(), "-k", "1", "--json"]));
+    assert!(hits.starts_with("[{\"id\":1,"), "{hits}");
+
+    let store = dir.path().join("trained");
+    let events = dir.path().join("events.csv");
+    std::fs::write(&events, "user_id,item_id,timestamp\n5,30,3\n5,10,1\n6,11,1\n5,20,2\n").unwrap();
+    ok(&ember(&["ingest", path(&store), path(&events), "--dim", "4"]));
+    assert_eq!(ok(&ember(&["history", path(&store), "5"])), "10\n20\n30\n");
+    let json: serde_json::Value = serde_json::from_str(&ok(&ember(&["history", path(&store), "6", "--json"]))).unwrap();
+    assert_eq!(json, serde_json::json!({"user": 6, "items": [11]}));
+    let err = failed(&ember(&["history", path(&store), "7"]));
+    assert!(err.contains("user 7 has no events"), "{err}");
+    ok(&ember(&["train", path(&store)]));
+    let v = ok(&ember(&["get", path(&store), "10", "--json"]));
+    let json: serde_json::Value = serde_json::from_str(&v).unwrap();
+    assert_eq!(json["vector"].as_array().unwrap().len(), 4, "{v}");
+}
+
+/// `knn --vector` takes a JSON array as well as comma-separated numbers,
+/// and refuses anything else with both forms named.
+#[test]
+fn knn_takes_a_json_array_vector() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = dir.path().join("host");
+    let vectors = dir.path().join("vectors.csv");
+    std::fs::write(&vectors, "1,1,0,0\n2,0,1,0\n3,0,0,1\n").unwrap();
+    ok(&ember(&[
+        "ingest",
+        path(&host),
+        path(&vectors),
+        "--vectors",
+        "--dim",
+        "3",
+    ]));
+    let csv = ok(&ember(&["knn", path(&host), "--vector", "0, 1, 0.1", "--json"]));
+    for v in ["[0, 1, 0.1]", " [0.0,1.0,1e-1] ", "[0,1,0.1]"] {
+        assert_eq!(ok(&ember(&["knn", path(&host), "--vector", v, "--json"])), csv, "{v}");
+    }
+    assert!(csv.starts_with("[{\"id\":2,"), "{csv}");
+    for bad in ["[0, \"x\", 1]", "[]", "[0, 1", "a,b", ""] {
+        let err = failed(&ember(&["knn", path(&host), "--vector", bad]));
+        assert!(
+            err.contains("expected a JSON array of numbers ([0.1, 0.2]) or comma-separated numbers"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+/// The tools' messages name commands and flags, never the library's calls
+/// (`Options::trained`, `upsert`, `Store::snapshot`).
+#[test]
+fn errors_name_commands_and_flags_not_rust_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (host, trained) = (dir.path().join("host"), dir.path().join("trained"));
+    let vectors = dir.path().join("vectors.csv");
+    std::fs::write(&vectors, "1,1,0\n").unwrap();
+    ok(&ember(&[
+        "ingest",
+        path(&host),
+        path(&vectors),
+        "--vectors",
+        "--dim",
+        "2",
+    ]));
+    ok(&ember(&[
+        "ingest",
+        path(&host),
+        path(&vectors),
+        "--vectors",
+        "--space",
+        "text",
+        "--dim",
+        "2",
+    ]));
+    let events = dir.path().join("events.csv");
+    std::fs::write(&events, ratings()).unwrap();
+    ok(&ember(&["ingest", path(&trained), path(&events), "--dim", "4"]));
+    let cases: [(&[&str], &str); 5] = [
+        (&["train", path(&host)], "ember ingest STORE EVENTS --dim N"),
+        (&["train", path(&host), "--space", "text"], "space \"text\" of store"),
+        (
+            &["ingest", path(&trained), path(&vectors), "--vectors"],
+            "--space NAME --dim N",
+        ),
+        (&["knn", path(&host), "--item", "1", "-k", "0"], "-k 0 is out of range"),
+        (
+            &["export", path(&host), "--similar", "/dev/null", "--top", "0"],
+            "--top 0 is out of range",
+        ),
+    ];
+    for (args, expected) in cases {
+        let err = failed(&ember(args));
+        assert!(err.contains(expected), "{args:?}: {err}");
+        for rust in ["Options::", "Store::", "SpaceSpec::", "upsert", "k = 0"] {
+            assert!(!err.contains(rust), "{args:?}: {err}");
+        }
     }
 }
