@@ -77,18 +77,21 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], context: &str) -> Result
 }
 
 /// `bincode::serde::decode_from_slice` with the standard configuration and
-/// a limit on the bytes that strings and byte vectors may claim: the first
-/// power of 16 (from 4 KiB) at least as large as `body`. Without a limit,
-/// bincode allocates a string's length, as the input says it, before
-/// reading it: a corrupt length asked for any amount of memory and, past
-/// `isize::MAX`, panicked ("capacity overflow"; found by
-/// `tests/fuzz_decoders.rs`). A string can never be longer than the input
-/// that holds it, so no valid input comes near the limit, and no input can
-/// make the decoder allocate more than 16 times its own size for them.
+/// a limit on what the decoder may claim: the first power of 16 (from 4
+/// KiB) at least 64 times the size of `body`. Without a limit, bincode
+/// allocates a string's length, as the input says it, before reading it: a
+/// corrupt length asked for any amount of memory and, past `isize::MAX`,
+/// panicked ("capacity overflow"; found by `tests/fuzz_decoders.rs`).
+/// bincode counts against the limit a string's bytes and a sequence's
+/// length times its element's size in memory; an element takes at least
+/// one byte of input and none of ours is larger than 64 bytes in memory
+/// for each byte of its smallest encoding, so no valid input reaches the
+/// limit, and no input can make the decoder allocate more than about a
+/// thousand times its own size.
 pub(crate) fn decode_bounded<T: DeserializeOwned>(body: &[u8]) -> Result<(T, usize), bincode::error::DecodeError> {
     use bincode::serde::decode_from_slice;
     let base = bincode::config::standard();
-    let n = body.len();
+    let n = body.len().saturating_mul(64);
     if n <= 0x1000 {
         decode_from_slice(body, base.with_limit::<0x1000>())
     } else if n <= 0x1_0000 {

@@ -8,13 +8,17 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result};
+use crate::faults::{self, Op};
 
 /// Suffix of files being written; anything with it is garbage after a crash.
 pub(crate) const TMP_SUFFIX: &str = ".tmp";
 
 /// fsyncs a directory so that creations, renames and removals in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+    faults::check(Op::Fsync, dir)
+        .and_then(|()| File::open(dir))
+        .and_then(|d| d.sync_all())
+        .at(dir)
 }
 
 /// Like [`write_atomically`], with the content produced by `fill`.
@@ -30,13 +34,16 @@ pub(crate) fn write_atomically_with(
         .open(&tmp)
         .at(&tmp)?;
     {
+        faults::check(Op::Write, &tmp).at(&tmp)?;
         let mut out = std::io::BufWriter::with_capacity(1 << 20, &file);
         fill(&mut out).at(&tmp)?;
         out.flush().at(&tmp)?;
     }
-    file.sync_all().at(&tmp)?;
+    faults::check(Op::Fsync, &tmp).and_then(|()| file.sync_all()).at(&tmp)?;
     drop(file);
-    std::fs::rename(&tmp, path).at(path)?;
+    faults::check(Op::Rename, path)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .at(path)?;
     sync_dir(parent_of(path))
 }
 
@@ -83,6 +90,7 @@ pub(crate) fn dir_size(dir: &Path) -> Result<u64> {
 /// rename, which is race-free only against other emberdb calls made under
 /// one of our exclusive temporary names.
 pub(crate) fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
+    faults::check(Op::Rename, to)?;
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::ffi::OsStrExt;

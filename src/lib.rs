@@ -25,6 +25,8 @@ mod codec;
 mod durability;
 mod error;
 mod event;
+#[doc(hidden)]
+pub mod faults;
 mod fsutil;
 #[doc(hidden)]
 pub mod fuzz;
@@ -56,4 +58,4 @@ pub use store::{
     restore, CompactReport, RecoveryReport, RoundKind, SnapshotInfo, Space, SpaceStats, Stats, Store, TrainerStats,
     VerifyReport,
 };
-pub use train::{DnnOptions, DnnRunStats, RunStats, Sigmoid, TrainOptions, TrainPolicy, TrainReport};
+pub use train::{DnnOptions, DnnRunStats, RoundOverrides, RunStats, Sigmoid, TrainOptions, TrainPolicy, TrainReport};

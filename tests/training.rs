@@ -394,3 +394,50 @@ fn killed_during_training_reopens_at_the_last_generation() {
     assert_eq!(r.generation, 2);
     assert_eq!(r.new_events, 500);
 }
+
+/// Options overridden for one round act on that round only: the round runs
+/// with them (same bits as a store created with them), the next round
+/// with the stored options again, and bad overrides change nothing.
+#[test]
+fn round_overrides_apply_to_one_round_and_are_not_saved() {
+    use emberdb::{RoundKind, RoundOverrides};
+    let events = planted_events(120, CLUSTERS, PER_CLUSTER, 10, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), opts()).unwrap();
+    store.append_events(&events).unwrap();
+    let overrides = RoundOverrides {
+        epochs: Some(2),
+        seed: Some(99),
+        ..RoundOverrides::default()
+    };
+    let r = store
+        .train_space_with("default", RoundKind::Full, &overrides, &|_| {})
+        .unwrap();
+    assert_eq!(r.epochs, 2);
+    let overridden = all_vectors(&store);
+    // The same round from a store created with those options.
+    let other = tempfile::tempdir().unwrap();
+    let same = Store::open(other.path(), opts().train_options(train_opts().epochs(2).seed(99))).unwrap();
+    same.append_events(&events).unwrap();
+    same.train_full().unwrap();
+    assert_eq!(
+        all_vectors(&same),
+        overridden,
+        "the overrides are what the round ran with"
+    );
+    // Refused overrides run nothing.
+    let bad = RoundOverrides {
+        negatives: Some(0),
+        ..RoundOverrides::default()
+    };
+    assert!(matches!(
+        store.train_space_with("default", RoundKind::Full, &bad, &|_| {}),
+        Err(Error::InvalidOptions(_))
+    ));
+    assert_eq!(all_vectors(&store), overridden);
+    // The next round, and the next open, use the stored options.
+    assert_eq!(store.train_full().unwrap().epochs, 10);
+    drop(store);
+    let store = Store::open(dir.path(), Options::existing()).unwrap();
+    assert_eq!(store.train_full().unwrap().epochs, 10);
+}

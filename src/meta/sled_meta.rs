@@ -220,7 +220,7 @@ impl SledMeta {
                             file: current,
                             offset: 0,
                             reason: format!(
-                                "missing, while meta/ holds {}; nothing was deleted (restore from a snapshot, or run `ember repair` to adopt the newest generation that opens whole)",
+                                "missing, while meta/ holds {}; nothing was deleted; restore the store from a snapshot (`emberdb::restore`, `ember restore`)",
                                 names.join(", ")
                             ),
                         });

@@ -151,6 +151,7 @@ impl SealedSegment {
                 format!("file is {len} bytes, header implies {expected_len}"),
             ));
         }
+        crate::faults::check(crate::faults::Op::Mmap, path).at(path)?;
         // SAFETY: mapping a file is sound as long as nobody modifies or
         // truncates it while mapped. Sealed files are immutable by protocol:
         // written once under a temporary name, renamed into place, never

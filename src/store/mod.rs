@@ -35,6 +35,7 @@ use crate::event::Event;
 use crate::options::Options;
 use crate::query::plan::{self, Geometry};
 use crate::query::{Hit, Query};
+use crate::train::RoundOverrides;
 use crate::train::TrainReport;
 use crate::validate;
 use crate::wal::record::{self, EVENT_BYTES};
@@ -327,7 +328,30 @@ impl Store {
         progress: &(dyn Fn(f64) + Sync),
     ) -> Result<TrainReport> {
         let space = self.shared.space(name)?;
-        training::round(&self.shared, &self.write, space, kind, progress)
+        training::round(
+            &self.shared,
+            &self.write,
+            space,
+            kind,
+            &RoundOverrides::default(),
+            progress,
+        )
+    }
+
+    /// A round of `kind` of the trained space `name` with some of its
+    /// options changed for this round only (`overrides`; nothing is saved:
+    /// the next round uses the stored options again). Overrides that the
+    /// options' own checks refuse are `Error::InvalidOptions`, and nothing
+    /// runs.
+    pub fn train_space_with(
+        &self,
+        name: &str,
+        kind: RoundKind,
+        overrides: &RoundOverrides,
+        progress: &(dyn Fn(f64) + Sync),
+    ) -> Result<TrainReport> {
+        let space = self.shared.space(name)?;
+        training::round(&self.shared, &self.write, space, kind, overrides, progress)
     }
 
     /// A round of every trained space; one failing does not keep the
@@ -336,7 +360,14 @@ impl Store {
         let mut first = None;
         let mut failed = None;
         for space in self.shared.trained_spaces() {
-            match training::round(&self.shared, &self.write, space, kind, progress) {
+            match training::round(
+                &self.shared,
+                &self.write,
+                space,
+                kind,
+                &RoundOverrides::default(),
+                progress,
+            ) {
                 Ok(report) => {
                     first.get_or_insert(report);
                 }

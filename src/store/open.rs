@@ -109,6 +109,8 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
     describe_in_options(&mut opts, &resolved.spaces);
 
     let mut report = RecoveryReport::default();
+    let tracked = meta.load_wal_files()?;
+    replay::precheck(&wal_dir, resolved.manifest.checkpoint, tracked.as_ref())?;
     remove_orphans(&segments_dir, &resolved.manifest, access, &mut report)?;
     let forwards: Arc<HashMap<u64, Forward>> =
         Arc::new(meta.load_forwards()?.into_iter().map(|f| (f.from, f)).collect());
@@ -153,7 +155,6 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
             }
         }
     }
-    let tracked = shared.meta.load_wal_files()?;
     let mode = if read_only {
         ReplayMode::ReadOnly
     } else {

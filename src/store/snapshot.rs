@@ -205,7 +205,10 @@ fn copy_tree(src: &Path, dst: &Path, info: &mut SnapshotInfo) -> Result<()> {
 
 fn copy_file(from: &Path, to: &Path, info: &mut SnapshotInfo) -> Result<()> {
     let bytes = std::fs::copy(from, to).at(from)?;
-    std::fs::File::open(to).and_then(|f| f.sync_all()).at(to)?;
+    crate::faults::check(crate::faults::Op::Fsync, to)
+        .and_then(|()| std::fs::File::open(to))
+        .and_then(|f| f.sync_all())
+        .at(to)?;
     info.copied += 1;
     info.copied_bytes += bytes;
     Ok(())

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::train::dnn;
 use crate::train::round::{self, Stopped, TrainReport};
-use crate::train::RunStats;
+use crate::train::{RoundOverrides, RunStats};
 
 /// Items of the user's recent history whose vectors make a new item's
 /// provisional vector.
@@ -44,6 +44,7 @@ pub(crate) fn round(
     write: &Mutex<WriteState>,
     space: &SpaceState,
     kind: RoundKind,
+    overrides: &RoundOverrides,
     progress: &(dyn Fn(f64) + Sync),
 ) -> Result<TrainReport> {
     let trainer = space.trainer.as_ref().ok_or_else(|| Error::NotTrained {
@@ -51,6 +52,10 @@ pub(crate) fn round(
         space: space.name.clone(),
     })?;
     shared.refuse_if_read_only()?;
+    let round_opts = match &trainer.opts {
+        ModelOptions::Item2vec(o) => ModelOptions::Item2vec(overrides.item2vec(o)?),
+        ModelOptions::Dnn(o) => ModelOptions::Dnn(overrides.dnn(o)?),
+    };
     let _one_round = trainer.round.lock();
     let started = Instant::now();
     let (cut, events_before) = {
@@ -78,7 +83,7 @@ pub(crate) fn round(
     let stopped = || Error::TrainingStopped {
         path: shared.path.clone(),
     };
-    let report = match (&current, &trainer.opts) {
+    let report = match (&current, &round_opts) {
         (Model::Item2vec(state), ModelOptions::Item2vec(opts)) => {
             let gather_seconds = started.elapsed().as_secs_f64();
             match round::run(state, &users, cut, opts, full, &keep_going, progress) {
@@ -231,7 +236,14 @@ pub(crate) fn spawn_background(shared: Arc<Shared>, write: Arc<Mutex<WriteState>
             while !stopped(&shared) {
                 std::thread::park_timeout(POLICY_TICK);
                 for space in shared.spaces.iter().filter(|s| round_due(s)) {
-                    match round(&shared, &write, space, RoundKind::Incremental, &|_| {}) {
+                    match round(
+                        &shared,
+                        &write,
+                        space,
+                        RoundKind::Incremental,
+                        &RoundOverrides::default(),
+                        &|_| {},
+                    ) {
                         Ok(r) => log::info!(
                             "background round of {}: generation {}, {} new events, {:.2} s",
                             space.describe(),

@@ -16,6 +16,7 @@ pub(crate) mod dnn;
 pub(crate) mod hogwild;
 pub(crate) mod kernel;
 pub(crate) mod options;
+mod overrides;
 pub(crate) mod rng;
 pub(crate) mod round;
 pub(crate) mod sampler;
@@ -26,6 +27,7 @@ pub(crate) mod subsample;
 
 pub use dnn::{DnnOptions, DnnRunStats};
 pub use options::{TrainOptions, TrainPolicy};
+pub use overrides::RoundOverrides;
 pub use round::TrainReport;
 pub use sgns::RunStats;
 pub use sigmoid::Sigmoid;

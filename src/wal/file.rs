@@ -13,6 +13,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
+use crate::faults::{self, Op};
 use crate::fsutil;
 
 pub(crate) const MAGIC: &[u8; 8] = b"EMBERWAL";
@@ -94,8 +95,12 @@ pub(crate) fn create(dir: &Path, file_no: u64) -> Result<File> {
         .write(true)
         .open(&path)
         .at(&path)?;
-    file.write_all(&encode_header(file_no)).at(&path)?;
-    file.sync_all().at(&path)?;
+    faults::check(Op::Write, &path)
+        .and_then(|()| file.write_all(&encode_header(file_no)))
+        .at(&path)?;
+    faults::check(Op::Fsync, &path)
+        .and_then(|()| file.sync_all())
+        .at(&path)?;
     fsutil::sync_dir(dir)?;
     Ok(file)
 }

@@ -19,6 +19,7 @@ use super::record::{self, Record};
 use super::tracked::{TrackedFile, TrackedFiles};
 use super::{file, Position};
 use crate::error::{Error, IoContext, Result};
+use crate::faults::{self, Op};
 
 /// Where the valid log ends after replay.
 #[derive(Debug)]
@@ -221,6 +222,26 @@ pub(crate) fn replay(
     })
 }
 
+/// Whether the log can be replayed from `from` at all (the checkpoint's
+/// file is there, and the recorded files are whole), checked before open
+/// removes anything: a metadata that went back in time (sled recovering an
+/// older state) names fewer segment files, and those must not be removed
+/// as leftovers when the log that would rebuild them is gone too.
+pub(crate) fn precheck(dir: &Path, from: Position, tracked: Option<&TrackedFiles>) -> Result<()> {
+    if let Some(problem) = tracked.and_then(|t| t.problems(dir, from).into_iter().next()) {
+        return Err(problem);
+    }
+    let checkpoint_file = file::path_of(dir, from.file_no);
+    if from != Position::origin() && !checkpoint_file.exists() {
+        return Err(Error::Corruption {
+            file: checkpoint_file,
+            offset: from.offset,
+            reason: "the log file holding the checkpoint is missing".into(),
+        });
+    }
+    Ok(())
+}
+
 /// Checks the files found (`files`, from the checkpoint's onwards) against
 /// the metadata's list (see the table in [`super::tracked`]), and takes out
 /// of `files` (removing them, unless read-only) those after the live file
@@ -274,6 +295,8 @@ fn check_tracked(
 /// checkpoint).
 fn cut_at(path: &Path, len: u64) -> Result<()> {
     let file = OpenOptions::new().write(true).open(path).at(path)?;
-    file.set_len(len).at(path)?;
-    file.sync_all().at(path)
+    faults::check(Op::Write, path)
+        .and_then(|()| file.set_len(len))
+        .at(path)?;
+    faults::check(Op::Fsync, path).and_then(|()| file.sync_all()).at(path)
 }

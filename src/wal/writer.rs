@@ -24,6 +24,7 @@ use super::tracked::{LogCatalog, TrackedFile, TrackedFiles};
 use super::{file, Position};
 use crate::durability::Durability;
 use crate::error::{Error, IoContext, Result};
+use crate::faults::{self, Op};
 
 /// Under `Durability::None`, bytes wait in memory until this many pile up.
 const PENDING_LIMIT: usize = 1 << 20;
@@ -121,7 +122,8 @@ impl SyncShared {
             // the fsync below, including the bytes of waiting followers.
             let group = self.waiting.load(Ordering::Acquire);
             let (file, written) = self.current.lock().clone();
-            let outcome = file.sync_data();
+            let outcome =
+                faults::check(Op::Fsync, &file::path_of(&self.dir, written.file_no)).and_then(|()| file.sync_data());
             self.fsyncs.fetch_add(1, Ordering::Relaxed);
             self.last_group.store(group, Ordering::Release);
             state = self.state.lock();
@@ -366,7 +368,8 @@ impl WalWriter {
     }
 
     fn write_to_os(&mut self, bytes: &[u8]) -> Result<()> {
-        if let Err(source) = (&*self.file).write_all(bytes) {
+        let path = file::path_of(&self.dir, self.file_no);
+        if let Err(source) = faults::check(Op::Write, &path).and_then(|()| (&*self.file).write_all(bytes)) {
             // A partial write leaves the file's tail unknown: poison.
             self.shared.poison();
             return Err(Error::Io {
@@ -397,12 +400,21 @@ impl WalWriter {
         self.write_pending()?;
         let old_end = self.end();
         let old_path = file::path_of(&self.dir, self.file_no);
-        if let Err(source) = self.file.sync_data() {
+        if let Err(source) = faults::check(Op::Fsync, &old_path).and_then(|()| self.file.sync_data()) {
             self.shared.poison();
             return Err(Error::Io { path: old_path, source });
         }
         let next_no = self.file_no + 1;
-        let next = file::create(&self.dir, next_no)?;
+        // A log that cannot move on cannot take writes: poison, as RocksDB
+        // stops writes when it cannot create a log file (the reopen that
+        // clears it removes the half-made file, which holds no record).
+        let next = match file::create(&self.dir, next_no) {
+            Ok(next) => next,
+            Err(e) => {
+                self.shared.poison();
+                return Err(e);
+            }
+        };
         // Recorded before anything is written to it: a recorded file that
         // goes missing, or a closed one that shrinks, is then corruption.
         let mut tracked = self.tracked.clone();

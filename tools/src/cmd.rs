@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 use clap::Args;
-use emberdb::{Durability, Options, Query, RoundKind, Store, TrainReport, DEFAULT_SPACE};
+use emberdb::{Durability, Options, Query, RoundKind, RoundOverrides, Store, TrainReport, DEFAULT_SPACE};
 
 use crate::hits;
 use crate::input::{count, shown};
@@ -37,6 +37,13 @@ pub fn open_or_create(path: &Path, create: Option<Options>) -> anyhow::Result<St
     })
 }
 
+/// Opens an existing store to read it only (`knn`, `get`, `history`,
+/// `stats`, `verify`, `export`): nothing in it is written, and any number
+/// of these run at once. A store held by a writing process is refused.
+pub fn open_read_only(path: &Path) -> emberdb::Result<Store> {
+    Store::open_read_only(path)
+}
+
 /// Opens an existing store for a tool (its dim, metric and kind are read
 /// from it).
 pub fn open_existing(path: &Path) -> emberdb::Result<Store> {
@@ -52,6 +59,28 @@ pub struct TrainArgs {
     /// Train only this space (every trained space by default).
     #[arg(long)]
     space: Option<String>,
+    /// For this round only (the store keeps the options it was created or
+    /// last opened with): passes over the data.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// For this round only: the starting learning rate (item2vec's alpha,
+    /// the DNN's Adam step).
+    #[arg(long)]
+    lr: Option<f32>,
+    /// For this round only: negative samples (item2vec per pair, the DNN
+    /// per batch).
+    #[arg(long)]
+    negatives: Option<usize>,
+    /// For this round only: item2vec's context window (0: the whole
+    /// history). Refused for a YouTube DNN space.
+    #[arg(long)]
+    window: Option<usize>,
+    /// For this round only: training threads.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// For this round only: the random seed.
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 pub fn train(a: TrainArgs, out: &mut impl Write) -> anyhow::Result<()> {
@@ -76,9 +105,17 @@ pub fn train(a: TrainArgs, out: &mut impl Write) -> anyhow::Result<()> {
             a.store.display()
         );
     }
+    let overrides = RoundOverrides {
+        epochs: a.epochs,
+        learning_rate: a.lr,
+        negatives: a.negatives,
+        window: a.window,
+        threads: a.threads,
+        seed: a.seed,
+    };
     for name in names {
         let bar = progress(1_000, "training");
-        let r = store.train_space_with_progress(&name, kind, &|f| bar.set_position((f * 1_000.0) as u64))?;
+        let r = store.train_space_with(&name, kind, &overrides, &|f| bar.set_position((f * 1_000.0) as u64))?;
         bar.finish_and_clear();
         print_round(out, &name, &r)?;
     }
@@ -145,7 +182,7 @@ pub fn knn(a: KnnArgs, out: &mut impl Write) -> anyhow::Result<()> {
         Some(name) => query.space(name),
         None => query,
     };
-    let store = open_existing(&a.store)?;
+    let store = open_read_only(&a.store)?;
     refuse_untrained(&store, &a.store, a.space.as_deref().unwrap_or(DEFAULT_SPACE))?;
     store.wait_for_indexes();
     let hits = store.knn(&query)?;

@@ -11,7 +11,7 @@ use clap::Args;
 use emberdb::{Hit, Query, Store};
 use serde::Serialize;
 
-use crate::cmd::{open_existing, progress};
+use crate::cmd::{open_read_only, progress};
 use crate::input::count;
 use crate::{fvecs, hits};
 
@@ -191,7 +191,7 @@ pub fn export(a: ExportArgs, out: &mut impl Write) -> anyhow::Result<()> {
     if a.vectors.is_none() && a.similar.is_none() {
         bail!("nothing to export: pass --vectors and/or --similar");
     }
-    let store = open_existing(&a.store)?;
+    let store = open_read_only(&a.store)?;
     store.wait_for_indexes();
     let names: Vec<String> = match &a.space {
         Some(name) => vec![store.space(name)?.name().to_string()],

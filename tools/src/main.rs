@@ -18,6 +18,7 @@ mod maintain;
 mod memory_bench;
 mod show;
 mod stats;
+mod torture;
 mod train_bench;
 mod users;
 mod vectors;
@@ -88,6 +89,13 @@ enum Command {
     /// Print a user's stored item history, oldest first (the most recent
     /// items, up to the store's history length).
     History(show::HistoryArgs),
+    /// Kill a writing child process with SIGKILL again and again, reopen,
+    /// and check every acknowledged write (the crash-safety claim, against
+    /// this binary).
+    Torture(torture::TortureArgs),
+    /// The writing child of `torture` (not for direct use).
+    #[command(hide = true)]
+    TortureChild(torture::ChildArgs),
 }
 
 /// The library reports through `log` (an index rebuilt, a file it could
@@ -107,6 +115,10 @@ fn init_logger() {
         })
         .init();
 }
+
+/// The commands that open the store read-only (`Store::open_read_only`):
+/// they run side by side, but not beside a writer.
+const READ_ONLY_COMMANDS: &[&str] = &["knn", "get", "history", "stats", "verify", "export"];
 
 fn main() -> ExitCode {
     init_logger();
@@ -132,6 +144,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => ("bench", bench::run(args, out)),
         Command::Get(args) => ("get", show::get(args, out)),
         Command::History(args) => ("history", show::history(args, out)),
+        Command::Torture(args) => ("torture", torture::run(args, out)),
+        Command::TortureChild(args) => ("torture-child", torture::child(args)),
     };
     finish(name, outcome.and_then(|()| Ok(out.flush()?)))
 }
@@ -186,6 +200,10 @@ fn in_cli_terms(e: &emberdb::Error, command: &str) -> Option<String> {
         ),
         Error::TrainedStore { path, space, .. } => format!(
             "space {space:?} of store {} trains its item vectors from events (`ember train`): vectors cannot be written into it; pass --space NAME --dim N to `ember ingest --vectors` for a host-fed space",
+            path.display()
+        ),
+        Error::Locked { path } if READ_ONLY_COMMANDS.contains(&command) => format!(
+            "store {} is open for writing in another process (an application, or an ember command that writes); `ember {command}` reads a store that no process writes: run it again once that process has closed it, or on a snapshot the writing process takes (`Store::snapshot`)",
             path.display()
         ),
         Error::Locked { path } => format!(

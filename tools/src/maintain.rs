@@ -5,10 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
-use emberdb::{Durability, Options, Store};
 use indicatif::HumanBytes;
 
-use crate::cmd::open_existing;
+use crate::cmd::{open_existing, open_read_only};
 use crate::input::count;
 
 #[derive(Args, Debug)]
@@ -72,12 +71,24 @@ pub struct VerifyArgs {
 
 /// Exit 0 when healthy; otherwise every problem, one per line, and exit 1.
 pub fn verify(a: VerifyArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    // No background indexing: the indexer must not rebuild (heal) a damaged
-    // index file before it is checked.
-    let opts = Options::existing()
-        .durability(Durability::Buffered)
-        .background_indexing(false);
-    let store = Store::open(&a.store, opts).context("cannot open the store")?;
+    // Read-only: nothing is changed before it is checked (no torn tail
+    // cut, no leftover removed, no index rebuilt), nor after.
+    let store = open_read_only(&a.store).context("cannot open the store")?;
+    let recovery = store.recovery();
+    if let Some((file, at)) = &recovery.truncated_tail {
+        writeln!(
+            out,
+            "note: {} ends in a torn write at byte {at} (a crash during a write); the next writable open cuts it",
+            file.display()
+        )?;
+    }
+    for file in &recovery.leftover_files {
+        writeln!(
+            out,
+            "note: {} is left by an interrupted operation; the next writable open removes it",
+            file.display()
+        )?;
+    }
     let report = match &a.space {
         Some(name) => store.verify_space(name)?,
         None => store.verify()?,

@@ -8,7 +8,7 @@ use anyhow::bail;
 use clap::Args;
 use serde::Serialize;
 
-use crate::cmd::{open_existing, refuse_untrained};
+use crate::cmd::{open_read_only, refuse_untrained};
 
 #[derive(Args, Debug)]
 pub struct GetArgs {
@@ -35,7 +35,7 @@ struct JsonVector<'a> {
 }
 
 pub fn get(a: GetArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let store = open_existing(&a.store)?;
+    let store = open_read_only(&a.store)?;
     let name = a.space.as_deref().unwrap_or(emberdb::DEFAULT_SPACE);
     let space = store.space(name)?;
     refuse_untrained(&store, &a.store, name)?;
@@ -80,7 +80,7 @@ struct JsonHistory<'a> {
 }
 
 pub fn history(a: HistoryArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let store = open_existing(&a.store)?;
+    let store = open_read_only(&a.store)?;
     let items = store.history(a.user)?;
     if items.is_empty() {
         bail!("user {} has no events in {}", a.user, a.store.display());

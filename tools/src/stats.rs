@@ -8,7 +8,7 @@ use emberdb::{IndexSpec, Metric, SpaceStats, Store};
 use indicatif::HumanBytes;
 use serde::Serialize;
 
-use crate::cmd::open_existing;
+use crate::cmd::open_read_only;
 use crate::input::count;
 
 #[derive(Args, Debug)]
@@ -36,7 +36,7 @@ pub struct StatsArgs {
 }
 
 pub fn run(a: StatsArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let store = open_existing(&a.store)?;
+    let store = open_read_only(&a.store)?;
     if a.json {
         return print_json(&store, a.space.as_deref(), out);
     }

@@ -129,7 +129,14 @@ fn verify_reports_a_flipped_byte_in_each_kind_of_file() {
     std::fs::write(&file, &bytes).unwrap();
     let out = ember(&["verify", copy.to_str().unwrap()]);
     assert!(!out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("meta/db-"), "{}", text(&out));
+    // Either sled refuses the page (named), or it recovers to an older
+    // state that no longer names the segment files sealed since: both are
+    // reported, and nothing is removed (verify opens read-only).
+    assert!(
+        text(&out).contains("meta/db-") || text(&out).contains("a file no manifest names"),
+        "{}",
+        text(&out)
+    );
 
     // A file nobody names is reported too.
     let copy = dir.path().join("orphan");
@@ -231,8 +238,8 @@ fn the_library_warnings_reach_stderr_unless_rust_log_says_otherwise() {
         store.wait_for_indexes();
     }
     let idx = file_starting(&host.join("segments"), "seg-", ".idx");
+    let bytes = std::fs::read(&idx).unwrap();
     let knn = |rust_log: Option<&str>| {
-        let bytes = std::fs::read(&idx).unwrap();
         let mut damaged = bytes.clone();
         let at = (bytes.len() - 64) / 2 + 64;
         damaged[at] ^= 0x20;
@@ -247,13 +254,13 @@ fn the_library_warnings_reach_stderr_unless_rust_log_says_otherwise() {
         assert!(out.status.success(), "{}", text(&out));
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
-    // The index is rebuilt (and rewritten) each time, so each run sees a
-    // freshly damaged file.
+    // `knn` opens the store read-only: the damaged index is not rebuilt,
+    // its segment is searched exactly, and the file stays as it is.
     let quiet = knn(Some("error"));
     assert!(quiet.is_empty(), "{quiet}");
     let warned = knn(None);
     assert!(
-        warned.starts_with("ember: warning: ") && warned.contains("rebuilding it from its segment"),
+        warned.starts_with("ember: warning: ") && warned.contains("searching its segment exactly"),
         "{warned}"
     );
 }

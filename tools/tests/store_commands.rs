@@ -412,3 +412,36 @@ fn errors_name_commands_and_flags_not_rust_calls() {
         }
     }
 }
+
+#[test]
+fn train_flags_override_one_round_and_bad_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("ratings.csv");
+    std::fs::write(&csv, ratings()).unwrap();
+    let store = dir.path().join("s");
+    ok(&ember(&["ingest", path(&store), path(&csv), "--dim", "8"]));
+    let out = ok(&ember(&[
+        "train",
+        path(&store),
+        "--full",
+        "--epochs",
+        "2",
+        "--lr",
+        "0.05",
+        "--negatives",
+        "3",
+        "--window",
+        "4",
+        "--threads",
+        "1",
+        "--seed",
+        "5",
+    ]));
+    assert!(out.contains("full round") && out.contains(", 2 epochs,"), "{out}");
+    // Not saved: the next round uses the store's own options (20 epochs).
+    let out = ok(&ember(&["train", path(&store), "--full"]));
+    assert!(out.contains(", 20 epochs,"), "{out}");
+    let bad = ember(&["train", path(&store), "--epochs", "0"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("epochs"), "{:?}", bad);
+}
