@@ -101,6 +101,10 @@ fn record_payloads() -> Vec<Vec<u8>> {
     record::encode_delete(&mut p, 14, 1, 99);
     out.push(std::mem::take(&mut p));
     record::encode_features(&mut p, 15, 7, &[("gender", "F"), ("age", "25")]);
+    out.push(std::mem::take(&mut p));
+    record::encode_block(&mut p, 16, 99, true);
+    out.push(std::mem::take(&mut p));
+    record::encode_block(&mut p, 17, 99, false);
     out.push(p);
     out
 }
@@ -142,6 +146,7 @@ pub fn seeds(decoder: Decoder, dir: &Path) -> Vec<Vec<u8>> {
                 codec::encode(&features, "fuzz"),
                 codec::encode(&forwards, "fuzz"),
                 codec::encode(&UserHistory::default(), "fuzz"),
+                codec::encode(&vec![3u64, 99], "fuzz"),
             ]
             .into_iter()
             .filter_map(|r| r.ok())
@@ -279,6 +284,7 @@ pub fn decode(decoder: Decoder, bytes: &[u8], dir: &Path) -> Result<(), String> 
                 codec::decode::<Vec<(String, String)>>(bytes, "fuzz").map(drop),
                 codec::decode::<TrackedFiles>(bytes, "fuzz").map(drop),
                 codec::decode::<Vec<Forward>>(bytes, "fuzz").map(drop),
+                codec::decode::<Vec<u64>>(bytes, "fuzz").map(drop),
             ];
             match outcomes.into_iter().find(|o| o.is_ok()) {
                 Some(_) => Ok(()),

@@ -5,7 +5,11 @@
 //! `answers.txt` holds what they answered then: stored vectors (bit for
 //! bit), similar items and user recall (ids, and scores to 1e-5, since
 //! the kernels' rounding may differ by CPU), and histories. Each test opens
-//! a copy (opening upgrades a store in place).
+//! a copy (opening upgrades a store in place). `v2-host` and `v2-trained`
+//! (with `answers-v2.txt`) were written the same way by format 2, the last
+//! build before the log-file list and the deleted items (format 3): the
+//! same example at commit 146c4ea. Once opened by this build, a format-2
+//! build refuses them (`NewerFormat`).
 
 mod common;
 
@@ -38,8 +42,12 @@ fn parse_hits(text: &str) -> Vec<(u64, f32)> {
 }
 
 fn check_answers(store: &Store, name: &str) -> usize {
+    check_answers_in(store, name, "answers.txt")
+}
+
+fn check_answers_in(store: &Store, name: &str, file: &str) -> usize {
     let answers =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/answers.txt")).unwrap();
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(file)).unwrap();
     let mut checked = 0;
     for line in answers.lines().filter(|l| l.starts_with(&format!("{name} "))) {
         let mut parts = line.splitn(4, ' ');
@@ -103,6 +111,42 @@ fn a_trained_store_of_format_1_opens_and_answers_as_before() {
     let (_tmp, path) = fixture("v1-trained");
     let store = Store::open(&path, Options::existing()).unwrap();
     assert_eq!(check_answers(&store, "trained"), 14);
+    assert!(store.verify().unwrap().problems.is_empty());
+    assert_eq!(store.stats().unwrap().trainer.unwrap().generation, 1);
+}
+
+#[test]
+fn a_host_fed_store_of_format_2_opens_and_answers_as_before() {
+    let (_tmp, path) = fixture("v2-host");
+    let store = Store::open(&path, Options::existing()).unwrap();
+    assert_eq!(check_answers_in(&store, "host", "answers-v2.txt"), 15);
+    assert!(store.verify().unwrap().problems.is_empty());
+    store.upsert(1_000, &[0.5; 8]).unwrap();
+    drop(store);
+    // Its log files are now recorded: deleting the live one is caught.
+    let wal: Vec<PathBuf> = std::fs::read_dir(path.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let store = Store::open(&path, Options::existing()).unwrap();
+    assert_eq!(check_answers_in(&store, "host", "answers-v2.txt"), 15);
+    assert!(store.get(1_000).unwrap().is_some());
+    drop(store);
+    std::fs::remove_file(wal.iter().max().unwrap()).unwrap();
+    assert!(matches!(
+        Store::open(&path, Options::existing()),
+        Err(emberdb::Error::Corruption { .. })
+    ));
+}
+
+#[test]
+fn a_trained_store_of_format_2_opens_and_answers_as_before() {
+    let (_tmp, path) = fixture("v2-trained");
+    let store = Store::open_read_only(&path).unwrap();
+    assert_eq!(check_answers_in(&store, "trained", "answers-v2.txt"), 14);
+    drop(store);
+    let store = Store::open(&path, Options::existing()).unwrap();
+    assert_eq!(check_answers_in(&store, "trained", "answers-v2.txt"), 14);
     assert!(store.verify().unwrap().problems.is_empty());
     assert_eq!(store.stats().unwrap().trainer.unwrap().generation, 1);
 }

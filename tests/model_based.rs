@@ -94,7 +94,11 @@ fn run_sequence(dir: &Path, seed: u64, steps: usize) {
             35..=49 => {
                 let id = rng.gen_range(0..ITEMS);
                 let was = s.delete(id).unwrap();
-                assert_eq!(was, model.items.remove(&id).is_some(), "step {step}: delete {id}");
+                // (Live anywhere: the trained space may hold it even when
+                // the host-fed default space does not.)
+                if model.items.remove(&id).is_some() {
+                    assert!(was, "step {step}: delete {id} of a live item said false");
+                }
                 "delete"
             }
             50..=69 => {

@@ -5,7 +5,8 @@
 //! one sled batch (atomic) can change them: key `b"config"`, key
 //! `b"spaces"` (format 2), key `b"manifest"`, key `b"forwards"` (segments
 //! merged whole, see [`super::records::Forward`]), key `b"wal_files"` (the
-//! log files, see [`crate::wal::tracked`]), the registry (value: a
+//! log files, see [`crate::wal::tracked`]), key `b"blocked"` (the items
+//! `Store::delete` took out of every space, a `Vec<u64>`), the registry (value: a
 //! [`Location`]) under keys `b"r" + id (u64 BE)` for the default space
 //! (space 0, as in format 1) and `b"R" + space (u32 BE) + id (u64 BE)` for
 //! the others, and keys `b"d" + segment (u64 BE) + row (u32 BE)` for dead
@@ -25,6 +26,7 @@ pub(super) const SPACES_KEY: &[u8] = b"spaces";
 pub(super) const MANIFEST_KEY: &[u8] = b"manifest";
 pub(super) const FORWARDS_KEY: &[u8] = b"forwards";
 pub(super) const WAL_FILES_KEY: &[u8] = b"wal_files";
+pub(super) const BLOCKED_KEY: &[u8] = b"blocked";
 pub(super) const REGISTRY_PREFIX: u8 = b'r';
 pub(super) const SPACE_REGISTRY_PREFIX: u8 = b'R';
 pub(super) const DEAD_PREFIX: u8 = b'd';

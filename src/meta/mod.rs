@@ -73,6 +73,10 @@ pub(crate) trait MetaStore: Send + Sync {
     fn load_features(&self) -> Result<Vec<UserFeaturePairs>>;
     /// Writes users' features; an empty set removes the user's record.
     fn save_features(&self, features: &[UserFeaturePairs]) -> Result<()>;
+    /// The items deleted from the whole store (`Store::delete`).
+    fn load_blocked(&self) -> Result<Vec<u64>>;
+    /// Replaces the set of deleted items. Not flushed.
+    fn save_blocked(&self, ids: &[u64]) -> Result<()>;
     /// The log files recorded by `save_wal_files`; `None` for a store
     /// written before they were recorded.
     fn load_wal_files(&self) -> Result<Option<TrackedFiles>>;

@@ -11,9 +11,12 @@ use crate::wal::Position;
 
 /// The version of the store's layout as a whole. A store written by a newer
 /// version is refused with `Error::NewerFormat`. Version 1 had one space;
-/// version 2 has named spaces (`b"spaces"`) and a manifest per space. A
-/// version-1 store is upgraded in place at open, in one metadata batch.
-pub(crate) const FORMAT_VERSION: u32 = 2;
+/// version 2 has named spaces (`b"spaces"`) and a manifest per space;
+/// version 3 adds the list of log files (`b"wal_files"`) and the deleted
+/// items (`b"blocked"`), which a version-2 build would neither keep up to
+/// date nor honour. Older stores are upgraded in place at open, in one
+/// metadata batch (2 to 3 changes only the number).
+pub(crate) const FORMAT_VERSION: u32 = 3;
 
 /// What a store was created with; checked on every open. Its shape is
 /// version 1's, so that a build reading version 1 can read the version

@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 
 use super::engine::{
-    dead_key, registry_key, registry_prefix, CONFIG_KEY, DEAD_PREFIX, FORWARDS_KEY, MANIFEST_KEY, SPACES_KEY,
-    SPACE_REGISTRY_PREFIX, WAL_FILES_KEY,
+    dead_key, registry_key, registry_prefix, BLOCKED_KEY, CONFIG_KEY, DEAD_PREFIX, FORWARDS_KEY, MANIFEST_KEY,
+    SPACES_KEY, SPACE_REGISTRY_PREFIX, WAL_FILES_KEY,
 };
 use super::records::{Forward, Manifest, ManifestV1, StoredConfig, StoredSpace, UserHistory};
 use super::sled_meta::{db_dir, list_generations, SledMeta};
@@ -249,6 +249,23 @@ impl MetaStore for SledMeta {
                     })?;
                 f(user, codec::decode(&value, &format!("history of user {user}"))?)?;
             }
+            Ok(())
+        })
+    }
+
+    fn load_blocked(&self) -> Result<Vec<u64>> {
+        self.read("the deleted items", |db| {
+            Ok(db
+                .get_record(&db.catalog, BLOCKED_KEY, "deleted items")?
+                .unwrap_or_default())
+        })
+    }
+
+    fn save_blocked(&self, ids: &[u64]) -> Result<()> {
+        self.write("the deleted items", |db| {
+            db.catalog
+                .insert(BLOCKED_KEY, codec::encode(&ids, "deleted items")?)
+                .map_err(|e| db.err(e))?;
             Ok(())
         })
     }

@@ -54,6 +54,8 @@ pub struct Query {
     pub(crate) include_seen: bool,
     /// The space searched (None: the default space).
     pub(crate) space: Option<String>,
+    /// Ids this query must not return (`exclude`), sorted, no duplicates.
+    pub(crate) excluded: Vec<u64>,
 }
 
 impl Query {
@@ -93,7 +95,23 @@ impl Query {
             recent: None,
             include_seen: false,
             space: None,
+            excluded: Vec::new(),
         }
+    }
+
+    /// Never return these ids (a per-query exclusion list: items already
+    /// shown, out of stock, ...), whatever the query kind; `k` is still
+    /// returned whenever `k` other items qualify. Calls add up.
+    pub fn exclude(mut self, ids: &[u64]) -> Self {
+        self.excluded.extend_from_slice(ids);
+        self.excluded.sort_unstable();
+        self.excluded.dedup();
+        self
+    }
+
+    /// Whether `id` is on this query's exclusion list.
+    pub(crate) fn excludes(&self, id: u64) -> bool {
+        self.excluded.binary_search(&id).is_ok()
     }
 
     /// Search the space `name` instead of the default one. Item ids are the

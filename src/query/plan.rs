@@ -59,18 +59,39 @@ pub(crate) fn knn(lookups: &dyn Lookups, version: &Version, space: Geometry<'_>,
     match &query.target {
         Target::Vector(v) => {
             let v = validate::prepare_vector(space.metric, space.dim, v, || query_context(space.space))?;
-            search_with(version, space.metric, &v, query, &|_| false, 0)
+            search_with(
+                version,
+                space.metric,
+                &v,
+                query,
+                &|id| query.excludes(id),
+                query.excluded.len(),
+            )
         }
         Target::Item(id) => {
             let id = *id;
             let v = lookups.vector(version, id)?.ok_or(Error::UnknownItem { id })?;
-            similar(version, space, &v, query, &|hit| hit == id, 1)
+            similar(
+                version,
+                space,
+                &v,
+                query,
+                &|hit| hit == id || query.excludes(hit),
+                1 + query.excluded.len(),
+            )
         }
         Target::User(user) => {
             let Some((v, seen)) = user_query(lookups, version, space, *user, query)? else {
                 return Ok(Vec::new());
             };
-            search_with(version, space.metric, &v, query, &|id| seen.contains(&id), seen.len())
+            search_with(
+                version,
+                space.metric,
+                &v,
+                query,
+                &|id| seen.contains(&id) || query.excludes(id),
+                seen.len() + query.excluded.len(),
+            )
         }
         Target::Seeds(user) => seeds(lookups, version, space, *user, query),
     }
@@ -222,8 +243,15 @@ fn seeds(lookups: &dyn Lookups, version: &Version, space: Geometry<'_>, user: u6
         let weight = 1.0 / (rank as f32 + 1.0);
         rank += 1;
         let seed = *seed;
-        let exclude = |id: u64| id == seed || seen.contains(&id);
-        let hits = similar(version, space, &v, query, &exclude, seen.len() + 1)?;
+        let exclude = |id: u64| id == seed || seen.contains(&id) || query.excludes(id);
+        let hits = similar(
+            version,
+            space,
+            &v,
+            query,
+            &exclude,
+            seen.len() + 1 + query.excluded.len(),
+        )?;
         for hit in hits {
             *merged.entry(hit.id).or_insert(0.0) += weight * nearness(metric, hit.score);
         }

@@ -45,6 +45,11 @@ pub(crate) fn apply_record(shared: &Shared, core: &mut ManifestState, start: Pos
             shared.features.set(user, features);
             Ok(())
         }
+        Record::Block { id, .. } => apply_block(shared, id).map(|_| ()),
+        Record::Unblock { id, .. } => {
+            shared.blocked.remove(id);
+            Ok(())
+        }
     }
 }
 
@@ -66,6 +71,12 @@ pub(crate) fn apply_upsert(
     id: u64,
     vector: &[f32],
 ) -> Result<()> {
+    if space.trainer.is_none() {
+        // An explicit write says the item exists: a deletion is lifted.
+        // (Provisional vectors of trained spaces are never made for
+        // deleted items, so they never lift one.)
+        shared.blocked.remove(id);
+    }
     let catalog = &space.catalog;
     if catalog.version.load().growing.is_full() {
         // The rows before this record are all in the growing segment, so
@@ -92,6 +103,20 @@ pub(crate) fn apply_upsert(
         catalog.retire(&version, id, at);
     }
     Ok(())
+}
+
+/// Deletes `id` from the whole store (`Store::delete`): blocked, and out of
+/// every space. Whether some space had a row of it.
+pub(crate) fn apply_block(shared: &Shared, id: u64) -> Result<bool> {
+    shared.blocked.insert(id);
+    let mut any = false;
+    for space in &shared.spaces {
+        any |= match space.trainer {
+            Some(_) => super::blocked::Blocked::kill_one(&space.catalog.version.load(), id),
+            None => apply_delete(space, id)?,
+        };
+    }
+    Ok(any)
 }
 
 /// Deletes `id` from `space`; false if it was not there.

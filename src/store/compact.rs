@@ -125,9 +125,12 @@ impl Store {
     /// segment bytes it would reclaim.
     fn compact_space_now(&self, space: &SpaceState, mode: Compaction, report: &mut CompactReport) -> Result<u64> {
         let shared = &self.shared;
-        // A round publishing meanwhile would replace the very segments
-        // being merged.
-        let _no_round = space.trainer.as_ref().map(|t| t.hold_rounds());
+        if space.trainer.is_some() {
+            // A trained space's segments are rewritten whole by each round
+            // that publishes (without the rows of deleted items); merging
+            // them here would leave its directory of rows behind.
+            return Ok(0);
+        }
         let dim = space.dim;
         let version = space.catalog.version.load_full();
         let chosen = choose(&version, shared.opts.segment_rows);

@@ -247,6 +247,7 @@ pub(crate) fn install(
     // manifest.
     shared.histories.persist_dirty()?;
     shared.features.persist_dirty()?;
+    shared.blocked.persist_dirty()?;
     manifest.checkpoint = checkpoint;
     manifest.next_seq = core.next_seq;
     let retired: Vec<Placed> = shared

@@ -147,14 +147,17 @@ pub(crate) fn resolve(path: &Path, opts: &Options, meta: &dyn MetaStore) -> Resu
             };
             (vec![default], manifest.upgrade(), true)
         }
-        Some(_) => {
+        Some(config) => {
             let spaces = meta
                 .load_spaces()?
                 .ok_or_else(|| corrupt(path, "the configuration is there but the spaces are missing".into()))?;
             let manifest = meta
                 .load_manifest()?
                 .ok_or_else(|| corrupt(path, "the configuration is there but the manifest is missing".into()))?;
-            (spaces, manifest, false)
+            // Format 2 reads as 3; saving the layout stamps 3, which
+            // builds of format 2 refuse (`NewerFormat`): they would not
+            // keep the log-file list or the deleted items.
+            (spaces, manifest, config.format_version < FORMAT_VERSION)
         }
     };
     check_numbering(path, &stored, &manifest)?;

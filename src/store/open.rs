@@ -7,6 +7,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::apply;
+use super::blocked::Blocked;
 use super::features::UserFeatures;
 use super::history::Histories;
 use super::indexer::{self, IndexConfig, Indexer};
@@ -134,6 +135,7 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
         segments_dir: segments_dir.clone(),
         histories: Histories::new(Arc::clone(&meta), opts.history_len, opts.history_cache_bytes),
         features: UserFeatures::load(Arc::clone(&meta))?,
+        blocked: Blocked::load(Arc::clone(&meta))?,
         indexer: Indexer::start(segments_dir.clone()),
         spaces,
         meta,
@@ -167,6 +169,11 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
         mode,
         |start, record| apply::apply_record(&shared, &mut core, start, record),
     )?;
+    // Deleted items stay out of every trained generation (their rows are
+    // killed in memory at each install, and so again here).
+    for space in shared.trained_spaces() {
+        shared.blocked.kill_in(&space.catalog.version.load());
+    }
     report.replayed_bytes = end.replayed_bytes;
     report.truncated_tail = end.truncated;
     let wal = if read_only {

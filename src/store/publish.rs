@@ -88,20 +88,27 @@ pub(crate) fn publish(
 ) -> Result<()> {
     let dim = space.dim;
     let per_segment = shared.opts.segment_rows;
-    let pieces = next.ids().len().div_ceil(per_segment);
+    // Deleted items were trained (their events are context) but are not
+    // written: the new generation does not hold them at all.
+    let all_ids = next.ids();
+    let kept: Vec<usize> = (0..all_ids.len())
+        .filter(|&i| !shared.blocked.contains(all_ids[i]))
+        .collect();
+    let kept_ids: Vec<u64> = kept.iter().map(|&i| all_ids[i]).collect();
+    let pieces = kept_ids.len().div_ceil(per_segment);
     let first_id = write.lock().core.reserve_segment_ids(pieces as u64 + 1);
     let trainer_file = first_id + pieces as u64;
 
     // (1) Everything of the new generation, written aside.
     let mut segments = Vec::with_capacity(pieces);
-    let mut directory = HashMap::with_capacity(next.ids().len());
+    let mut directory = HashMap::with_capacity(kept_ids.len());
     let mut row = Vec::with_capacity(dim);
-    for (p, ids) in next.ids().chunks(per_segment.max(1)).enumerate() {
+    for (p, ids) in kept_ids.chunks(per_segment.max(1)).enumerate() {
         let id = first_id + p as u64;
         let start = p * per_segment;
         let mut values = Vec::with_capacity(ids.len() * dim);
         for (r, item) in ids.iter().enumerate() {
-            next.row(start + r, &mut row);
+            next.row(kept[start + r], &mut row);
             let v = crate::validate::prepare_vector(space.metric, dim, &row, || {
                 format!("trained item {item} of {}", space.describe())
             })?;
@@ -139,7 +146,11 @@ pub(crate) fn publish(
             generation: next.number(),
         });
         change.model = next.model();
-        install::install(shared, core, end, change)
+        let obsolete = install::install(shared, core, end, change)?;
+        // The round trained deleted items too (their events are context):
+        // the new generation never serves them.
+        shared.blocked.kill_in(&space.catalog.version.load());
+        Ok(obsolete)
     })?;
 
     // (4) The old generation's files.

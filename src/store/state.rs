@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     pub indexer: indexer::Indexer,
     /// Opened with `Store::open_read_only`: nothing may be written.
     pub read_only: bool,
+    /// Items deleted from the whole store.
+    pub blocked: super::blocked::Blocked,
 }
 
 impl Shared {

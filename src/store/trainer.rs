@@ -124,11 +124,6 @@ impl Trainer {
             .store(next_seq.saturating_sub(watermark.max(1)), Ordering::Relaxed);
     }
 
-    /// Holds off rounds (and their publishing) while the guard lives.
-    pub fn hold_rounds(&self) -> parking_lot::MutexGuard<'_, ()> {
-        self.round.lock()
-    }
-
     pub fn stats(&self) -> TrainerStats {
         let current = self.current.lock().clone();
         TrainerStats {

@@ -167,7 +167,7 @@ pub(crate) fn provisional_vectors(
     }
     let mut done = HashSet::new();
     for e in events {
-        if done.contains(&e.item) || version.trained_row(e.item)?.is_some() {
+        if done.contains(&e.item) || shared.blocked.contains(e.item) || version.trained_row(e.item)?.is_some() {
             continue;
         }
         done.insert(e.item);

@@ -67,6 +67,16 @@ impl Store {
                     .push(format!("{}: a file no manifest names", entry.path().display()));
             }
         }
+        for id in shared.blocked.ids() {
+            for space in &shared.spaces {
+                if super::is_live(space, id)? {
+                    report.problems.push(format!(
+                        "item {id} was deleted from the store, but {} serves it",
+                        space.describe()
+                    ));
+                }
+            }
+        }
         for stray in shared.meta.strays()? {
             report.problems.push(format!(
                 "{}: a metadata database that meta/CURRENT does not name",

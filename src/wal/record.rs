@@ -4,7 +4,7 @@
 //!
 //! | bytes | field | meaning |
 //! |---|---|---|
-//! | 0 | version u8 | [`RECORD_VERSION`] |
+//! | 0 | version u8 | 1, or 2 for the kinds format 1 readers do not know (7, 8): an older build then says "newer format" instead of "corrupt" |
 //! | 1 | kind u8 | 1 events, 2 upsert, 3 delete (default space); 4 upsert, 5 delete (another space) |
 //! | 2..10 | seq u64 | sequence number of the (first) operation |
 //! | events | count u32, then count x (user u64, item u64, ts u64, weight f32) | 28 bytes an event; event `i` has sequence number `seq + i` |
@@ -13,6 +13,8 @@
 //! | upsert (4) | space u32, then as kind 2 | `space` is the space's number |
 //! | delete (5) | space u32, id u64 | |
 //! | features (6) | user u64, count u16, then count x (key_len u16, key, value_len u16, value) | UTF-8; the user's whole feature set, replacing the last |
+//! | delete everywhere (7) | id u64 | `Store::delete`: the item leaves every space and is blocked from coming back by training |
+//! | undelete (8) | id u64 | `Store::undelete`: the block is lifted |
 //!
 //! Events belong to no space: every space reads the same histories, so an
 //! event is logged once whatever the number of spaces. Operations on the
@@ -20,13 +22,18 @@
 
 use crate::event::Event;
 
-pub(crate) const RECORD_VERSION: u8 = 1;
+/// The newest record version this build reads and writes (2: kinds 7 and
+/// 8; every other kind is still written as version 1, byte for byte).
+pub(crate) const RECORD_VERSION: u8 = 2;
+const FIRST_VERSION: u8 = 1;
 const KIND_EVENTS: u8 = 1;
 const KIND_UPSERT: u8 = 2;
 const KIND_DELETE: u8 = 3;
 const KIND_SPACE_UPSERT: u8 = 4;
 const KIND_SPACE_DELETE: u8 = 5;
 const KIND_FEATURES: u8 = 6;
+const KIND_BLOCK: u8 = 7;
+const KIND_UNBLOCK: u8 = 8;
 const PREFIX: usize = 10;
 pub(crate) const EVENT_BYTES: usize = 28;
 
@@ -53,6 +60,16 @@ pub(crate) enum Record {
         user: u64,
         features: Vec<(String, String)>,
     },
+    /// `Store::delete`: out of every space, kept out by training.
+    Block {
+        seq: u64,
+        id: u64,
+    },
+    /// `Store::undelete`.
+    Unblock {
+        seq: u64,
+        id: u64,
+    },
 }
 
 impl Record {
@@ -60,13 +77,22 @@ impl Record {
     pub fn end_seq(&self) -> u64 {
         match self {
             Record::Events { first_seq, events } => first_seq + events.len() as u64,
-            Record::Upsert { seq, .. } | Record::Delete { seq, .. } | Record::Features { seq, .. } => seq + 1,
+            Record::Upsert { seq, .. }
+            | Record::Delete { seq, .. }
+            | Record::Features { seq, .. }
+            | Record::Block { seq, .. }
+            | Record::Unblock { seq, .. } => seq + 1,
         }
     }
 }
 
 fn prefix(out: &mut Vec<u8>, kind: u8, seq: u64) {
-    out.push(RECORD_VERSION);
+    let version = if matches!(kind, KIND_BLOCK | KIND_UNBLOCK) {
+        RECORD_VERSION
+    } else {
+        FIRST_VERSION
+    };
+    out.push(version);
     out.push(kind);
     out.extend_from_slice(&seq.to_le_bytes());
 }
@@ -108,6 +134,12 @@ pub(crate) fn encode_delete(out: &mut Vec<u8>, seq: u64, space: u32, id: u64) {
         prefix(out, KIND_SPACE_DELETE, seq);
         out.extend_from_slice(&space.to_le_bytes());
     }
+    out.extend_from_slice(&id.to_le_bytes());
+}
+
+/// Encodes a delete of `id` from every space (`blocked`) or its undelete.
+pub(crate) fn encode_block(out: &mut Vec<u8>, seq: u64, id: u64, blocked: bool) {
+    prefix(out, if blocked { KIND_BLOCK } else { KIND_UNBLOCK }, seq);
     out.extend_from_slice(&id.to_le_bytes());
 }
 
@@ -187,13 +219,19 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Record, Undecodable> {
     if head[0] > RECORD_VERSION {
         return Err(Undecodable::Newer(head[0]));
     }
-    if head[0] != RECORD_VERSION {
+    if head[0] < FIRST_VERSION {
         return Err(Undecodable::Malformed(format!(
-            "record version {} is not one this build reads ({RECORD_VERSION})",
+            "record version {} is not one this build reads ({FIRST_VERSION}..={RECORD_VERSION})",
             head[0]
         )));
     }
     let kind = head[1];
+    if matches!(kind, KIND_BLOCK | KIND_UNBLOCK) && head[0] < 2 {
+        return Err(Undecodable::Malformed(format!(
+            "record kind {kind} in a version {} record",
+            head[0]
+        )));
+    }
     let seq = r.u64()?;
     let record = match kind {
         KIND_EVENTS => {
@@ -247,6 +285,8 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Record, Undecodable> {
             }
             Record::Features { seq, user, features }
         }
+        KIND_BLOCK => Record::Block { seq, id: r.u64()? },
+        KIND_UNBLOCK => Record::Unblock { seq, id: r.u64()? },
         other => return Err(Undecodable::Malformed(format!("unknown record kind {other}"))),
     };
     if r.at != payload.len() {

@@ -16,6 +16,7 @@ mod input;
 mod jsonl;
 mod maintain;
 mod memory_bench;
+mod remove;
 mod show;
 mod stats;
 mod torture;
@@ -89,6 +90,10 @@ enum Command {
     /// Print a user's stored item history, oldest first (the most recent
     /// items, up to the store's history length).
     History(show::HistoryArgs),
+    /// Take items out of every space of the store (trained ones too).
+    Delete(remove::DeleteArgs),
+    /// Lift `ember delete`.
+    Undelete(remove::DeleteArgs),
     /// Kill a writing child process with SIGKILL again and again, reopen,
     /// and check every acknowledged write (the crash-safety claim, against
     /// this binary).
@@ -145,6 +150,8 @@ fn main() -> ExitCode {
         Command::Get(args) => ("get", show::get(args, out)),
         Command::History(args) => ("history", show::history(args, out)),
         Command::Torture(args) => ("torture", torture::run(args, out)),
+        Command::Delete(args) => ("delete", remove::delete(args, out)),
+        Command::Undelete(args) => ("undelete", remove::undelete(args, out)),
         Command::TortureChild(args) => ("torture-child", torture::child(args)),
     };
     finish(name, outcome.and_then(|()| Ok(out.flush()?)))

@@ -30,7 +30,7 @@ pub struct StatsArgs {
     /// `untrained_events`, `last_round` (null unless a round ran since the
     /// store was opened, as in `ember demo`; else `full`, `new_events`,
     /// `training_seconds`, `publish_seconds`)), `wal_bytes`, `meta_bytes`,
-    /// `disk_bytes`, `kernels`, `faiss_build`. Sizes are in bytes.
+    /// `disk_bytes`, `kernels`, `faiss_build`, `deleted_items`. Sizes are in bytes.
     #[arg(long)]
     json: bool,
 }
@@ -53,6 +53,7 @@ struct JsonStats {
     disk_bytes: u64,
     kernels: String,
     faiss_build: String,
+    deleted_items: usize,
 }
 
 #[derive(Serialize)]
@@ -169,6 +170,7 @@ fn print_json(store: &Store, only: Option<&str>, out: &mut impl Write) -> anyhow
         disk_bytes: s.disk_bytes,
         kernels: s.kernels.to_string(),
         faiss_build: s.faiss_build.clone(),
+        deleted_items: s.deleted_items,
     };
     // Formatted first, so that a write error stays an io::Error (main
     // tells a closed pipe by it).
@@ -190,6 +192,11 @@ pub fn print_stats(store: &Store, only: Option<&str>, out: &mut impl Write) -> a
     for space in s.spaces.iter().filter(|sp| only.is_none_or(|n| n == sp.name)) {
         print_space(space, out)?;
     }
+    writeln!(
+        out,
+        "deleted items    {} (out of every space until undeleted)",
+        s.deleted_items
+    )?;
     writeln!(out, "wal files        {}", HumanBytes(s.wal_bytes))?;
     writeln!(out, "metadata         {}", HumanBytes(s.meta_bytes))?;
     writeln!(out, "on disk          {}", HumanBytes(s.disk_bytes))?;
