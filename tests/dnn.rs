@@ -372,3 +372,54 @@ fn the_background_policy_trains_the_dnn_space() {
     }
     assert_eq!(store.knn(&Query::user(3).k(5).space("dnn")).unwrap().len(), 5);
 }
+
+/// `Store::delete` reaches the DNN space too: the item leaves user and
+/// item recall at once, and neither an incremental nor a full round nor a
+/// reopen brings it back (its events still train the model as context).
+#[test]
+fn a_deleted_item_leaves_the_dnn_space_and_rounds_do_not_bring_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = DnnOptions {
+        epochs: 3,
+        ..dnn_options(5)
+    };
+    let store = store_with(dir.path(), opts.clone());
+    store.append_events(&sequential_events(100, 10, 6)).unwrap();
+    store.train().unwrap();
+    let victim = 3;
+    let served = |store: &Store| -> Vec<u64> {
+        let mut out = Vec::new();
+        for user in 0..20u64 {
+            let q = Query::user(user).k(60).space("dnn").include_seen();
+            out.extend(store.knn(&q).unwrap().iter().map(|h| h.id));
+        }
+        for item in [0u64, 1, 2, 4, 20] {
+            out.extend(
+                store
+                    .knn(&Query::item(item).k(60).space("dnn"))
+                    .unwrap()
+                    .iter()
+                    .map(|h| h.id),
+            );
+        }
+        out
+    };
+    assert!(served(&store).contains(&victim));
+    assert!(store.delete(victim).unwrap());
+    let gone = |store: &Store, when: &str| {
+        assert!(!served(store).contains(&victim), "{when}");
+        assert_eq!(store.space("dnn").unwrap().get(victim).unwrap(), None, "{when}");
+        assert!(store.verify().unwrap().problems.is_empty(), "{when}");
+    };
+    gone(&store, "at once");
+    store
+        .append_events(&[Event::new(0, victim, 50_000), Event::new(0, 9, 50_001)])
+        .unwrap();
+    store.train().unwrap();
+    gone(&store, "after an incremental round");
+    store.train_full().unwrap();
+    gone(&store, "after a full round");
+    drop(store);
+    let store = store_with(dir.path(), opts);
+    gone(&store, "after a reopen");
+}
