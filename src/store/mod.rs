@@ -6,6 +6,7 @@
 pub(crate) mod apply;
 pub(crate) mod blocked;
 pub(crate) mod compact;
+pub(crate) mod delete;
 pub(crate) mod features;
 pub(crate) mod handle;
 pub(crate) mod history;
@@ -36,7 +37,6 @@ use crate::event::Event;
 use crate::options::Options;
 use crate::query::plan::{self, Geometry};
 use crate::query::{Hit, Query};
-use crate::train::RoundOverrides;
 use crate::train::TrainReport;
 use crate::validate;
 use crate::wal::record::{self, EVENT_BYTES};
@@ -293,190 +293,6 @@ impl Store {
         }
     }
 
-    /// Trains one round of every trained space on the events that arrived
-    /// since its last one (incremental, warm-started; or a full retrain if
-    /// its options ask for it, or it was never trained) and publishes each
-    /// new generation of item vectors. Readers keep answering from the old
-    /// generation until the new one is swapped in whole. A space with
-    /// nothing new returns at once. Returns the default space's report (or,
-    /// when the default space is host-fed, the first trained space's);
-    /// [`Store::train_space`] trains one space.
-    pub fn train(&self) -> Result<TrainReport> {
-        self.train_all(RoundKind::Incremental, &|_| {})
-    }
-
-    /// Retrains every trained space from scratch on every history, then
-    /// publishes.
-    pub fn train_full(&self) -> Result<TrainReport> {
-        self.train_all(RoundKind::Full, &|_| {})
-    }
-
-    /// `train` ([`RoundKind::Incremental`]) or `train_full`
-    /// ([`RoundKind::Full`]), calling `progress` with the fraction done
-    /// (of each space's round in turn).
-    pub fn train_with_progress(&self, kind: RoundKind, progress: &(dyn Fn(f64) + Sync)) -> Result<TrainReport> {
-        self.train_all(kind, progress)
-    }
-
-    /// One incremental round of the trained space `name`.
-    pub fn train_space(&self, name: &str) -> Result<TrainReport> {
-        self.train_space_with_progress(name, RoundKind::Incremental, &|_| {})
-    }
-
-    /// A round of `kind` of the trained space `name`, calling `progress`
-    /// with the fraction done.
-    pub fn train_space_with_progress(
-        &self,
-        name: &str,
-        kind: RoundKind,
-        progress: &(dyn Fn(f64) + Sync),
-    ) -> Result<TrainReport> {
-        let space = self.shared.space(name)?;
-        training::round(
-            &self.shared,
-            &self.write,
-            space,
-            kind,
-            &RoundOverrides::default(),
-            progress,
-        )
-    }
-
-    /// A round of `kind` of the trained space `name` with some of its
-    /// options changed for this round only (`overrides`; nothing is saved:
-    /// the next round uses the stored options again). Overrides that the
-    /// options' own checks refuse are `Error::InvalidOptions`, and nothing
-    /// runs.
-    pub fn train_space_with(
-        &self,
-        name: &str,
-        kind: RoundKind,
-        overrides: &RoundOverrides,
-        progress: &(dyn Fn(f64) + Sync),
-    ) -> Result<TrainReport> {
-        let space = self.shared.space(name)?;
-        training::round(&self.shared, &self.write, space, kind, overrides, progress)
-    }
-
-    /// A round of every trained space; one failing does not keep the
-    /// others from their round (the first error is returned after all ran).
-    fn train_all(&self, kind: RoundKind, progress: &(dyn Fn(f64) + Sync)) -> Result<TrainReport> {
-        let mut first = None;
-        let mut failed = None;
-        for space in self.shared.trained_spaces() {
-            match training::round(
-                &self.shared,
-                &self.write,
-                space,
-                kind,
-                &RoundOverrides::default(),
-                progress,
-            ) {
-                Ok(report) => {
-                    first.get_or_insert(report);
-                }
-                Err(e) => {
-                    log::error!("training round of {} failed: {e}", space.describe());
-                    failed.get_or_insert(e);
-                }
-            }
-        }
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        first.ok_or_else(|| Error::NotTrained {
-            path: self.shared.path.clone(),
-            space: String::new(),
-        })
-    }
-
-    /// Deletes `id` from the whole store, in every kind of space: it leaves
-    /// every space's results at once (its rows in host-fed spaces are
-    /// retired, in trained spaces killed), and training rounds do not bring
-    /// it back. Events naming it are still logged and still serve as
-    /// context in histories and training. It comes back only when the host
-    /// says so: [`Store::undelete`] (trained spaces serve it again from
-    /// their next round that publishes), or an upsert into a host-fed space
-    /// (an explicit write says the item exists). In a store with a trained
-    /// space an item can be deleted before it appears (a blocklist).
-    /// Returns whether it was live in some space; deleting an item that is
-    /// live nowhere logs nothing when it is already deleted or the store
-    /// has no trained space. Logged, durable as the store's durability
-    /// says.
-    pub fn delete(&self, id: u64) -> Result<bool> {
-        let end = {
-            let _in_flight = self.begin_write();
-            let mut w = self.write.lock();
-            let mut live = false;
-            for space in &self.shared.spaces {
-                live |= is_live(space, id)?;
-            }
-            // An item live nowhere is still worth blocking when a trained
-            // space could bring it in; in a host-fed store only an upsert
-            // could, and an upsert lifts a deletion anyway.
-            let could_appear = self.shared.trained_spaces().next().is_some();
-            if !live && (self.shared.blocked.contains(id) || !could_appear) {
-                return Ok(false);
-            }
-            let seq = w.core.next_seq;
-            let (_, end) = w.log(|out| record::encode_block(out, seq, id, true))?;
-            w.core.next_seq += 1;
-            apply::apply_block(&self.shared, id)?;
-            self.maybe_checkpoint(&mut w)?;
-            (end, live)
-        };
-        self.wait_durable(end.0)?;
-        Ok(end.1)
-    }
-
-    /// Lifts [`Store::delete`]: trained spaces serve the item again from
-    /// their next round that publishes a generation (one with new events,
-    /// or a full round: the rows of the generation serving now stay dead);
-    /// host-fed spaces need it upserted again (its rows were retired).
-    /// Returns whether it was deleted.
-    pub fn undelete(&self, id: u64) -> Result<bool> {
-        let end = {
-            let _in_flight = self.begin_write();
-            let mut w = self.write.lock();
-            if !self.shared.blocked.contains(id) {
-                return Ok(false);
-            }
-            let seq = w.core.next_seq;
-            let (_, end) = w.log(|out| record::encode_block(out, seq, id, false))?;
-            w.core.next_seq += 1;
-            self.shared.blocked.remove(id);
-            self.maybe_checkpoint(&mut w)?;
-            end
-        };
-        self.wait_durable(end)?;
-        Ok(true)
-    }
-
-    /// Whether `id` was deleted with [`Store::delete`] (and not undeleted
-    /// or upserted since).
-    pub fn is_deleted(&self, id: u64) -> bool {
-        self.shared.blocked.contains(id)
-    }
-
-    pub(crate) fn delete_in(&self, space: &SpaceState, id: u64) -> Result<bool> {
-        self.refuse_if_trained(space, "delete")?;
-        let end = {
-            let _in_flight = self.begin_write();
-            let mut w = self.write.lock();
-            if !contains(space, id)? {
-                return Ok(false);
-            }
-            let seq = w.core.next_seq;
-            let (_, end) = w.log(|out| record::encode_delete(out, seq, space.number, id))?;
-            w.core.next_seq += 1;
-            apply::apply_delete(space, id)?;
-            self.maybe_checkpoint(&mut w)?;
-            end
-        };
-        self.wait_durable(end)?;
-        Ok(true)
-    }
-
     /// The stored vector of `id` in the default space (normalised under
     /// cosine), if it is live.
     pub fn get(&self, id: u64) -> Result<Option<Vec<f32>>> {
@@ -657,25 +473,6 @@ fn item_context(space: &SpaceState, id: u64) -> String {
     } else {
         format!("item {id} in {}", space.describe())
     }
-}
-
-/// Whether `id` has a live row in `space` (a trained space's directory
-/// still names the rows of deleted items: their rows are dead).
-pub(crate) fn is_live(space: &SpaceState, id: u64) -> Result<bool> {
-    let version = space.catalog.version.load();
-    if version.growing.row_of(id).is_some() {
-        return Ok(true);
-    }
-    Ok(match space.catalog.sealed_location(id)?.map(|at| version.resolve(at)) {
-        Some(at) => version
-            .segment(at.segment)
-            .is_some_and(|segment| !segment.dead().is_dead(at.row as usize)),
-        None => false,
-    })
-}
-
-fn contains(space: &SpaceState, id: u64) -> Result<bool> {
-    Ok(space.catalog.version.load().growing.row_of(id).is_some() || space.catalog.sealed_location(id)?.is_some())
 }
 
 /// Every live item id of `space`.

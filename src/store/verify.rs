@@ -69,7 +69,7 @@ impl Store {
         }
         for id in shared.blocked.ids() {
             for space in &shared.spaces {
-                if super::is_live(space, id)? {
+                if super::delete::is_live(space, id)? {
                     report.problems.push(format!(
                         "item {id} was deleted from the store, but {} serves it",
                         space.describe()

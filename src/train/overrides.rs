@@ -33,28 +33,16 @@ impl RoundOverrides {
 
     pub(crate) fn item2vec(&self, stored: &TrainOptions) -> Result<TrainOptions> {
         let mut o = stored.clone();
-        if let Some(epochs) = self.epochs {
-            o.epochs = epochs;
-            o.incremental_epochs = epochs;
-        }
-        if let Some(lr) = self.learning_rate {
-            o.alpha = lr;
-            o.incremental_alpha = lr;
-            // The schedule decays to `min_alpha`; keep it below the start.
-            o.min_alpha = o.min_alpha.min(lr);
-        }
-        if let Some(n) = self.negatives {
-            o.negative = n;
-        }
-        if let Some(w) = self.window {
-            o.window = w;
-        }
-        if let Some(t) = self.threads {
-            o.threads = t;
-        }
-        if let Some(s) = self.seed {
-            o.seed = s;
-        }
+        put(&mut o.epochs, self.epochs);
+        put(&mut o.incremental_epochs, self.epochs);
+        put(&mut o.alpha, self.learning_rate);
+        put(&mut o.incremental_alpha, self.learning_rate);
+        // The schedule decays to `min_alpha`; keep it below the start.
+        o.min_alpha = self.learning_rate.map_or(o.min_alpha, |lr| o.min_alpha.min(lr));
+        put(&mut o.negative, self.negatives);
+        put(&mut o.window, self.window);
+        put(&mut o.threads, self.threads);
+        put(&mut o.seed, self.seed);
         o.validate()?;
         Ok(o)
     }
@@ -67,25 +55,22 @@ impl RoundOverrides {
             ));
         }
         let mut o = stored.clone();
-        if let Some(epochs) = self.epochs {
-            o.epochs = epochs;
-            o.incremental_epochs = epochs;
-        }
-        if let Some(lr) = self.learning_rate {
-            o.learning_rate = lr;
-            o.incremental_learning_rate = lr;
-        }
-        if let Some(n) = self.negatives {
-            o.negatives = n;
-        }
-        if let Some(t) = self.threads {
-            o.threads = t;
-        }
-        if let Some(s) = self.seed {
-            o.seed = s;
-        }
+        put(&mut o.epochs, self.epochs);
+        put(&mut o.incremental_epochs, self.epochs);
+        put(&mut o.learning_rate, self.learning_rate);
+        put(&mut o.incremental_learning_rate, self.learning_rate);
+        put(&mut o.negatives, self.negatives);
+        put(&mut o.threads, self.threads);
+        put(&mut o.seed, self.seed);
         o.validate()?;
         Ok(o)
+    }
+}
+
+/// Sets `slot` to the override, if there is one.
+fn put<T: Copy>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
     }
 }
 

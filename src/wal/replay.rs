@@ -53,7 +53,9 @@ pub(crate) enum ReplayMode {
 /// Files wholly before `from` are obsolete and are removed.
 ///
 /// `tracked` is the metadata's list of log files, `None` for a store
-/// written before the list existed (its files are taken as found).
+/// written before the list existed (its files are taken as found). The
+/// caller has run [`precheck`] (open does, before it removes anything),
+/// which refuses missing and shortened recorded files.
 pub(crate) fn replay(
     dir: &Path,
     from: Position,
@@ -70,7 +72,7 @@ pub(crate) fn replay(
     }
     files.retain(|(no, _)| *no >= from.file_no);
     let removed = match tracked {
-        Some(tracked) => check_tracked(dir, from, tracked, &mut files, mode)?,
+        Some(tracked) => take_unrecorded(dir, from, tracked, &mut files, mode)?,
         None => Vec::new(),
     };
 
@@ -242,20 +244,18 @@ pub(crate) fn precheck(dir: &Path, from: Position, tracked: Option<&TrackedFiles
     Ok(())
 }
 
-/// Checks the files found (`files`, from the checkpoint's onwards) against
-/// the metadata's list (see the table in [`super::tracked`]), and takes out
-/// of `files` (removing them, unless read-only) those after the live file
-/// that a rotation created and crashed before recording. Returns those.
-fn check_tracked(
+/// Takes out of `files` (the files found, from the checkpoint's onwards;
+/// removing them, unless read-only) those after the metadata's live file
+/// that a rotation created and crashed before recording, and returns them;
+/// such a file holding records is corruption (see the table in
+/// [`super::tracked`]; [`precheck`] did the recorded files).
+fn take_unrecorded(
     dir: &Path,
     from: Position,
     tracked: &TrackedFiles,
     files: &mut Vec<(u64, PathBuf)>,
     mode: ReplayMode,
 ) -> Result<Vec<PathBuf>> {
-    if let Some(problem) = tracked.problems(dir, from).into_iter().next() {
-        return Err(problem);
-    }
     let Some(live) = tracked.live() else {
         return Ok(Vec::new());
     };

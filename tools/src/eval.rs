@@ -19,8 +19,7 @@ use anyhow::bail;
 use clap::Args;
 use emberdb::{Durability, Event, Options, Pooling, Query, RoundKind, Sigmoid, Store, TrainOptions, TrainReport};
 
-use serde::Serialize;
-
+use crate::eval_report::{JsonDnn, JsonIncremental, JsonMethod, JsonRound, JsonSweep, Report};
 use crate::events::{self, Layout};
 use crate::input::count;
 
@@ -111,103 +110,6 @@ pub struct EvalArgs {
     /// `seconds`, `full_seconds`).
     #[arg(long)]
     json: bool,
-}
-
-/// `ember eval --json` (see `EvalArgs::json`).
-#[derive(Serialize, Default)]
-struct Report {
-    ratings: String,
-    users: usize,
-    training_events: usize,
-    options: serde_json::Value,
-    ingest_seconds: f64,
-    full_training: Option<JsonRound>,
-    dnn: Option<JsonDnn>,
-    methods: Option<Vec<JsonMethod>>,
-    ranked_users: usize,
-    sweep: Option<Vec<JsonSweep>>,
-    incremental: Option<JsonIncremental>,
-}
-
-/// A training round's figures.
-#[derive(Serialize)]
-struct JsonRound {
-    wall_seconds: f64,
-    training_seconds: f64,
-    publish_seconds: f64,
-    epochs: usize,
-    histories: usize,
-    replayed_histories: usize,
-    items: usize,
-    pairs: u64,
-    pairs_per_second_per_thread: f64,
-    threads: usize,
-}
-
-impl JsonRound {
-    fn of(r: &TrainReport, wall: f64) -> Self {
-        JsonRound {
-            wall_seconds: wall,
-            training_seconds: r.run.seconds,
-            publish_seconds: r.publish_seconds,
-            epochs: r.epochs,
-            histories: r.fresh_histories,
-            replayed_histories: r.replayed_histories,
-            items: r.items,
-            pairs: r.run.pairs,
-            pairs_per_second_per_thread: r.pairs_per_second_per_thread(),
-            threads: r.run.threads,
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct JsonDnn {
-    users_with_features: Option<usize>,
-    training: crate::eval_dnn::DnnFigures,
-}
-
-#[derive(Serialize)]
-struct JsonMethod {
-    method: &'static str,
-    hr: f64,
-    ndcg: f64,
-}
-
-#[derive(Serialize)]
-struct JsonScore {
-    hr: f64,
-    ndcg: f64,
-}
-
-impl From<&Score> for JsonScore {
-    fn from(s: &Score) -> Self {
-        JsonScore {
-            hr: s.hr(),
-            ndcg: s.ndcg(),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct JsonSweep {
-    recent: usize,
-    user_mean: JsonScore,
-    user_max: JsonScore,
-    seeds: JsonScore,
-}
-
-#[derive(Serialize)]
-struct JsonIncremental {
-    cut: u64,
-    events_before: usize,
-    events_after: usize,
-    initial_round: JsonRound,
-    incremental_round: JsonRound,
-    hr: f64,
-    full_hr: f64,
-    seconds: f64,
-    full_seconds: f64,
 }
 
 struct Split {

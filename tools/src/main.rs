@@ -7,6 +7,7 @@ mod demo;
 mod dnn_bench;
 mod eval;
 mod eval_dnn;
+mod eval_report;
 mod events;
 mod export;
 mod fvecs;

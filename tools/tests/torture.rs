@@ -1,11 +1,11 @@
 //! `ember torture`: the SIGKILL loop against the real binary finds no lost
 //! acknowledged write, and refuses a directory that already holds files.
 
-use std::process::{Command, Output};
+mod common;
 
-fn ember(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ember")).args(args).output().unwrap()
-}
+use std::process::Output;
+
+use common::ember;
 
 fn text(out: &Output) -> String {
     format!(
