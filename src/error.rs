@@ -78,6 +78,14 @@ pub enum Error {
     #[error("features of user {user} are invalid: {reason}")]
     InvalidFeatures { user: u64, reason: String },
 
+    /// Item attributes that cannot be taken as they are.
+    #[error("attributes of item {item} are invalid: {reason}")]
+    InvalidAttributes { item: u64, reason: String },
+
+    /// A query's filter or blend cannot be run as asked.
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+
     /// An id that must exist does not (or was deleted).
     #[error("item {id} is not in the store")]
     UnknownItem { id: u64 },

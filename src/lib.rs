@@ -51,11 +51,12 @@ pub use index::{faiss_compile_options, IndexSpec};
 pub use kernels::gemm::{measure_gemm, GemmKernel};
 pub use kernels::{simd_level, SimdLevel};
 pub use metric::Metric;
+pub use options::DEFAULT_TRENDING_WINDOW;
 pub use options::{Options, SpaceKind, SpaceSpec, DEFAULT_SPACE, MAX_DIM, MAX_SPACE_NAME};
-pub use query::{Hit, Pooling, Query, MAX_K, SEED_RECENT_ITEMS, USER_RECENT_ITEMS};
+pub use query::{Filter, Hit, Pooling, Query, MAX_K, SEED_RECENT_ITEMS, USER_RECENT_ITEMS};
 pub use store::features::{MAX_FEATURES, MAX_FEATURE_BYTES};
 pub use store::{
     restore, CompactReport, RecoveryReport, RoundKind, SnapshotInfo, Space, SpaceStats, Stats, Store, TrainerStats,
-    VerifyReport,
+    VerifyReport, RECOMMEND_POPULAR_WEIGHT, RECOMMEND_USER_WEIGHT, TITLE_KEY,
 };
 pub use train::{DnnOptions, DnnRunStats, RoundOverrides, RunStats, Sigmoid, TrainOptions, TrainPolicy, TrainReport};

@@ -43,11 +43,12 @@ pub(crate) fn prepare_vector(
 }
 
 pub(crate) fn check_events(events: &[Event]) -> Result<()> {
-    if let Some(e) = events.iter().find(|e| !e.weight.is_finite()) {
+    if let Some(e) = events.iter().find(|e| !e.weight.is_finite() || e.weight < 0.0) {
+        let what = if e.weight.is_finite() { "negative" } else { "not finite" };
         return Err(Error::InvalidEvent {
             user: e.user,
             item: e.item,
-            reason: format!("weight {} is not finite", e.weight),
+            reason: format!("weight {} is {what} (weights are finite and at least 0)", e.weight),
         });
     }
     Ok(())

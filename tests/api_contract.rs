@@ -82,8 +82,13 @@ fn bad_vectors_are_refused_and_change_nothing() {
     let batch = [Event::new(5, 1, 1), Event::new(5, 2, 2).with_weight(f32::INFINITY)];
     assert!(store.append_events(&batch).is_err());
     assert!(store.history(5).unwrap().is_empty());
-    assert!(!store.delete(404).unwrap(), "deleting an unknown id reports false");
     assert_eq!(store.stats().unwrap().wal_bytes, wal_before, "nothing was logged");
+    assert!(!store.delete(404).unwrap(), "deleting an unknown id reports false");
+    // It is on the blocklist now (events could bring it in): once is enough.
+    assert!(store.is_deleted(404));
+    let wal_blocked = store.stats().unwrap().wal_bytes;
+    assert!(!store.delete(404).unwrap());
+    assert_eq!(store.stats().unwrap().wal_bytes, wal_blocked, "nothing more was logged");
     assert_eq!(store.stats().unwrap().live_rows, 1);
 }
 

@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::vector_for;
-use emberdb::{Durability, Event, Metric, Options, Store};
+use emberdb::{Durability, Event, Metric, Options, Query, Store};
 use rand::{Rng, SeedableRng};
 
 const DIM: usize = 8;
@@ -52,6 +52,12 @@ fn crash_child() {
         println!("ACK U {id}");
         store.append_event(Event::new(round, id, i)).unwrap();
         println!("ACK E {round} {id}");
+        if i % 3 == 0 {
+            store
+                .set_attributes(id, &[("i", &i.to_string()), ("round", "r")])
+                .unwrap();
+            println!("ACK A {id}");
+        }
         if i % 5 == 4 {
             let victim = id - 3;
             println!("TRY D {victim}");
@@ -72,6 +78,8 @@ struct Acked {
     deletes: BTreeSet<u64>,
     /// A delete that was started but not acknowledged may or may not be done.
     tried_deletes: BTreeSet<u64>,
+    /// Items whose attributes were acknowledged.
+    attributes: BTreeSet<u64>,
     /// user -> items of acknowledged single events.
     events: BTreeMap<u64, Vec<u64>>,
     batch_events: usize,
@@ -127,6 +135,9 @@ fn run_child_and_kill(dir: &std::path::Path, round: u64, rng: &mut impl Rng) -> 
             }
             ["ACK", "D", id] => {
                 acked.deletes.insert(id.parse().unwrap());
+            }
+            ["ACK", "A", id] => {
+                acked.attributes.insert(id.parse().unwrap());
             }
             ["ACK", "E", user, item] => acked
                 .events
@@ -191,6 +202,41 @@ fn acknowledged_writes_survive_kill_9() {
             assert!(history.len() <= items.len() + 1, "round {round}: events appeared twice");
             assert_eq!(&history[..items.len()], &items[..], "round {round}: history differs");
         }
+        // Acknowledged attributes are there, whole.
+        for &id in &acked.attributes {
+            let i = (id - round * ROUND_IDS).to_string();
+            let want = vec![("i".to_string(), i), ("round".to_string(), "r".to_string())];
+            assert_eq!(store.attributes(id), want, "round {round}: attributes of {id}");
+        }
+        // The trending counts agree with the histories: every event that
+        // survived counted once, whatever the kills cut (all events are
+        // inside the default window).
+        let mut counts: BTreeMap<u64, u32> = BTreeMap::new();
+        for user in (0..=round).chain(ROUND_IDS..=ROUND_IDS + round) {
+            for item in store.history(user).unwrap() {
+                *counts.entry(item).or_default() += 1;
+            }
+        }
+        let popular = store.knn(&Query::popular().k(50)).unwrap();
+        for hit in &popular {
+            assert_eq!(
+                Some(hit.score as u32),
+                counts.get(&hit.id).copied(),
+                "round {round}: count of {}",
+                hit.id
+            );
+        }
+        let top = counts
+            .iter()
+            .filter(|(id, _)| !all_deletes.contains(id) && !maybe_deleted.contains(id))
+            .map(|(_, n)| *n)
+            .max()
+            .unwrap_or(0);
+        // (An item whose delete was in flight may or may not rank.)
+        assert!(
+            popular.first().map(|h| h.score as u32).unwrap_or(0) >= top,
+            "round {round}"
+        );
         let batched = store.history(ROUND_IDS + round).unwrap().len();
         assert!(batched >= acked.batch_events, "round {round}: batch events lost");
         assert_eq!(batched % 20, 0, "round {round}: a batch was half applied");

@@ -3,7 +3,8 @@
 //! bring it back, events naming it are still logged and still serve as
 //! context, and it returns only by `Store::undelete` (or an explicit upsert
 //! into a host-fed space). Deletions survive a crash, a reopen, compaction
-//! and snapshots, and `verify` checks them.
+//! and snapshots, and `verify` checks them. "Every query kind" includes the
+//! trending channel, blends and `Query::recommend`.
 
 mod common;
 
@@ -41,10 +42,21 @@ fn every_hit(store: &Store) -> Vec<u64> {
         );
     }
     for user in [0u64, 1, 2, 3] {
-        for q in [Query::user(user), Query::seeds(user)] {
+        let blend = Query::blend()
+            .add(Query::user(user), 1.0)
+            .add(Query::seeds(user).space("text"), 1.0)
+            .add(Query::popular(), 1.0);
+        for q in [
+            Query::user(user),
+            Query::seeds(user),
+            Query::popular().for_user(user),
+            Query::recommend(user),
+            blend,
+        ] {
             out.extend(store.knn(&q.k(ITEMS as usize)).unwrap().iter().map(|h| h.id));
         }
     }
+    out.extend(store.knn(&Query::popular().k(ITEMS as usize)).unwrap().iter().map(|h| h.id));
     out
 }
 

@@ -24,7 +24,7 @@ fn a_log_record_of_a_newer_version_is_newer_format() {
     let frame = 32;
     let len = u32::from_le_bytes(bytes[frame..frame + 4].try_into().unwrap()) as usize;
     let payload = frame + 12;
-    bytes[payload] = 3; // the record version (this build reads 1 and 2)
+    bytes[payload] = 4; // the record version (this build reads 1 to 3)
     let crc = crc32fast::hash(&bytes[payload..payload + len]);
     bytes[frame + 4..frame + 8].copy_from_slice(&crc.to_le_bytes());
     let header_crc = crc32fast::hash(&bytes[frame..frame + 8]);
@@ -34,8 +34,8 @@ fn a_log_record_of_a_newer_version_is_newer_format() {
     match Store::open(dir.path(), Options::new(4)) {
         Err(Error::NewerFormat {
             path,
-            found: 3,
-            supported: 2,
+            found: 4,
+            supported: 3,
         }) => assert_eq!(path, wal),
         Err(other) => panic!("expected NewerFormat, got {other}"),
         Ok(_) => panic!("a newer log record was accepted"),

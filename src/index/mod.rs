@@ -322,6 +322,21 @@ impl SegmentIndex {
         })
     }
 
+    /// Knobs for a filtered search that needs `factor` times more
+    /// candidates: IVF probes `factor` times as many lists (up to all of
+    /// them), since the filtered neighbours lie that much further out.
+    /// HNSW needs nothing: asking for more results widens its beam.
+    pub fn widened(&self, knobs: SearchKnobs, factor: f64) -> SearchKnobs {
+        let nlist = self.header.param_a as usize;
+        match knobs.nprobe.or(self.default_nprobe()) {
+            Some(current) => SearchKnobs {
+                nprobe: Some(((current as f64 * factor).ceil() as usize).clamp(1, nlist.max(1))),
+                ..knobs
+            },
+            None => knobs,
+        }
+    }
+
     /// A short name for stats: `hnsw32`, `ivf894`.
     pub fn describe(&self) -> String {
         match self.header.kind {

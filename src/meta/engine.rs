@@ -6,12 +6,14 @@
 //! `b"spaces"` (format 2), key `b"manifest"`, key `b"forwards"` (segments
 //! merged whole, see [`super::records::Forward`]), key `b"wal_files"` (the
 //! log files, see [`crate::wal::tracked`]), key `b"blocked"` (the items
-//! `Store::delete` took out of every space, a `Vec<u64>`), the registry (value: a
+//! `Store::delete` took out of every space, a `Vec<u64>`), key `b"trending"`
+//! (the recent-popularity counts, see `store/trending.rs`), the registry (value: a
 //! [`Location`]) under keys `b"r" + id (u64 BE)` for the default space
 //! (space 0, as in format 1) and `b"R" + space (u32 BE) + id (u64 BE)` for
 //! the others, and keys `b"d" + segment (u64 BE) + row (u32 BE)` for dead
 //! rows (empty value; segment ids are unique across spaces). `features`
-//! maps a user id (u64 BE) to its feature pairs. `histories` maps a user id (u64 BE) to its
+//! maps a user id (u64 BE) to its feature pairs, `attributes` an item id
+//! (u64 BE) to its attribute pairs (`Store::set_attributes`). `histories` maps a user id (u64 BE) to its
 //! [`UserHistory`]. Every value that carries data is a [`crate::codec`]
 //! envelope.
 
@@ -27,6 +29,7 @@ pub(super) const MANIFEST_KEY: &[u8] = b"manifest";
 pub(super) const FORWARDS_KEY: &[u8] = b"forwards";
 pub(super) const WAL_FILES_KEY: &[u8] = b"wal_files";
 pub(super) const BLOCKED_KEY: &[u8] = b"blocked";
+pub(super) const TRENDING_KEY: &[u8] = b"trending";
 pub(super) const REGISTRY_PREFIX: u8 = b'r';
 pub(super) const SPACE_REGISTRY_PREFIX: u8 = b'R';
 pub(super) const DEAD_PREFIX: u8 = b'd';
@@ -38,6 +41,7 @@ pub(super) struct Engine {
     pub(super) catalog: sled::Tree,
     pub(super) histories: sled::Tree,
     pub(super) features: sled::Tree,
+    pub(super) attributes: sled::Tree,
 }
 
 /// The registry key of `id` in `space`.
@@ -109,12 +113,14 @@ impl Engine {
         let catalog = db.open_tree("catalog").map_err(wrap)?;
         let histories = db.open_tree("histories").map_err(wrap)?;
         let features = db.open_tree("features").map_err(wrap)?;
+        let attributes = db.open_tree("attributes").map_err(wrap)?;
         Ok(Engine {
             path: path.to_path_buf(),
             db,
             catalog,
             histories,
             features,
+            attributes,
         })
     }
 

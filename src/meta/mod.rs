@@ -14,6 +14,7 @@ use crate::wal::tracked::TrackedFiles;
 use records::{Forward, Manifest, ManifestV1, StoredConfig, StoredSpace, UserHistory};
 
 /// A user's feature pairs, as the metadata keeps them.
+/// A user's features or an item's attributes: its id and its pairs.
 pub(crate) type UserFeaturePairs = (u64, Vec<(String, String)>);
 
 /// An item's row in a space: (space number, item id, location).
@@ -73,6 +74,14 @@ pub(crate) trait MetaStore: Send + Sync {
     fn load_features(&self) -> Result<Vec<UserFeaturePairs>>;
     /// Writes users' features; an empty set removes the user's record.
     fn save_features(&self, features: &[UserFeaturePairs]) -> Result<()>;
+    /// Every item's attributes (tree `attributes`).
+    fn load_attributes(&self) -> Result<Vec<UserFeaturePairs>>;
+    /// Writes items' attributes; an empty set removes the item's record.
+    fn save_attributes(&self, attributes: &[UserFeaturePairs]) -> Result<()>;
+    /// The recent-popularity counts (`store/trending.rs`), encoded.
+    fn load_trending(&self) -> Result<Option<records::TrendingRecord>>;
+    /// Replaces the recent-popularity counts. Not flushed.
+    fn save_trending(&self, record: &records::TrendingRecord) -> Result<()>;
     /// The items deleted from the whole store (`Store::delete`).
     fn load_blocked(&self) -> Result<Vec<u64>>;
     /// Replaces the set of deleted items. Not flushed.

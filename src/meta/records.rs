@@ -14,9 +14,11 @@ use crate::wal::Position;
 /// version 2 has named spaces (`b"spaces"`) and a manifest per space;
 /// version 3 adds the list of log files (`b"wal_files"`) and the deleted
 /// items (`b"blocked"`), which a version-2 build would neither keep up to
-/// date nor honour. Older stores are upgraded in place at open, in one
-/// metadata batch (2 to 3 changes only the number).
-pub(crate) const FORMAT_VERSION: u32 = 3;
+/// date nor honour; version 4 adds item attributes (tree `attributes`, log
+/// record kind 9) and the recent-popularity counts (`b"trending"`). Older
+/// stores are upgraded in place at open, in one metadata batch (2 or 3 to
+/// 4 changes only the number).
+pub(crate) const FORMAT_VERSION: u32 = 4;
 
 /// What a store was created with; checked on every open. Its shape is
 /// version 1's, so that a build reading version 1 can read the version
@@ -197,4 +199,17 @@ pub(crate) struct UserHistory {
     /// skips them, which makes applying an event idempotent.
     pub next_seq: u64,
     pub items: std::collections::VecDeque<HistoryEntry>,
+}
+
+/// The counts as stored (key `b"trending"`, a codec envelope).
+/// See `store/trending.rs` for how the counts are kept.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct TrendingRecord {
+    /// The window, in timestamp units.
+    pub window: u64,
+    /// Events with a smaller sequence number are counted.
+    pub applied_seq: u64,
+    /// Bucket number (timestamp / width) and its (item, count) pairs,
+    /// oldest first.
+    pub buckets: Vec<(u64, Vec<(u64, u32)>)>,
 }

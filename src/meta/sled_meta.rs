@@ -375,6 +375,7 @@ impl SledMeta {
             (&old.catalog, &fresh.catalog),
             (&old.histories, &fresh.histories),
             (&old.features, &fresh.features),
+            (&old.attributes, &fresh.attributes),
         ] {
             let mut batch = sled::Batch::default();
             let mut n = 0;

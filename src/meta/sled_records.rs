@@ -6,11 +6,12 @@
 
 use std::path::PathBuf;
 
+use super::engine::Engine;
 use super::engine::{
     dead_key, registry_key, registry_prefix, BLOCKED_KEY, CONFIG_KEY, DEAD_PREFIX, FORWARDS_KEY, MANIFEST_KEY,
-    SPACES_KEY, SPACE_REGISTRY_PREFIX, WAL_FILES_KEY,
+    SPACES_KEY, SPACE_REGISTRY_PREFIX, TRENDING_KEY, WAL_FILES_KEY,
 };
-use super::records::{Forward, Manifest, ManifestV1, StoredConfig, StoredSpace, UserHistory};
+use super::records::{Forward, Manifest, ManifestV1, StoredConfig, StoredSpace, TrendingRecord, UserHistory};
 use super::sled_meta::{db_dir, list_generations, SledMeta};
 use super::{Commit, MetaStore, UserFeaturePairs};
 use crate::codec;
@@ -32,33 +33,38 @@ impl MetaStore for SledMeta {
 
     fn load_features(&self) -> Result<Vec<UserFeaturePairs>> {
         self.read("the user features", |db| {
-            let mut out = Vec::new();
-            for kv in db.features.iter() {
-                let (key, value) = kv.map_err(|e| db.err(e))?;
-                let user = <[u8; 8]>::try_from(&key[..])
-                    .map(u64::from_be_bytes)
-                    .map_err(|_| Error::Corruption {
-                        file: db.path.clone(),
-                        offset: 0,
-                        reason: format!("features key of {} bytes", key.len()),
-                    })?;
-                out.push((user, codec::decode(&value, &format!("features of user {user}"))?));
-            }
-            Ok(out)
+            load_pairs(db, &db.features, "features of user")
         })
     }
 
     fn save_features(&self, features: &[UserFeaturePairs]) -> Result<()> {
-        self.write("user features", |db| {
-            let mut batch = sled::Batch::default();
-            for (user, set) in features {
-                if set.is_empty() {
-                    batch.remove(&user.to_be_bytes()[..]);
-                } else {
-                    batch.insert(&user.to_be_bytes()[..], codec::encode(set, "features")?);
-                }
-            }
-            db.features.apply_batch(batch).map_err(|e| db.err(e))
+        self.write("user features", |db| save_pairs(db, &db.features, features, "features"))
+    }
+
+    fn load_attributes(&self) -> Result<Vec<UserFeaturePairs>> {
+        self.read("the item attributes", |db| {
+            load_pairs(db, &db.attributes, "attributes of item")
+        })
+    }
+
+    fn save_attributes(&self, attributes: &[UserFeaturePairs]) -> Result<()> {
+        self.write("item attributes", |db| {
+            save_pairs(db, &db.attributes, attributes, "attributes")
+        })
+    }
+
+    fn load_trending(&self) -> Result<Option<TrendingRecord>> {
+        self.read("the recent-popularity counts", |db| {
+            db.get_record(&db.catalog, TRENDING_KEY, "trending")
+        })
+    }
+
+    fn save_trending(&self, record: &TrendingRecord) -> Result<()> {
+        self.write("recent-popularity counts", |db| {
+            db.catalog
+                .insert(TRENDING_KEY, codec::encode(record, "trending")?)
+                .map(|_| ())
+                .map_err(|e| db.err(e))
         })
     }
 
@@ -319,6 +325,37 @@ impl MetaStore for SledMeta {
         let result = self.guarded("a rebuild", || self.rebuild_into_next());
         self.noted(result)
     }
+}
+
+/// Every (id, pairs) record of `tree` (features or attributes: key the id
+/// as u64 BE); `what` names a record in errors ("features of user").
+fn load_pairs(db: &Engine, tree: &sled::Tree, what: &str) -> Result<Vec<UserFeaturePairs>> {
+    let mut out = Vec::new();
+    for kv in tree.iter() {
+        let (key, value) = kv.map_err(|e| db.err(e))?;
+        let id = <[u8; 8]>::try_from(&key[..])
+            .map(u64::from_be_bytes)
+            .map_err(|_| Error::Corruption {
+                file: db.path.clone(),
+                offset: 0,
+                reason: format!("{what}: a key of {} bytes", key.len()),
+            })?;
+        out.push((id, codec::decode(&value, &format!("{what} {id}"))?));
+    }
+    Ok(out)
+}
+
+/// Writes (id, pairs) records in one batch; an empty set removes the id.
+fn save_pairs(db: &Engine, tree: &sled::Tree, records: &[UserFeaturePairs], what: &str) -> Result<()> {
+    let mut batch = sled::Batch::default();
+    for (id, set) in records {
+        if set.is_empty() {
+            batch.remove(&id.to_be_bytes()[..]);
+        } else {
+            batch.insert(&id.to_be_bytes()[..], codec::encode(set, what)?);
+        }
+    }
+    tree.apply_batch(batch).map_err(|e| db.err(e))
 }
 
 #[cfg(test)]

@@ -42,7 +42,13 @@ pub struct Options {
     pub(crate) from_store: bool,
     /// The spaces besides the default one, in the order given.
     pub(crate) spaces: Vec<(String, SpaceSpec)>,
+    /// The trending channel's window, in the events' timestamp units.
+    pub(crate) trending_window: u64,
 }
+
+/// The trending window unless `Options::trending_window` says otherwise:
+/// 7 days in milliseconds (the unit `Event::ts` documents).
+pub const DEFAULT_TRENDING_WINDOW: u64 = 7 * 24 * 3600 * 1000;
 
 /// The largest dimension we accept: far beyond any embedding in use, small
 /// enough that `dim * 4` bytes per row never overflows anything.
@@ -72,7 +78,18 @@ impl Options {
             train: None,
             from_store: false,
             spaces: Vec::new(),
+            trending_window: DEFAULT_TRENDING_WINDOW,
         }
+    }
+
+    /// The window of `Query::popular`, in the events' timestamp units
+    /// (default [`DEFAULT_TRENDING_WINDOW`]: 7 days of milliseconds; with
+    /// timestamps in seconds, give seconds). "Now" is the newest event's
+    /// time. It may change between opens: the counts are then made again
+    /// from the users' histories.
+    pub fn trending_window(mut self, window: u64) -> Self {
+        self.trending_window = window;
+        self
     }
 
     /// Options for opening a store that already exists, whatever its

@@ -1,6 +1,8 @@
 //! Nearest-neighbour queries: what is asked ([`Query`]), what comes back
 //! ([`Hit`]), and the search over a version's segments.
 
+pub(crate) mod blend;
+pub(crate) mod filter;
 pub(crate) mod plan;
 pub(crate) mod search;
 pub(crate) mod topk;
@@ -17,12 +19,23 @@ pub struct Hit {
     pub score: f32,
 }
 
+pub use filter::Filter;
+
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Target {
     Vector(Vec<f32>),
     Item(u64),
     User(u64),
     Seeds(u64),
+    /// The trending channel: most interacted with in the recent window,
+    /// the user's seen items excluded when a user is given.
+    Popular {
+        user: Option<u64>,
+    },
+    /// Channels merged by weight (`Query::blend`).
+    Blend(Vec<(Query, f32)>),
+    /// The store's default recall for a user (`Query::recommend`).
+    Recommend(u64),
 }
 
 /// How `Query::user` pools the vectors of the user's recent items.
@@ -56,6 +69,8 @@ pub struct Query {
     pub(crate) space: Option<String>,
     /// Ids this query must not return (`exclude`), sorted, no duplicates.
     pub(crate) excluded: Vec<u64>,
+    /// Only items this lets through (`filter`).
+    pub(crate) filter: Option<Filter>,
 }
 
 impl Query {
@@ -84,6 +99,65 @@ impl Query {
         Query::with_target(Target::Seeds(id))
     }
 
+    /// The trending channel: the items most interacted with in the recent
+    /// window (`Options::trending_window`), most first; the score is the
+    /// number of events in the window. Maintained from events as they
+    /// arrive, it answers on every store, trained or not. Add
+    /// [`Query::for_user`] to leave out what a user has seen.
+    pub fn popular() -> Self {
+        Query::with_target(Target::Popular { user: None })
+    }
+
+    /// On a `popular` query: leave out the items `user` interacted with.
+    /// On other kinds it changes nothing.
+    pub fn for_user(mut self, user: u64) -> Self {
+        if let Target::Popular { user: u } = &mut self.target {
+            *u = Some(user);
+        }
+        self
+    }
+
+    /// Several channels merged into one answer: build with
+    /// [`Query::add`]. Each channel's scores are normalised to 0..1 over
+    /// its own candidates (its best 1, the worst it returned 0, see
+    /// `query::blend`), weighted, and summed per item; an item found by
+    /// several channels adds up. The blend's `k`, filter and exclusions
+    /// apply to every channel; `k` hits come back whenever the channels
+    /// together find `k` items. A hit's score is its blended score.
+    pub fn blend() -> Self {
+        Query::with_target(Target::Blend(Vec::new()))
+    }
+
+    /// Adds a channel of weight `weight` to a blend (ignored on other
+    /// kinds of query; a weight that is negative or not finite is refused
+    /// when the query runs).
+    pub fn add(mut self, channel: Query, weight: f32) -> Self {
+        if let Target::Blend(channels) = &mut self.target {
+            channels.push((channel, weight));
+        }
+        self
+    }
+
+    /// The store's default recall for `user`: the blend that evaluation
+    /// chose (see `Store::knn` and ARCHITECTURE.md, "Recall for a user").
+    /// It works before the first training round (trending only) and gets
+    /// better as spaces train.
+    pub fn recommend(user: u64) -> Self {
+        Query::with_target(Target::Recommend(user))
+    }
+
+    /// Only return items that `filter` lets through (combined with `and`
+    /// when called again). Filters work on every query kind and keep `k`
+    /// and recall at any selectivity; a filter on a key or value no item
+    /// has matches nothing (an empty answer, not an error).
+    pub fn filter(mut self, filter: Filter) -> Self {
+        self.filter = Some(match self.filter.take() {
+            Some(f) => f.and(filter),
+            None => filter,
+        });
+        self
+    }
+
     fn with_target(target: Target) -> Self {
         Query {
             target,
@@ -96,6 +170,7 @@ impl Query {
             include_seen: false,
             space: None,
             excluded: Vec::new(),
+            filter: None,
         }
     }
 

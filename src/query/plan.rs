@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::filter::{Matching, Postings};
 use super::search::{self, Plan};
 use super::{Hit, Pooling, Query, Target, SEED_RECENT_ITEMS, USER_RECENT_ITEMS};
 use crate::error::{Error, Result};
@@ -25,6 +26,32 @@ pub(crate) trait Lookups {
     fn history(&self, user: u64) -> Result<Vec<u64>>;
     /// How `Query::user` finds its query vector in this space.
     fn user_vector(&self, version: &Version, user: u64, history: &[u64]) -> Result<UserVector>;
+    /// The item attributes' posting lists, for filters.
+    fn postings(&self) -> &dyn Postings;
+}
+
+/// What a query leaves out whatever its kind: its exclusion list, and the
+/// items its filter does not allow (resolved once per query).
+pub(crate) struct Rules<'a> {
+    query: &'a Query,
+    filter: Option<Matching>,
+}
+
+impl<'a> Rules<'a> {
+    pub fn new(lookups: &dyn Lookups, query: &'a Query) -> Result<Self> {
+        let filter = match &query.filter {
+            Some(f) => {
+                f.check()?;
+                Some(f.resolve(lookups.postings()))
+            }
+            None => None,
+        };
+        Ok(Rules { query, filter })
+    }
+
+    pub fn refuses(&self, id: u64) -> bool {
+        self.query.excludes(id) || self.filter.as_ref().is_some_and(|f| !f.allows(id))
+    }
 }
 
 /// Where a user query's vector comes from.
@@ -56,6 +83,8 @@ pub(crate) struct Geometry<'a> {
 /// The hits of `query` in `version`, nearest first.
 pub(crate) fn knn(lookups: &dyn Lookups, version: &Version, space: Geometry<'_>, query: &Query) -> Result<Vec<Hit>> {
     query.check()?;
+    let rules = Rules::new(lookups, query)?;
+    let excluded = query.excluded.len();
     match &query.target {
         Target::Vector(v) => {
             let v = validate::prepare_vector(space.metric, space.dim, v, || query_context(space.space))?;
@@ -64,8 +93,9 @@ pub(crate) fn knn(lookups: &dyn Lookups, version: &Version, space: Geometry<'_>,
                 space.metric,
                 &v,
                 query,
-                &|id| query.excludes(id),
-                query.excluded.len(),
+                &rules,
+                &|id| rules.refuses(id),
+                excluded,
             )
         }
         Target::Item(id) => {
@@ -76,8 +106,9 @@ pub(crate) fn knn(lookups: &dyn Lookups, version: &Version, space: Geometry<'_>,
                 space,
                 &v,
                 query,
-                &|hit| hit == id || query.excludes(hit),
-                1 + query.excluded.len(),
+                &rules,
+                &|hit| hit == id || rules.refuses(hit),
+                1 + excluded,
             )
         }
         Target::User(user) => {
@@ -89,11 +120,15 @@ pub(crate) fn knn(lookups: &dyn Lookups, version: &Version, space: Geometry<'_>,
                 space.metric,
                 &v,
                 query,
-                &|id| seen.contains(&id) || query.excludes(id),
-                seen.len() + query.excluded.len(),
+                &rules,
+                &|id| seen.contains(&id) || rules.refuses(id),
+                seen.len() + excluded,
             )
         }
-        Target::Seeds(user) => seeds(lookups, version, space, *user, query),
+        Target::Seeds(user) => seeds(lookups, version, space, *user, query, &rules),
+        Target::Popular { .. } | Target::Blend(_) | Target::Recommend(_) => Err(Error::InvalidQuery(
+            "popular and blended queries are answered by the store, not by one space".into(),
+        )),
     }
 }
 
@@ -135,11 +170,12 @@ fn similar(
     space: Geometry<'_>,
     v: &[f32],
     query: &Query,
+    rules: &Rules<'_>,
     exclude: &dyn Fn(u64) -> bool,
     excluded: usize,
 ) -> Result<Vec<Hit>> {
     let Some(prefix) = space.item_prefix else {
-        return search_with(version, space.metric, v, query, exclude, excluded);
+        return search_with(version, space.metric, v, query, rules, exclude, excluded);
     };
     let q = &v[..prefix.min(v.len())];
     let norm = q.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -228,7 +264,14 @@ fn pool(
     }
 }
 
-fn seeds(lookups: &dyn Lookups, version: &Version, space: Geometry<'_>, user: u64, query: &Query) -> Result<Vec<Hit>> {
+fn seeds(
+    lookups: &dyn Lookups,
+    version: &Version,
+    space: Geometry<'_>,
+    user: u64,
+    query: &Query,
+    rules: &Rules<'_>,
+) -> Result<Vec<Hit>> {
     let metric = match space.item_prefix {
         Some(_) => Metric::Cosine,
         None => space.metric,
@@ -243,12 +286,13 @@ fn seeds(lookups: &dyn Lookups, version: &Version, space: Geometry<'_>, user: u6
         let weight = 1.0 / (rank as f32 + 1.0);
         rank += 1;
         let seed = *seed;
-        let exclude = |id: u64| id == seed || seen.contains(&id) || query.excludes(id);
+        let exclude = |id: u64| id == seed || seen.contains(&id) || rules.refuses(id);
         let hits = similar(
             version,
             space,
             &v,
             query,
+            rules,
             &exclude,
             seen.len() + 1 + query.excluded.len(),
         )?;
@@ -267,6 +311,7 @@ fn search_with(
     metric: Metric,
     v: &[f32],
     query: &Query,
+    rules: &Rules<'_>,
     exclude: &dyn Fn(u64) -> bool,
     excluded: usize,
 ) -> Result<Vec<Hit>> {
@@ -283,6 +328,7 @@ fn search_with(
             },
             exclude,
             excluded,
+            filter: rules.filter.as_ref(),
         },
     )
 }

@@ -8,7 +8,18 @@
 //! up to all of them; if that is still short, or for HNSW, the segment is
 //! scanned exactly. So a query returns k hits whenever k live items exist.
 //! Segments more than half dead skip the index.
+//!
+//! A filtered query plans by the filter's estimated selectivity (the size
+//! of its resolved id list against the live rows), as Qdrant's planner
+//! does. A narrow filter (at most [`NARROW_SHARE`] of the rows, or at most
+//! [`NARROW_ROWS`]) scores exactly its matching rows, found by id; a broad
+//! one searches each index for about `1 / selectivity` times more
+//! candidates than it needs ([`OVERFETCH`]) and checks each one; a segment
+//! whose candidates leave fewer than `k` hits is then scanned exactly. So
+//! filtered answers keep the unfiltered recall at any selectivity, and
+//! never come back short while `k` matching items exist.
 
+use super::filter::Matching;
 use super::topk::TopK;
 use super::Hit;
 use crate::error::Result;
@@ -54,6 +65,74 @@ impl Probe<'_> {
     }
 }
 
+impl Probe<'_> {
+    /// Scores the live rows of `wanted` (sorted ids) in `version`, found by
+    /// id: a narrow filter's plan.
+    fn rows_of(&self, version: &Version, wanted: &[u64], top: &mut TopK) -> Result<()> {
+        let dim = self.query.len();
+        let mut block_ids: Vec<u64> = Vec::with_capacity(SCAN_BLOCK);
+        let mut block_rows: Vec<f32> = Vec::with_capacity(SCAN_BLOCK * dim);
+        let mut scores = [0f32; SCAN_BLOCK];
+        let mut flush = |block_ids: &mut Vec<u64>, block_rows: &mut Vec<f32>, top: &mut TopK| {
+            let scores = &mut scores[..block_ids.len()];
+            score_rows(self.metric, self.query, block_rows, scores);
+            for (id, &s) in block_ids.iter().zip(scores.iter()) {
+                top.push(nearness(self.metric, s), Hit { id: *id, score: s });
+            }
+            block_ids.clear();
+            block_rows.clear();
+        };
+        let mut take = |id: u64, row: Option<&[f32]>, top: &mut TopK| {
+            let Some(row) = row else { return };
+            if (self.exclude)(id) {
+                return;
+            }
+            block_ids.push(id);
+            block_rows.extend_from_slice(row);
+            if block_ids.len() == SCAN_BLOCK {
+                flush(&mut block_ids, &mut block_rows, top);
+            }
+        };
+        if version.directory.is_some() {
+            // A trained version: its directory (and growing segment) say
+            // where each item's one live row is.
+            for &id in wanted {
+                take(id, version.trained_row(id)?, top);
+            }
+        } else {
+            // A host-fed version: an item has at most one live row, in the
+            // growing segment or in one sealed segment.
+            let growing = &version.growing;
+            if growing.len() > 0 {
+                for &id in wanted {
+                    if let Some(row) = growing.row_of(id).filter(|r| !growing.dead().is_dead(*r as usize)) {
+                        take(id, growing.row(row), top);
+                    }
+                }
+            }
+            for segment in &version.sealed {
+                let mut failed = None;
+                segment.rows_of(wanted, |id, row| {
+                    if failed.is_some() || segment.dead().is_dead(row as usize) {
+                        return;
+                    }
+                    match segment.row(row) {
+                        Ok(values) => take(id, values, top),
+                        Err(e) => failed = Some(e),
+                    }
+                })?;
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+            }
+        }
+        if !block_ids.is_empty() {
+            flush(&mut block_ids, &mut block_rows, top);
+        }
+        Ok(())
+    }
+}
+
 /// How to run one query.
 pub(crate) struct Plan<'a> {
     pub k: usize,
@@ -64,6 +143,37 @@ pub(crate) struct Plan<'a> {
     /// How many ids `exclude` may reject: indexes are asked for this many
     /// more than `k`.
     pub excluded: usize,
+    /// The query's filter, resolved (`exclude` already refuses the ids it
+    /// does not allow): what the plan estimates the selectivity from.
+    pub filter: Option<&'a Matching>,
+}
+
+/// Filters matching at most this share of the live rows are scanned
+/// exactly over their matching rows (chosen by `ember bench-filter`).
+pub(crate) const NARROW_SHARE: f64 = 0.02;
+/// ... and so are filters matching at most this many rows.
+pub(crate) const NARROW_ROWS: usize = 2048;
+/// A broad filter asks each index for this many times `k / selectivity`.
+pub(crate) const OVERFETCH: f64 = 1.5;
+
+/// How a filtered query runs.
+enum FilterPlan<'a> {
+    /// Score these ids' rows, and no others.
+    Rows(&'a [u64]),
+    /// Scan every row (a narrow filter given as the ids it leaves out).
+    Scan,
+    /// Search the indexes for this many times more candidates.
+    Overfetch(f64),
+}
+
+fn filter_plan(filter: &Matching, live_rows: usize) -> FilterPlan<'_> {
+    let matching = filter.estimate(live_rows);
+    let narrow = matching <= NARROW_ROWS || (matching as f64) <= NARROW_SHARE * live_rows as f64;
+    match filter {
+        Matching::Only(ids) if narrow => FilterPlan::Rows(ids),
+        Matching::AllBut(_) if narrow => FilterPlan::Scan,
+        _ => FilterPlan::Overfetch((OVERFETCH * live_rows as f64 / matching.max(1) as f64).max(1.0)),
+    }
 }
 
 /// The `k` nearest live rows of `version` to `query` (already normalised for
@@ -75,20 +185,38 @@ pub(crate) fn search(version: &Version, metric: Metric, query: &[f32], plan: &Pl
         exclude: plan.exclude,
     };
     let mut top = TopK::new(plan.k);
+    let mut exact = plan.exact;
+    let mut overfetch = 1.0;
+    if let Some(filter) = plan.filter {
+        match filter_plan(filter, version.live_rows()) {
+            FilterPlan::Rows(ids) => {
+                probe.rows_of(version, ids, &mut top)?;
+                return Ok(top.into_sorted());
+            }
+            FilterPlan::Scan => exact = true,
+            FilterPlan::Overfetch(factor) => overfetch = factor,
+        }
+    }
     for segment in &version.sealed {
         let (ids, rows) = segment.data()?;
         let index = segment
             .index()
-            .filter(|_| !plan.exact && segment.dead().count() * 2 <= segment.count());
+            .filter(|_| !exact && segment.dead().count() * 2 <= segment.count());
         if let Some(index) = index {
             let dead = if segment.dead().count() > 0 {
                 segment.dead_bitmap()
             } else {
                 Vec::new()
             };
-            // Ask for enough that `k` survive the excluded ids.
-            let want = (plan.k + plan.excluded).min(segment.live_rows());
-            let mut knobs = plan.knobs;
+            // Ask for enough that `k` survive the excluded ids (and, under a
+            // filter, the ids it does not allow).
+            let asked = ((plan.k as f64 * overfetch).ceil() as usize).saturating_add(plan.excluded);
+            let want = asked.min(segment.live_rows());
+            let mut knobs = if overfetch > 1.0 {
+                index.widened(plan.knobs, overfetch / OVERFETCH)
+            } else {
+                plan.knobs
+            };
             let mut found = index.search(query, want, knobs, &dead)?;
             // Too few (IVF's probed lists were small): probe deeper first.
             while found.len() < want {
@@ -97,13 +225,19 @@ pub(crate) fn search(version: &Version, metric: Metric, query: &[f32], plan: &Pl
                 found = index.search(query, want, knobs, &dead)?;
             }
             if found.len() >= want {
-                for (row, score) in found {
-                    let id = ids[row as usize];
+                let mut kept = 0;
+                for (row, score) in &found {
+                    let id = ids[*row as usize];
                     if !(plan.exclude)(id) {
-                        top.push(nearness(metric, score), Hit { id, score });
+                        top.push(nearness(metric, *score), Hit { id, score: *score });
+                        kept += 1;
                     }
                 }
-                continue;
+                // Every candidate this segment has was looked at, or `k`
+                // survived: this segment's part is complete.
+                if kept >= plan.k || want == segment.live_rows() || plan.filter.is_none() {
+                    continue;
+                }
             }
         }
         probe.scan(0, ids, rows, segment.dead(), &mut top);

@@ -104,6 +104,9 @@ pub(crate) struct SealedSegment {
     dead: Tombstones,
     /// Set once by the indexer; until then the segment is searched exactly.
     index: OnceLock<SegmentIndex>,
+    /// (id, row) ordered by id, built on the first lookup by id (filtered
+    /// queries): 16 bytes a row, only for segments that were asked.
+    by_id: OnceLock<Vec<(u64, u32)>>,
 }
 
 impl SealedSegment {
@@ -171,6 +174,7 @@ impl SealedSegment {
             verified: OnceLock::new(),
             dead: Tombstones::new(count),
             index: OnceLock::new(),
+            by_id: OnceLock::new(),
         })
     }
 
@@ -246,6 +250,42 @@ impl SealedSegment {
         let ids = bytemuck::try_cast_slice(ids_bytes).map_err(|_| cast_err("ids"))?;
         let values = bytemuck::try_cast_slice(values_bytes).map_err(|_| cast_err("vector"))?;
         Ok((ids, values))
+    }
+
+    /// Calls `f(id, row)` for each id of `wanted` (sorted) that this
+    /// segment holds, dead rows included: by binary search when `wanted`
+    /// is short, else by one merge along the id-ordered rows.
+    pub fn rows_of(&self, wanted: &[u64], mut f: impl FnMut(u64, u32)) -> Result<()> {
+        let (ids, _) = self.data()?;
+        let order = self.by_id.get_or_init(|| {
+            // `open` bounds the row count by u32::MAX.
+            let mut order: Vec<(u64, u32)> = ids.iter().enumerate().map(|(r, id)| (*id, r as u32)).collect();
+            order.sort_unstable();
+            order
+        });
+        let log = usize::BITS - order.len().leading_zeros();
+        if wanted.len().saturating_mul(log as usize) < order.len() {
+            for &id in wanted {
+                let start = order.partition_point(|(i, _)| *i < id);
+                for &(_, row) in order[start..].iter().take_while(|(i, _)| *i == id) {
+                    f(id, row);
+                }
+            }
+        } else {
+            let mut at = 0;
+            for &(id, row) in order.iter() {
+                while at < wanted.len() && wanted[at] < id {
+                    at += 1;
+                }
+                if at == wanted.len() {
+                    break;
+                }
+                if wanted[at] == id {
+                    f(id, row);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// One row's values.

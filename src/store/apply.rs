@@ -50,6 +50,10 @@ pub(crate) fn apply_record(shared: &Shared, core: &mut ManifestState, start: Pos
             shared.blocked.remove(id);
             Ok(())
         }
+        Record::Attributes { item, attributes, .. } => {
+            shared.attributes.set(item, attributes);
+            Ok(())
+        }
     }
 }
 
@@ -57,6 +61,7 @@ pub(crate) fn apply_record(shared: &Shared, core: &mut ManifestState, start: Pos
 pub(crate) fn apply_events(shared: &Shared, first_seq: u64, events: &[Event]) -> Result<()> {
     for (i, event) in events.iter().enumerate() {
         shared.histories.apply(first_seq + i as u64, event)?;
+        shared.trending.apply(first_seq + i as u64, event.item, event.ts);
     }
     Ok(())
 }

@@ -17,11 +17,11 @@ impl Store {
     /// says so: [`Store::undelete`] (trained spaces serve it again from
     /// their next round that publishes), or an upsert into a host-fed space
     /// (an explicit write says the item exists). In a store with a trained
-    /// space an item can be deleted before it appears (a blocklist).
-    /// Returns whether it was live in some space; deleting an item that is
-    /// live nowhere logs nothing when it is already deleted or the store
-    /// has no trained space. Logged, durable as the store's durability
-    /// says.
+    /// An item can be deleted before it appears (a blocklist: neither a
+    /// round nor the trending channel will bring it in). Returns whether it
+    /// was live in some space; deleting an item that is already deleted
+    /// and live nowhere logs nothing. Logged, durable as the store's
+    /// durability says.
     pub fn delete(&self, id: u64) -> Result<bool> {
         let end = {
             let _in_flight = self.begin_write();
@@ -30,11 +30,9 @@ impl Store {
             for space in &self.shared.spaces {
                 live |= is_live(space, id)?;
             }
-            // An item live nowhere is still worth blocking when a trained
-            // space could bring it in; in a host-fed store only an upsert
-            // could, and an upsert lifts a deletion anyway.
-            let could_appear = self.shared.trained_spaces().next().is_some();
-            if !live && (self.shared.blocked.contains(id) || !could_appear) {
+            // An item live nowhere is still worth blocking: events can
+            // bring it into a trained space or the trending channel.
+            if !live && self.shared.blocked.contains(id) {
                 return Ok(false);
             }
             let seq = w.core.next_seq;

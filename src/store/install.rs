@@ -248,6 +248,8 @@ pub(crate) fn install(
     shared.histories.persist_dirty()?;
     shared.features.persist_dirty()?;
     shared.blocked.persist_dirty()?;
+    shared.attributes.persist_dirty()?;
+    shared.trending.persist_dirty()?;
     manifest.checkpoint = checkpoint;
     manifest.next_seq = core.next_seq;
     let retired: Vec<Placed> = shared

@@ -106,6 +106,10 @@ pub(crate) struct SpaceLookups<'a> {
 }
 
 impl Lookups for SpaceLookups<'_> {
+    fn postings(&self) -> &dyn crate::query::filter::Postings {
+        &self.shared.attributes
+    }
+
     fn vector(&self, version: &Version, id: u64) -> Result<Option<Vec<f32>>> {
         vector_of(self.shared, self.space, version, id)
     }

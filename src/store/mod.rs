@@ -4,6 +4,7 @@
 //! and never take the write lock.
 
 pub(crate) mod apply;
+pub(crate) mod attributes;
 pub(crate) mod blocked;
 pub(crate) mod compact;
 pub(crate) mod delete;
@@ -17,12 +18,14 @@ pub(crate) mod lock;
 pub(crate) mod lookup;
 pub(crate) mod open;
 pub(crate) mod publish;
+pub(crate) mod recall;
 pub(crate) mod seal;
 pub(crate) mod snapshot;
 pub(crate) mod space;
 pub(crate) mod state;
 pub(crate) mod trainer;
 pub(crate) mod training;
+pub(crate) mod trending;
 pub(crate) mod verify;
 
 use std::path::Path;
@@ -36,16 +39,18 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::options::Options;
 use crate::query::plan::{self, Geometry};
-use crate::query::{Hit, Query};
+use crate::query::{Hit, Query, Target};
 use crate::train::TrainReport;
 use crate::validate;
 use crate::wal::record::{self, EVENT_BYTES};
 use crate::wal::writer::SyncShared;
 use crate::wal::{frame, Position};
+pub use attributes::TITLE_KEY;
 pub use compact::CompactReport;
 pub use handle::{Space, SpaceStats};
 use lock::DirLock;
 pub use open::RecoveryReport;
+pub use recall::{RECOMMEND_POPULAR_WEIGHT, RECOMMEND_USER_WEIGHT};
 pub use snapshot::{restore, SnapshotInfo};
 use space::SpaceState;
 use state::{Shared, WriteState};
@@ -100,6 +105,10 @@ pub struct Stats {
     pub cached_history_bytes: usize,
     /// Users with features (`Store::set_user_features`), all in memory.
     pub users_with_features: usize,
+    /// Items with attributes (`Store::set_attributes`), all in memory.
+    pub items_with_attributes: usize,
+    /// Items with events in the trending window (`Query::popular`).
+    pub trending_items: usize,
     /// Items deleted from the whole store (`Store::delete`) and not
     /// undeleted since.
     pub deleted_items: usize,
@@ -198,6 +207,7 @@ impl Store {
                 w.core.next_seq += chunk.len() as u64;
                 for (i, event) in chunk.iter().enumerate() {
                     self.shared.histories.append(seq + i as u64, event)?;
+                    self.shared.trending.apply(seq + i as u64, event.item, event.ts);
                 }
             }
             if self.shared.histories.over_budget() {
@@ -325,6 +335,9 @@ impl Store {
     /// space (the default one unless `Query::space` says otherwise). Never
     /// waits for writers: it searches the version current when it starts.
     pub fn knn(&self, query: &Query) -> Result<Vec<Hit>> {
+        if let Target::Popular { .. } | Target::Blend(_) | Target::Recommend(_) = query.target {
+            return self.recall(query);
+        }
         let shared = &*self.shared;
         let space = self.query_space(query)?;
         let version = space.catalog.version.load_full();
@@ -337,7 +350,7 @@ impl Store {
     }
 
     /// The space a query names (the default one when it names none).
-    fn query_space(&self, query: &Query) -> Result<&SpaceState> {
+    pub(crate) fn query_space(&self, query: &Query) -> Result<&SpaceState> {
         match &query.space {
             Some(name) => self.shared.space(name),
             None => Ok(self.shared.default_space()),
@@ -417,6 +430,8 @@ impl Store {
             cached_histories,
             cached_history_bytes,
             users_with_features: self.shared.features.len(),
+            items_with_attributes: self.shared.attributes.len(),
+            trending_items: self.shared.trending.len(),
             deleted_items: self.shared.blocked.len(),
             kernels: crate::kernels::simd_level().name(),
             faiss_build: crate::index::faiss_compile_options(),

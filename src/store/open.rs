@@ -7,6 +7,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::apply;
+use super::attributes::ItemAttributes;
 use super::blocked::Blocked;
 use super::features::UserFeatures;
 use super::history::Histories;
@@ -17,6 +18,7 @@ use super::space::{Catalog, SpaceState};
 use super::state::{GrowingMark, ManifestState, Shared, WriteState};
 use super::trainer::{Model, ModelOptions, Trainer};
 use super::training;
+use super::trending::Trending;
 use super::Store;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{self, TMP_SUFFIX};
@@ -136,6 +138,20 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
         histories: Histories::new(Arc::clone(&meta), opts.history_len, opts.history_cache_bytes),
         features: UserFeatures::load(Arc::clone(&meta))?,
         blocked: Blocked::load(Arc::clone(&meta))?,
+        attributes: ItemAttributes::load(Arc::clone(&meta))?,
+        trending: Trending::load(
+            Arc::clone(&meta),
+            opts.trending_window,
+            manifest.next_seq,
+            &mut |count| {
+                meta.for_each_history(&mut |_, history| {
+                    for e in &history.items {
+                        count(e.seq, e.item, e.ts);
+                    }
+                    Ok(())
+                })
+            },
+        )?,
         indexer: Indexer::start(segments_dir.clone()),
         spaces,
         meta,

@@ -41,6 +41,10 @@ pub(crate) struct Shared {
     pub read_only: bool,
     /// Items deleted from the whole store.
     pub blocked: super::blocked::Blocked,
+    /// Items' attributes and their posting lists.
+    pub attributes: super::attributes::ItemAttributes,
+    /// Recent popularity (`Query::popular`).
+    pub trending: super::trending::Trending,
 }
 
 impl Shared {

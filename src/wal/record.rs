@@ -4,7 +4,7 @@
 //!
 //! | bytes | field | meaning |
 //! |---|---|---|
-//! | 0 | version u8 | 1, or 2 for the kinds format 1 readers do not know (7, 8): an older build then says "newer format" instead of "corrupt" |
+//! | 0 | version u8 | 1; 2 for kinds 7 and 8, 3 for kind 9 (kinds older readers do not know): an older build then says "newer format" instead of "corrupt" |
 //! | 1 | kind u8 | 1 events, 2 upsert, 3 delete (default space); 4 upsert, 5 delete (another space) |
 //! | 2..10 | seq u64 | sequence number of the (first) operation |
 //! | events | count u32, then count x (user u64, item u64, ts u64, weight f32) | 28 bytes an event; event `i` has sequence number `seq + i` |
@@ -15,6 +15,7 @@
 //! | features (6) | user u64, count u16, then count x (key_len u16, key, value_len u16, value) | UTF-8; the user's whole feature set, replacing the last |
 //! | delete everywhere (7) | id u64 | `Store::delete`: the item leaves every space and is blocked from coming back by training |
 //! | undelete (8) | id u64 | `Store::undelete`: the block is lifted |
+//! | attributes (9) | item u64, then as features | the item's whole attribute set (`Store::set_attributes`), replacing the last; written as version 3 |
 //!
 //! Events belong to no space: every space reads the same histories, so an
 //! event is logged once whatever the number of spaces. Operations on the
@@ -23,8 +24,9 @@
 use crate::event::Event;
 
 /// The newest record version this build reads and writes (2: kinds 7 and
-/// 8; every other kind is still written as version 1, byte for byte).
-pub(crate) const RECORD_VERSION: u8 = 2;
+/// 8; 3: kind 9; every other kind is still written as version 1, byte for
+/// byte).
+pub(crate) const RECORD_VERSION: u8 = 3;
 const FIRST_VERSION: u8 = 1;
 const KIND_EVENTS: u8 = 1;
 const KIND_UPSERT: u8 = 2;
@@ -34,6 +36,7 @@ const KIND_SPACE_DELETE: u8 = 5;
 const KIND_FEATURES: u8 = 6;
 const KIND_BLOCK: u8 = 7;
 const KIND_UNBLOCK: u8 = 8;
+const KIND_ATTRIBUTES: u8 = 9;
 const PREFIX: usize = 10;
 pub(crate) const EVENT_BYTES: usize = 28;
 
@@ -70,6 +73,12 @@ pub(crate) enum Record {
         seq: u64,
         id: u64,
     },
+    /// `Store::set_attributes`: the item's whole attribute set.
+    Attributes {
+        seq: u64,
+        item: u64,
+        attributes: Vec<(String, String)>,
+    },
 }
 
 impl Record {
@@ -81,17 +90,23 @@ impl Record {
             | Record::Delete { seq, .. }
             | Record::Features { seq, .. }
             | Record::Block { seq, .. }
-            | Record::Unblock { seq, .. } => seq + 1,
+            | Record::Unblock { seq, .. }
+            | Record::Attributes { seq, .. } => seq + 1,
         }
     }
 }
 
+/// The oldest record version that may carry `kind`.
+fn first_version_of(kind: u8) -> u8 {
+    match kind {
+        KIND_BLOCK | KIND_UNBLOCK => 2,
+        KIND_ATTRIBUTES => 3,
+        _ => FIRST_VERSION,
+    }
+}
+
 fn prefix(out: &mut Vec<u8>, kind: u8, seq: u64) {
-    let version = if matches!(kind, KIND_BLOCK | KIND_UNBLOCK) {
-        RECORD_VERSION
-    } else {
-        FIRST_VERSION
-    };
+    let version = first_version_of(kind);
     out.push(version);
     out.push(kind);
     out.extend_from_slice(&seq.to_le_bytes());
@@ -146,10 +161,19 @@ pub(crate) fn encode_block(out: &mut Vec<u8>, seq: u64, id: u64, blocked: bool) 
 /// Encodes user `user`'s whole feature set (keys and values already
 /// checked: at most `u16::MAX` pairs, each string at most `u16::MAX` bytes).
 pub(crate) fn encode_features(out: &mut Vec<u8>, seq: u64, user: u64, features: &[(&str, &str)]) {
-    prefix(out, KIND_FEATURES, seq);
-    out.extend_from_slice(&user.to_le_bytes());
-    out.extend_from_slice(&(features.len() as u16).to_le_bytes());
-    for (k, v) in features {
+    encode_pairs(out, KIND_FEATURES, seq, user, features);
+}
+
+/// Encodes item `item`'s whole attribute set (checked as features are).
+pub(crate) fn encode_attributes(out: &mut Vec<u8>, seq: u64, item: u64, attributes: &[(&str, &str)]) {
+    encode_pairs(out, KIND_ATTRIBUTES, seq, item, attributes);
+}
+
+fn encode_pairs(out: &mut Vec<u8>, kind: u8, seq: u64, owner: u64, pairs: &[(&str, &str)]) {
+    prefix(out, kind, seq);
+    out.extend_from_slice(&owner.to_le_bytes());
+    out.extend_from_slice(&(pairs.len() as u16).to_le_bytes());
+    for (k, v) in pairs {
         for s in [k, v] {
             out.extend_from_slice(&(s.len() as u16).to_le_bytes());
             out.extend_from_slice(s.as_bytes());
@@ -194,6 +218,14 @@ impl<'a> Reader<'a> {
         let bytes = self.take(len)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| format!("a string at byte {} is not UTF-8", self.at - len))
     }
+    fn pairs(&mut self) -> Result<Vec<(String, String)>, String> {
+        let count = self.u16()? as usize;
+        let mut pairs = Vec::with_capacity(count.min(self.bytes.len() / 4));
+        for _ in 0..count {
+            pairs.push((self.string()?, self.string()?));
+        }
+        Ok(pairs)
+    }
 }
 
 /// Why a payload (whose frame checksum held) does not decode.
@@ -226,7 +258,7 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Record, Undecodable> {
         )));
     }
     let kind = head[1];
-    if matches!(kind, KIND_BLOCK | KIND_UNBLOCK) && head[0] < 2 {
+    if head[0] < first_version_of(kind) {
         return Err(Undecodable::Malformed(format!(
             "record kind {kind} in a version {} record",
             head[0]
@@ -278,12 +310,13 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Record, Undecodable> {
         },
         KIND_FEATURES => {
             let user = r.u64()?;
-            let count = r.u16()? as usize;
-            let mut features = Vec::with_capacity(count.min(payload.len() / 4));
-            for _ in 0..count {
-                features.push((r.string()?, r.string()?));
-            }
+            let features = r.pairs()?;
             Record::Features { seq, user, features }
+        }
+        KIND_ATTRIBUTES => {
+            let item = r.u64()?;
+            let attributes = r.pairs()?;
+            Record::Attributes { seq, item, attributes }
         }
         KIND_BLOCK => Record::Block { seq, id: r.u64()? },
         KIND_UNBLOCK => Record::Unblock { seq, id: r.u64()? },
@@ -339,6 +372,29 @@ mod tests {
         for cut in 0..buf.len() {
             assert!(decode(&buf[..cut]).is_err(), "features cut at {cut}");
         }
+        buf.clear();
+        encode_attributes(
+            &mut buf,
+            10,
+            5,
+            &[("genre", "Comedy"), ("genre", "Drama"), ("year", "1995")],
+        );
+        assert_eq!(buf[0], 3);
+        assert_eq!(
+            decode(&buf).unwrap(),
+            Record::Attributes {
+                seq: 10,
+                item: 5,
+                attributes: vec![
+                    ("genre".into(), "Comedy".into()),
+                    ("genre".into(), "Drama".into()),
+                    ("year".into(), "1995".into())
+                ]
+            }
+        );
+        // Kind 9 in a record older than version 3 is malformed.
+        buf[0] = 2;
+        assert!(matches!(decode(&buf), Err(Undecodable::Malformed(_))));
         // The default space keeps format 1's bytes.
         buf.clear();
         encode_delete(&mut buf, 8, 0, 5);

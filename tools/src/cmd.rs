@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 use clap::Args;
-use emberdb::{Durability, Options, Query, RoundKind, RoundOverrides, Store, TrainReport, DEFAULT_SPACE};
+use emberdb::{Durability, Filter, Options, Query, RoundKind, RoundOverrides, Store, TrainReport, DEFAULT_SPACE};
 
 use crate::hits;
 use crate::input::{count, shown};
@@ -159,6 +159,21 @@ pub struct KnnArgs {
     /// or a JSON array ("[0.1, 0.2, ...]").
     #[arg(long, group = "target", allow_hyphen_values = true)]
     vector: Option<String>,
+    /// The trending items (most events in the recent window); with
+    /// --for-user, without what that user has seen.
+    #[arg(long, group = "target")]
+    popular: bool,
+    /// The store's default recall for this user (`Query::recommend`): its
+    /// trained recall blended with the trending items.
+    #[arg(long, group = "target")]
+    recommend: Option<u64>,
+    /// With --popular: leave out the items this user has seen.
+    #[arg(long, requires = "popular")]
+    for_user: Option<u64>,
+    /// Only items with this attribute: KEY=VALUE (repeat for several, all
+    /// must hold), or KEY=MIN..MAX for an integer range.
+    #[arg(long, value_name = "KEY=VALUE")]
+    filter: Vec<String>,
     #[arg(short, long, default_value_t = 10)]
     k: usize,
     /// One JSON array instead of a table.
@@ -175,18 +190,44 @@ pub fn knn(a: KnnArgs, out: &mut impl Write) -> anyhow::Result<()> {
         (_, Some(id), ..) => Query::user(id),
         (_, _, Some(id), _) => Query::seeds(id),
         (_, _, _, Some(v)) => Query::vector(&parse_vector(v)?),
-        _ => bail!("one of --item, --user, --seeds or --vector is needed"),
+        _ if a.popular => match a.for_user {
+            Some(user) => Query::popular().for_user(user),
+            None => Query::popular(),
+        },
+        _ => match a.recommend {
+            Some(user) => Query::recommend(user),
+            None => bail!("one of --item, --user, --seeds, --vector, --popular or --recommend is needed"),
+        },
     }
     .k(a.k);
+    let mut query = query;
+    for f in &a.filter {
+        query = query.filter(parse_filter(f)?);
+    }
     let query = match &a.space {
         Some(name) => query.space(name),
         None => query,
     };
     let store = open_read_only(&a.store)?;
-    refuse_untrained(&store, &a.store, a.space.as_deref().unwrap_or(DEFAULT_SPACE))?;
+    if !a.popular && a.recommend.is_none() {
+        refuse_untrained(&store, &a.store, a.space.as_deref().unwrap_or(DEFAULT_SPACE))?;
+    }
     store.wait_for_indexes();
     let hits = store.knn(&query)?;
-    hits::print(out, &hits, a.json)
+    hits::print(out, &hits, a.json, &store)
+}
+
+/// `--filter KEY=VALUE` or `KEY=MIN..MAX`.
+fn parse_filter(f: &str) -> anyhow::Result<Filter> {
+    let Some((key, value)) = f.split_once('=') else {
+        bail!("--filter {f:?}: expected KEY=VALUE or KEY=MIN..MAX");
+    };
+    if let Some((min, max)) = value.split_once("..") {
+        if let (Ok(min), Ok(max)) = (min.trim().parse::<i64>(), max.trim().parse::<i64>()) {
+            return Ok(Filter::range(key, min, max));
+        }
+    }
+    Ok(Filter::eq(key, value))
 }
 
 /// `--vector`: a JSON array (`[0.1, 0.2]`) or comma-separated numbers

@@ -27,7 +27,7 @@ use crate::input::count;
 pub struct EvalArgs {
     /// MovieLens ratings, `user_id,item_id,rating,timestamp` (CSV or TSV; a
     /// first line of column names is a header).
-    ratings: PathBuf,
+    pub(crate) ratings: PathBuf,
     #[arg(long, default_value_t = 64)]
     dim: usize,
     #[arg(long, default_value_t = 20)]
@@ -88,7 +88,27 @@ pub struct EvalArgs {
     users: Option<PathBuf>,
     /// The cut-off of the hit rate and NDCG.
     #[arg(long, default_value_t = 10)]
-    k: usize,
+    pub(crate) k: usize,
+    /// `leave-last-out` (each user's last event is the test item), or
+    /// `temporal`: train before a time cut, test on what each user does
+    /// after it (see --cut).
+    #[arg(long, default_value = "leave-last-out")]
+    split: String,
+    /// With --split temporal: the share of the events, by time, to train on.
+    #[arg(long, default_value_t = 0.7)]
+    pub(crate) cut: f64,
+    /// With --split temporal: the trending window, in the ratings'
+    /// timestamp units (MovieLens: seconds; default 30 days).
+    #[arg(long, default_value_t = 30 * 24 * 3600)]
+    pub(crate) trending_window: u64,
+    /// With --split temporal: also measure the blend at other trending
+    /// weights and the popularity-prior alternative.
+    #[arg(long)]
+    pub(crate) sweep_blend: bool,
+    /// Train only on events of at least this weight (the MovieLens rating):
+    /// how event weights would act as a threshold on the positives.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) min_weight: f32,
     #[command(flatten)]
     dnn: crate::eval_dnn::DnnArgs,
     /// One JSON object instead of the text: `ratings`, `users`,
@@ -123,14 +143,14 @@ struct Split {
 
 /// The ratings, split per user. A bad line is an error here: a measure
 /// over part of the file would mislead.
-fn read_split(path: &Path) -> anyhow::Result<Split> {
+fn read_split(path: &Path, a_min_weight: f32) -> anyhow::Result<Split> {
     let (events, bad) = events::read(path, Layout::MovieLens)?;
     if let Some((n, reason)) = bad.first() {
         bail!("{}: line {n}: {reason}", path.display());
     }
-    let mut per_user: HashMap<u64, Vec<(u64, u64)>> = HashMap::new();
+    let mut per_user: HashMap<u64, Vec<(u64, u64, f32)>> = HashMap::new();
     for e in events {
-        per_user.entry(e.user).or_default().push((e.ts, e.item));
+        per_user.entry(e.user).or_default().push((e.ts, e.item, e.weight));
     }
     let mut split = Split {
         train: Vec::new(),
@@ -138,13 +158,18 @@ fn read_split(path: &Path) -> anyhow::Result<Split> {
         seen: HashMap::new(),
     };
     for (user, mut events) in per_user {
-        events.sort_unstable();
-        let Some((_, last)) = events.pop() else { continue };
+        events.sort_unstable_by_key(|&(ts, item, _)| (ts, item));
+        let Some((_, last, _)) = events.pop() else { continue };
         split.test.insert(user, last);
-        split.seen.insert(user, events.iter().map(|&(_, i)| i).collect());
-        split
-            .train
-            .extend(events.into_iter().map(|(ts, item)| Event::new(user, item, ts)));
+        split.seen.insert(user, events.iter().map(|&(_, i, _)| i).collect());
+        // The rating is kept as the weight; --min-weight drops the events
+        // below it from training (they still count as seen).
+        split.train.extend(
+            events
+                .into_iter()
+                .filter(|&(_, _, w)| w >= a_min_weight)
+                .map(|(ts, item, w)| Event::new(user, item, ts).with_weight(w)),
+        );
     }
     split.train.sort_unstable_by_key(|e| (e.ts, e.user, e.item));
     Ok(split)
@@ -182,6 +207,15 @@ fn train_options(a: &EvalArgs) -> anyhow::Result<TrainOptions> {
 }
 
 fn open_store(dir: &Path, a: &EvalArgs) -> anyhow::Result<Store> {
+    open_store_with(dir, a, |o| o)
+}
+
+/// The evaluation's store, with `more` options.
+pub(crate) fn open_store_with(
+    dir: &Path,
+    a: &EvalArgs,
+    more: impl FnOnce(Options) -> Options,
+) -> anyhow::Result<Store> {
     let mut opts = Options::trained(a.dim).train_options(train_options(a)?);
     match a.space_kind.as_str() {
         "item2vec" => {}
@@ -193,7 +227,7 @@ fn open_store(dir: &Path, a: &EvalArgs) -> anyhow::Result<Store> {
         }
         other => bail!("--space-kind must be item2vec or youtube-dnn, not {other}"),
     }
-    let opts = opts.durability(Durability::None);
+    let opts = more(opts.durability(Durability::None));
     Ok(Store::open(dir, opts)?)
 }
 
@@ -316,6 +350,12 @@ fn print_scores(out: &mut impl Write, a: &EvalArgs, scores: &[Score]) -> anyhow:
 }
 
 pub fn run(a: EvalArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    match a.split.as_str() {
+        "leave-last-out" => {}
+        "temporal" if a.json => bail!("--json is for --split leave-last-out"),
+        "temporal" => return crate::eval_temporal::run(&a, out),
+        other => bail!("--split must be leave-last-out or temporal, not {other}"),
+    }
     if a.json {
         let report = evaluate(&a, &mut std::io::sink())?;
         // Formatted first, so that a write error stays an io::Error (main
@@ -329,7 +369,7 @@ pub fn run(a: EvalArgs, out: &mut impl Write) -> anyhow::Result<()> {
 
 /// Runs the evaluation, printing its text to `out`; returns its figures.
 fn evaluate(a: &EvalArgs, out: &mut impl Write) -> anyhow::Result<Report> {
-    let split = read_split(&a.ratings)?;
+    let split = read_split(&a.ratings, a.min_weight)?;
     let opts = train_options(a)?;
     let threads = a.threads.unwrap_or_else(|| opts_threads(&opts));
     writeln!(

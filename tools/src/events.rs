@@ -80,7 +80,9 @@ fn parse(f: &csv::StringRecord, movielens: bool) -> Result<Event, String> {
     }
     let (user, item) = (int(0, "user_id")?, int(1, "item_id")?);
     if movielens {
-        return Ok(Event::new(user, item, int(3, "timestamp")?));
+        // The rating is kept as the event's weight.
+        let rating = parse_weight(f.get(2).ok_or("missing rating")?)?;
+        return Ok(Event::new(user, item, int(3, "timestamp")?).with_weight(rating));
     }
     let event = Event::new(user, item, int(2, "timestamp")?);
     match f.get(3) {
@@ -139,10 +141,10 @@ mod tests {
         std::fs::write(&path, "userId,movieId,rating,timestamp\n1,2,3.5,40\n").unwrap();
         let (events, bad) = read(&path, Layout::Detect).unwrap();
         assert!(bad.is_empty(), "{bad:?}");
-        assert_eq!(events, vec![Event::new(1, 2, 40)]);
+        assert_eq!(events, vec![Event::new(1, 2, 40).with_weight(3.5)]);
         std::fs::write(&path, "1,2,3.5,40\n").unwrap();
         let (events, _) = read(&path, Layout::MovieLens).unwrap();
-        assert_eq!(events, vec![Event::new(1, 2, 40)]);
+        assert_eq!(events, vec![Event::new(1, 2, 40).with_weight(3.5)]);
         // Without the header, four fields are user, item, timestamp, weight.
         std::fs::write(&path, "1,2,3,0.5\n").unwrap();
         let (events, _) = read(&path, Layout::Detect).unwrap();

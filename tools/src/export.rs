@@ -114,7 +114,7 @@ impl SimilarOut {
             Self::Jsonl(out) => {
                 let line = SimilarLine {
                     item_id: id,
-                    similar: hits::json(hits),
+                    similar: hits::json(hits, None),
                 };
                 serde_json::to_writer(&mut *out, &line)?;
                 out.write_all(b"\n")?;
@@ -122,7 +122,7 @@ impl SimilarOut {
             Self::Json { out, items } => {
                 let line = SimilarLine {
                     item_id: id,
-                    similar: hits::json(hits),
+                    similar: hits::json(hits, None),
                 };
                 out.write_all(if *items == 0 { b"\n" } else { b",\n" })?;
                 serde_json::to_writer(&mut *out, &line)?;

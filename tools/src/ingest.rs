@@ -36,6 +36,12 @@ pub struct IngestArgs {
     /// the YouTube DNN spaces.
     #[arg(long, conflicts_with = "vectors")]
     users: bool,
+    /// The file holds item titles and attributes (`item_id,title,...` with
+    /// a header, one attribute per column; a `genres` column of `|`-joined
+    /// values gives one `genre` per value): MovieLens's items.csv as it is.
+    /// `ember knn` shows the titles; `Query::filter` selects on the rest.
+    #[arg(long, conflicts_with_all = ["vectors", "users"])]
+    items: bool,
     /// Ingest nothing unless every line is good; the bad lines are listed
     /// (the first 20, then a count).
     #[arg(long)]
@@ -225,6 +231,51 @@ fn unfit_reason(r: &Row, name: &str, dim: usize) -> String {
     }
 }
 
+/// `--items`: every item's title and attributes, set with
+/// `Store::set_attributes`.
+fn ingest_items(a: &IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let (items, bad) = crate::items::read(&a.file).context("nothing ingested")?;
+    report_bad(&a.file, &bad, "line");
+    if a.strict && !bad.is_empty() {
+        bail!(
+            "{}; nothing ingested (--strict)",
+            count(bad.len() as u64, "bad line", "bad lines")
+        );
+    }
+    if items.is_empty() {
+        bail!(
+            "{}: no item in the file ({}); nothing ingested, {}",
+            a.file.display(),
+            count(bad.len() as u64, "bad line", "bad lines"),
+            untouched(&a.store)
+        );
+    }
+    let store = open_store(a, Options::trained)?;
+    let bar = progress(items.len() as u64, "ingesting");
+    let mut refused = 0u64;
+    for (item, attributes) in &items {
+        let pairs: Vec<(&str, &str)> = attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        match store.set_attributes(*item, &pairs) {
+            Ok(()) => {}
+            Err(e @ emberdb::Error::InvalidAttributes { .. }) => {
+                bar.suspend(|| eprintln!("{}: {e}", a.file.display()));
+                refused += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    store.flush()?;
+    writeln!(
+        out,
+        "ingested the attributes of {} ({} skipped, {refused} refused)",
+        count(items.len() as u64 - refused, "item", "items"),
+        count(bad.len() as u64, "bad line", "bad lines"),
+    )?;
+    Ok(())
+}
+
 /// `--users`: every user's features, set with `Store::set_user_features`.
 fn ingest_users(a: &IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let (users, bad) = crate::users::read(&a.file).context("nothing ingested")?;
@@ -267,6 +318,9 @@ pub fn ingest(a: IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
     }
     if a.users {
         return ingest_users(&a, out);
+    }
+    if a.items {
+        return ingest_items(&a, out);
     }
     if let Some(name) = &a.space {
         bail!("events belong to every space: leave out --space {name:?} (it is for --vectors)");

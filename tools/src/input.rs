@@ -69,6 +69,9 @@ pub fn parse_weight(w: &str) -> Result<f32, String> {
     if !weight.is_finite() {
         return Err(format!("weight {} is not finite", shown(w)));
     }
+    if weight < 0.0 {
+        return Err(format!("weight {} is negative", shown(w)));
+    }
     Ok(weight)
 }
 

@@ -8,12 +8,15 @@ mod dnn_bench;
 mod eval;
 mod eval_dnn;
 mod eval_report;
+mod eval_temporal;
 mod events;
 mod export;
+mod filter_bench;
 mod fvecs;
 mod hits;
 mod ingest;
 mod input;
+mod items;
 mod jsonl;
 mod maintain;
 mod memory_bench;
@@ -84,6 +87,9 @@ enum Command {
     BenchGemm(dnn_bench::GemmArgs),
     /// Resident memory over a long stream of events and updates: it must level off.
     BenchMemory(memory_bench::MemoryBenchArgs),
+    /// Filtered queries at 50%, 10%, 1% and 0.1% selectivity against the
+    /// unfiltered query and an exact scan of the matching rows.
+    BenchFilter(filter_bench::FilterBenchArgs),
     /// Print the counts and sizes of a store, space by space.
     Stats(stats::StatsArgs),
     /// Print an item's stored vector.
@@ -146,6 +152,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => ("eval", eval::run(*args, out)),
         Command::BenchTrain(args) => ("bench-train", train_bench::run(args, out)),
         Command::BenchGemm(args) => ("bench-gemm", dnn_bench::gemm(args, out)),
+        Command::BenchFilter(args) => ("bench-filter", filter_bench::run(args, out)),
         Command::BenchMemory(args) => ("bench-memory", memory_bench::run(args, out)),
         Command::Bench(args) => ("bench", bench::run(args, out)),
         Command::Get(args) => ("get", show::get(args, out)),

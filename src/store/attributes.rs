@@ -1,0 +1,248 @@
+//! Item attributes (`Store::set_attributes`): string key/value pairs, a key
+//! may repeat (`genre` = `Comedy`, `genre` = `Drama`). Each item's whole set
+//! is logged as one record (kind 9, replacing the last), held in memory
+//! with a posting list per (key, value), and written to the metadata store
+//! (tree `attributes`) at each checkpoint; replay sets them again in
+//! order, so the last set written wins either way.
+//!
+//! The posting lists are what filters are planned with: a filter resolves
+//! to the sorted ids that match (or that do not), and its size is the
+//! selectivity estimate (see `query::filter`).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use super::features::{FeatureSet, MAX_FEATURES, MAX_FEATURE_BYTES};
+use super::Store;
+use crate::error::{Error, Result};
+use crate::meta::MetaStore;
+use crate::wal::record;
+
+/// The attribute key `ember ingest --items` stores titles under, and that
+/// `ember knn` shows beside an id.
+pub const TITLE_KEY: &str = "title";
+
+impl Store {
+    /// Sets `item`'s attributes, replacing any set before: string
+    /// key/value pairs, a key may repeat (`("genre", "Comedy"), ("genre",
+    /// "Drama"), ("year", "1995")`); an empty slice removes them. Filters
+    /// (`Query::filter`) select on them, and a key holding integers can be
+    /// filtered by range. The item need not be in any space yet. Logged,
+    /// durable as the store's durability says, and included in snapshots.
+    /// Refused (nothing changes): an empty key, a key or value of more than
+    /// 256 bytes, more than 256 pairs.
+    pub fn set_attributes(&self, item: u64, attributes: &[(&str, &str)]) -> Result<()> {
+        check(item, attributes)?;
+        let end = {
+            let _in_flight = self.begin_write();
+            let mut w = self.write.lock();
+            let seq = w.core.next_seq;
+            let (_, end) = w.log(|out| record::encode_attributes(out, seq, item, attributes))?;
+            w.core.next_seq += 1;
+            let set = attributes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            self.shared.attributes.set(item, set);
+            self.maybe_checkpoint(&mut w)?;
+            end
+        };
+        self.wait_durable(end)
+    }
+
+    /// `item`'s attributes, in the order they were set (empty if none).
+    pub fn attributes(&self, item: u64) -> Vec<(String, String)> {
+        self.shared.attributes.get(item).as_ref().clone()
+    }
+
+    /// `item`'s title: its first [`TITLE_KEY`] attribute.
+    pub fn title(&self, item: u64) -> Option<String> {
+        self.shared
+            .attributes
+            .get(item)
+            .iter()
+            .find(|(k, _)| k == TITLE_KEY)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+/// Items' attributes and the (key, value) -> items postings over them.
+pub(crate) struct ItemAttributes {
+    meta: Arc<dyn MetaStore>,
+    inner: RwLock<Inner>,
+    /// Set since the last checkpoint.
+    dirty: Mutex<HashSet<u64>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    items: HashMap<u64, Arc<FeatureSet>>,
+    /// key -> value -> the items that have it.
+    postings: HashMap<String, HashMap<String, BTreeSet<u64>>>,
+}
+
+impl Inner {
+    fn set(&mut self, item: u64, attributes: FeatureSet) {
+        if let Some(old) = self.items.remove(&item) {
+            for (k, v) in old.iter() {
+                let Some(values) = self.postings.get_mut(k) else {
+                    continue;
+                };
+                if let Some(ids) = values.get_mut(v) {
+                    ids.remove(&item);
+                    if ids.is_empty() {
+                        values.remove(v);
+                    }
+                }
+                if values.is_empty() {
+                    self.postings.remove(k);
+                }
+            }
+        }
+        if attributes.is_empty() {
+            return;
+        }
+        for (k, v) in &attributes {
+            self.postings
+                .entry(k.clone())
+                .or_default()
+                .entry(v.clone())
+                .or_default()
+                .insert(item);
+        }
+        self.items.insert(item, Arc::new(attributes));
+    }
+}
+
+impl ItemAttributes {
+    /// Every item's attributes, from the metadata store.
+    pub fn load(meta: Arc<dyn MetaStore>) -> Result<Self> {
+        let mut inner = Inner::default();
+        for (item, set) in meta.load_attributes()? {
+            inner.set(item, set);
+        }
+        Ok(ItemAttributes {
+            meta,
+            inner: RwLock::new(inner),
+            dirty: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Replaces `item`'s attributes (an empty set removes them).
+    pub fn set(&self, item: u64, attributes: FeatureSet) {
+        self.inner.write().set(item, attributes);
+        self.dirty.lock().insert(item);
+    }
+
+    pub fn get(&self, item: u64) -> Arc<FeatureSet> {
+        self.inner.read().items.get(&item).cloned().unwrap_or_default()
+    }
+
+    /// Items with attributes.
+    pub fn len(&self) -> usize {
+        self.inner.read().items.len()
+    }
+
+    /// The items whose `key` has the value `value`, sorted.
+    pub fn with_value(&self, key: &str, value: &str) -> Vec<u64> {
+        let inner = self.inner.read();
+        inner
+            .postings
+            .get(key)
+            .and_then(|values| values.get(value))
+            .map(|ids| ids.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// The items with an integer value of `key` in `min..=max`, sorted.
+    pub fn in_range(&self, key: &str, min: i64, max: i64) -> Vec<u64> {
+        let inner = self.inner.read();
+        let Some(values) = inner.postings.get(key) else {
+            return Vec::new();
+        };
+        let mut out: Vec<u64> = Vec::new();
+        let mut parts = 0;
+        for (value, ids) in values {
+            if value.trim().parse::<i64>().is_ok_and(|n| (min..=max).contains(&n)) {
+                out.extend(ids.iter().copied());
+                parts += 1;
+            }
+        }
+        if parts > 1 {
+            out.sort_unstable();
+            out.dedup();
+        }
+        out
+    }
+
+    /// Writes the changed items' attributes to the metadata store (not yet
+    /// flushed): the checkpoint's part.
+    pub fn persist_dirty(&self) -> Result<()> {
+        let dirty: Vec<u64> = self.dirty.lock().drain().collect();
+        if dirty.is_empty() {
+            return Ok(());
+        }
+        let changed: Vec<(u64, FeatureSet)> = {
+            let inner = self.inner.read();
+            dirty
+                .iter()
+                .map(|i| (*i, inner.items.get(i).map(|f| f.as_ref().clone()).unwrap_or_default()))
+                .collect()
+        };
+        let outcome = self.meta.save_attributes(&changed);
+        if outcome.is_err() {
+            // Still to write: the next checkpoint tries again.
+            self.dirty.lock().extend(dirty);
+        }
+        outcome
+    }
+}
+
+impl crate::query::filter::Postings for ItemAttributes {
+    fn with_value(&self, key: &str, value: &str) -> Vec<u64> {
+        ItemAttributes::with_value(self, key, value)
+    }
+    fn in_range(&self, key: &str, min: i64, max: i64) -> Vec<u64> {
+        ItemAttributes::in_range(self, key, min, max)
+    }
+}
+
+/// Refuses attributes a store would not keep: an empty key, a key or value
+/// longer than [`MAX_FEATURE_BYTES`], or more than [`MAX_FEATURES`] pairs.
+pub(crate) fn check(item: u64, attributes: &[(&str, &str)]) -> Result<()> {
+    let bad = |reason: String| Err(Error::InvalidAttributes { item, reason });
+    if attributes.len() > MAX_FEATURES {
+        return bad(format!("{} pairs, at most {MAX_FEATURES}", attributes.len()));
+    }
+    for (k, v) in attributes {
+        if k.is_empty() {
+            return bad("an empty key".into());
+        }
+        if k.len() > MAX_FEATURE_BYTES || v.len() > MAX_FEATURE_BYTES {
+            return bad(format!("key or value of more than {MAX_FEATURE_BYTES} bytes"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(p: &[(&str, &str)]) -> FeatureSet {
+        p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn postings_follow_replacements() {
+        let mut inner = Inner::default();
+        inner.set(1, pairs(&[("genre", "Comedy"), ("genre", "Drama"), ("year", "1995")]));
+        inner.set(2, pairs(&[("genre", "Comedy"), ("year", "1996")]));
+        inner.set(1, pairs(&[("genre", "Drama")]));
+        let comedy: Vec<u64> = inner.postings["genre"]["Comedy"].iter().copied().collect();
+        assert_eq!(comedy, vec![2]);
+        assert!(!inner.postings["year"].contains_key("1995"));
+        inner.set(2, Vec::new());
+        assert!(!inner.postings.contains_key("year"));
+        assert_eq!(inner.items.len(), 1);
+    }
+}
