@@ -51,10 +51,12 @@ pub enum Decoder {
     DnnState,
     /// `meta/CURRENT`.
     Current,
+    /// `RECOVERY`, the catalog copy `Store::repair` works from.
+    Recovery,
 }
 
 impl Decoder {
-    pub const ALL: [Decoder; 8] = [
+    pub const ALL: [Decoder; 9] = [
         Decoder::WalFile,
         Decoder::WalRecord,
         Decoder::Envelope,
@@ -63,6 +65,7 @@ impl Decoder {
         Decoder::TrainerState,
         Decoder::DnnState,
         Decoder::Current,
+        Decoder::Recovery,
     ];
 
     pub fn name(self) -> &'static str {
@@ -75,6 +78,7 @@ impl Decoder {
             Decoder::TrainerState => "trainer-state",
             Decoder::DnnState => "dnn-state",
             Decoder::Current => "current",
+            Decoder::Recovery => "recovery",
         }
     }
 }
@@ -105,6 +109,8 @@ fn record_payloads() -> Vec<Vec<u8>> {
     record::encode_block(&mut p, 16, 99, true);
     out.push(std::mem::take(&mut p));
     record::encode_block(&mut p, 17, 99, false);
+    out.push(std::mem::take(&mut p));
+    record::encode_attributes(&mut p, 18, 99, &[("genre", "Comedy"), ("year", "1995")]);
     out.push(p);
     out
 }
@@ -201,6 +207,30 @@ pub fn seeds(decoder: Decoder, dir: &Path) -> Vec<Vec<u8>> {
             sled_meta::encode_current(1).to_vec(),
             sled_meta::encode_current(u64::MAX).to_vec(),
         ],
+        Decoder::Recovery => {
+            // A real store's copy: two spaces, sealed segments, dead rows,
+            // a deleted item.
+            let store_dir = dir.join("recovery-seed");
+            let made = (|| -> crate::Result<Vec<u8>> {
+                let opts = crate::Options::new(DIM)
+                    .segment_rows(8)
+                    .durability(crate::Durability::None)
+                    .space("other", crate::SpaceSpec::host(DIM));
+                let store = crate::Store::open(&store_dir, opts)?;
+                for id in 0..20u64 {
+                    store.upsert(id, &[1.0, id as f32, 0.5, 0.25])?;
+                }
+                store.space("default")?.delete(3)?;
+                store.delete(4)?;
+                store.flush()?;
+                drop(store);
+                std::fs::read(crate::meta::recovery_file::path(&store_dir)).map_err(|source| crate::Error::Io {
+                    path: store_dir.clone(),
+                    source,
+                })
+            })();
+            made.into_iter().collect()
+        }
     }
 }
 
@@ -240,6 +270,16 @@ pub fn fix_checksums(decoder: Decoder, bytes: &mut [u8]) {
         }
         Decoder::IndexFile => put_crc(bytes, 60, 0..60),
         Decoder::Current => put_crc(bytes, 60, 0..60),
+        Decoder::Recovery => {
+            // The envelope inside the body, the body, then the header.
+            if len >= STAMP_LEN + 6 {
+                put_crc(bytes, STAMP_LEN + 2, STAMP_LEN + 6..len);
+            }
+            if len >= STAMP_LEN {
+                put_crc(bytes, 20, STAMP_LEN..len);
+            }
+            put_crc(bytes, 60, 0..60);
+        }
     }
 }
 
@@ -304,6 +344,9 @@ pub fn decode(decoder: Decoder, bytes: &[u8], dir: &Path) -> Result<(), String> 
         Decoder::TrainerState => TrainerState::read(&file("trn")?, DIM).map(drop).map_err(text),
         Decoder::DnnState => DnnState::read(&file("dnn")?, DIM).map(drop).map_err(text),
         Decoder::Current => sled_meta::decode_current(bytes, &dir.join("CURRENT"))
+            .map(drop)
+            .map_err(text),
+        Decoder::Recovery => crate::meta::recovery_file::decode(bytes, &dir.join("RECOVERY"))
             .map(drop)
             .map_err(text),
     }

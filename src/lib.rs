@@ -56,7 +56,7 @@ pub use options::{Options, SpaceKind, SpaceSpec, DEFAULT_SPACE, MAX_DIM, MAX_SPA
 pub use query::{Filter, Hit, Pooling, Query, MAX_K, SEED_RECENT_ITEMS, USER_RECENT_ITEMS};
 pub use store::features::{MAX_FEATURES, MAX_FEATURE_BYTES};
 pub use store::{
-    restore, CompactReport, RecoveryReport, RoundKind, SnapshotInfo, Space, SpaceStats, Stats, Store, TrainerStats,
-    VerifyReport, RECOMMEND_POPULAR_WEIGHT, RECOMMEND_USER_WEIGHT, TITLE_KEY,
+    restore, CompactReport, RecoveryReport, RepairReport, RoundKind, SnapshotInfo, Space, SpaceStats, Stats, Store,
+    TrainerStats, VerifyReport, RECOMMEND_POPULAR_WEIGHT, RECOMMEND_USER_WEIGHT, TITLE_KEY,
 };
 pub use train::{DnnOptions, DnnRunStats, RoundOverrides, RunStats, Sigmoid, TrainOptions, TrainPolicy, TrainReport};

@@ -56,7 +56,13 @@ fn every_hit(store: &Store) -> Vec<u64> {
             out.extend(store.knn(&q.k(ITEMS as usize)).unwrap().iter().map(|h| h.id));
         }
     }
-    out.extend(store.knn(&Query::popular().k(ITEMS as usize)).unwrap().iter().map(|h| h.id));
+    out.extend(
+        store
+            .knn(&Query::popular().k(ITEMS as usize))
+            .unwrap()
+            .iter()
+            .map(|h| h.id),
+    );
     out
 }
 

@@ -9,7 +9,9 @@
 //! (with `answers-v2.txt`) were written the same way by format 2, the last
 //! build before the log-file list and the deleted items (format 3): the
 //! same example at commit 146c4ea. Once opened by this build, a format-2
-//! build refuses them (`NewerFormat`).
+//! build refuses them (`NewerFormat`). `v3-host` and `v3-trained` (with
+//! `answers-v3.txt`) come from format 3 (commit 309d59c), the last build
+//! before item attributes and trending counts (format 4).
 
 mod common;
 
@@ -149,4 +151,49 @@ fn a_trained_store_of_format_2_opens_and_answers_as_before() {
     assert_eq!(check_answers_in(&store, "trained", "answers-v2.txt"), 14);
     assert!(store.verify().unwrap().problems.is_empty());
     assert_eq!(store.stats().unwrap().trainer.unwrap().generation, 1);
+}
+
+/// Counts of each item over the histories of `users`.
+fn history_counts(store: &Store, users: std::ops::Range<u64>) -> std::collections::BTreeMap<u64, u32> {
+    let mut counts = std::collections::BTreeMap::new();
+    for user in users {
+        for item in store.history(user).unwrap() {
+            *counts.entry(item).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// `v3-host` and `v3-trained` (with `answers-v3.txt`) were written by
+/// format 3, the last build before item attributes and the trending counts
+/// (format 4), with the same example at commit 309d59c. They answer as
+/// before, and their trending counts are made from their histories at open,
+/// each event once, also after a reopen.
+#[test]
+fn stores_of_format_3_open_answer_as_before_and_count_their_trending_items() {
+    for (name, fixture_name, users, answers) in [("host", "v3-host", 0..6, 15), ("trained", "v3-trained", 0..40, 14)] {
+        let (_tmp, path) = fixture(fixture_name);
+        for reopened in [false, true] {
+            let store = Store::open(&path, Options::existing()).unwrap();
+            assert_eq!(check_answers_in(&store, name, "answers-v3.txt"), answers);
+            assert!(store.verify().unwrap().problems.is_empty());
+            let mut counts = history_counts(&store, users.clone());
+            // Deleted items never trend.
+            counts.retain(|id, _| !store.is_deleted(*id));
+            let popular = store.knn(&Query::popular().k(1_000)).unwrap();
+            assert_eq!(popular.len(), counts.len(), "{name}");
+            for hit in &popular {
+                assert_eq!(
+                    Some(&(hit.score as u32)),
+                    counts.get(&hit.id),
+                    "{name}: item {}",
+                    hit.id
+                );
+            }
+            // Attributes, new in format 4, are kept from the first open on.
+            assert_eq!(store.attributes(1).is_empty(), !reopened);
+            store.set_attributes(1, &[("genre", "x")]).unwrap();
+            store.flush().unwrap();
+        }
+    }
 }

@@ -251,6 +251,11 @@ fn metadata_pointers_never_panic() {
 }
 
 #[test]
+fn recovery_copies_never_panic() {
+    fuzz(Decoder::Recovery);
+}
+
+#[test]
 fn every_decoder_has_a_test() {
-    assert_eq!(Decoder::ALL.len(), 8, "a decoder was added: give it a test above");
+    assert_eq!(Decoder::ALL.len(), 9, "a decoder was added: give it a test above");
 }

@@ -5,6 +5,7 @@
 
 mod engine;
 pub(crate) mod records;
+pub(crate) mod recovery_file;
 pub(crate) mod sled_meta;
 mod sled_records;
 

@@ -220,7 +220,7 @@ impl SledMeta {
                             file: current,
                             offset: 0,
                             reason: format!(
-                                "missing, while meta/ holds {}; nothing was deleted; restore the store from a snapshot (`emberdb::restore`, `ember restore`)",
+                                "missing, while meta/ holds {}; nothing was deleted; `Store::repair` (`ember repair`) makes new metadata from the store's recovery copy, or restore the store from a snapshot (`emberdb::restore`, `ember restore`)",
                                 names.join(", ")
                             ),
                         });

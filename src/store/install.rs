@@ -309,8 +309,13 @@ pub(crate) fn install(
 }
 
 impl Obsolete {
-    /// Step (4): removes the files the installed manifest no longer names.
+    /// Step (4): copies the new catalog to `RECOVERY`, then removes the
+    /// files the installed manifest no longer names. If the copy cannot be
+    /// written, the error is returned and nothing is removed (the old copy
+    /// may name those files); the change itself is committed and in place,
+    /// and the next open writes the copy and removes the leftovers.
     pub fn remove(self, shared: &Shared) -> Result<()> {
+        crate::meta::recovery_file::write_from(&shared.path, shared.meta.as_ref())?;
         let dir = &shared.segments_dir;
         let mut names: Vec<String> = Vec::new();
         for id in &self.segments {

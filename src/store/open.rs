@@ -114,6 +114,11 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
     let mut report = RecoveryReport::default();
     let tracked = meta.load_wal_files()?;
     replay::precheck(&wal_dir, resolved.manifest.checkpoint, tracked.as_ref())?;
+    if !read_only {
+        // A crash between a checkpoint's flush and its `RECOVERY` write
+        // left the previous copy, which may name files removed next.
+        crate::meta::recovery_file::write_from(path, meta.as_ref())?;
+    }
     remove_orphans(&segments_dir, &resolved.manifest, access, &mut report)?;
     let forwards: Arc<HashMap<u64, Forward>> =
         Arc::new(meta.load_forwards()?.into_iter().map(|f| (f.from, f)).collect());
@@ -129,6 +134,10 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
     // Every space's files opened: now the layout may change on disk (in a
     // read-only open, only in the private copy of the metadata).
     resolved.save(meta.as_ref())?;
+    if !read_only {
+        // The layout may have changed (an upgrade, a space added).
+        crate::meta::recovery_file::write_from(path, meta.as_ref())?;
+    }
     let manifest = resolved.manifest;
 
     let shared = Arc::new(Shared {

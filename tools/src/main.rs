@@ -72,6 +72,9 @@ enum Command {
     Restore(maintain::RestoreArgs),
     /// Check every checksum and cross-reference; exit 0 when healthy.
     Verify(maintain::VerifyArgs),
+    /// New metadata for a store whose metadata database is lost or damaged,
+    /// from its recovery copy, segments and log; says what was lost.
+    Repair(maintain::RepairArgs),
     /// Rewrite segments with many dead rows; --dry-run reports only.
     Compact(maintain::CompactArgs),
     /// Item vectors to .fvecs, and every item's top-N similar items to CSV,
@@ -147,6 +150,7 @@ fn main() -> ExitCode {
         Command::Snapshot(args) => ("snapshot", maintain::snapshot(args, out)),
         Command::Restore(args) => ("restore", maintain::restore(args, out)),
         Command::Verify(args) => ("verify", maintain::verify(args, out)),
+        Command::Repair(args) => ("repair", maintain::repair(args, out)),
         Command::Compact(args) => ("compact", maintain::compact(args, out)),
         Command::Export(args) => ("export", export::export(args, out)),
         Command::Eval(args) => ("eval", eval::run(*args, out)),
@@ -225,6 +229,13 @@ fn in_cli_terms(e: &emberdb::Error, command: &str) -> Option<String> {
             "store {} is open in another process (an application, or another ember command); run `ember {command}` again once that process has closed it",
             path.display()
         ),
+        Error::Corruption { file, .. }
+            if command != "repair" && file.components().any(|c| c.as_os_str() == "meta") =>
+        {
+            format!(
+                "{e}; `ember repair STORE` makes new metadata from the store's recovery copy, segments and log (the damaged metadata is kept beside it)"
+            )
+        }
         Error::InvalidK { k, max } => format!(
             "{} {k} is out of range: it must be between 1 and {max}",
             if command == "export" { "--top" } else { "-k" }

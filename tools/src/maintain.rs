@@ -149,3 +149,32 @@ pub fn compact(a: CompactArgs, out: &mut impl Write) -> anyhow::Result<()> {
     )?;
     Ok(())
 }
+
+#[derive(Args, Debug)]
+pub struct RepairArgs {
+    store: PathBuf,
+}
+
+/// New metadata for a store whose metadata database is lost or damaged
+/// (`Store::repair`): what was rebuilt, and what could not be.
+pub fn repair(a: RepairArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let r = emberdb::Store::repair(&a.store)?;
+    if let Some(aside) = &r.moved_aside {
+        writeln!(out, "the damaged metadata is kept in {}", aside.display())?;
+    }
+    writeln!(
+        out,
+        "repaired: {}, {} checked, {} registered again, {} and {} restored, {} of log replayed",
+        count(r.spaces as u64, "space", "spaces"),
+        count(r.files_checked as u64, "segment file", "segment files"),
+        count(r.rows_registered as u64, "item", "items"),
+        count(r.dead_rows as u64, "dead row", "dead rows"),
+        count(r.deleted_items as u64, "deleted item", "deleted items"),
+        count(r.replayed_bytes, "byte", "bytes"),
+    )?;
+    writeln!(out, "could not be recovered:")?;
+    for line in &r.lost {
+        writeln!(out, "  - {line}")?;
+    }
+    Ok(())
+}

@@ -43,18 +43,43 @@ fn items_titles_filters_and_trending_from_the_shell() {
     assert!(lines[1].contains(" 1 ") && lines[1].ends_with("Toy Story"), "{table}");
     assert!(lines[2].contains(" 2 ") && lines[2].ends_with("GoldenEye"), "{table}");
     // User 2 saw items 1 and 2.
-    let table = ok(&ember(&["knn", path(&store), "--popular", "--for-user", "2", "-k", "1"]));
+    let table = ok(&ember(&[
+        "knn",
+        path(&store),
+        "--popular",
+        "--for-user",
+        "2",
+        "-k",
+        "1",
+    ]));
     assert!(table.lines().nth(1).unwrap().ends_with("Four Rooms"), "{table}");
     // Filters, by value and by range; JSON carries the attributes.
     let json = ok(&ember(&[
-        "knn", path(&store), "--popular", "--filter", "genre=Comedy", "--json",
+        "knn",
+        path(&store),
+        "--popular",
+        "--filter",
+        "genre=Comedy",
+        "--json",
     ]));
     let hits: serde_json::Value = serde_json::from_str(&json).unwrap();
-    let ids: Vec<u64> = hits.as_array().unwrap().iter().map(|h| h["id"].as_u64().unwrap()).collect();
+    let ids: Vec<u64> = hits
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_u64().unwrap())
+        .collect();
     assert_eq!(ids, vec![1, 4]);
     assert_eq!(hits[0]["attributes"]["genre"][2], "Comedy");
     assert_eq!(hits[0]["attributes"]["title"][0], "Toy Story");
-    let json = ok(&ember(&["knn", path(&store), "--popular", "--filter", "year=1996..2000", "--json"]));
+    let json = ok(&ember(&[
+        "knn",
+        path(&store),
+        "--popular",
+        "--filter",
+        "year=1996..2000",
+        "--json",
+    ]));
     assert!(json.contains("\"id\":5") && !json.contains("\"id\":1,"), "{json}");
     // The default recall answers before the first round too.
     let table = ok(&ember(&["knn", path(&store), "--recommend", "1", "-k", "3"]));

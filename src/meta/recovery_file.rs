@@ -1,0 +1,123 @@
+//! `RECOVERY`, at the store's root: a copy of the catalog records that the
+//! store cannot rebuild from its other files, so that `Store::repair` can
+//! make new metadata when sled's database is lost or damaged.
+//!
+//! It holds the configuration, the spaces, the manifest (each space's
+//! segments, growing snapshot and trainer file; the checkpoint; the next
+//! sequence number), the forwarding table, the deleted items and the dead
+//! rows of sealed segments, as of the last checkpoint. The registry is not
+//! copied: it is the live rows of the segments. Histories, user features
+//! and item attributes are not copied either (they can be large); repair
+//! rebuilds them from the log after the checkpoint and reports the rest as
+//! lost.
+//!
+//! It is written (atomically: temporary file, fsync, rename, directory
+//! fsync) after every checkpoint's metadata flush and before the files
+//! that checkpoint made obsolete are removed, and at every open for
+//! writing once the layout is saved. So it never names a file that is
+//! gone: a crash between the flush and this write leaves the previous
+//! copy, whose files are still there until the next open rewrites it.
+//!
+//! | bytes | field | meaning |
+//! |---|---|---|
+//! | 0..8 | magic | `EMBRECOV` |
+//! | 8..12 | version u32 LE | 1 |
+//! | 12..20 | body_len u64 LE | bytes after the header |
+//! | 20..24 | body_crc u32 LE | crc32 of the body |
+//! | 24..60 | zero | |
+//! | 60..64 | header_crc u32 LE | crc32 of bytes 0..60 |
+//! | 64.. | body | a `codec` envelope of [`RecoveryRecord`] |
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::records::{Forward, Manifest, StoredConfig, StoredSpace};
+use super::MetaStore;
+use crate::codec;
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+use crate::segment::Location;
+use crate::stamp::{Header, HeaderWriter, HEADER_LEN};
+
+const MAGIC: &[u8; 8] = b"EMBRECOV";
+const VERSION: u32 = 1;
+pub(crate) const FILE_NAME: &str = "RECOVERY";
+
+/// What the file holds (see the module docs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RecoveryRecord {
+    pub config: StoredConfig,
+    pub spaces: Vec<StoredSpace>,
+    pub manifest: Manifest,
+    pub forwards: Vec<Forward>,
+    pub blocked: Vec<u64>,
+    pub dead: Vec<Location>,
+}
+
+pub(crate) fn path(store: &Path) -> PathBuf {
+    store.join(FILE_NAME)
+}
+
+/// Copies the metadata's current catalog records into `store`'s
+/// `RECOVERY` file. A store not created yet, or of format 1 before its
+/// upgrade (whose manifest has another shape), writes nothing.
+pub(crate) fn write_from(store: &Path, meta: &dyn MetaStore) -> Result<()> {
+    let (Some(config), Some(spaces)) = (meta.load_config()?, meta.load_spaces()?) else {
+        return Ok(());
+    };
+    let Some(manifest) = meta.load_manifest()? else {
+        return Ok(());
+    };
+    let record = RecoveryRecord {
+        config,
+        spaces,
+        manifest,
+        forwards: meta.load_forwards()?,
+        blocked: meta.load_blocked()?,
+        dead: meta.dead_rows()?,
+    };
+    let body = codec::encode(&record, "the recovery record")?;
+    let header = HeaderWriter::new(MAGIC, VERSION)
+        .u64(12, body.len() as u64)
+        .u32(20, crc32fast::hash(&body))
+        .finish();
+    fsutil::write_atomically_with(&path(store), |out| {
+        out.write_all(&header)?;
+        out.write_all(&body)
+    })
+}
+
+/// Reads and checks `store`'s `RECOVERY` file; None if there is none.
+pub(crate) fn read(store: &Path) -> Result<Option<RecoveryRecord>> {
+    let path = path(store);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).at(&path),
+    };
+    decode(&bytes, &path).map(Some)
+}
+
+/// Decodes a recovery file's bytes (`path` names it in errors).
+pub(crate) fn decode(bytes: &[u8], path: &Path) -> Result<RecoveryRecord> {
+    let corrupt = |offset: u64, reason: String| Error::Corruption {
+        file: path.to_path_buf(),
+        offset,
+        reason,
+    };
+    let head = &bytes[..bytes.len().min(HEADER_LEN)];
+    let header = Header::check(head, MAGIC, VERSION, path, "recovery file")?;
+    let body = &bytes[HEADER_LEN.min(bytes.len())..];
+    if header.u64(12) != body.len() as u64 {
+        return Err(corrupt(
+            12,
+            format!("body of {} bytes, the header says {}", body.len(), header.u64(12)),
+        ));
+    }
+    if crc32fast::hash(body) != header.u32(20) {
+        return Err(corrupt(HEADER_LEN as u64, "body checksum mismatch".into()));
+    }
+    codec::decode(body, &format!("the recovery record in {}", path.display()))
+}

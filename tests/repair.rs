@@ -1,0 +1,183 @@
+//! `Store::repair`: a store whose metadata database is deleted or damaged
+//! gets new metadata from its `RECOVERY` copy, its segments and its log.
+//! Every acknowledged vector comes back, deletions stay deleted, the log
+//! after the checkpoint replays, and the report names what was lost; a
+//! healthy store, or one without a copy, is refused with nothing changed.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::{planted_events, vector_for};
+use emberdb::{Durability, Error, Event, Metric, Options, Query, SpaceSpec, Store, TrainOptions};
+
+const DIM: usize = 8;
+
+fn opts() -> Options {
+    Options::new(DIM)
+        .metric(Metric::L2)
+        .durability(Durability::Sync)
+        .segment_rows(40)
+        .space(
+            "trained",
+            SpaceSpec::item2vec(DIM).train_options(TrainOptions::default().epochs(3).threads(1)),
+        )
+}
+
+/// Every vector of the default space, and exact neighbours of a few vectors.
+type Answers = (BTreeMap<u64, Option<Vec<f32>>>, Vec<Vec<u64>>);
+
+/// Everything a store answers that repair must keep.
+fn answers(store: &Store, ids: u64) -> Answers {
+    let vectors = (0..ids).map(|id| (id, store.get(id).unwrap())).collect();
+    let knn = (0..5)
+        .map(|q| {
+            store
+                .knn(&Query::vector(&vector_for(q * 13, DIM)).k(10).exact())
+                .unwrap()
+                .iter()
+                .map(|h| h.id)
+                .collect()
+        })
+        .collect();
+    (vectors, knn)
+}
+
+fn build(path: &Path) -> Store {
+    let store = Store::open(path, opts()).unwrap();
+    for id in 0..150u64 {
+        store.upsert(id, &vector_for(id, DIM)).unwrap();
+    }
+    store.upsert(7, &vector_for(1_007, DIM)).unwrap();
+    store.delete(9).unwrap();
+    store.space("default").unwrap().delete(11).unwrap();
+    store.append_events(&planted_events(30, 3, 10, 6, 1)).unwrap();
+    store.set_user_features(1, &[("gender", "F")]).unwrap();
+    store.set_attributes(3, &[("genre", "Drama")]).unwrap();
+    store.train().unwrap();
+    store.flush().unwrap();
+    // After the checkpoint: only in the log.
+    for id in 150..170u64 {
+        store.upsert(id, &vector_for(id, DIM)).unwrap();
+    }
+    store.upsert(20, &vector_for(1_020, DIM)).unwrap();
+    store.delete(30).unwrap();
+    store.append_event(Event::new(500, 1, 99_999)).unwrap();
+    store.set_attributes(4, &[("genre", "Comedy")]).unwrap();
+    store
+}
+
+fn db_dir(path: &Path) -> std::path::PathBuf {
+    std::fs::read_dir(path.join("meta"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("db-"))
+        .unwrap()
+}
+
+#[test]
+fn a_lost_metadata_database_is_rebuilt_without_losing_a_vector() {
+    for damage in ["delete the database", "truncate its files"] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let store = build(&path);
+        let before = answers(&store, 170);
+        let trained_before = store.knn(&Query::item(3).k(5).space("trained")).unwrap();
+        // Durability::Sync: every write above is in the log; no checkpoint
+        // at close, so the log after the copy's checkpoint has work to do.
+        store.close_without_checkpoint();
+
+        // A healthy store is not repaired.
+        assert!(matches!(Store::repair(&path), Err(Error::InvalidOptions(_))));
+        let db = db_dir(&path);
+        if damage == "delete the database" {
+            std::fs::remove_dir_all(&db).unwrap();
+        } else {
+            for f in std::fs::read_dir(&db).unwrap() {
+                let f = f.unwrap().path();
+                if f.is_file() {
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&f)
+                        .unwrap()
+                        .set_len(0)
+                        .unwrap();
+                }
+            }
+        }
+        assert!(
+            Store::open(&path, opts()).is_err(),
+            "{damage}: the damage went unnoticed"
+        );
+
+        let report = Store::repair(&path).unwrap();
+        assert_eq!(report.spaces, 2, "{damage}");
+        assert!(report.files_checked >= 4, "{damage}: {report:?}");
+        assert!(report.rows_registered > 100, "{damage}: {report:?}");
+        assert!(report.replayed_bytes > 0, "{damage}");
+        assert!(report.lost.iter().any(|l| l.contains("histories")), "{damage}");
+        let aside = report.moved_aside.clone().unwrap();
+        assert!(aside.exists(), "{damage}: the damaged metadata must be kept");
+
+        let store = Store::open(&path, opts()).unwrap();
+        assert_eq!(
+            answers(&store, 170),
+            before,
+            "{damage}: answers differ after the repair"
+        );
+        assert!(store.is_deleted(9), "{damage}: 9");
+        assert!(store.is_deleted(30), "{damage}: 30");
+        assert_eq!(store.get(11).unwrap(), None, "{damage}");
+        assert_eq!(store.get(20).unwrap(), Some(vector_for(1_020, DIM)), "{damage}");
+        // The trained space serves its published generation.
+        assert_eq!(
+            store.knn(&Query::item(3).k(5).space("trained")).unwrap(),
+            trained_before
+        );
+        // The log after the checkpoint replayed; older histories are gone.
+        assert_eq!(store.history(500).unwrap(), vec![1], "{damage}");
+        assert!(store.history(0).unwrap().is_empty(), "{damage}");
+        assert_eq!(store.attributes(4), vec![("genre".to_string(), "Comedy".to_string())]);
+        let report = store.verify().unwrap();
+        assert!(report.problems.is_empty(), "{damage}: {:?}", report.problems);
+        // It keeps working, and a second repair has nothing to do.
+        store.upsert(1_000, &vector_for(1_000, DIM)).unwrap();
+        drop(store);
+        assert!(matches!(Store::repair(&path), Err(Error::InvalidOptions(_))));
+        let store = Store::open(&path, opts()).unwrap();
+        assert_eq!(store.get(1_000).unwrap(), Some(vector_for(1_000, DIM)));
+    }
+}
+
+#[test]
+fn repair_refuses_what_it_cannot_rebuild_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    build(&path).close_without_checkpoint();
+    std::fs::remove_dir_all(db_dir(&path)).unwrap();
+    // A sealed segment fails its checksum: its rows cannot come back.
+    let segment = std::fs::read_dir(path.join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("seg-"))
+        .unwrap();
+    let original = std::fs::read(&segment).unwrap();
+    common::flip_bit(&segment, original.len() as u64 - 3);
+    assert!(matches!(Store::repair(&path), Err(Error::Corruption { .. })));
+    assert!(path.join("meta").exists() && !path.join("meta.damaged-1").exists());
+    std::fs::write(&segment, &original).unwrap();
+    // Without the recovery copy there is nothing to rebuild from.
+    let copy = path.join("RECOVERY");
+    let saved = std::fs::read(&copy).unwrap();
+    std::fs::remove_file(&copy).unwrap();
+    assert!(matches!(Store::repair(&path), Err(Error::Corruption { file, .. }) if file == copy));
+    // A damaged copy is refused too.
+    let mut bad = saved.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    std::fs::write(&copy, &bad).unwrap();
+    assert!(matches!(Store::repair(&path), Err(Error::Corruption { .. })));
+    std::fs::write(&copy, &saved).unwrap();
+    assert!(Store::repair(&path).is_ok());
+}
