@@ -82,6 +82,10 @@ pub enum Error {
     #[error("attributes of item {item} are invalid: {reason}")]
     InvalidAttributes { item: u64, reason: String },
 
+    /// A Parquet file could not be written or read as asked.
+    #[error("parquet file {path}: {reason}")]
+    Parquet { path: PathBuf, reason: String },
+
     /// A query's filter or blend cannot be run as asked.
     #[error("invalid query: {0}")]
     InvalidQuery(String),

@@ -59,4 +59,6 @@ pub use store::{
     restore, CompactReport, RecoveryReport, RepairReport, RoundKind, SnapshotInfo, Space, SpaceStats, Stats, Store,
     TrainerStats, VerifyReport, RECOMMEND_POPULAR_WEIGHT, RECOMMEND_USER_WEIGHT, TITLE_KEY,
 };
+#[cfg(feature = "parquet")]
+pub use store::{ExportOptions, ExportReport, ImportOptions, ImportReport};
 pub use train::{DnnOptions, DnnRunStats, RoundOverrides, RunStats, Sigmoid, TrainOptions, TrainPolicy, TrainReport};

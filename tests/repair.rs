@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::{planted_events, vector_for};
-use emberdb::{Durability, Error, Event, Metric, Options, Query, SpaceSpec, Store, TrainOptions};
+use emberdb::{DnnOptions, Durability, Error, Event, Metric, Options, Query, SpaceSpec, Store, TrainOptions};
 
 const DIM: usize = 8;
 
@@ -22,6 +22,15 @@ fn opts() -> Options {
         .space(
             "trained",
             SpaceSpec::item2vec(DIM).train_options(TrainOptions::default().epochs(3).threads(1)),
+        )
+        // Its rows are [v, b], one wider than its dimension.
+        .space(
+            "dnn",
+            SpaceSpec::youtube_dnn(DIM).dnn_options(DnnOptions {
+                epochs: 1,
+                threads: 1,
+                ..DnnOptions::default()
+            }),
         )
 }
 
@@ -84,6 +93,8 @@ fn a_lost_metadata_database_is_rebuilt_without_losing_a_vector() {
         let store = build(&path);
         let before = answers(&store, 170);
         let trained_before = store.knn(&Query::item(3).k(5).space("trained")).unwrap();
+        let dnn_before = store.knn(&Query::item(3).k(5).space("dnn")).unwrap();
+        assert_eq!(dnn_before.len(), 5);
         // Durability::Sync: every write above is in the log; no checkpoint
         // at close, so the log after the copy's checkpoint has work to do.
         store.close_without_checkpoint();
@@ -112,7 +123,7 @@ fn a_lost_metadata_database_is_rebuilt_without_losing_a_vector() {
         );
 
         let report = Store::repair(&path).unwrap();
-        assert_eq!(report.spaces, 2, "{damage}");
+        assert_eq!(report.spaces, 3, "{damage}");
         assert!(report.files_checked >= 4, "{damage}: {report:?}");
         assert!(report.rows_registered > 100, "{damage}: {report:?}");
         assert!(report.replayed_bytes > 0, "{damage}");
@@ -135,6 +146,7 @@ fn a_lost_metadata_database_is_rebuilt_without_losing_a_vector() {
             store.knn(&Query::item(3).k(5).space("trained")).unwrap(),
             trained_before
         );
+        assert_eq!(store.knn(&Query::item(3).k(5).space("dnn")).unwrap(), dnn_before);
         // The log after the checkpoint replayed; older histories are gone.
         assert_eq!(store.history(500).unwrap(), vec![1], "{damage}");
         assert!(store.history(0).unwrap().is_empty(), "{damage}");

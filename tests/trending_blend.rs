@@ -55,6 +55,11 @@ fn popular_counts_the_window_and_slides_with_the_newest_event() {
     assert_eq!(store.knn(&Query::popular().k(10)).unwrap(), hits);
     assert_eq!(store.stats().unwrap().trending_items, 4);
     drop(store);
+    // An open that does not name a window keeps the store's: the counts
+    // are the stored ones.
+    let store = Store::open(dir.path(), Options::existing()).unwrap();
+    assert_eq!(store.knn(&Query::popular().k(10)).unwrap(), hits);
+    drop(store);
     // Another window: counted again from the histories.
     let store = Store::open(dir.path(), opts().trending_window(1_000_000)).unwrap();
     let all = store.knn(&Query::popular().k(3)).unwrap();
@@ -134,6 +139,28 @@ fn blends_merge_normalised_scores_without_duplicates() {
     seen.sort_unstable();
     seen.dedup();
     assert_eq!(seen.len(), 30);
+    // A blend of one channel keeps that channel's order, whatever its
+    // metric says "near" is (L2 here: smaller is nearer).
+    let l2 = tempfile::tempdir().unwrap();
+    let l2 = Store::open(
+        l2.path(),
+        Options::new(2).metric(emberdb::Metric::L2).durability(Durability::None),
+    )
+    .unwrap();
+    for i in 0..40u64 {
+        l2.upsert(i, &[i as f32, 0.0]).unwrap();
+    }
+    l2.append_events(&[Event::new(1, 10, 1), Event::new(1, 30, 2)]).unwrap();
+    for q in [
+        Query::vector(&[3.0, 0.0]),
+        Query::seeds(1),
+        Query::item(20),
+        Query::user(1),
+    ] {
+        let alone = ids(&l2.knn(&q.clone().k(5)).unwrap());
+        let blended = ids(&l2.knn(&Query::blend().add(q.clone(), 1.0).k(5)).unwrap());
+        assert_eq!(blended, alone, "{q:?}");
+    }
     // Bad blends are refused.
     assert!(matches!(store.knn(&Query::blend()), Err(Error::InvalidQuery(_))));
     assert!(matches!(

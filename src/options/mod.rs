@@ -42,8 +42,9 @@ pub struct Options {
     pub(crate) from_store: bool,
     /// The spaces besides the default one, in the order given.
     pub(crate) spaces: Vec<(String, SpaceSpec)>,
-    /// The trending channel's window, in the events' timestamp units.
-    pub(crate) trending_window: u64,
+    /// The trending channel's window, in the events' timestamp units (None:
+    /// the store's stored window, or the default for a new store).
+    pub(crate) trending_window: Option<u64>,
 }
 
 /// The trending window unless `Options::trending_window` says otherwise:
@@ -78,7 +79,7 @@ impl Options {
             train: None,
             from_store: false,
             spaces: Vec::new(),
-            trending_window: DEFAULT_TRENDING_WINDOW,
+            trending_window: None,
         }
     }
 
@@ -86,9 +87,10 @@ impl Options {
     /// (default [`DEFAULT_TRENDING_WINDOW`]: 7 days of milliseconds; with
     /// timestamps in seconds, give seconds). "Now" is the newest event's
     /// time. It may change between opens: the counts are then made again
-    /// from the users' histories.
+    /// from the users' histories (their last `history_len` events each);
+    /// an open that does not set it keeps the store's window.
     pub fn trending_window(mut self, window: u64) -> Self {
-        self.trending_window = window;
+        self.trending_window = Some(window);
         self
     }
 

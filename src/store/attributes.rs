@@ -137,6 +137,13 @@ impl ItemAttributes {
         self.inner.read().items.get(&item).cloned().unwrap_or_default()
     }
 
+    /// Every attribute key any item has, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.inner.read().postings.keys().cloned().collect();
+        keys.sort_unstable();
+        keys
+    }
+
     /// Items with attributes.
     pub fn len(&self) -> usize {
         self.inner.read().items.len()

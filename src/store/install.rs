@@ -305,17 +305,18 @@ pub(crate) fn install(
             model: model.or_else(|| current.model.clone()),
         }));
     }
+    // Step (3b): the catalog copy `Store::repair` works from, read and
+    // written under the write lock (so copies never race or mix two
+    // commits) and before step (4) removes anything the old copy names.
+    // If it fails, the change is in place; the error says so, and nothing
+    // is removed (the next open writes the copy).
+    crate::meta::recovery_file::write_from(&shared.path, shared.meta.as_ref())?;
     Ok(obsolete)
 }
 
 impl Obsolete {
-    /// Step (4): copies the new catalog to `RECOVERY`, then removes the
-    /// files the installed manifest no longer names. If the copy cannot be
-    /// written, the error is returned and nothing is removed (the old copy
-    /// may name those files); the change itself is committed and in place,
-    /// and the next open writes the copy and removes the leftovers.
+    /// Step (4): removes the files the installed manifest no longer names.
     pub fn remove(self, shared: &Shared) -> Result<()> {
-        crate::meta::recovery_file::write_from(&shared.path, shared.meta.as_ref())?;
         let dir = &shared.segments_dir;
         let mut names: Vec<String> = Vec::new();
         for id in &self.segments {

@@ -17,6 +17,10 @@ pub(crate) mod layout;
 pub(crate) mod lock;
 pub(crate) mod lookup;
 pub(crate) mod open;
+#[cfg(feature = "parquet")]
+pub(crate) mod parquet_export;
+#[cfg(feature = "parquet")]
+pub(crate) mod parquet_import;
 pub(crate) mod publish;
 pub(crate) mod recall;
 pub(crate) mod repair;
@@ -51,6 +55,10 @@ pub use compact::CompactReport;
 pub use handle::{Space, SpaceStats};
 use lock::DirLock;
 pub use open::RecoveryReport;
+#[cfg(feature = "parquet")]
+pub use parquet_export::{ExportOptions, ExportReport};
+#[cfg(feature = "parquet")]
+pub use parquet_import::{ImportOptions, ImportReport};
 pub use recall::{RECOMMEND_POPULAR_WEIGHT, RECOMMEND_USER_WEIGHT};
 pub use repair::RepairReport;
 pub use snapshot::{restore, SnapshotInfo};

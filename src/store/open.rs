@@ -114,12 +114,14 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
     let mut report = RecoveryReport::default();
     let tracked = meta.load_wal_files()?;
     replay::precheck(&wal_dir, resolved.manifest.checkpoint, tracked.as_ref())?;
-    if !read_only {
-        // A crash between a checkpoint's flush and its `RECOVERY` write
-        // left the previous copy, which may name files removed next.
-        crate::meta::recovery_file::write_from(path, meta.as_ref())?;
-    }
-    remove_orphans(&segments_dir, &resolved.manifest, access, &mut report)?;
+    // Files the `RECOVERY` copy still names (a crash between a
+    // checkpoint's metadata flush and its copy leaves the previous copy)
+    // stay until the store has opened and the copy is rewritten below.
+    let copied = match crate::meta::recovery_file::read(path) {
+        Ok(Some(record)) => record.manifest.file_ids().collect(),
+        _ => Vec::new(),
+    };
+    remove_orphans(&segments_dir, &resolved.manifest, &copied, access, &mut report)?;
     let forwards: Arc<HashMap<u64, Forward>> =
         Arc::new(meta.load_forwards()?.into_iter().map(|f| (f.from, f)).collect());
     let dead_rows = meta.dead_rows()?;
@@ -134,10 +136,6 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
     // Every space's files opened: now the layout may change on disk (in a
     // read-only open, only in the private copy of the metadata).
     resolved.save(meta.as_ref())?;
-    if !read_only {
-        // The layout may have changed (an upgrade, a space added).
-        crate::meta::recovery_file::write_from(path, meta.as_ref())?;
-    }
     let manifest = resolved.manifest;
 
     let shared = Arc::new(Shared {
@@ -217,6 +215,14 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
     };
     for trainer in shared.trained_spaces().filter_map(|s| s.trainer.as_ref()) {
         trainer.count_untrained_after_open(core.next_seq);
+    }
+    if !read_only {
+        // The metadata opened and the log replayed over it: copy it for
+        // `Store::repair`, then remove what only the old copy named.
+        crate::meta::recovery_file::write_from(path, shared.meta.as_ref())?;
+        if !copied.is_empty() {
+            remove_orphans(&segments_dir, &core.manifest, &[], access, &mut report)?;
+        }
     }
     let sync = wal.shared();
     let write = Arc::new(Mutex::new(WriteState {
@@ -381,8 +387,14 @@ fn holds_data(dir: &Path) -> Result<bool> {
 /// names (left by a seal, compaction or round that crashed before its
 /// manifest was durable, or made obsolete by one).
 /// A read-only open only lists them (`leftover_files`).
-fn remove_orphans(dir: &Path, manifest: &Manifest, access: Access, report: &mut RecoveryReport) -> Result<()> {
-    let live: std::collections::HashSet<u64> = manifest.file_ids().collect();
+fn remove_orphans(
+    dir: &Path,
+    manifest: &Manifest,
+    keep: &[u64],
+    access: Access,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    let live: std::collections::HashSet<u64> = manifest.file_ids().chain(keep.iter().copied()).collect();
     for entry in std::fs::read_dir(dir).at(dir)? {
         let entry = entry.at(dir)?;
         let name = entry.file_name().to_string_lossy().into_owned();

@@ -83,11 +83,12 @@ impl Store {
         Ok(blend::merge(&found, query.k))
     }
 
-    /// How a channel's scores read: by its space's metric; counts (higher
-    /// is more) for the cross-space kinds.
+    /// How a channel's scores read: by its space's metric; higher is
+    /// nearer for the kinds whose scores are sums or counts (seeds sum
+    /// nearness; popular counts; blends sum normalised scores).
     fn channel_metric(&self, query: &Query) -> Result<Metric> {
         Ok(match query.target {
-            Target::Popular { .. } | Target::Blend(_) | Target::Recommend(_) => Metric::InnerProduct,
+            Target::Seeds(_) | Target::Popular { .. } | Target::Blend(_) | Target::Recommend(_) => Metric::InnerProduct,
             _ => self.query_space(query)?.metric,
         })
     }

@@ -168,7 +168,8 @@ fn check_files(dir: &Path, record: &RecoveryRecord) -> Result<(usize, Vec<Placed
                 offset: 0,
                 reason: format!("no files listed for space {:?}", space.name),
             })?;
-        let dim = space.dim as usize;
+        // The rows' width: a DNN space stores [v, b].
+        let dim = space.kind.row_dim(space.dim as usize);
         if let Some(trainer) = &files.trainer {
             // Its contents are checked when the store opens after the repair.
             let path = dir.join(crate::train::state::file_name(trainer.file_id));

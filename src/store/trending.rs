@@ -68,14 +68,14 @@ impl Counts {
     fn add(&mut self, item: u64, ts: u64) {
         let bucket = ts / self.width;
         if let Some(newest) = self.newest() {
-            if bucket + BUCKETS <= newest {
+            if bucket.saturating_add(BUCKETS) <= newest {
                 return; // older than the window
             }
         }
         if self.newest().is_none_or(|n| bucket > n) {
             self.buckets.push_back((bucket, HashMap::new()));
             while let Some((oldest, _)) = self.buckets.front() {
-                if oldest + BUCKETS > bucket {
+                if oldest.saturating_add(BUCKETS) > bucket {
                     break;
                 }
                 if let Some((_, gone)) = self.buckets.pop_front() {
@@ -96,8 +96,10 @@ impl Counts {
         if self.buckets.get(at).is_none_or(|(b, _)| *b != bucket) {
             self.buckets.insert(at, (bucket, HashMap::new()));
         }
-        *self.buckets[at].1.entry(item).or_insert(0) += 1;
-        *self.totals.entry(item).or_insert(0) += 1;
+        let n = self.buckets[at].1.entry(item).or_insert(0);
+        *n = n.saturating_add(1);
+        let total = self.totals.entry(item).or_insert(0);
+        *total = total.saturating_add(1);
         self.changes += 1;
     }
 
@@ -120,13 +122,19 @@ impl Counts {
     fn from_record(record: &TrendingRecord) -> Self {
         let mut counts = Counts::new(record.window);
         counts.applied_seq = record.applied_seq;
-        for (bucket, pairs) in &record.buckets {
+        // Bytes from disk: keep the buckets sorted and the sums bounded
+        // whatever they say.
+        let mut buckets = record.buckets.clone();
+        buckets.sort_by_key(|(b, _)| *b);
+        buckets.dedup_by_key(|(b, _)| *b);
+        for (bucket, pairs) in buckets {
             let mut map = HashMap::with_capacity(pairs.len());
             for (item, n) in pairs {
-                map.insert(*item, *n);
-                *counts.totals.entry(*item).or_insert(0) += n;
+                map.insert(item, n);
+                let total = counts.totals.entry(item).or_insert(0);
+                *total = total.saturating_add(n);
             }
-            counts.buckets.push_back((*bucket, map));
+            counts.buckets.push_back((bucket, map));
         }
         counts
     }
@@ -149,16 +157,20 @@ pub(crate) struct Trending {
 }
 
 impl Trending {
-    /// The stored counts, if they were kept for this window; else counts
-    /// made again from the stored histories' events before `next_seq` (the
-    /// checkpoint's: replay counts the rest).
+    /// The stored counts, if they were kept for this window (None: the
+    /// stored window, else [`crate::options::DEFAULT_TRENDING_WINDOW`]);
+    /// else counts made again from the stored histories' events before
+    /// `next_seq` (the checkpoint's: replay counts the rest).
     pub fn load(
         meta: Arc<dyn MetaStore>,
-        window: u64,
+        window: Option<u64>,
         next_seq: u64,
         histories: &mut dyn FnMut(&mut EventVisitor<'_>) -> Result<()>,
     ) -> Result<Self> {
         let stored = meta.load_trending()?;
+        let window = window
+            .or(stored.as_ref().map(|r| r.window))
+            .unwrap_or(crate::options::DEFAULT_TRENDING_WINDOW);
         let stored = stored.as_ref().filter(|r| r.window == window.max(BUCKETS));
         let counts = match stored {
             Some(record) => Counts::from_record(record),

@@ -32,9 +32,27 @@ pub struct ExportArgs {
     /// (JSON lines with --jsonl).
     #[arg(long)]
     similar: Option<PathBuf>,
-    /// How many similar items per item (N).
+    /// How many similar items per item (N); with --format parquet, the
+    /// neighbours per item in neighbours.parquet (0: no such file).
     #[arg(long, default_value_t = 20)]
     top: usize,
+    /// `parquet`: write items.parquet, neighbours.parquet and events.parquet
+    /// (and with --user-vectors, user_vectors.parquet) into --out DIR, for
+    /// Spark, DuckDB, pyarrow and Milvus bulk import; one space (--space,
+    /// the default space by default).
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<String>,
+    /// With --format parquet: the directory to write into.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// With --format parquet: items.parquet holds only `item_id` and
+    /// `vector`, the fields of a Milvus collection (no attribute, space or
+    /// generation columns).
+    #[arg(long)]
+    milvus: bool,
+    /// With --format parquet: also write user_vectors.parquet.
+    #[arg(long)]
+    user_vectors: bool,
     /// Write --similar as JSON lines whatever its extension.
     #[arg(long)]
     jsonl: bool,
@@ -187,7 +205,45 @@ fn path_for(path: &Path, name: &str, suffixed: bool) -> PathBuf {
     path.with_file_name(file)
 }
 
+/// `--format parquet --out DIR`.
+fn export_parquet(a: &ExportArgs, dir: &Path, out: &mut impl Write) -> anyhow::Result<()> {
+    let store = open_read_only(&a.store)?;
+    store.wait_for_indexes();
+    let opts = emberdb::ExportOptions {
+        space: a.space.clone(),
+        neighbours: a.top,
+        user_vectors: a.user_vectors,
+        milvus: a.milvus,
+        ..emberdb::ExportOptions::default()
+    };
+    let r = store.export_parquet(dir, &opts)?;
+    writeln!(
+        out,
+        "{}, {}, {}{} to {}",
+        count(r.items, "item", "items"),
+        count(r.neighbours, "neighbour row", "neighbour rows"),
+        count(r.events, "event", "events"),
+        if a.user_vectors {
+            format!(", {}", count(r.user_vectors, "user vector", "user vectors"))
+        } else {
+            String::new()
+        },
+        dir.display()
+    )?;
+    for f in &r.files {
+        writeln!(out, "  {}", f.display())?;
+    }
+    Ok(())
+}
+
 pub fn export(a: ExportArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    match (a.format.as_deref(), &a.out) {
+        (Some("parquet"), Some(dir)) => return export_parquet(&a, &dir.clone(), out),
+        (Some("parquet"), None) => bail!("--format parquet needs --out DIR"),
+        (Some("fvecs") | None, None) => {}
+        (Some("fvecs") | None, Some(_)) => bail!("--out is for --format parquet"),
+        (Some(other), _) => bail!("--format must be parquet (or leave it out for --vectors/--similar), not {other}"),
+    }
     if a.vectors.is_none() && a.similar.is_none() {
         bail!("nothing to export: pass --vectors and/or --similar");
     }

@@ -138,7 +138,64 @@ fn open_for_space(a: &IngestArgs, name: &str, vectors: &[Row]) -> anyhow::Result
     Ok(Store::open(&a.store, with_space(Options::existing(), dim))?)
 }
 
+/// Whether `path` names a Parquet file (by its extension).
+fn is_parquet(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
+}
+
+/// Events (or, with `vectors`, item vectors) from a Parquet file, a batch
+/// at a time with a progress bar; bad rows listed by number.
+fn ingest_parquet(a: &IngestArgs, vectors: bool, out: &mut impl Write) -> anyhow::Result<()> {
+    let store = if vectors {
+        open_store(a, Options::new)?
+    } else {
+        open_store(a, Options::trained)?
+    };
+    let opts = emberdb::ImportOptions {
+        strict: a.strict,
+        space: a.space.clone(),
+        ..emberdb::ImportOptions::default()
+    };
+    let bar = progress(0, "ingesting");
+    let report = if vectors {
+        store.import_vectors_parquet(&a.file, &opts, &|rows| bar.set_position(rows))?
+    } else {
+        store.import_events_parquet(&a.file, &opts, &|rows| bar.set_position(rows))?
+    };
+    bar.finish_and_clear();
+    let bad: Vec<Bad> = report.bad.clone();
+    report_bad(&a.file, &bad, "row");
+    if report.bad_rows > bad.len() as u64 {
+        eprintln!(
+            "{}: {} more bad rows",
+            a.file.display(),
+            report.bad_rows - bad.len() as u64
+        );
+    }
+    if a.strict && report.bad_rows > 0 {
+        bail!(
+            "{}; nothing ingested (--strict)",
+            count(report.bad_rows, "bad row", "bad rows")
+        );
+    }
+    store.flush()?;
+    writeln!(
+        out,
+        "ingested {} ({} skipped)",
+        count(
+            report.imported,
+            if vectors { "vector" } else { "event" },
+            if vectors { "vectors" } else { "events" }
+        ),
+        count(report.bad_rows, "bad row", "bad rows"),
+    )?;
+    Ok(())
+}
+
 fn ingest_vectors(a: &IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    if is_parquet(&a.file) {
+        return ingest_parquet(a, true, out);
+    }
     let (vectors, bad) = vectors::read(&a.file).context("nothing ingested")?;
     let what = if vectors::is_fvecs(&a.file) { "vector" } else { "line" };
     report_bad(&a.file, &bad, what);
@@ -324,6 +381,9 @@ pub fn ingest(a: IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
     }
     if let Some(name) = &a.space {
         bail!("events belong to every space: leave out --space {name:?} (it is for --vectors)");
+    }
+    if is_parquet(&a.file) {
+        return ingest_parquet(&a, false, out);
     }
     let json = a.file.extension().is_some_and(|e| e == "jsonl" || e == "json");
     let (events, bad) = if json {

@@ -1,0 +1,310 @@
+//! Reading events and host vectors from Parquet (`Store::import_events_parquet`,
+//! `Store::import_vectors_parquet`): a batch of rows at a time, each bad
+//! row reported by its number (1-based, in file order), nothing written in
+//! strict mode unless every row is good.
+//!
+//! Events: columns `user_id` (or `user`), `item_id` (or `item`), `ts` (or
+//! `timestamp`), optional `weight`; ids and timestamps int64, int32,
+//! uint64 or uint32; the weight float32 or float64. Vectors: `item_id` (or
+//! `id`) and `vector`, a `fixed_size_list` or `list` of float32.
+
+use std::fs::File;
+use std::path::Path;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type, UInt32Type, UInt64Type};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::DataType;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::parquet_export::parquet_error;
+use super::Store;
+use crate::error::{IoContext, Result};
+use crate::event::Event;
+use crate::metric::Metric;
+
+/// How to import.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportOptions {
+    /// Write nothing unless every row is good (the file is read twice).
+    pub strict: bool,
+    /// Rows read (and written) per batch.
+    pub batch_rows: usize,
+    /// Vectors: the space that takes them (None: the default space).
+    pub space: Option<String>,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            strict: false,
+            batch_rows: 65_536,
+            space: None,
+        }
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImportReport {
+    /// Rows in the file.
+    pub rows: u64,
+    /// Rows written.
+    pub imported: u64,
+    /// Bad rows: (row number, why), the first 1,000.
+    pub bad: Vec<(u64, String)>,
+    /// How many rows were bad in all.
+    pub bad_rows: u64,
+}
+
+impl ImportReport {
+    fn bad_row(&mut self, row: u64, why: String) {
+        self.bad_rows += 1;
+        if self.bad.len() < 1_000 {
+            self.bad.push((row, why));
+        }
+    }
+}
+
+/// The file's batches, and its row count.
+fn open(path: &Path, batch_rows: usize) -> Result<(u64, parquet::arrow::arrow_reader::ParquetRecordBatchReader)> {
+    let file = File::open(path).at(path)?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(path, e))?;
+    let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
+    let reader = builder
+        .with_batch_size(batch_rows.max(1))
+        .build()
+        .map_err(|e| parquet_error(path, e))?;
+    Ok((rows, reader))
+}
+
+/// The first column of `batch` named one of `names`.
+fn column<'a>(batch: &'a RecordBatch, names: &[&str], path: &Path) -> Result<&'a ArrayRef> {
+    names
+        .iter()
+        .find_map(|n| batch.column_by_name(n))
+        .ok_or_else(|| parquet_error(path, format!("no column named {}", names.join(" or "))))
+}
+
+fn optional<'a>(batch: &'a RecordBatch, names: &[&str]) -> Option<&'a ArrayRef> {
+    names.iter().find_map(|n| batch.column_by_name(n))
+}
+
+/// Row `i` of an integer column as u64: None for a null, Err for a
+/// negative value or a column of another type.
+fn unsigned(col: &ArrayRef, i: usize, path: &Path) -> Result<std::result::Result<u64, String>> {
+    if col.is_null(i) {
+        return Ok(Err("null".into()));
+    }
+    let signed = |v: i64| u64::try_from(v).map_err(|_| format!("negative value {v}"));
+    Ok(match col.data_type() {
+        DataType::Int64 => signed(col.as_primitive::<Int64Type>().value(i)),
+        DataType::Int32 => signed(col.as_primitive::<Int32Type>().value(i) as i64),
+        DataType::UInt64 => Ok(col.as_primitive::<UInt64Type>().value(i)),
+        DataType::UInt32 => Ok(col.as_primitive::<UInt32Type>().value(i) as u64),
+        other => {
+            return Err(parquet_error(
+                path,
+                format!("an id or timestamp column of type {other}, not an integer"),
+            ))
+        }
+    })
+}
+
+fn float(col: &ArrayRef, i: usize, path: &Path) -> Result<Option<f32>> {
+    if col.is_null(i) {
+        return Ok(None);
+    }
+    Ok(Some(match col.data_type() {
+        DataType::Float32 => col.as_primitive::<Float32Type>().value(i),
+        DataType::Float64 => col.as_primitive::<Float64Type>().value(i) as f32,
+        other => {
+            return Err(parquet_error(
+                path,
+                format!("a weight column of type {other}, not a float"),
+            ))
+        }
+    }))
+}
+
+/// Row `i` of a vector column (fixed-size or variable list of float32).
+fn vector(col: &ArrayRef, i: usize, path: &Path) -> Result<Option<Vec<f32>>> {
+    if col.is_null(i) {
+        return Ok(None);
+    }
+    let values = match col.data_type() {
+        DataType::FixedSizeList(..) => col.as_fixed_size_list().value(i),
+        DataType::List(_) => col.as_list::<i32>().value(i),
+        DataType::LargeList(_) => col.as_list::<i64>().value(i),
+        other => {
+            return Err(parquet_error(
+                path,
+                format!("a vector column of type {other}, not a list of floats"),
+            ))
+        }
+    };
+    match values.data_type() {
+        DataType::Float32 => Ok(Some(values.as_primitive::<Float32Type>().values().to_vec())),
+        DataType::Float64 => Ok(Some(
+            values
+                .as_primitive::<Float64Type>()
+                .values()
+                .iter()
+                .map(|x| *x as f32)
+                .collect(),
+        )),
+        other => Err(parquet_error(
+            path,
+            format!("vector components of type {other}, not floats"),
+        )),
+    }
+}
+
+/// The events of one batch whose first row is row `first` (1-based), and
+/// the bad rows.
+fn events_of(batch: &RecordBatch, first: u64, path: &Path, report: &mut ImportReport) -> Result<Vec<Event>> {
+    let users = column(batch, &["user_id", "user"], path)?;
+    let items = column(batch, &["item_id", "item"], path)?;
+    let times = column(batch, &["ts", "timestamp"], path)?;
+    let weights = optional(batch, &["weight"]);
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let row = first + i as u64;
+        let weight = match weights {
+            Some(w) => float(w, i, path)?,
+            None => Some(1.0),
+        };
+        match (
+            unsigned(users, i, path)?,
+            unsigned(items, i, path)?,
+            unsigned(times, i, path)?,
+            weight,
+        ) {
+            (Ok(user), Ok(item), Ok(ts), Some(w)) if w.is_finite() && w >= 0.0 => {
+                out.push(Event::new(user, item, ts).with_weight(w))
+            }
+            (Err(e), ..) => report.bad_row(row, format!("user_id: {e}")),
+            (_, Err(e), ..) => report.bad_row(row, format!("item_id: {e}")),
+            (_, _, Err(e), _) => report.bad_row(row, format!("ts: {e}")),
+            (.., None) => report.bad_row(row, "weight: null".into()),
+            (.., Some(w)) => report.bad_row(row, format!("weight {w} is negative or not finite")),
+        }
+    }
+    Ok(out)
+}
+
+impl Store {
+    /// Appends the events of a Parquet file (see the module docs for the
+    /// columns), a batch at a time; `progress` is called with the rows read
+    /// so far. Bad rows are skipped and reported; with `strict`, nothing is
+    /// written unless every row is good.
+    pub fn import_events_parquet(
+        &self,
+        path: impl AsRef<Path>,
+        opts: &ImportOptions,
+        progress: &dyn Fn(u64),
+    ) -> Result<ImportReport> {
+        let path = path.as_ref();
+        let mut report = ImportReport::default();
+        let passes = if opts.strict { 2 } else { 1 };
+        for pass in 0..passes {
+            let check_only = opts.strict && pass == 0;
+            let (rows, reader) = open(path, opts.batch_rows)?;
+            report.rows = rows;
+            let mut first = 1;
+            for batch in reader {
+                let batch = batch.map_err(|e| parquet_error(path, e))?;
+                let events = events_of(&batch, first, path, &mut report)?;
+                first += batch.num_rows() as u64;
+                if !check_only {
+                    self.append_events(&events)?;
+                    report.imported += events.len() as u64;
+                }
+                progress(first - 1);
+            }
+            if check_only && report.bad_rows > 0 {
+                return Ok(report);
+            }
+            if check_only {
+                report = ImportReport::default();
+            }
+        }
+        Ok(report)
+    }
+
+    /// Upserts the vectors of a Parquet file (`item_id` and `vector`) into
+    /// a host-fed space (`opts.space`, the default space by default). Rows
+    /// whose vector the space cannot take (wrong length, non-finite, all
+    /// zeros under cosine, null) are bad rows; with `strict`, nothing is
+    /// written unless every row is good.
+    pub fn import_vectors_parquet(
+        &self,
+        path: impl AsRef<Path>,
+        opts: &ImportOptions,
+        progress: &dyn Fn(u64),
+    ) -> Result<ImportReport> {
+        let path = path.as_ref();
+        let name = opts
+            .space
+            .clone()
+            .unwrap_or_else(|| crate::options::DEFAULT_SPACE.to_string());
+        let space = self.space(&name)?;
+        let (dim, metric) = (space.dim(), space.metric());
+        let mut report = ImportReport::default();
+        let passes = if opts.strict { 2 } else { 1 };
+        for pass in 0..passes {
+            let check_only = opts.strict && pass == 0;
+            let (rows, reader) = open(path, opts.batch_rows)?;
+            report.rows = rows;
+            let mut first = 1;
+            for batch in reader {
+                let batch = batch.map_err(|e| parquet_error(path, e))?;
+                let ids = column(&batch, &["item_id", "id"], path)?;
+                let vectors = column(&batch, &["vector"], path)?;
+                for i in 0..batch.num_rows() {
+                    let row = first + i as u64;
+                    let id = match unsigned(ids, i, path)? {
+                        Ok(id) => id,
+                        Err(e) => {
+                            report.bad_row(row, format!("item_id: {e}"));
+                            continue;
+                        }
+                    };
+                    let Some(v) = vector(vectors, i, path)? else {
+                        report.bad_row(row, "vector: null".into());
+                        continue;
+                    };
+                    let unfit = if v.len() != dim {
+                        Some(format!(
+                            "item {id} has {} components, space {name:?} has {dim}",
+                            v.len()
+                        ))
+                    } else if v.iter().any(|x| !x.is_finite()) {
+                        Some(format!("item {id} has a non-finite component"))
+                    } else if metric == Metric::Cosine && v.iter().all(|x| *x == 0.0) {
+                        Some(format!("item {id} is all zeros (no direction under cosine)"))
+                    } else {
+                        None
+                    };
+                    if let Some(why) = unfit {
+                        report.bad_row(row, why);
+                        continue;
+                    }
+                    if !check_only {
+                        space.upsert(id, &v)?;
+                        report.imported += 1;
+                    }
+                }
+                first += batch.num_rows() as u64;
+                progress(first - 1);
+            }
+            if check_only && report.bad_rows > 0 {
+                return Ok(report);
+            }
+            if check_only {
+                report = ImportReport::default();
+            }
+        }
+        Ok(report)
+    }
+}
