@@ -220,3 +220,28 @@ fn bad_event_weights_are_refused_and_change_nothing() {
     assert_eq!(store.history(1).unwrap(), vec![2]);
     assert_eq!(ids(&store.knn(&Query::popular()).unwrap()), vec![2]);
 }
+
+#[test]
+fn weighted_pooling_follows_event_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::new(2).durability(Durability::None)).unwrap();
+    for i in 0..90u64 {
+        let a = (i as f32).to_radians();
+        store.upsert(i, &[a.cos(), a.sin()]).unwrap();
+    }
+    // Item 10 weighs 1, item 80 weighs 0: weighted pooling searches from
+    // item 10 alone; the plain mean from halfway between them.
+    store
+        .append_events(&[
+            Event::new(1, 10, 1).with_weight(1.0),
+            Event::new(1, 80, 2).with_weight(0.0),
+        ])
+        .unwrap();
+    let weighted = ids(&store
+        .knn(&Query::user(1).recent(2).pooling(emberdb::Pooling::Weighted).k(4))
+        .unwrap());
+    let from_10 = ids(&store.knn(&Query::item(10).k(5).exclude(&[80])).unwrap());
+    assert_eq!(weighted, from_10[..4]);
+    let mean = ids(&store.knn(&Query::user(1).recent(2).k(2)).unwrap());
+    assert!(mean.iter().all(|id| (40..=50).contains(id)), "{mean:?}");
+}

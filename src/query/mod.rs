@@ -46,6 +46,10 @@ pub enum Pooling {
     Mean,
     /// The element-wise maximum of the normalised vectors.
     Max,
+    /// The mean of the normalised vectors, each weighted by the weight of
+    /// the user's latest event on that item (`Event::weight`; measured
+    /// against `Mean` in ARCHITECTURE.md, "Event weights").
+    Weighted,
 }
 
 /// Recent items pooled by `Query::user` unless `recent` says otherwise

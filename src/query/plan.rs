@@ -24,6 +24,8 @@ use crate::version::Version;
 pub(crate) trait Lookups {
     fn vector(&self, version: &Version, id: u64) -> Result<Option<Vec<f32>>>;
     fn history(&self, user: u64) -> Result<Vec<u64>>;
+    /// The history with each event's weight, oldest first.
+    fn weighted_history(&self, user: u64) -> Result<Vec<(u64, f32)>>;
     /// How `Query::user` finds its query vector in this space.
     fn user_vector(&self, version: &Version, user: u64, history: &[u64]) -> Result<UserVector>;
     /// The item attributes' posting lists, for filters.
@@ -149,7 +151,17 @@ pub(crate) fn user_query(
         UserVector::Unknown => return Err(Error::UnknownUser { id: user }),
         UserVector::Pool => {
             let (recent, _) = user_items(lookups, user, query, USER_RECENT_ITEMS)?;
-            match pool(lookups, version, space, &recent, query.pooling)? {
+            let weights: Vec<f32> = if query.pooling == Pooling::Weighted {
+                // Each item weighs what its latest event weighs.
+                let mut latest = HashMap::new();
+                for (item, w) in lookups.weighted_history(user)? {
+                    latest.insert(item, w);
+                }
+                recent.iter().map(|i| latest.get(i).copied().unwrap_or(1.0)).collect()
+            } else {
+                vec![1.0; recent.len()]
+            };
+            match pool(lookups, version, space, &recent, &weights, query.pooling)? {
                 Some(v) => v,
                 None => return Ok(None),
             }
@@ -232,11 +244,12 @@ fn pool(
     version: &Version,
     space: Geometry<'_>,
     items: &[u64],
+    weights: &[f32],
     pooling: Pooling,
 ) -> Result<Option<Vec<f32>>> {
     let dim = space.dim;
     let mut pooled: Option<Vec<f32>> = None;
-    for item in items {
+    for (item, weight) in items.iter().zip(weights) {
         let Some(v) = lookups.vector(version, *item)? else {
             continue;
         };
@@ -245,12 +258,13 @@ fn pool(
             continue;
         }
         let acc = pooled.get_or_insert_with(|| match pooling {
-            Pooling::Mean => vec![0.0; dim],
+            Pooling::Mean | Pooling::Weighted => vec![0.0; dim],
             Pooling::Max => vec![f32::NEG_INFINITY; dim],
         });
         for (a, x) in acc.iter_mut().zip(&v) {
             match pooling {
                 Pooling::Mean => *a += x / norm,
+                Pooling::Weighted => *a += weight * x / norm,
                 Pooling::Max => *a = a.max(x / norm),
             }
         }

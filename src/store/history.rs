@@ -203,16 +203,25 @@ impl Histories {
 
     /// The user's recent items, oldest first.
     pub fn items(&self, user: u64) -> Result<Vec<u64>> {
+        self.entries(user, |e| e.item)
+    }
+
+    /// The user's items with their events' weights, oldest first.
+    pub fn weighted_items(&self, user: u64) -> Result<Vec<(u64, f32)>> {
+        self.entries(user, |e| (e.item, e.weight))
+    }
+
+    fn entries<T>(&self, user: u64, f: impl Fn(&HistoryEntry) -> T) -> Result<Vec<T>> {
         let now = self.tick();
         let mut shard = self.shard(user).lock();
         if let Some(c) = shard.users.get_mut(&user) {
             c.last_used = now;
-            return Ok(c.history.items.iter().map(|e| e.item).collect());
+            return Ok(c.history.items.iter().map(&f).collect());
         }
         let Some(history) = self.meta.load_history(user)? else {
             return Ok(Vec::new());
         };
-        let items = history.items.iter().map(|e| e.item).collect();
+        let items = history.items.iter().map(&f).collect();
         self.insert(&mut shard, user, history, now);
         if self.over_budget() {
             // Readers hold no write lock, so they drop only unchanged

@@ -118,6 +118,10 @@ impl Lookups for SpaceLookups<'_> {
         self.shared.histories.items(user)
     }
 
+    fn weighted_history(&self, user: u64) -> Result<Vec<(u64, f32)>> {
+        self.shared.histories.weighted_items(user)
+    }
+
     fn user_vector(&self, version: &Version, user: u64, history: &[u64]) -> Result<UserVector> {
         let Some(model) = &version.model else {
             return Ok(UserVector::Pool);

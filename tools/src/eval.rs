@@ -105,6 +105,10 @@ pub struct EvalArgs {
     /// weights and the popularity-prior alternative.
     #[arg(long)]
     pub(crate) sweep_blend: bool,
+    /// Also rank `Query::user` with `Pooling::Weighted` (the recent items'
+    /// vectors weighted by their events' weights: the MovieLens rating).
+    #[arg(long)]
+    weighted_pooling: bool,
     /// Train only on events of at least this weight (the MovieLens rating):
     /// how event weights would act as a threshold on the positives.
     #[arg(long, default_value_t = 0.0)]
@@ -292,6 +296,9 @@ fn methods(a: &EvalArgs) -> Vec<(&'static str, &'static str)> {
     if a.space_kind == "youtube-dnn" {
         names.push(("YouTube DNN user", "youtube_dnn_user"));
     }
+    if a.weighted_pooling {
+        names.push(("Query::user weighted", "user_weighted"));
+    }
     names
 }
 
@@ -325,6 +332,9 @@ fn rank(store: &Store, split: &Split, a: &EvalArgs) -> anyhow::Result<Vec<Score>
         let mut queries = vec![user_q.clone(), user_q.pooling(Pooling::Max), seeds_q];
         if a.space_kind == "youtube-dnn" {
             queries.push(Query::user(user).k(a.k).space(crate::eval_dnn::SPACE));
+        }
+        if a.weighted_pooling {
+            queries.push(queries[0].clone().pooling(Pooling::Weighted));
         }
         for (q, s) in queries.iter().zip(&mut scores[1..]) {
             let hits = match store.knn(q) {
