@@ -193,6 +193,80 @@ fn events_of(batch: &RecordBatch, first: u64, path: &Path, report: &mut ImportRe
     Ok(out)
 }
 
+/// The vectors of one batch that a space of `dim` components and `metric`
+/// (named `name` in reasons) can take, and the bad rows.
+fn vectors_of(
+    batch: &RecordBatch,
+    first: u64,
+    path: &Path,
+    (name, dim, metric): (&str, usize, Metric),
+    report: &mut ImportReport,
+) -> Result<Vec<(u64, Vec<f32>)>> {
+    let ids = column(batch, &["item_id", "id"], path)?;
+    let vectors = column(batch, &["vector"], path)?;
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let row = first + i as u64;
+        let id = match unsigned(ids, i, path)? {
+            Ok(id) => id,
+            Err(e) => {
+                report.bad_row(row, format!("item_id: {e}"));
+                continue;
+            }
+        };
+        let Some(v) = vector(vectors, i, path)? else {
+            report.bad_row(row, "vector: null".into());
+            continue;
+        };
+        if v.len() != dim {
+            report.bad_row(
+                row,
+                format!("item {id} has {} components, space {name:?} has {dim}", v.len()),
+            );
+        } else if v.iter().any(|x| !x.is_finite()) {
+            report.bad_row(row, format!("item {id} has a non-finite component"));
+        } else if metric == Metric::Cosine && v.iter().all(|x| *x == 0.0) {
+            report.bad_row(row, format!("item {id} is all zeros (no direction under cosine)"));
+        } else {
+            out.push((id, v));
+        }
+    }
+    Ok(out)
+}
+
+/// Reads `path` a batch at a time, calling `each(batch, first row, report,
+/// write)`; under `strict` a first pass checks every row (`write` false)
+/// and the second, run only if none was bad, writes.
+fn import(
+    path: &Path,
+    opts: &ImportOptions,
+    progress: &dyn Fn(u64),
+    mut each: impl FnMut(&RecordBatch, u64, &mut ImportReport, bool) -> Result<()>,
+) -> Result<ImportReport> {
+    let passes = if opts.strict {
+        [false, true].as_slice()
+    } else {
+        [true].as_slice()
+    };
+    let mut report = ImportReport::default();
+    for &write in passes {
+        report = ImportReport::default();
+        let (rows, reader) = open(path, opts.batch_rows)?;
+        report.rows = rows;
+        let mut first = 1;
+        for batch in reader {
+            let batch = batch.map_err(|e| parquet_error(path, e))?;
+            each(&batch, first, &mut report, write)?;
+            first += batch.num_rows() as u64;
+            progress(first - 1);
+        }
+        if !write && report.bad_rows > 0 {
+            break;
+        }
+    }
+    Ok(report)
+}
+
 impl Store {
     /// Appends the events of a Parquet file (see the module docs for the
     /// columns), a batch at a time; `progress` is called with the rows read
@@ -205,31 +279,14 @@ impl Store {
         progress: &dyn Fn(u64),
     ) -> Result<ImportReport> {
         let path = path.as_ref();
-        let mut report = ImportReport::default();
-        let passes = if opts.strict { 2 } else { 1 };
-        for pass in 0..passes {
-            let check_only = opts.strict && pass == 0;
-            let (rows, reader) = open(path, opts.batch_rows)?;
-            report.rows = rows;
-            let mut first = 1;
-            for batch in reader {
-                let batch = batch.map_err(|e| parquet_error(path, e))?;
-                let events = events_of(&batch, first, path, &mut report)?;
-                first += batch.num_rows() as u64;
-                if !check_only {
-                    self.append_events(&events)?;
-                    report.imported += events.len() as u64;
-                }
-                progress(first - 1);
+        import(path, opts, progress, |batch, first, report, write| {
+            let events = events_of(batch, first, path, report)?;
+            if write {
+                self.append_events(&events)?;
+                report.imported += events.len() as u64;
             }
-            if check_only && report.bad_rows > 0 {
-                return Ok(report);
-            }
-            if check_only {
-                report = ImportReport::default();
-            }
-        }
-        Ok(report)
+            Ok(())
+        })
     }
 
     /// Upserts the vectors of a Parquet file (`item_id` and `vector`) into
@@ -249,62 +306,16 @@ impl Store {
             .clone()
             .unwrap_or_else(|| crate::options::DEFAULT_SPACE.to_string());
         let space = self.space(&name)?;
-        let (dim, metric) = (space.dim(), space.metric());
-        let mut report = ImportReport::default();
-        let passes = if opts.strict { 2 } else { 1 };
-        for pass in 0..passes {
-            let check_only = opts.strict && pass == 0;
-            let (rows, reader) = open(path, opts.batch_rows)?;
-            report.rows = rows;
-            let mut first = 1;
-            for batch in reader {
-                let batch = batch.map_err(|e| parquet_error(path, e))?;
-                let ids = column(&batch, &["item_id", "id"], path)?;
-                let vectors = column(&batch, &["vector"], path)?;
-                for i in 0..batch.num_rows() {
-                    let row = first + i as u64;
-                    let id = match unsigned(ids, i, path)? {
-                        Ok(id) => id,
-                        Err(e) => {
-                            report.bad_row(row, format!("item_id: {e}"));
-                            continue;
-                        }
-                    };
-                    let Some(v) = vector(vectors, i, path)? else {
-                        report.bad_row(row, "vector: null".into());
-                        continue;
-                    };
-                    let unfit = if v.len() != dim {
-                        Some(format!(
-                            "item {id} has {} components, space {name:?} has {dim}",
-                            v.len()
-                        ))
-                    } else if v.iter().any(|x| !x.is_finite()) {
-                        Some(format!("item {id} has a non-finite component"))
-                    } else if metric == Metric::Cosine && v.iter().all(|x| *x == 0.0) {
-                        Some(format!("item {id} is all zeros (no direction under cosine)"))
-                    } else {
-                        None
-                    };
-                    if let Some(why) = unfit {
-                        report.bad_row(row, why);
-                        continue;
-                    }
-                    if !check_only {
-                        space.upsert(id, &v)?;
-                        report.imported += 1;
-                    }
+        let shape = (name.as_str(), space.dim(), space.metric());
+        import(path, opts, progress, |batch, first, report, write| {
+            let vectors = vectors_of(batch, first, path, shape, report)?;
+            if write {
+                for (id, v) in &vectors {
+                    space.upsert(*id, v)?;
                 }
-                first += batch.num_rows() as u64;
-                progress(first - 1);
+                report.imported += vectors.len() as u64;
             }
-            if check_only && report.bad_rows > 0 {
-                return Ok(report);
-            }
-            if check_only {
-                report = ImportReport::default();
-            }
-        }
-        Ok(report)
+            Ok(())
+        })
     }
 }

@@ -313,15 +313,7 @@ impl Store {
         kind: RoundKind,
         progress: &(dyn Fn(f64) + Sync),
     ) -> Result<TrainReport> {
-        let space = self.shared.space(name)?;
-        round(
-            &self.shared,
-            &self.write,
-            space,
-            kind,
-            &RoundOverrides::default(),
-            progress,
-        )
+        self.train_space_with(name, kind, &RoundOverrides::default(), progress)
     }
 
     /// A round of `kind` of the trained space `name` with some of its

@@ -288,10 +288,41 @@ fn unfit_reason(r: &Row, name: &str, dim: usize) -> String {
     }
 }
 
-/// `--items`: every item's title and attributes, set with
-/// `Store::set_attributes`.
-fn ingest_items(a: &IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let (items, bad) = crate::items::read(&a.file).context("nothing ingested")?;
+/// `--items` or `--users`: what the file's rows are, and how one is set.
+struct KeyedKind {
+    /// "the attributes of" / "the features of".
+    what: &'static str,
+    /// Singular and plural of the ids' noun.
+    noun: (&'static str, &'static str),
+    read: ReadKeyed,
+    set: SetPairs,
+}
+
+/// Reads a keyed file: its rows and its bad lines.
+type ReadKeyed = fn(&Path) -> anyhow::Result<(crate::keyed::Keyed, Vec<Bad>)>;
+/// Sets one id's pairs.
+type SetPairs = fn(&Store, u64, &[(&str, &str)]) -> emberdb::Result<()>;
+
+/// `--items`: every item's title and attributes (`Store::set_attributes`).
+const ITEMS: KeyedKind = KeyedKind {
+    what: "the attributes of",
+    noun: ("item", "items"),
+    read: crate::items::read,
+    set: |store, id, pairs| store.set_attributes(id, pairs),
+};
+
+/// `--users`: every user's features (`Store::set_user_features`).
+const USERS: KeyedKind = KeyedKind {
+    what: "the features of",
+    noun: ("user", "users"),
+    read: crate::users::read,
+    set: |store, id, pairs| store.set_user_features(id, pairs),
+};
+
+/// Sets each row's pairs; a row the store refuses (an empty key, a value
+/// too long) is reported and skipped.
+fn ingest_keyed(a: &IngestArgs, kind: &KeyedKind, out: &mut impl Write) -> anyhow::Result<()> {
+    let (rows, bad) = (kind.read)(&a.file).context("nothing ingested")?;
     report_bad(&a.file, &bad, "line");
     if a.strict && !bad.is_empty() {
         bail!(
@@ -299,22 +330,23 @@ fn ingest_items(a: &IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
             count(bad.len() as u64, "bad line", "bad lines")
         );
     }
-    if items.is_empty() {
+    if rows.is_empty() {
         bail!(
-            "{}: no item in the file ({}); nothing ingested, {}",
+            "{}: no {}'s row in the file ({}); nothing ingested, {}",
             a.file.display(),
+            kind.noun.0,
             count(bad.len() as u64, "bad line", "bad lines"),
             untouched(&a.store)
         );
     }
     let store = open_store(a, Options::trained)?;
-    let bar = progress(items.len() as u64, "ingesting");
+    let bar = progress(rows.len() as u64, "ingesting");
     let mut refused = 0u64;
-    for (item, attributes) in &items {
-        let pairs: Vec<(&str, &str)> = attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        match store.set_attributes(*item, &pairs) {
+    for (id, pairs) in &rows {
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        match (kind.set)(&store, *id, &pairs) {
             Ok(()) => {}
-            Err(e @ emberdb::Error::InvalidAttributes { .. }) => {
+            Err(e @ (emberdb::Error::InvalidAttributes { .. } | emberdb::Error::InvalidFeatures { .. })) => {
                 bar.suspend(|| eprintln!("{}: {e}", a.file.display()));
                 refused += 1;
             }
@@ -326,44 +358,9 @@ fn ingest_items(a: &IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
     store.flush()?;
     writeln!(
         out,
-        "ingested the attributes of {} ({} skipped, {refused} refused)",
-        count(items.len() as u64 - refused, "item", "items"),
-        count(bad.len() as u64, "bad line", "bad lines"),
-    )?;
-    Ok(())
-}
-
-/// `--users`: every user's features, set with `Store::set_user_features`.
-fn ingest_users(a: &IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let (users, bad) = crate::users::read(&a.file).context("nothing ingested")?;
-    report_bad(&a.file, &bad, "line");
-    if a.strict && !bad.is_empty() {
-        bail!(
-            "{}; nothing ingested (--strict)",
-            count(bad.len() as u64, "bad line", "bad lines")
-        );
-    }
-    if users.is_empty() {
-        bail!(
-            "{}: no user's features in the file ({}); nothing ingested, {}",
-            a.file.display(),
-            count(bad.len() as u64, "bad line", "bad lines"),
-            untouched(&a.store)
-        );
-    }
-    let store = open_store(a, Options::trained)?;
-    let bar = progress(users.len() as u64, "ingesting");
-    for (user, features) in &users {
-        let pairs: Vec<(&str, &str)> = features.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        store.set_user_features(*user, &pairs)?;
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    store.flush()?;
-    writeln!(
-        out,
-        "ingested the features of {} ({} skipped)",
-        count(users.len() as u64, "user", "users"),
+        "ingested {} {} ({} skipped, {refused} refused)",
+        kind.what,
+        count(rows.len() as u64 - refused, kind.noun.0, kind.noun.1),
         count(bad.len() as u64, "bad line", "bad lines"),
     )?;
     Ok(())
@@ -374,10 +371,10 @@ pub fn ingest(a: IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
         return ingest_vectors(&a, out);
     }
     if a.users {
-        return ingest_users(&a, out);
+        return ingest_keyed(&a, &USERS, out);
     }
     if a.items {
-        return ingest_items(&a, out);
+        return ingest_keyed(&a, &ITEMS, out);
     }
     if let Some(name) = &a.space {
         bail!("events belong to every space: leave out --space {name:?} (it is for --vectors)");

@@ -6,62 +6,25 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context as _};
+/// Each item's (key, value) pairs.
+pub type Items = crate::keyed::Keyed;
 
-use crate::delimited::Delimited;
-use crate::input::{parse_id, Bad};
-
-/// Each item's (key, value) pairs, and the bad lines.
-pub type Items = Vec<(u64, Vec<(String, String)>)>;
-
-pub fn read(path: &Path) -> anyhow::Result<(Items, Vec<Bad>)> {
-    let mut file = Delimited::open(path)?;
-    let (mut items, mut bad) = (Vec::new(), Vec::new());
-    let mut header: Option<Vec<String>> = None;
-    while let Some((n, fields)) = file.next_line().with_context(|| path.display().to_string())? {
-        let fields = match fields {
-            Ok(fields) => fields,
-            Err(reason) => {
-                bad.push((n, reason));
-                continue;
-            }
-        };
-        let Some(names) = &header else {
-            let names: Vec<String> = fields.iter().map(|f| f.to_ascii_lowercase()).collect();
-            if names.len() < 2 || names[1..].iter().any(|n| n.is_empty()) {
-                bail!(
-                    "{}: the first line must name the columns (item id, then one attribute per column, e.g. item_id,title,year,genres)",
-                    path.display()
-                );
-            }
-            header = Some(names);
-            continue;
-        };
-        let mut cells = fields.iter();
-        let item = match cells.next().map(|f| parse_id(f, "item id")) {
-            Some(Ok(item)) => item,
-            Some(Err(reason)) => {
-                bad.push((n, reason));
-                continue;
-            }
-            None => continue,
-        };
-        let mut attributes = Vec::new();
-        for (key, value) in names[1..].iter().zip(cells) {
-            if value.is_empty() {
-                continue;
-            }
+/// The items' attributes and the bad lines.
+pub fn read(path: &Path) -> anyhow::Result<(Items, Vec<crate::input::Bad>)> {
+    crate::keyed::read(
+        path,
+        "item id",
+        "item id, then one attribute per column, e.g. item_id,title,year,genres",
+        |key, value, out| {
             if key == "genres" {
                 for genre in value.split('|').map(str::trim).filter(|g| !g.is_empty()) {
-                    attributes.push(("genre".to_string(), genre.to_string()));
+                    out.push(("genre".to_string(), genre.to_string()));
                 }
             } else {
-                attributes.push((key.clone(), value.to_string()));
+                out.push((key.to_string(), value.to_string()));
             }
-        }
-        items.push((item, attributes));
-    }
-    Ok((items, bad))
+        },
+    )
 }
 
 #[cfg(test)]

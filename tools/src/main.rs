@@ -18,6 +18,7 @@ mod ingest;
 mod input;
 mod items;
 mod jsonl;
+mod keyed;
 mod maintain;
 mod memory_bench;
 mod remove;

@@ -8,55 +8,17 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context as _};
+/// Each user's (key, value) pairs.
+pub type Users = crate::keyed::Keyed;
 
-use crate::delimited::Delimited;
-use crate::input::{parse_id, Bad};
-
-/// Each user's (key, value) pairs, and the bad lines.
-pub type Users = Vec<(u64, Vec<(String, String)>)>;
-
-pub fn read(path: &Path) -> anyhow::Result<(Users, Vec<Bad>)> {
-    let mut file = Delimited::open(path)?;
-    let (mut users, mut bad) = (Vec::new(), Vec::new());
-    let mut header: Option<Vec<String>> = None;
-    while let Some((n, fields)) = file.next_line().with_context(|| path.display().to_string())? {
-        let fields = match fields {
-            Ok(fields) => fields,
-            Err(reason) => {
-                bad.push((n, reason));
-                continue;
-            }
-        };
-        let Some(names) = &header else {
-            let names: Vec<String> = fields.iter().map(|f| f.to_ascii_lowercase()).collect();
-            if names.len() < 2 || names[1..].iter().any(|n| n.is_empty()) {
-                bail!(
-                    "{}: the first line must name the columns (user id, then one feature per column)",
-                    path.display()
-                );
-            }
-            header = Some(names);
-            continue;
-        };
-        let mut cells = fields.iter();
-        let user = match cells.next().map(|f| parse_id(f, "user id")) {
-            Some(Ok(user)) => user,
-            Some(Err(reason)) => {
-                bad.push((n, reason));
-                continue;
-            }
-            None => continue,
-        };
-        let features = names[1..]
-            .iter()
-            .zip(cells)
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(k, v)| (k.clone(), movielens_value(k, v)))
-            .collect();
-        users.push((user, features));
-    }
-    Ok((users, bad))
+/// The users' features and the bad lines.
+pub fn read(path: &Path) -> anyhow::Result<(Users, Vec<crate::input::Bad>)> {
+    crate::keyed::read(
+        path,
+        "user id",
+        "user id, then one feature per column",
+        |key, value, out| out.push((key.to_string(), movielens_value(key, value))),
+    )
 }
 
 /// MovieLens's age and zip code as buckets; any other value as it is.
