@@ -10,8 +10,10 @@
 //! One concept per file: [`options`], [`vocab`] (feature values to rows),
 //! [`tower`] (the layers, forward and backward), [`softmax`] (the sampled
 //! loss), [`examples`] (what is predicted from what), [`step`] (one slice
-//! of a batch), [`adam`] (dense and lazy sparse steps), [`train`] (epochs,
-//! threads), [`state`] (everything
+//! of a batch), [`adam`] (the Adam step), [`shared`] (the model as a
+//! run's threads share it, phase by phase), [`update`] (one thread's share
+//! of a step's update: the layers and the touched embedding rows),
+//! [`train`] (epochs, threads), [`state`] (everything
 //! trained, persisted), [`round`] (full and incremental), [`serve`] (the
 //! user vector at query time).
 
@@ -20,11 +22,13 @@ pub(crate) mod examples;
 pub(crate) mod options;
 pub(crate) mod round;
 pub(crate) mod serve;
+pub(crate) mod shared;
 pub(crate) mod softmax;
 pub(crate) mod state;
 pub(crate) mod step;
 pub(crate) mod tower;
 pub(crate) mod train;
+pub(crate) mod update;
 pub(crate) mod vocab;
 
 pub use options::DnnOptions;

@@ -1,22 +1,25 @@
 //! The DNN's training loop: epochs of shuffled examples in batches; each
 //! batch shares its negatives; threads split the batch (each runs
-//! `step::run_part` on its slice, reading the parameters), then their
-//! gradients are added up in thread order and Adam applies them (lazily to
-//! the embedding rows the batch touched). The sum is in a fixed order, so a
-//! seed and a thread count give the same bits every time; one thread is the
-//! deterministic mode.
+//! `step::run_part` on its slice, reading the parameters), then each adds
+//! the threads' gradients up in thread order for its share of the elements
+//! and applies Adam to them (`update.rs`; lazily to the embedding rows the
+//! batch touched). The sums are in a fixed order, so a seed and a thread
+//! count give the same bits every time; one thread is the deterministic
+//! mode. The phases of a step are described in `shared.rs`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::adam::{AdamStep, RowScratch};
+use super::adam::AdamStep;
 use super::examples::{Example, TrainingData};
 use super::options::DnnOptions;
+use super::shared::SharedModel;
 use super::softmax::{drawn_at, Negatives};
-use super::state::{DnnState, Params};
-use super::step::{run_part, step_flops, Part, RowGrads};
+use super::state::DnnState;
+use super::step::{run_part, step_flops, Part};
+use super::update::{update_share, StepConstants};
 use crate::train::rng::Rng;
 use crate::train::sampler::{probabilities, NegativeSampler};
 
@@ -84,8 +87,8 @@ pub(crate) fn train(
         .map(|&q| (draws as f64 * q).max(1e-30).ln() as f32)
         .collect();
     let threads = opts.threads.max(1).min(opts.batch.max(1));
-    let parts: Vec<Mutex<Part>> = (0..threads).map(|_| Mutex::new(Part::new(state))).collect();
-    let mut scratch = RowScratch::default();
+    let parts: Vec<RwLock<Part>> = (0..threads).map(|_| RwLock::new(Part::new(state))).collect();
+    let scratch: Vec<Mutex<Vec<f32>>> = (0..threads).map(|_| Mutex::new(Vec::new())).collect();
     let per_epoch = data.examples_per_epoch(opts.positions_per_user);
     let total_steps = (per_epoch.div_ceil(opts.batch) * schedule.epochs).max(1) as u64;
     let mut stats = DnnRunStats {
@@ -93,21 +96,23 @@ pub(crate) fn train(
         ..DnnRunStats::default()
     };
     let d = state.dim;
-    // The threads live for the whole run and meet at a barrier twice a
-    // step: spawning one per step cost 130 us each, a twentieth of a step.
-    // Between the barriers every thread reads the parameters and the step's
-    // input; after them the coordinator (this thread) writes both.
-    let params = RwLock::new(state);
+    // The threads live for the whole run and meet at a barrier three times
+    // a step (spawning one per step cost 130 us each, a twentieth of a
+    // step): the coordinator (this thread) prepares the step alone, all
+    // read the parameters, then all update their shares (`shared.rs`).
+    let model = SharedModel::new(state);
     let input = RwLock::new(StepInput::default());
     let barrier = SpinBarrier::new(threads);
     let share = Shared {
-        params: &params,
+        model: &model,
         input: &input,
         parts: &parts,
         barrier: &barrier,
         data,
         watch_len: opts.watch_len,
         log_q: &log_q,
+        threads,
+        scratch: &scratch,
     };
     let finished = std::thread::scope(|scope| {
         for t in 1..threads {
@@ -124,28 +129,27 @@ pub(crate) fn train(
                     finished = false;
                     break 'epochs;
                 }
+                // The exclusive phase: the other threads wait at the barrier.
                 {
+                    // SAFETY: the exclusive phase; the reference is dropped
+                    // at the end of this block, before `count_step`.
+                    let state = unsafe { model.read() };
+                    stats.flops += step_flops(state, batch.len(), draws);
                     let mut inp = input.write();
-                    let state = params.read();
-                    inp.fill(&state, batch, threads, draws, &sampler, &log_q, d, &mut rng);
+                    inp.fill(state, batch, threads, draws, &sampler, &log_q, d, &mut rng);
                 }
+                // SAFETY: the exclusive phase, no `read` reference alive.
+                let adam_step = unsafe { model.count_step() };
+                let dense = AdamStep::new(adam_step, schedule.learning_rate, batch.len(), 0.0);
+                input.write().constants = Some(StepConstants {
+                    sparse: dense.with_l2(opts.l2),
+                    dense,
+                });
                 share.step(0);
-                let mut state = params.write();
-                let done: Vec<_> = parts.iter().map(|p| p.lock()).collect();
-                let done: Vec<&Part> = done.iter().map(|g| &**g).collect();
-                apply(
-                    &mut state,
-                    &done,
-                    &mut scratch,
-                    opts,
-                    schedule.learning_rate,
-                    batch.len(),
-                );
-                epoch_loss += done.iter().map(|p| p.loss).sum::<f64>();
+                epoch_loss += parts.iter().map(|p| p.read().loss).sum::<f64>();
                 epoch_examples += batch.len();
                 stats.examples += batch.len() as u64;
                 stats.steps += 1;
-                stats.flops += step_flops(&state, batch.len(), draws);
                 if stats.steps.is_multiple_of(16) {
                     (control.progress)(stats.steps as f64 / total_steps as f64);
                 }
@@ -165,8 +169,8 @@ pub(crate) fn train(
 
 /// A barrier that spins (then yields) instead of parking: the threads of a
 /// run are never more than the cores, and a parked thread's wake-up on this
-/// machine took long enough, twice a step, to make two threads barely
-/// faster than one (measured: 1.3x; parked threads varied from 22 to 38 k
+/// machine took long enough, twice a step (when a step had two barriers),
+/// to make two threads barely faster than one (measured: 1.3x; parked threads varied from 22 to 38 k
 /// examples per second per thread between runs).
 struct SpinBarrier {
     threads: usize,
@@ -214,6 +218,8 @@ struct StepInput {
     bias: Vec<f32>,
     log_q: Vec<f32>,
     by_item: Vec<(u32, u32)>,
+    /// The Adam step's constants.
+    constants: Option<StepConstants>,
     /// The run is over: the threads return.
     stop: bool,
 }
@@ -252,18 +258,22 @@ impl StepInput {
 
 /// What the threads of a run share.
 struct Shared<'a, 's> {
-    params: &'a RwLock<&'s mut DnnState>,
+    model: &'a SharedModel<'s>,
     input: &'a RwLock<StepInput>,
-    parts: &'a [Mutex<Part>],
+    parts: &'a [RwLock<Part>],
     barrier: &'a SpinBarrier,
     data: &'a TrainingData,
     watch_len: usize,
     log_q: &'a [f32],
+    threads: usize,
+    /// Each thread's, for the update phase.
+    scratch: &'a [Mutex<Vec<f32>>],
 }
 
 impl Shared<'_, '_> {
-    /// Thread `t`'s share of one step, between the two barriers; false
-    /// when the run is over.
+    /// Thread `t`'s share of one step, from the barrier that ends the
+    /// exclusive phase to the one that ends the update phase; false when
+    /// the run is over.
     fn step(&self, t: usize) -> bool {
         self.barrier.wait();
         {
@@ -271,87 +281,43 @@ impl Shared<'_, '_> {
             if input.stop {
                 return false;
             }
-            let state = self.params.read();
-            let mut part = self.parts[t].lock();
-            let lo = (t * input.per).min(input.examples.len());
-            let hi = ((t + 1) * input.per).min(input.examples.len());
-            let negatives = Negatives {
-                items: &input.items,
-                vectors: &input.vectors,
-                bias: &input.bias,
-                log_q: &input.log_q,
-                by_item: &input.by_item,
-            };
-            run_part(
-                &state,
-                self.data,
-                &input.examples[lo..hi],
-                self.watch_len,
-                self.log_q,
-                &negatives,
-                &mut part,
-            );
+            {
+                // SAFETY: the read phase; the reference is dropped at the
+                // end of this block, before the barrier that ends it.
+                let state = unsafe { self.model.read() };
+                let mut part = self.parts[t].write();
+                let lo = (t * input.per).min(input.examples.len());
+                let hi = ((t + 1) * input.per).min(input.examples.len());
+                let negatives = Negatives {
+                    items: &input.items,
+                    vectors: &input.vectors,
+                    bias: &input.bias,
+                    log_q: &input.log_q,
+                    by_item: &input.by_item,
+                };
+                run_part(
+                    state,
+                    self.data,
+                    &input.examples[lo..hi],
+                    self.watch_len,
+                    self.log_q,
+                    &negatives,
+                    &mut part,
+                );
+            }
+            self.barrier.wait();
+            // Every step's exclusive phase sets the constants.
+            if let Some(constants) = &input.constants {
+                let guards: Vec<_> = self.parts.iter().map(|p| p.read()).collect();
+                let parts: Vec<&Part> = guards.iter().map(|g| &**g).collect();
+                let mut scratch = self.scratch[t].lock();
+                // SAFETY: the update phase (after the barrier that ended the
+                // read phase, before the one that ends this one); every
+                // thread of the run calls it with its own `t`.
+                unsafe { update_share(self.model, &parts, t, self.threads, constants, &mut scratch) };
+            }
         }
         self.barrier.wait();
         true
     }
-}
-
-/// Adds the parts' gradients up (in order) and applies one Adam step: the
-/// tower's tensors whole, the embedding tables' touched rows split between
-/// the threads.
-fn apply(state: &mut DnnState, parts: &[&Part], scratch: &mut RowScratch, opts: &DnnOptions, lr: f32, batch: usize) {
-    state.adam.step += 1;
-    let step = AdamStep::new(state.adam.step, lr, batch, 0.0);
-    let sparse = step.with_l2(opts.l2);
-    // One thread: spawning threads for the rows of each table cost more
-    // than the updates (measured: two threads went from 1.70x to 1.29x one).
-    let threads = 1;
-    let Params {
-        item_in,
-        features,
-        layers,
-        item_out,
-        item_bias,
-    } = &mut state.params;
-    let (m, v) = (&mut state.adam.m, &mut state.adam.v);
-    for (l, layer) in layers.iter_mut().enumerate() {
-        let mut gw = parts[0].layers[l].w.clone();
-        let mut gb = parts[0].layers[l].b.clone();
-        for p in &parts[1..] {
-            gw.iter_mut().zip(&p.layers[l].w).for_each(|(a, b)| *a += b);
-            gb.iter_mut().zip(&p.layers[l].b).for_each(|(a, b)| *a += b);
-        }
-        step.apply(&mut layer.w, &mut m.layers[l].w, &mut v.layers[l].w, &gw);
-        step.apply(&mut layer.b, &mut m.layers[l].b, &mut v.layers[l].b, &gb);
-    }
-    let of = |pick: &dyn Fn(&Part) -> &RowGrads| parts.iter().map(|p| pick(p)).collect::<Vec<_>>();
-    sparse.apply_rows(
-        item_in,
-        &mut m.item_in,
-        &mut v.item_in,
-        &of(&|p| &p.item_in),
-        threads,
-        scratch,
-    );
-    for (k, table) in features.iter_mut().enumerate() {
-        let grads = of(&|p| &p.features[k]);
-        sparse.apply_rows(table, &mut m.features[k], &mut v.features[k], &grads, threads, scratch);
-    }
-    sparse.apply_rows(
-        item_out,
-        &mut m.item_out,
-        &mut v.item_out,
-        &of(&|p| &p.item_out),
-        threads,
-        scratch,
-    );
-    step.apply_rows(
-        item_bias,
-        &mut m.item_bias,
-        &mut v.item_bias,
-        &of(&|p| &p.item_bias),
-        threads,
-        scratch,
-    );
 }
