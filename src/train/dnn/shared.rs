@@ -31,7 +31,7 @@ struct Triple {
     cols: usize,
 }
 
-/// Which tensor: see [`SharedModel::rows`].
+/// Which tensor: see [`SharedModel::row`] and [`SharedModel::range`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Tensor {
     ItemIn,
@@ -67,7 +67,7 @@ pub(crate) struct SharedModel<'s> {
 // phases of the module docs, each entered and left through the run's
 // barrier (an acquire/release pair), so every write of a phase happens
 // before every access of the next: shared reads only in the read phase,
-// disjoint writes only in the update phase (see `rows` and `range`), and
+// disjoint writes only in the update phase (see `row` and `range`), and
 // the exclusive phase on one thread while the others wait.
 unsafe impl Sync for SharedModel<'_> {}
 // SAFETY: as for `Sync`; the pointers carry no thread affinity.

@@ -130,21 +130,21 @@ pub(crate) fn train(
                     break 'epochs;
                 }
                 // The exclusive phase: the other threads wait at the barrier.
+                // SAFETY: the exclusive phase, no `read` reference alive.
+                let adam_step = unsafe { model.count_step() };
                 {
-                    // SAFETY: the exclusive phase; the reference is dropped
-                    // at the end of this block, before `count_step`.
+                    // SAFETY: the exclusive phase, after `count_step`; the
+                    // reference is dropped at the end of this block.
                     let state = unsafe { model.read() };
                     stats.flops += step_flops(state, batch.len(), draws);
                     let mut inp = input.write();
                     inp.fill(state, batch, threads, draws, &sampler, &log_q, d, &mut rng);
+                    let dense = AdamStep::new(adam_step, schedule.learning_rate, batch.len(), 0.0);
+                    inp.constants = Some(StepConstants {
+                        sparse: dense.with_l2(opts.l2),
+                        dense,
+                    });
                 }
-                // SAFETY: the exclusive phase, no `read` reference alive.
-                let adam_step = unsafe { model.count_step() };
-                let dense = AdamStep::new(adam_step, schedule.learning_rate, batch.len(), 0.0);
-                input.write().constants = Some(StepConstants {
-                    sparse: dense.with_l2(opts.l2),
-                    dense,
-                });
                 share.step(0);
                 epoch_loss += parts.iter().map(|p| p.read().loss).sum::<f64>();
                 epoch_examples += batch.len();
@@ -169,9 +169,9 @@ pub(crate) fn train(
 
 /// A barrier that spins (then yields) instead of parking: the threads of a
 /// run are never more than the cores, and a parked thread's wake-up on this
-/// machine took long enough, twice a step (when a step had two barriers),
-/// to make two threads barely faster than one (measured: 1.3x; parked threads varied from 22 to 38 k
-/// examples per second per thread between runs).
+/// machine took long enough, at each barrier of a step, to make two threads
+/// barely faster than one (measured: 1.3x; parked threads varied from 22 to
+/// 38 k examples per second per thread between runs).
 struct SpinBarrier {
     threads: usize,
     arrived: AtomicUsize,

@@ -14,6 +14,9 @@ use crate::kernels::{dispatch, Isa, WithIsa};
 /// Values of a table owned by one thread in a row: see `sparse_rows`.
 pub(crate) const OWNED_BLOCK_VALUES: usize = 1024;
 
+/// Picks a layer tensor's gradient out of a thread's part.
+type GradOf<'a> = &'a dyn Fn(&Part) -> &[f32];
+
 /// One step's constants for the update phase.
 pub(crate) struct StepConstants {
     /// For the layers and the biases (no L2).
@@ -60,29 +63,14 @@ pub(crate) unsafe fn update_share(
                 return;
             };
             for l in 0..first.layers.len() {
-                // SAFETY: (both) `update_share`'s contract: this thread's
-                // range, in the update phase.
-                unsafe {
-                    dense_range(
-                        model,
-                        Tensor::LayerW(l),
-                        parts,
-                        &|p| &p.layers[l].w,
-                        t,
-                        threads,
-                        &step.dense,
-                        scratch,
-                    );
-                    dense_range(
-                        model,
-                        Tensor::LayerB(l),
-                        parts,
-                        &|p| &p.layers[l].b,
-                        t,
-                        threads,
-                        &step.dense,
-                        scratch,
-                    );
+                let layer: [(Tensor, GradOf<'_>); 2] = [
+                    (Tensor::LayerW(l), &|p| &p.layers[l].w),
+                    (Tensor::LayerB(l), &|p| &p.layers[l].b),
+                ];
+                for (tensor, grad_of) in layer {
+                    // SAFETY: `update_share`'s contract: this thread's
+                    // range, in the update phase.
+                    unsafe { dense_range(model, tensor, parts, grad_of, t, threads, &step.dense, scratch) };
                 }
             }
             let grads = |pick: &dyn Fn(&Part) -> &RowGrads| parts.iter().map(|p| pick(p)).collect::<Vec<_>>();
@@ -144,7 +132,7 @@ unsafe fn dense_range(
     model: &SharedModel<'_>,
     tensor: Tensor,
     parts: &[&Part],
-    grad_of: &dyn Fn(&Part) -> &[f32],
+    grad_of: GradOf<'_>,
     t: usize,
     threads: usize,
     step: &AdamStep,
