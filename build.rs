@@ -1,5 +1,6 @@
-//! Builds the one C++ shim (`src/index/faiss_info.cpp`: which SIMD level the
-//! linked Faiss was compiled for) and warns when Faiss is about to be
+//! Builds the C++ shim (`src/index/faiss_info.cpp`: which SIMD level the
+//! linked Faiss was compiled for; `src/index/faiss_view.cpp`: reading an
+//! index as views into mapped bytes) and warns when Faiss is about to be
 //! compiled generically.
 //!
 //! faiss-sys compiles Faiss from source with cmake, which takes its flags
@@ -13,9 +14,11 @@ use std::env;
 
 fn main() {
     println!("cargo:rerun-if-changed=src/index/faiss_info.cpp");
+    println!("cargo:rerun-if-changed=src/index/faiss_view.cpp");
     cc::Build::new()
         .cpp(true)
         .file("src/index/faiss_info.cpp")
+        .file("src/index/faiss_view.cpp")
         .flag_if_supported("-std=c++17")
         .compile("emberdb_faiss_info");
 

@@ -340,7 +340,7 @@ pub fn decode(decoder: Decoder, bytes: &[u8], dir: &Path) -> Result<(), String> 
             std::hint::black_box((ids.iter().sum::<u64>(), sum));
             Ok(())
         }
-        Decoder::IndexFile => index_file::read(&file("idx")?).map(drop).map_err(text),
+        Decoder::IndexFile => index_file::map(&file("idx")?).map(drop).map_err(text),
         Decoder::TrainerState => TrainerState::read(&file("trn")?, DIM).map(drop).map_err(text),
         Decoder::DnnState => DnnState::read(&file("dnn")?, DIM).map(drop).map_err(text),
         Decoder::Current => sled_meta::decode_current(bytes, &dir.join("CURRENT"))

@@ -17,8 +17,11 @@
 //! | 60..64 | header_crc u32 LE | crc32 of bytes 0..60 |
 //! | 64.. | body | `faiss::write_index` output |
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::path::Path;
+
+use memmap2::Mmap;
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
@@ -66,28 +69,57 @@ pub(crate) fn write(path: &Path, header: &IndexHeader, body: &[u8]) -> Result<()
     })
 }
 
-/// Reads an index file, checking magic, version, length and both checksums
-/// before returning the header and the Faiss body.
-pub(crate) fn read(path: &Path) -> Result<(IndexHeader, Vec<u8>)> {
-    let mut bytes = std::fs::read(path).at(path)?;
+/// An index file mapped into memory, its header and body checked.
+pub(crate) struct MappedIndexFile {
+    pub header: IndexHeader,
+    map: Mmap,
+}
+
+impl MappedIndexFile {
+    /// The Faiss body (everything after our header).
+    pub fn body(&self) -> &[u8] {
+        &self.map[HEADER_LEN..]
+    }
+}
+
+/// Maps an index file, checking magic, version, length and both checksums
+/// before returning it: Faiss's reader is not safe on corrupted bytes. The
+/// body checksum is one sequential pass over the file, and nothing is copied
+/// onto the heap: the index is then read as views into this map
+/// (`ffi::read_view`), so its pages are the page cache's, loaded on demand.
+pub(crate) fn map(path: &Path) -> Result<MappedIndexFile> {
     let corrupt = |offset: u64, reason: String| Error::Corruption {
         file: path.to_path_buf(),
         offset,
         reason,
     };
-    let h = Header::check(&bytes, MAGIC, INDEX_VERSION, path, "index")?;
+    let mut file = File::open(path).at(path)?;
+    let len = file.metadata().at(path)?.len();
+    let mut head = [0u8; HEADER_LEN];
+    let n = (len as usize).min(HEADER_LEN);
+    file.read_exact(&mut head[..n]).at(path)?;
+    let h = Header::check(&head[..n], MAGIC, INDEX_VERSION, path, "index")?;
     let (u32_at, u64_at) = (|i| h.u32(i), |i| h.u64(i));
     let body_len = u64_at(48);
-    if body_len != (bytes.len() - HEADER_LEN) as u64 {
+    if body_len != len - HEADER_LEN as u64 {
         return Err(corrupt(
             48,
             format!(
                 "header says {body_len} body bytes, the file holds {}",
-                bytes.len() - HEADER_LEN
+                len - HEADER_LEN as u64
             ),
         ));
     }
-    if crc32fast::hash(&bytes[HEADER_LEN..]) != u32_at(56) {
+    // SAFETY: as for sealed segments: index files are immutable by protocol
+    // (written under a temporary name, renamed into place, never opened for
+    // writing again, removed only when no version references their segment;
+    // unlinking leaves an existing mapping intact), and the store directory
+    // is locked against other emberdb processes.
+    let map = unsafe { Mmap::map(&file) }.at(path)?;
+    if map.len() as u64 != len {
+        return Err(corrupt(0, format!("mapped {} bytes of {len}", map.len())));
+    }
+    if crc32fast::hash(&map[HEADER_LEN..]) != u32_at(56) {
         return Err(corrupt(HEADER_LEN as u64, "index body checksum mismatch".into()));
     }
     let header = IndexHeader {
@@ -98,6 +130,5 @@ pub(crate) fn read(path: &Path) -> Result<(IndexHeader, Vec<u8>)> {
         param_b: u32_at(36),
         metric: u32_at(40),
     };
-    bytes.drain(..HEADER_LEN);
-    Ok((header, bytes))
+    Ok(MappedIndexFile { header, map })
 }

@@ -7,10 +7,12 @@
 
 mod ffi;
 pub(crate) mod file;
+pub(crate) mod ivf_training;
 
 pub use ffi::faiss_compile_options;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use faiss::index::IndexImpl;
 use faiss::{index_factory, Index, MetricType};
@@ -19,6 +21,7 @@ use parking_lot::RwLock;
 use crate::error::{Error, Result};
 use crate::metric::Metric;
 use file::IndexHeader;
+use ivf_training::{Centroids, IvfTraining};
 
 /// How sealed segments are indexed. Segments smaller than
 /// `Options::flat_below` are always searched exactly.
@@ -127,6 +130,37 @@ fn header_for(spec: IndexSpec, metric: Metric, segment_id: u64, rows: usize) -> 
     })
 }
 
+/// The centroids of an IVF index, if Faiss gives them (a failure only means
+/// nothing is shared).
+fn centroids_of(index: &IndexImpl, dim: usize) -> Option<Centroids> {
+    match ffi::ivf_centroids(index, dim) {
+        Ok((nlist, values)) => Some(Centroids { nlist, dim, values }),
+        Err(reason) => {
+            log::warn!("IVF centroids not shared: {reason}");
+            None
+        }
+    }
+}
+
+/// The space's shared centroids, if `index` (IVF) was built on them.
+fn shared_if_same(index: &IndexImpl, training: &IvfTraining, dim: usize, nlist: usize) -> Option<Arc<Centroids>> {
+    let shared = training.shared(nlist, dim)?;
+    let (_, own) = ffi::ivf_centroids(index, dim).ok()?;
+    (own == shared.values).then_some(shared)
+}
+
+/// The coarse lists one query was assigned to, kept for the query's whole
+/// search: every segment whose IVF index was built on the same centroids
+/// probes the same lists, so the quantiser runs once per query, not once
+/// per segment (Faiss's IVF search without its first step,
+/// `ffi::search_preassigned`).
+#[derive(Default)]
+pub(crate) struct CoarseMemo {
+    key: Option<(Arc<Centroids>, usize)>,
+    lists: Vec<i64>,
+    distances: Vec<f32>,
+}
+
 /// Per-query knobs.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct SearchKnobs {
@@ -138,21 +172,30 @@ pub(crate) struct SearchKnobs {
 pub(crate) struct SegmentIndex {
     header: IndexHeader,
     spec: IndexSpec,
+    /// The space's shared centroids, when this IVF index was built on them.
+    shared: Option<Arc<Centroids>>,
     /// Searches take the read lock and call Faiss through a shared pointer
     /// (see `ffi::search`); changing HNSW's efSearch, which lives on the
     /// index, takes the write lock.
     index: RwLock<IndexImpl>,
+    /// The mapped file a loaded index's arrays are views into. Declared
+    /// after `index` so that it is dropped after it (fields drop in order):
+    /// the index must never outlive the bytes it reads.
+    _backing: Option<file::MappedIndexFile>,
 }
 
 impl SegmentIndex {
-    /// Builds the index of `spec` over `rows` (`dim` values each). Returns
-    /// `Ok(None)` for `Flat`, or when `stop` turns true part way.
+    /// Builds the index of `spec` over `rows` (`dim` values each); an IVF
+    /// quantiser comes from `training` (shared centroids, or k-means on a
+    /// sample). Returns `Ok(None)` for `Flat`, or when `stop` turns true
+    /// part way.
     pub fn build(
         spec: IndexSpec,
         metric: Metric,
         dim: usize,
         segment_id: u64,
         rows: &[f32],
+        training: &IvfTraining,
         stop: &dyn Fn() -> bool,
     ) -> Result<Option<Self>> {
         let count = rows.len() / dim;
@@ -164,19 +207,36 @@ impl SegmentIndex {
             reason,
         };
         let faiss_err = |e: faiss::error::Error| fail(e.to_string());
-        let description = match header.kind {
-            KIND_HNSW => format!("HNSW{},Flat", header.param_a),
-            _ => format!("IVF{},Flat", header.param_a),
+        let nlist = header.param_a as usize;
+        let mut shared = None;
+        let mut index = match header.kind {
+            KIND_HNSW => {
+                let description = format!("HNSW{},Flat", header.param_a);
+                let index = index_factory(dim as u32, &description, faiss_metric(metric)).map_err(faiss_err)?;
+                let space = faiss::index::autotune::ParameterSpace::new().map_err(faiss_err)?;
+                space
+                    .set_index_parameter(&index, "efConstruction", header.param_b)
+                    .map_err(faiss_err)?;
+                index
+            }
+            _ => match training.shared(nlist, dim) {
+                Some(centroids) => {
+                    let index = ffi::ivf_flat_on(dim, nlist, faiss_metric(metric), &centroids.values).map_err(fail)?;
+                    shared = Some(centroids);
+                    index
+                }
+                None => {
+                    let mut index = index_factory(dim as u32, format!("IVF{nlist},Flat"), faiss_metric(metric))
+                        .map_err(faiss_err)?;
+                    index.train(&training.sample(rows, dim, nlist)).map_err(faiss_err)?;
+                    if training.shares() {
+                        training.offer(|| centroids_of(&index, dim));
+                    }
+                    shared = shared_if_same(&index, training, dim, nlist);
+                    index
+                }
+            },
         };
-        let mut index = index_factory(dim as u32, &description, faiss_metric(metric)).map_err(faiss_err)?;
-        if header.kind == KIND_HNSW {
-            let space = faiss::index::autotune::ParameterSpace::new().map_err(faiss_err)?;
-            space
-                .set_index_parameter(&index, "efConstruction", header.param_b)
-                .map_err(faiss_err)?;
-        } else {
-            index.train(rows).map_err(faiss_err)?;
-        }
         // In pieces, so that closing the store need not wait for a whole
         // build: each HNSW add also does work proportional to the index size
         // (locks, visited tables), so pieces are large enough for that to stay
@@ -190,7 +250,9 @@ impl SegmentIndex {
         let built = SegmentIndex {
             header,
             spec,
+            shared,
             index: RwLock::new(index),
+            _backing: None,
         };
         built.apply_default_ef()?;
         Ok(Some(built))
@@ -199,12 +261,24 @@ impl SegmentIndex {
     /// Loads the index file at `path` if it was built with `spec` and
     /// `metric` over `rows` rows of segment `segment_id`; `Ok(None)` if it
     /// was built differently (the caller rebuilds it).
-    pub fn load(path: &Path, spec: IndexSpec, metric: Metric, segment_id: u64, rows: usize) -> Result<Option<Self>> {
-        let (header, body) = file::read(path)?;
+    /// An IVF index offers its centroids to `training` to share.
+    pub fn load(
+        path: &Path,
+        spec: IndexSpec,
+        metric: Metric,
+        segment_id: u64,
+        rows: usize,
+        training: &IvfTraining,
+    ) -> Result<Option<Self>> {
+        let mapped = file::map(path)?;
+        let header = mapped.header;
         if Some(header) != header_for(spec, metric, segment_id, rows) {
             return Ok(None);
         }
-        let index = ffi::read_from_slice(&body).map_err(|reason| Error::Index {
+        // SAFETY: the views point into `mapped`, which the returned
+        // `SegmentIndex` owns in `_backing`, dropped after the index; the
+        // map is read-only and the file immutable (see `file::map`).
+        let index = unsafe { ffi::read_view(mapped.body()) }.map_err(|reason| Error::Index {
             segment: segment_id,
             reason,
         })?;
@@ -215,10 +289,20 @@ impl SegmentIndex {
                 reason: format!("index holds {} rows, the segment {rows}", index.ntotal()),
             });
         }
+        let mut shared = None;
+        if header.kind == KIND_IVF {
+            let dim = index.d() as usize;
+            if training.shares() {
+                training.offer(|| centroids_of(&index, dim));
+            }
+            shared = shared_if_same(&index, training, dim, header.param_a as usize);
+        }
         let loaded = SegmentIndex {
             header,
             spec,
+            shared,
             index: RwLock::new(index),
+            _backing: Some(mapped),
         };
         loaded.apply_default_ef()?;
         Ok(Some(loaded))
@@ -282,16 +366,25 @@ impl SegmentIndex {
     /// bitmap, bit `r % 8` of byte `r / 8`; empty when none are dead).
     /// Returns `(row, score)`; may return fewer than `k` when the graph or
     /// the probed lists hold fewer live rows.
-    pub fn search(&self, query: &[f32], k: usize, knobs: SearchKnobs, dead: &[u8]) -> Result<Vec<(u32, f32)>> {
+    /// `coarse` carries one query's coarse lists from segment to segment.
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        knobs: SearchKnobs,
+        dead: &[u8],
+        coarse: &mut CoarseMemo,
+    ) -> Result<Vec<(u32, f32)>> {
         let nprobe = self.default_nprobe().map(|default| knobs.nprobe.unwrap_or(default));
         let needs_params = !dead.is_empty() || nprobe != self.default_nprobe();
         let k = k.min(self.header.rows as usize).max(1);
-        let run = |index: &IndexImpl| {
-            if needs_params {
-                ffi::search(index, query, k, nprobe, dead)
-            } else {
-                ffi::search_plain(index, query, k)
+        let mut run = |index: &IndexImpl| match (&self.shared, nprobe) {
+            (Some(centroids), Some(nprobe)) => {
+                let nprobe = nprobe.clamp(1, self.header.param_a.max(1) as usize);
+                self.search_shared(index, centroids, query, k, nprobe, dead, coarse)
             }
+            _ if needs_params => ffi::search(index, query, k, nprobe, dead),
+            _ => ffi::search_plain(index, query, k),
         };
         let found = match (knobs.ef_search, self.default_ef()) {
             (Some(ef), Some(default)) if ef != default => {
@@ -309,6 +402,31 @@ impl SegmentIndex {
             .filter(|(label, _)| *label >= 0 && (*label as u64) < self.header.rows)
             .map(|(label, score)| (label as u32, score))
             .collect())
+    }
+
+    /// An IVF search whose coarse lists come from `coarse` when an earlier
+    /// segment of this query, built on the same centroids, found them.
+    #[allow(clippy::too_many_arguments)]
+    fn search_shared(
+        &self,
+        index: &IndexImpl,
+        centroids: &Arc<Centroids>,
+        query: &[f32],
+        k: usize,
+        nprobe: usize,
+        dead: &[u8],
+        coarse: &mut CoarseMemo,
+    ) -> std::result::Result<Vec<(i64, f32)>, String> {
+        let known = matches!(&coarse.key, Some((c, n)) if Arc::ptr_eq(c, centroids) && *n == nprobe);
+        if !known {
+            let (lists, distances) = ffi::coarse_lists(index, query, nprobe)?;
+            *coarse = CoarseMemo {
+                key: Some((Arc::clone(centroids), nprobe)),
+                lists,
+                distances,
+            };
+        }
+        ffi::search_preassigned(index, query, k, &coarse.lists, &coarse.distances, dead)
     }
 
     /// Knobs that search deeper than `knobs`, if the index has any left:
@@ -345,3 +463,6 @@ impl SegmentIndex {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

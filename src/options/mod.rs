@@ -28,6 +28,10 @@ pub struct Options {
     /// kept).
     pub(crate) index_given: bool,
     pub(crate) flat_below: usize,
+    /// IVF quantiser training: points per list, and whether segments share
+    /// centroids (see [`Options::ivf_training`]).
+    pub(crate) ivf_points_per_list: usize,
+    pub(crate) share_ivf_centroids: bool,
     /// Whether sealed segments get their indexes loaded or built in the
     /// background (else every segment is searched exactly).
     pub(crate) background_indexing: bool,
@@ -73,6 +77,8 @@ impl Options {
             index: IndexSpec::default(),
             index_given: false,
             flat_below: 10_000,
+            ivf_points_per_list: crate::index::ivf_training::DEFAULT_POINTS_PER_LIST,
+            share_ivf_centroids: true,
             background_indexing: true,
             history_cache_bytes: 1 << 30,
             meta_cache_bytes: 64 << 20,
@@ -224,6 +230,19 @@ impl Options {
     /// without an index (default 10,000).
     pub fn flat_below(mut self, rows: usize) -> Self {
         self.flat_below = rows;
+        self
+    }
+
+    /// How IVF coarse quantisers are trained: k-means on `points_per_list`
+    /// evenly spaced rows per list (default 64; at least 39, Faiss's own
+    /// floor; Faiss alone uses up to 256), and, with `share_centroids`
+    /// (default true), once per space: later segments with the same list
+    /// count reuse the first quantiser and only assign their rows. Both cut
+    /// the build of a large store several times over; ARCHITECTURE ("Known
+    /// limits") has the measurements. May change between opens.
+    pub fn ivf_training(mut self, points_per_list: usize, share_centroids: bool) -> Self {
+        self.ivf_points_per_list = points_per_list;
+        self.share_ivf_centroids = share_centroids;
         self
     }
 

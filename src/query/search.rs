@@ -23,7 +23,7 @@ use super::filter::Matching;
 use super::topk::TopK;
 use super::Hit;
 use crate::error::Result;
-use crate::index::SearchKnobs;
+use crate::index::{CoarseMemo, SearchKnobs};
 use crate::kernels::{cosine_prefix_rows, nearness, score_rows};
 use crate::metric::Metric;
 use crate::segment::tombstones::Tombstones;
@@ -197,6 +197,7 @@ pub(crate) fn search(version: &Version, metric: Metric, query: &[f32], plan: &Pl
             FilterPlan::Overfetch(factor) => overfetch = factor,
         }
     }
+    let mut coarse = CoarseMemo::default();
     for segment in &version.sealed {
         let (ids, rows) = segment.data()?;
         let index = segment
@@ -217,12 +218,12 @@ pub(crate) fn search(version: &Version, metric: Metric, query: &[f32], plan: &Pl
             } else {
                 plan.knobs
             };
-            let mut found = index.search(query, want, knobs, &dead)?;
+            let mut found = index.search(query, want, knobs, &dead, &mut coarse)?;
             // Too few (IVF's probed lists were small): probe deeper first.
             while found.len() < want {
                 let Some(deeper) = index.deeper(knobs) else { break };
                 knobs = deeper;
-                found = index.search(query, want, knobs, &dead)?;
+                found = index.search(query, want, knobs, &dead, &mut coarse)?;
             }
             if found.len() >= want {
                 let mut kept = 0;

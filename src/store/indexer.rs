@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use parking_lot::{Condvar, Mutex};
 
 use crate::error::Result;
+use crate::index::ivf_training::IvfTraining;
 use crate::index::{file, IndexSpec, SegmentIndex};
 use crate::metric::Metric;
 use crate::segment::sealed::SealedSegment;
@@ -26,12 +27,15 @@ pub(crate) struct IndexCounters {
 }
 
 /// How the segments of one space are indexed.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct IndexConfig {
     pub spec: IndexSpec,
     pub metric: Metric,
     pub dim: usize,
     pub flat_below: usize,
+    /// IVF quantisers: trained on a sample, shared across the space's
+    /// segments.
+    pub training: IvfTraining,
 }
 
 impl IndexConfig {
@@ -52,11 +56,44 @@ impl IndexConfig {
         if !self.wants_index(segment.count()) {
             return Ok(None);
         }
-        let Some(index) = SegmentIndex::build(self.spec, self.metric, self.dim, segment.id(), rows, stop)? else {
+        let Some(built) = SegmentIndex::build(
+            self.spec,
+            self.metric,
+            self.dim,
+            segment.id(),
+            rows,
+            &self.training,
+            stop,
+        )?
+        else {
             return Ok(None);
         };
-        index.save(&dir.join(file::file_name(segment.id())))?;
-        Ok(Some(index))
+        let path = dir.join(file::file_name(segment.id()));
+        built.save(&path)?;
+        // Served from the file just written, as views into its map: the
+        // built index holds every row a second time on the heap, which a
+        // store of many segments cannot keep (the map's pages are the page
+        // cache's, evictable). Reading it back also proves the file.
+        drop(built);
+        match self.load(&path, segment)? {
+            Some(index) => Ok(Some(index)),
+            None => Err(crate::error::Error::Index {
+                segment: segment.id(),
+                reason: "the index file just written does not match its settings".into(),
+            }),
+        }
+    }
+
+    /// Loads the index file at `path` if it was built with these settings.
+    fn load(&self, path: &Path, segment: &SealedSegment) -> Result<Option<SegmentIndex>> {
+        SegmentIndex::load(
+            path,
+            self.spec,
+            self.metric,
+            segment.id(),
+            segment.count(),
+            &self.training,
+        )
     }
 }
 
@@ -173,11 +210,21 @@ pub(crate) fn load_existing(dir: &Path, config: &IndexConfig, segment: &SealedSe
     }
     let path = dir.join(file::file_name(segment.id()));
     if path.exists() {
-        match SegmentIndex::load(&path, config.spec, config.metric, segment.id(), segment.count()) {
+        match config.load(&path, segment) {
             Ok(Some(index)) => segment.set_index(index),
             Ok(None) => log::info!("{}: built with other settings; searching exactly", path.display()),
             Err(e) => log::warn!("{}: unusable ({e}); searching its segment exactly", path.display()),
         }
+    }
+}
+
+/// Checks the segment's body checksum now, in the background, rather than
+/// in the first query that reads the segment (a pass over its whole file:
+/// seconds for a store of many gigabytes). A mismatch is logged here and
+/// refused again, as `Error::Corruption`, to every query of the segment.
+fn check_body(segment: &SealedSegment) {
+    if let Err(e) = segment.verified() {
+        log::error!("{e}");
     }
 }
 
@@ -194,10 +241,11 @@ fn index_segment(
     }
     let path = dir.join(file::file_name(segment.id()));
     if path.exists() {
-        match SegmentIndex::load(&path, config.spec, config.metric, segment.id(), segment.count()) {
+        match config.load(&path, segment) {
             Ok(Some(index)) => {
                 segment.set_index(index);
                 counters.loads.fetch_add(1, Ordering::Relaxed);
+                check_body(segment);
                 return;
             }
             Ok(None) => log::info!("{}: built with other settings; rebuilding", path.display()),

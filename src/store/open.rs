@@ -23,6 +23,7 @@ use super::Store;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{self, TMP_SUFFIX};
 use crate::index::file as index_file;
+use crate::index::ivf_training::IvfTraining;
 use crate::meta::records::{Forward, Manifest, SpaceManifest};
 use crate::meta::sled_meta::SledMeta;
 use crate::meta::MetaStore;
@@ -332,6 +333,7 @@ fn open_space(
         metric: space.metric,
         dim: row_dim,
         flat_below: opts.flat_below,
+        training: IvfTraining::new(opts.ivf_points_per_list, opts.share_ivf_centroids),
     });
     let state = SpaceState {
         number: space.number,

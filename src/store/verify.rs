@@ -155,7 +155,7 @@ impl Store {
             named.insert(index_file::file_name(entry.id));
             if index_path.exists() {
                 report.files_checked += 1;
-                if let Err(e) = index_file::read(&index_path) {
+                if let Err(e) = index_file::map(&index_path) {
                     report.problems.push(e.to_string());
                 }
             }

@@ -20,6 +20,7 @@ use faiss::{index_factory, Index, MetricType};
 
 use crate::fvecs;
 use crate::input::count;
+use crate::open_bench::OpenFigures;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -46,6 +47,20 @@ pub struct BenchArgs {
     /// Use only the first N queries.
     #[arg(long)]
     pub queries: Option<usize>,
+    /// Rows per segment (default: every row in one segment). Each sealed
+    /// segment gets its own index; a store larger than memory needs several.
+    #[arg(long)]
+    pub segment_rows: Option<usize>,
+    /// IVF quantiser training: points per list (ours and raw Faiss alike).
+    #[arg(long, default_value_t = emberdb::IVF_DEFAULT_POINTS_PER_LIST)]
+    pub train_points: usize,
+    /// Train each segment's IVF quantiser anew instead of sharing the first.
+    #[arg(long)]
+    pub no_share: bool,
+    /// Build our store here and keep it (default: a temporary directory,
+    /// removed at the end). Must not exist yet.
+    #[arg(long)]
+    pub keep: Option<PathBuf>,
 }
 
 struct Data {
@@ -131,13 +146,53 @@ fn spec_for(kind: &str, args: &BenchArgs, knob: usize) -> anyhow::Result<IndexSp
     })
 }
 
-fn options(dim: usize, rows: usize, spec: IndexSpec) -> Options {
+fn options(args: &BenchArgs, dim: usize, rows: usize, spec: IndexSpec) -> Options {
     Options::new(dim)
         .metric(Metric::InnerProduct)
         .durability(Durability::None)
-        .segment_rows(rows.max(1))
+        .segment_rows(segment_rows(args, rows))
         .flat_below(0)
         .index(spec)
+        .ivf_training(args.train_points, !args.no_share)
+}
+
+fn segment_rows(args: &BenchArgs, rows: usize) -> usize {
+    args.segment_rows.unwrap_or(rows).max(1)
+}
+
+/// `points_per_list * nlist` rows evenly spaced through `base`, as the
+/// store samples a segment (all of them when that is more than there are).
+fn training_sample(base: &[f32], dim: usize, nlist: usize, points_per_list: usize) -> Vec<f32> {
+    let count = base.len() / dim;
+    let wanted = points_per_list.max(39) * nlist;
+    if wanted >= count {
+        return base.to_vec();
+    }
+    (0..wanted)
+        .flat_map(|i| {
+            let row = (i as u128 * count as u128 / wanted as u128) as usize;
+            base[row * dim..(row + 1) * dim].iter().copied()
+        })
+        .collect()
+}
+
+/// Opens the store at `path` in a child `ember bench-open`, which runs the
+/// queries in `queries` and reports open time and memory.
+fn open_in_child(path: &Path, queries: &Path) -> anyhow::Result<OpenFigures> {
+    let output = std::process::Command::new(std::env::current_exe()?)
+        .arg("bench-open")
+        .arg(path)
+        .arg("--queries")
+        .arg(queries)
+        .output()?;
+    if !output.status.success() {
+        bail!(
+            "ember bench-open failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let line = String::from_utf8_lossy(&output.stdout);
+    OpenFigures::parse(&line).ok_or_else(|| anyhow::anyhow!("ember bench-open printed {line:?}"))
 }
 
 pub fn run(args: BenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
@@ -164,10 +219,17 @@ fn bench_kind(kind: &str, args: &BenchArgs, data: &Data, rows: usize, out: &mut 
     };
     let first = spec_for(kind, args, ladder[0])?;
     let dir = tempfile::tempdir()?;
-    let path = dir.path().join("store");
+    let path = match &args.keep {
+        Some(keep) if args.kinds.len() > 1 => keep.join(kind),
+        Some(keep) => keep.clone(),
+        None => dir.path().join("store"),
+    };
+    if path.exists() {
+        bail!("{} exists; --keep wants a new directory", path.display());
+    }
 
     // Ours: ingest, seal, index (in the background worker), reopen.
-    let store = Store::open(&path, options(dim, rows, first))?;
+    let store = Store::open(&path, options(args, dim, rows, first))?;
     let t = Instant::now();
     for (id, v) in data.base.chunks_exact(dim).enumerate() {
         store.upsert(id as u64, v)?;
@@ -177,21 +239,18 @@ fn bench_kind(kind: &str, args: &BenchArgs, data: &Data, rows: usize, out: &mut 
     store.seal()?;
     store.wait_for_indexes();
     let build = t.elapsed();
-    drop(store);
-    let t = Instant::now();
-    let store = Store::open(&path, options(dim, rows, first))?;
-    let open = t.elapsed();
-    let t = Instant::now();
-    store.wait_for_indexes();
-    let load_index = t.elapsed();
-    let disk = store.stats()?.disk_bytes;
+    let stats = store.stats()?;
+    let (segments, disk) = (stats.sealed_segments, stats.disk_bytes);
     drop(store);
 
     // The identical Faiss index, through the faiss crate.
     let description = match first {
         IndexSpec::Flat => "Flat".to_string(),
         IndexSpec::Hnsw { m, .. } => format!("HNSW{m},Flat"),
-        IndexSpec::Ivf { nlist, .. } => format!("IVF{},Flat", nlist.unwrap_or_else(|| default_nlist(rows))),
+        IndexSpec::Ivf { nlist, .. } => format!(
+            "IVF{},Flat",
+            nlist.unwrap_or_else(|| default_nlist(segment_rows(args, rows)))
+        ),
     };
     let t = Instant::now();
     let mut faiss_index = index_factory(dim as u32, &description, MetricType::InnerProduct)?;
@@ -199,19 +258,19 @@ fn bench_kind(kind: &str, args: &BenchArgs, data: &Data, rows: usize, out: &mut 
     if let IndexSpec::Hnsw { ef_construction, .. } = first {
         space.set_index_parameter(&faiss_index, "efConstruction", ef_construction as f64)?;
     }
-    if matches!(first, IndexSpec::Ivf { .. }) {
-        faiss_index.train(&data.base)?;
+    if let IndexSpec::Ivf { nlist, .. } = first {
+        let nlist = nlist.unwrap_or_else(|| default_nlist(segment_rows(args, rows)));
+        faiss_index.train(&training_sample(&data.base, dim, nlist, args.train_points))?;
     }
     faiss_index.add(&data.base)?;
     let faiss_build = t.elapsed();
 
     writeln!(
         out,
-        "\n{kind} ({description}): ours: ingest {:.2} s, build {:.2} s, open {:.1} ms, index load {:.1} ms, disk {:.1} MiB; faiss crate build {:.2} s",
+        "\n{kind} ({description}): ours ({segments} segments of up to {} rows): ingest {:.2} s, seal + build after it {:.2} s, disk {:.1} MiB; faiss crate build {:.2} s",
+        segment_rows(args, rows),
         ingest.as_secs_f64(),
         build.as_secs_f64(),
-        open.as_secs_f64() * 1e3,
-        load_index.as_secs_f64() * 1e3,
         disk as f64 / (1 << 20) as f64,
         faiss_build.as_secs_f64()
     )?;
@@ -222,7 +281,7 @@ fn bench_kind(kind: &str, args: &BenchArgs, data: &Data, rows: usize, out: &mut 
     )?;
     for &knob in &ladder {
         let spec = spec_for(kind, args, knob)?;
-        let store = Store::open(&path, options(dim, rows, spec))?;
+        let store = Store::open(&path, options(args, dim, rows, spec))?;
         store.wait_for_indexes();
         match kind {
             "hnsw" => space.set_index_parameter(&faiss_index, "efSearch", knob as f64)?,
@@ -256,6 +315,25 @@ fn bench_kind(kind: &str, args: &BenchArgs, data: &Data, rows: usize, out: &mut 
             (p50 / f50 - 1.0) * 100.0
         )?;
     }
+    // The open is timed after the Faiss index is gone, so that this
+    // process's memory does not push the store's files out of the page
+    // cache. sled lets go of its lock file from a background thread a
+    // moment after a store is dropped; the child's open must not wait.
+    drop(faiss_index);
+    std::thread::sleep(Duration::from_secs(3));
+    let opened = open_in_child(&path, &args.data.join("query.fvecs"))?;
+    writeln!(
+        out,
+        "  reopened in a process of its own: open {:.1} ms, index load {:.1} ms; resident after load +{:.0} MiB heap, +{:.0} MiB mapped file pages; after {} queries +{:.0} MiB heap, +{:.0} MiB mapped; peak of that process {:.0} MiB",
+        opened.open_ms,
+        opened.index_load_ms,
+        opened.heap_after_load,
+        opened.mapped_after_load,
+        data.truth.len(),
+        opened.heap_after_queries,
+        opened.mapped_after_queries,
+        opened.peak
+    )?;
     concurrency(kind, args, data, &path, rows, ladder[0], out)
 }
 
@@ -271,7 +349,7 @@ fn concurrency(
 ) -> anyhow::Result<()> {
     let dim = data.dim;
     let spec = spec_for(kind, args, knob)?;
-    let store = Store::open(path, options(dim, rows, spec))?;
+    let store = Store::open(path, options(args, dim, rows, spec))?;
     store.wait_for_indexes();
     let queries: Vec<&[f32]> = data.queries.chunks_exact(dim).collect();
     let run = |threads: usize| -> f64 {

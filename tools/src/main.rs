@@ -21,6 +21,8 @@ mod jsonl;
 mod keyed;
 mod maintain;
 mod memory_bench;
+mod open_bench;
+mod proc_status;
 mod remove;
 mod show;
 mod stats;
@@ -109,6 +111,10 @@ enum Command {
     /// and check every acknowledged write (the crash-safety claim, against
     /// this binary).
     Torture(torture::TortureArgs),
+    /// Open a store in a fresh process, run queries, print time and memory
+    /// (for `ember bench`; not for direct use).
+    #[command(hide = true)]
+    BenchOpen(open_bench::OpenBenchArgs),
     /// The writing child of `torture` (not for direct use).
     #[command(hide = true)]
     TortureChild(torture::ChildArgs),
@@ -165,6 +171,7 @@ fn main() -> ExitCode {
         Command::Torture(args) => ("torture", torture::run(args, out)),
         Command::Delete(args) => ("delete", remove::delete(args, out)),
         Command::Undelete(args) => ("undelete", remove::undelete(args, out)),
+        Command::BenchOpen(args) => ("bench-open", open_bench::run(args, out)),
         Command::TortureChild(args) => ("torture-child", torture::child(args)),
     };
     finish(name, outcome.and_then(|()| Ok(out.flush()?)))

@@ -14,6 +14,7 @@ use emberdb::{Durability, Event, IndexSpec, Options, Store};
 use rand::{Rng, SeedableRng};
 
 use crate::input::count;
+use crate::proc_status::status_mib;
 
 #[derive(Args, Debug)]
 pub struct MemoryBenchArgs {
@@ -38,15 +39,7 @@ pub struct MemoryBenchArgs {
 
 /// This process's resident memory now (VmRSS) and at its peak (VmHWM), MiB.
 fn rss_mib() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| -> f64 {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|k| k.parse::<f64>().ok())
-            .map_or(f64::NAN, |kib| kib / 1024.0)
-    };
+    let field = |name: &str| status_mib(name).unwrap_or(f64::NAN);
     (field("VmRSS:"), field("VmHWM:"))
 }
 

@@ -41,14 +41,20 @@ pub struct TrainBenchArgs {
     /// trained and queried side by side.
     #[arg(long, default_value = "item2vec")]
     space_kind: String,
+    /// Memory for user histories, MiB (the store's default is 1,024). Below
+    /// the histories' size, events of evicted users read and rewrite their
+    /// whole record in the metadata store (ARCHITECTURE, "Known limits").
+    #[arg(long)]
+    history_cache_mib: Option<usize>,
+    /// Log bytes between checkpoints, MiB (the store's default is 256).
+    /// Each checkpoint rewrites every changed user's whole history record.
+    #[arg(long)]
+    checkpoint_wal_mib: Option<u64>,
 }
 
 /// Peak resident memory of this process (VmHWM), in MiB.
 pub fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
+    crate::proc_status::status_mib("VmHWM:")
 }
 
 /// The users a serving comparison queries: up to 1,000 of them.
@@ -56,11 +62,18 @@ fn a_users(a: &TrainBenchArgs) -> Vec<u64> {
     (0..a.users.min(1_000)).collect()
 }
 
-fn synthetic_events(a: &TrainBenchArgs) -> Vec<Event> {
+/// Calls `f` with the synthetic event stream in batches of `batch`,
+/// generated as they are ingested: at 100 M events the whole stream would
+/// be 2.4 GB of the process's peak.
+fn synthetic_events(
+    a: &TrainBenchArgs,
+    batch: usize,
+    mut f: impl FnMut(&[Event]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     const CLUSTERS: u64 = 1_000;
     let per_cluster = (a.items / CLUSTERS).max(1);
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);
-    let mut events = Vec::with_capacity(a.events as usize);
+    let mut events = Vec::with_capacity(batch);
     for n in 0..a.events {
         let user = rng.gen_range(0..a.users);
         let item = if rng.gen_bool(0.1) {
@@ -73,8 +86,15 @@ fn synthetic_events(a: &TrainBenchArgs) -> Vec<Event> {
             (cluster * per_cluster + rank.min(per_cluster - 1)) % a.items
         };
         events.push(Event::new(user, item, n));
+        if events.len() == batch {
+            f(&events)?;
+            events.clear();
+        }
     }
-    events
+    if !events.is_empty() {
+        f(&events)?;
+    }
+    Ok(())
 }
 
 pub fn run(a: TrainBenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
@@ -99,6 +119,12 @@ pub fn run(a: TrainBenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
         }
         other => anyhow::bail!("--space-kind must be item2vec or youtube-dnn, not {other}"),
     };
+    if let Some(mib) = a.history_cache_mib {
+        opts = opts.history_cache_bytes(mib << 20);
+    }
+    if let Some(mib) = a.checkpoint_wal_mib {
+        opts = opts.checkpoint_wal_bytes(mib << 20);
+    }
     let store = Store::open(&dir, opts.durability(Durability::Buffered))?;
     writeln!(
         out,
@@ -110,18 +136,29 @@ pub fn run(a: TrainBenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
         count(a.epochs as u64, "epoch", "epochs"),
         a.window
     )?;
-    let events = synthetic_events(&a);
     let started = Instant::now();
-    for chunk in events.chunks(10_000) {
-        store.append_events(chunk)?;
-    }
+    let mut ingested = 0u64;
+    let mut reported = Instant::now();
+    synthetic_events(&a, 10_000, |batch| {
+        store.append_events(batch)?;
+        ingested += batch.len() as u64;
+        if reported.elapsed().as_secs() >= 30 {
+            reported = Instant::now();
+            eprintln!(
+                "  ingested {ingested} events, {:.0} s, RSS {:.0} MiB",
+                started.elapsed().as_secs_f64(),
+                crate::proc_status::status_mib("VmRSS:").unwrap_or(f64::NAN)
+            );
+        }
+        Ok(())
+    })?;
     let ingest = started.elapsed().as_secs_f64();
-    drop(events);
     writeln!(
         out,
-        "ingest: {:.1} s, {:.2} M events/s (Buffered, batches of 10,000)",
+        "ingest: {:.1} s, {:.2} M events/s (Buffered, batches of 10,000, generated as they go in), RSS then {:.0} MiB",
         ingest,
-        a.events as f64 / ingest / 1e6
+        a.events as f64 / ingest / 1e6,
+        crate::proc_status::status_mib("VmRSS:").unwrap_or(f64::NAN)
     )?;
     // Rounds are timed alone: a background index build (Faiss on every
     // core) must not overlap them, or two training threads would be

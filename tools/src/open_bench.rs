@@ -1,0 +1,87 @@
+//! `ember bench-open` (hidden): opens a store in a process of its own,
+//! waits for its indexes, runs queries, and prints what that cost. `ember
+//! bench` runs it as a child so that open time and memory are a restart's:
+//! nothing of the process that wrote the store (its allocator, its
+//! page-cache of the metadata, its benchmark data) counts.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use emberdb::{Options, Query, Store};
+
+use crate::fvecs;
+use crate::proc_status::status_mib;
+
+#[derive(clap::Args)]
+pub struct OpenBenchArgs {
+    /// The store to open (with its stored settings).
+    pub store: PathBuf,
+    /// Queries to run after opening (.fvecs), k = 10.
+    #[arg(long)]
+    pub queries: Option<PathBuf>,
+}
+
+/// The figures, one per field, in the order `ember bench` reads them.
+pub struct OpenFigures {
+    pub open_ms: f64,
+    pub index_load_ms: f64,
+    pub heap_after_load: f64,
+    pub mapped_after_load: f64,
+    pub heap_after_queries: f64,
+    pub mapped_after_queries: f64,
+    pub peak: f64,
+}
+
+impl OpenFigures {
+    pub fn parse(line: &str) -> Option<Self> {
+        let v: Vec<f64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+        (v.len() == 7).then(|| OpenFigures {
+            open_ms: v[0],
+            index_load_ms: v[1],
+            heap_after_load: v[2],
+            mapped_after_load: v[3],
+            heap_after_queries: v[4],
+            mapped_after_queries: v[5],
+            peak: v[6],
+        })
+    }
+}
+
+pub fn run(args: OpenBenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let resident = || {
+        (
+            status_mib("RssAnon:").unwrap_or(f64::NAN),
+            status_mib("RssFile:").unwrap_or(f64::NAN),
+        )
+    };
+    let queries = match &args.queries {
+        Some(path) => fvecs::read_fvecs(path)?,
+        None => (1, Vec::new()),
+    };
+    let base = resident();
+    let t = Instant::now();
+    let store = Store::open(&args.store, Options::existing())?;
+    let open = t.elapsed();
+    let t = Instant::now();
+    store.wait_for_indexes();
+    let load = t.elapsed();
+    let loaded = resident();
+    let (dim, queries) = queries;
+    for q in queries.chunks_exact(dim) {
+        std::hint::black_box(store.knn(&Query::vector(q).k(10))?);
+    }
+    let queried = resident();
+    writeln!(
+        out,
+        "{:.1} {:.1} {:.1} {:.1} {:.1} {:.1} {:.1}",
+        open.as_secs_f64() * 1e3,
+        load.as_secs_f64() * 1e3,
+        loaded.0 - base.0,
+        loaded.1 - base.1,
+        queried.0 - base.0,
+        queried.1 - base.1,
+        status_mib("VmHWM:").unwrap_or(f64::NAN)
+    )?;
+    Ok(())
+}
