@@ -47,7 +47,9 @@ mod wal;
 pub use durability::Durability;
 pub use error::{Error, Result};
 pub use event::Event;
-pub use index::ivf_training::DEFAULT_POINTS_PER_LIST as IVF_DEFAULT_POINTS_PER_LIST;
+pub use index::ivf_training::{
+    DEFAULT_POINTS_PER_LIST as IVF_DEFAULT_POINTS_PER_LIST, MIN_POINTS_PER_LIST as IVF_MIN_POINTS_PER_LIST,
+};
 pub use index::{faiss_compile_options, IndexSpec};
 pub use kernels::gemm::{measure_gemm, GemmKernel};
 pub use kernels::{simd_level, SimdLevel};

@@ -12,8 +12,8 @@
 // include directory. Same members in the same order, same virtual
 // functions: the object is built by Faiss's own constructor (so its vtable
 // and typeinfo are Faiss's), and the layout only has to agree for the
-// members this file touches. `tests` in index/mod.rs check that a viewed
-// index answers exactly as a copied one.
+// members this file touches. `index/tests.rs` checks that a viewed index
+// answers exactly as a copied one.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -124,7 +124,8 @@ extern void emberdb_faiss_ivf_search_preassigned_member(
         faiss::IndexIVFStats* stats)
         __asm__("_ZNK5faiss8IndexIVF18search_preassignedElPKflPKlS2_PfPlbPKNS_19SearchParametersIVFEPNS_13IndexIVFStatsE");
 
-// Searches `ivf` (a faiss::IndexIVFFlat*, as the C API's FaissIndexIVF*) for
+// Searches `ivf` (a faiss::IndexIVF*, as the C API's FaissIndexIVF*, of an
+// IndexIVFFlat: the same address) for
 // `n` queries given their `nprobe` coarse lists and distances each (as
 // `params->nprobe` says), with `params` (a faiss::SearchParametersIVF*, as
 // the C API's FaissSearchParametersIVF*, giving nprobe and the selector).

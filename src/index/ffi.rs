@@ -1,6 +1,9 @@
 //! The raw Faiss calls the `faiss` crate does not wrap: search through a
-//! shared reference with per-call parameters and an id selector, and
-//! (de)serialisation to memory. All of emberdb's FFI lives in this file.
+//! shared reference with per-call parameters and an id selector, an IVF
+//! search whose coarse lists are given, an IVF index on given centroids,
+//! serialisation to memory, and reading an index as views into mapped
+//! bytes. All of emberdb's FFI lives in this file (and the C++ shims it
+//! calls, `faiss_info.cpp` and `faiss_view.cpp`).
 
 use std::ffi::CStr;
 use std::marker::PhantomData;
@@ -320,6 +323,9 @@ pub(crate) fn search_preassigned(
 
 /// `index` as an IVF index, if it is an `IndexIVFFlat` (the only IVF kind
 /// emberdb builds, and the one whose `search_preassigned` the shim calls).
+/// Faiss's `IndexIVFFlatDedup` would pass this check and has its own
+/// `search_preassigned`; emberdb never builds or writes one, and reads only
+/// index files it wrote (checksummed).
 fn flat_ivf(index: &IndexImpl) -> Result<*mut sys::FaissIndexIVF, String> {
     // SAFETY: both casts are `dynamic_cast`s that only read the index's type
     // and return null for other kinds.
@@ -369,7 +375,7 @@ pub(crate) fn write_to_vec(index: &IndexImpl) -> Result<Vec<u8>, String> {
 /// Reads an index that Faiss serialised, from memory. The caller has checked
 /// our checksum over `bytes` first: Faiss's reader is not safe on corrupted
 /// input.
-#[cfg(test)]
+#[cfg(any(test, not(any(target_arch = "x86_64", target_arch = "aarch64"))))]
 pub(crate) fn read_from_slice(bytes: &[u8]) -> Result<IndexImpl, String> {
     if bytes.is_empty() {
         return Err("empty index body".into());
@@ -396,9 +402,18 @@ pub(crate) fn read_from_slice(bytes: &[u8]) -> Result<IndexImpl, String> {
 }
 
 /// Reads an index that Faiss serialised, with its large arrays (inverted
-/// lists, flat storage) as views into `bytes` rather than copies: opening
-/// costs no heap and no copy, and pages are read as searches touch them.
-/// The caller has checked our checksum over `bytes` first.
+/// lists, flat storage, HNSW links) as views into `bytes` rather than
+/// copies: they stay in the page cache, loaded on demand. Faiss's reader
+/// still allocates and zeroes each inverted list at full size before it
+/// swaps in the view, so a load briefly holds the lists' size on the heap
+/// (freed, and given back by `release_freed_heap`). The caller has checked
+/// our checksum over `bytes` first.
+///
+/// Faiss's format has no padding, so the views are not aligned to their
+/// element types (the floats of a list start wherever the bytes before
+/// them end). x86-64 and AArch64 load unaligned values, and Faiss's SIMD
+/// code uses unaligned loads; on other targets the index is copied
+/// (`read_from_slice`) instead.
 ///
 /// # Safety
 ///
@@ -407,6 +422,8 @@ pub(crate) fn read_from_slice(bytes: &[u8]) -> Result<IndexImpl, String> {
 /// `SegmentIndex` keeps the map that holds them in a field dropped after
 /// the index.
 pub(crate) unsafe fn read_view(bytes: &[u8]) -> Result<IndexImpl, String> {
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    return read_from_slice(bytes);
     if bytes.is_empty() {
         return Err("empty index body".into());
     }

@@ -5,7 +5,7 @@
 //! points per list, 10 iterations, so a segment of 1 M rows into 4,000
 //! lists spends about 100 s of this machine there and 4 s assigning the
 //! rows. Two things cut it, both measured by `ember bench` (ARCHITECTURE,
-//! "Known limits"):
+//! "Limits of one machine"):
 //!
 //! - **A sample.** The quantiser is trained on `points_per_list` evenly
 //!   spaced rows per list (default [`DEFAULT_POINTS_PER_LIST`]), not on
@@ -15,7 +15,8 @@
 //!   the same list count is built on the same centroids: its build is only
 //!   the assignment of its rows. Segments sealed at the space's
 //!   `segment_rows` all have the same list count; a segment of another size
-//!   (what a compaction leaves) trains its own. Centroids trained on one
+//!   (what a compaction leaves) trains its own, which later segments of
+//!   that size share in turn. Centroids trained on one
 //!   segment serve the later ones as well as the data stays alike; data
 //!   that drifts makes lists uneven, which costs speed, not results (every
 //!   row is still in exactly one list, and the probes find it).
@@ -24,6 +25,7 @@
 //! quantiser, so after a restart the first IVF index loaded (or, if none,
 //! the first built) provides them again.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -48,7 +50,8 @@ pub(crate) struct Centroids {
 pub(crate) struct IvfTraining {
     points_per_list: usize,
     share: bool,
-    shared: Mutex<Option<Arc<Centroids>>>,
+    /// The first centroids trained or loaded for each (list count, dim).
+    shared: Mutex<HashMap<(usize, usize), Arc<Centroids>>>,
 }
 
 impl IvfTraining {
@@ -56,7 +59,7 @@ impl IvfTraining {
         IvfTraining {
             points_per_list: points_per_list.max(MIN_POINTS_PER_LIST),
             share,
-            shared: Mutex::new(None),
+            shared: Mutex::new(HashMap::new()),
         }
     }
 
@@ -65,27 +68,27 @@ impl IvfTraining {
         if !self.share {
             return None;
         }
-        self.shared
-            .lock()
-            .as_ref()
-            .filter(|c| c.nlist == nlist && c.dim == dim)
-            .cloned()
+        self.shared.lock().get(&(nlist, dim)).cloned()
     }
 
-    /// Offers centroids to share; the first offered is kept.
+    /// Offers centroids to share; the first offered for their list count
+    /// and dimension is kept.
     pub fn offer(&self, centroids: impl FnOnce() -> Option<Centroids>) {
         if !self.share {
             return;
         }
-        let mut shared = self.shared.lock();
-        if shared.is_none() {
-            *shared = centroids().map(Arc::new);
+        if let Some(c) = centroids() {
+            self.shared
+                .lock()
+                .entry((c.nlist, c.dim))
+                .or_insert_with(|| Arc::new(c));
         }
     }
 
-    /// Whether a build should offer what it trains.
-    pub fn shares(&self) -> bool {
-        self.share && self.shared.lock().is_none()
+    /// Whether an index of `nlist` lists of `dim` should offer its
+    /// centroids (none are shared for that shape yet).
+    pub fn wants(&self, nlist: usize, dim: usize) -> bool {
+        self.share && !self.shared.lock().contains_key(&(nlist, dim))
     }
 
     /// The rows to train `nlist` lists on: all of `rows` when they are
@@ -140,7 +143,7 @@ mod tests {
     #[test]
     fn sharing_keeps_the_first_offer_and_matches_the_shape() {
         let training = IvfTraining::default();
-        assert!(training.shares());
+        assert!(training.wants(4, 3));
         training.offer(|| {
             Some(Centroids {
                 nlist: 4,
@@ -155,10 +158,20 @@ mod tests {
                 values: vec![2.0; 12],
             })
         });
-        assert!(!training.shares());
+        assert!(!training.wants(4, 3));
         assert_eq!(training.shared(4, 3).map(|c| c.values[0]), Some(1.0));
         assert!(training.shared(5, 3).is_none(), "another list count trains its own");
         assert!(training.shared(4, 2).is_none());
+        assert!(training.wants(5, 3), "and offers it in turn");
+        training.offer(|| {
+            Some(Centroids {
+                nlist: 5,
+                dim: 3,
+                values: vec![3.0; 15],
+            })
+        });
+        assert_eq!(training.shared(5, 3).map(|c| c.values[0]), Some(3.0));
+        assert_eq!(training.shared(4, 3).map(|c| c.values[0]), Some(1.0), "both kept");
         let private = IvfTraining::new(64, false);
         private.offer(|| {
             Some(Centroids {

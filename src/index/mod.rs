@@ -229,7 +229,7 @@ impl SegmentIndex {
                     let mut index = index_factory(dim as u32, format!("IVF{nlist},Flat"), faiss_metric(metric))
                         .map_err(faiss_err)?;
                     index.train(&training.sample(rows, dim, nlist)).map_err(faiss_err)?;
-                    if training.shares() {
+                    if training.wants(nlist, dim) {
                         training.offer(|| centroids_of(&index, dim));
                     }
                     shared = shared_if_same(&index, training, dim, nlist);
@@ -266,6 +266,7 @@ impl SegmentIndex {
         path: &Path,
         spec: IndexSpec,
         metric: Metric,
+        dim: usize,
         segment_id: u64,
         rows: usize,
         training: &IvfTraining,
@@ -282,20 +283,24 @@ impl SegmentIndex {
             segment: segment_id,
             reason,
         })?;
-        if index.ntotal() != rows as u64 {
+        if index.ntotal() != rows as u64 || index.d() as usize != dim {
             return Err(Error::Corruption {
                 file: path.to_path_buf(),
                 offset: 64,
-                reason: format!("index holds {} rows, the segment {rows}", index.ntotal()),
+                reason: format!(
+                    "index holds {} rows of {} values, the segment {rows} of {dim}",
+                    index.ntotal(),
+                    index.d()
+                ),
             });
         }
         let mut shared = None;
         if header.kind == KIND_IVF {
-            let dim = index.d() as usize;
-            if training.shares() {
+            let nlist = header.param_a as usize;
+            if training.wants(nlist, dim) {
                 training.offer(|| centroids_of(&index, dim));
             }
-            shared = shared_if_same(&index, training, dim, header.param_a as usize);
+            shared = shared_if_same(&index, training, dim, nlist);
         }
         let loaded = SegmentIndex {
             header,

@@ -43,7 +43,7 @@ fn round_trip(spec: IndexSpec) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join(file::file_name(7));
     built.save(&path).expect("save");
-    let loaded = SegmentIndex::load(&path, spec, Metric::L2, 7, ROWS, &IvfTraining::default())
+    let loaded = SegmentIndex::load(&path, spec, Metric::L2, DIM, 7, ROWS, &IvfTraining::default())
         .expect("load")
         .expect("same settings");
     let viewed = answers(&loaded, queries);
@@ -100,7 +100,7 @@ fn damaged_index_body_is_refused_before_faiss_reads_it() {
         let original = bytes[offset];
         bytes[offset] ^= 0x40;
         std::fs::write(&path, &bytes).expect("write");
-        match SegmentIndex::load(&path, spec, Metric::L2, 3, ROWS, &IvfTraining::default()) {
+        match SegmentIndex::load(&path, spec, Metric::L2, DIM, 3, ROWS, &IvfTraining::default()) {
             Err(Error::Corruption { file, .. }) => assert_eq!(file, path),
             Err(other) => panic!("offset {offset}: expected Corruption, got {other}"),
             Ok(_) => panic!("offset {offset}: a damaged index was loaded"),
@@ -109,14 +109,14 @@ fn damaged_index_body_is_refused_before_faiss_reads_it() {
     }
     std::fs::write(&path, &bytes).expect("write");
     assert!(
-        SegmentIndex::load(&path, spec, Metric::L2, 3, ROWS, &IvfTraining::default())
+        SegmentIndex::load(&path, spec, Metric::L2, DIM, 3, ROWS, &IvfTraining::default())
             .expect("load")
             .is_some()
     );
     // A truncated file is refused by its length.
     std::fs::write(&path, &bytes[..bytes.len() - 9]).expect("write");
     assert!(matches!(
-        SegmentIndex::load(&path, spec, Metric::L2, 3, ROWS, &IvfTraining::default()),
+        SegmentIndex::load(&path, spec, Metric::L2, DIM, 3, ROWS, &IvfTraining::default()),
         Err(Error::Corruption { .. })
     ));
 }
@@ -205,7 +205,7 @@ fn segments_share_the_first_segments_centroids_and_keep_their_recall() {
     let path = dir.path().join(file::file_name(1));
     first.save(&path).expect("save");
     let fresh = IvfTraining::default();
-    SegmentIndex::load(&path, spec, Metric::L2, 1, ROWS, &fresh)
+    SegmentIndex::load(&path, spec, Metric::L2, DIM, 1, ROWS, &fresh)
         .expect("load")
         .expect("same settings");
     assert_eq!(fresh.shared(16, DIM).map(|c| c.values.clone()), Some(first_centroids.1));
@@ -218,13 +218,20 @@ fn one_coarse_assignment_serves_every_segment_on_the_same_centroids() {
         nprobe: 4,
     };
     let training = IvfTraining::new(40, true);
-    let segments: Vec<SegmentIndex> = (0..3u64)
+    let mut segments: Vec<SegmentIndex> = (0..3u64)
         .map(|i| {
             SegmentIndex::build(spec, Metric::L2, DIM, i, &rows(20 + i), &training, &|| false)
                 .expect("build")
                 .expect("an index")
         })
         .collect();
+    // The third served as after a restart: loaded from its file as views.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(file::file_name(2));
+    segments[2].save(&path).expect("save");
+    segments[2] = SegmentIndex::load(&path, spec, Metric::L2, DIM, 2, ROWS, &training)
+        .expect("load")
+        .expect("same settings");
     assert!(
         segments.iter().all(|s| s.shared.is_some()),
         "all three on the shared centroids"

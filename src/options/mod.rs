@@ -238,8 +238,8 @@ impl Options {
     /// floor; Faiss alone uses up to 256), and, with `share_centroids`
     /// (default true), once per space: later segments with the same list
     /// count reuse the first quantiser and only assign their rows. Both cut
-    /// the build of a large store several times over; ARCHITECTURE ("Known
-    /// limits") has the measurements. May change between opens.
+    /// the build of a large store several times over; ARCHITECTURE ("Limits
+    /// of one machine") has the measurements. May change between opens.
     pub fn ivf_training(mut self, points_per_list: usize, share_centroids: bool) -> Self {
         self.ivf_points_per_list = points_per_list;
         self.share_ivf_centroids = share_centroids;

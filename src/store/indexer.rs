@@ -90,6 +90,7 @@ impl IndexConfig {
             path,
             self.spec,
             self.metric,
+            self.dim,
             segment.id(),
             segment.count(),
             &self.training,
@@ -129,9 +130,22 @@ impl Indexer {
             std::thread::Builder::new()
                 .name("emberdb-indexer".into())
                 .spawn(move || {
+                    // Segments whose index was loaded, not built from their
+                    // rows: their bodies are checked once the queue is empty,
+                    // so that checking one does not hold up the next load.
+                    let mut unchecked: Vec<Arc<SealedSegment>> = Vec::new();
                     for (segment, config) in receiver {
-                        if !stop.load(Ordering::Acquire) {
-                            index_segment(&dir, &config, &segment, &counters, &|| stop.load(Ordering::Acquire));
+                        let stopping = || stop.load(Ordering::Acquire);
+                        if !stopping() && index_segment(&dir, &config, &segment, &counters, &stopping) {
+                            unchecked.push(segment);
+                        }
+                        if *pending.jobs.lock() == 1 {
+                            for segment in unchecked.drain(..) {
+                                if stopping() {
+                                    break;
+                                }
+                                check_body(&segment);
+                            }
                         }
                         let mut jobs = pending.jobs.lock();
                         *jobs -= 1;
@@ -221,23 +235,26 @@ pub(crate) fn load_existing(dir: &Path, config: &IndexConfig, segment: &SealedSe
 /// Checks the segment's body checksum now, in the background, rather than
 /// in the first query that reads the segment (a pass over its whole file:
 /// seconds for a store of many gigabytes). A mismatch is logged here and
-/// refused again, as `Error::Corruption`, to every query of the segment.
+/// refused again, as `Error::Corruption`, to every query of the segment. A
+/// segment whose index was built has been checked already (the build read
+/// its rows).
 fn check_body(segment: &SealedSegment) {
     if let Err(e) = segment.verified() {
         log::error!("{e}");
     }
 }
 
-/// Loads or builds the index of one segment and installs it.
+/// Loads or builds the index of one segment and installs it. True when the
+/// index was loaded from its file (the segment's body is not checked yet).
 fn index_segment(
     dir: &Path,
     config: &IndexConfig,
     segment: &SealedSegment,
     counters: &IndexCounters,
     stop: &dyn Fn() -> bool,
-) {
+) -> bool {
     if !config.wants_index(segment.count()) || segment.index().is_some() {
-        return;
+        return false;
     }
     let path = dir.join(file::file_name(segment.id()));
     if path.exists() {
@@ -245,8 +262,7 @@ fn index_segment(
             Ok(Some(index)) => {
                 segment.set_index(index);
                 counters.loads.fetch_add(1, Ordering::Relaxed);
-                check_body(segment);
-                return;
+                return true;
             }
             Ok(None) => log::info!("{}: built with other settings; rebuilding", path.display()),
             Err(e) => log::warn!("{}: unusable ({e}); rebuilding it from its segment", path.display()),
@@ -269,4 +285,5 @@ fn index_segment(
             );
         }
     }
+    false
 }

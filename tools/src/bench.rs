@@ -164,7 +164,7 @@ fn segment_rows(args: &BenchArgs, rows: usize) -> usize {
 /// store samples a segment (all of them when that is more than there are).
 fn training_sample(base: &[f32], dim: usize, nlist: usize, points_per_list: usize) -> Vec<f32> {
     let count = base.len() / dim;
-    let wanted = points_per_list.max(39) * nlist;
+    let wanted = points_per_list.max(emberdb::IVF_MIN_POINTS_PER_LIST) * nlist;
     if wanted >= count {
         return base.to_vec();
     }
@@ -177,13 +177,15 @@ fn training_sample(base: &[f32], dim: usize, nlist: usize, points_per_list: usiz
 }
 
 /// Opens the store at `path` in a child `ember bench-open`, which runs the
-/// queries in `queries` and reports open time and memory.
-fn open_in_child(path: &Path, queries: &Path) -> anyhow::Result<OpenFigures> {
+/// first `limit` queries in `queries` and reports open time and memory.
+fn open_in_child(path: &Path, queries: &Path, limit: usize) -> anyhow::Result<OpenFigures> {
     let output = std::process::Command::new(std::env::current_exe()?)
         .arg("bench-open")
         .arg(path)
         .arg("--queries")
         .arg(queries)
+        .arg("--limit")
+        .arg(limit.to_string())
         .output()?;
     if !output.status.success() {
         bail!(
@@ -321,7 +323,7 @@ fn bench_kind(kind: &str, args: &BenchArgs, data: &Data, rows: usize, out: &mut 
     // moment after a store is dropped; the child's open must not wait.
     drop(faiss_index);
     std::thread::sleep(Duration::from_secs(3));
-    let opened = open_in_child(&path, &args.data.join("query.fvecs"))?;
+    let opened = open_in_child(&path, &args.data.join("query.fvecs"), data.truth.len())?;
     writeln!(
         out,
         "  reopened in a process of its own: open {:.1} ms, index load {:.1} ms; resident after load +{:.0} MiB heap, +{:.0} MiB mapped file pages; after {} queries +{:.0} MiB heap, +{:.0} MiB mapped; peak of that process {:.0} MiB",

@@ -20,6 +20,9 @@ pub struct OpenBenchArgs {
     /// Queries to run after opening (.fvecs), k = 10.
     #[arg(long)]
     pub queries: Option<PathBuf>,
+    /// Run only the first N queries.
+    #[arg(long)]
+    pub limit: Option<usize>,
 }
 
 /// The figures, one per field, in the order `ember bench` reads them.
@@ -61,14 +64,16 @@ pub fn run(args: OpenBenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
     };
     let base = resident();
     let t = Instant::now();
-    let store = Store::open(&args.store, Options::existing())?;
+    // Every sealed segment searched through its index, as `ember bench`
+    // builds them (`flat_below(0)`).
+    let store = Store::open(&args.store, Options::existing().flat_below(0))?;
     let open = t.elapsed();
     let t = Instant::now();
     store.wait_for_indexes();
     let load = t.elapsed();
     let loaded = resident();
     let (dim, queries) = queries;
-    for q in queries.chunks_exact(dim) {
+    for q in queries.chunks_exact(dim).take(args.limit.unwrap_or(usize::MAX)) {
         std::hint::black_box(store.knn(&Query::vector(q).k(10))?);
     }
     let queried = resident();
