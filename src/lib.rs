@@ -48,7 +48,8 @@ pub use durability::Durability;
 pub use error::{Error, Result};
 pub use event::Event;
 pub use index::ivf_training::{
-    DEFAULT_POINTS_PER_LIST as IVF_DEFAULT_POINTS_PER_LIST, MIN_POINTS_PER_LIST as IVF_MIN_POINTS_PER_LIST,
+    training_sample as ivf_training_sample, DEFAULT_POINTS_PER_LIST as IVF_DEFAULT_POINTS_PER_LIST,
+    MIN_POINTS_PER_LIST as IVF_MIN_POINTS_PER_LIST,
 };
 pub use index::{faiss_compile_options, IndexSpec};
 pub use kernels::gemm::{measure_gemm, GemmKernel};

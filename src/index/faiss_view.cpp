@@ -64,6 +64,22 @@ void copy_message(const char* message, char* err, std::size_t cap) {
     err[n] = '\0';
 }
 
+// Runs `work`, turning any C++ exception into 1 and its message in `err`
+// (NUL-terminated, at most `cap` bytes); 0 when it returned.
+template <typename Work>
+int guarded(char* err, std::size_t cap, Work work) {
+    try {
+        work();
+        return 0;
+    } catch (const std::exception& e) {
+        copy_message(e.what(), err, cap);
+        return 1;
+    } catch (...) {
+        copy_message("unknown C++ exception", err, cap);
+        return 1;
+    }
+}
+
 } // namespace
 
 // Reads the index serialised in `data[0..len)` with its arrays as views into
@@ -79,17 +95,10 @@ extern "C" int emberdb_faiss_read_index_view(
         char* err,
         std::size_t cap) {
     *out = nullptr;
-    try {
+    return guarded(err, cap, [&] {
         faiss::ZeroCopyIOReader reader(data, len);
         *out = faiss::read_index(&reader, 0);
-        return 0;
-    } catch (const std::exception& e) {
-        copy_message(e.what(), err, cap);
-        return 1;
-    } catch (...) {
-        copy_message("unknown C++ exception", err, cap);
-        return 1;
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------
@@ -142,7 +151,7 @@ extern "C" int emberdb_faiss_ivf_search_preassigned(
         std::int64_t* labels,
         char* err,
         std::size_t cap) {
-    try {
+    return guarded(err, cap, [&] {
         emberdb_faiss_ivf_search_preassigned_member(
                 static_cast<const faiss::IndexIVF*>(ivf),
                 n,
@@ -155,12 +164,5 @@ extern "C" int emberdb_faiss_ivf_search_preassigned(
                 false,
                 static_cast<const faiss::SearchParametersIVF*>(params),
                 nullptr);
-        return 0;
-    } catch (const std::exception& e) {
-        copy_message(e.what(), err, cap);
-        return 1;
-    } catch (...) {
-        copy_message("unknown C++ exception", err, cap);
-        return 1;
-    }
+    });
 }

@@ -36,6 +36,27 @@ fn check(call: &str, code: i32) -> Result<(), String> {
     }
 }
 
+/// Where our C++ shim writes the message of an exception it caught
+/// (NUL-terminated; see `faiss_view.cpp`'s `guarded`).
+struct ShimMessage {
+    buf: [u8; 512],
+}
+
+impl ShimMessage {
+    fn new() -> Self {
+        ShimMessage { buf: [0; 512] }
+    }
+
+    /// `Err` with the message when the shim's `code` says it failed.
+    fn check(&self, call: &str, code: libc::c_int) -> Result<(), String> {
+        if code == 0 {
+            return Ok(());
+        }
+        let end = self.buf.iter().position(|&b| b == 0).unwrap_or(self.buf.len());
+        Err(format!("{call} failed: {}", String::from_utf8_lossy(&self.buf[..end])))
+    }
+}
+
 /// Search parameters for one call, freed on drop.
 struct Params<'a> {
     params: *mut sys::FaissSearchParameters,
@@ -289,13 +310,13 @@ pub(crate) fn search_preassigned(
     let p = Params::new(Some(nprobe), dead)?;
     let mut scores = vec![0f32; k];
     let mut labels = vec![-1i64; k];
-    let mut message = [0u8; 512];
+    let mut message = ShimMessage::new();
     // SAFETY: `ivf` is a live `IndexIVFFlat` (checked by `flat_ivf`), only
     // read; `query` holds `d` floats (checked by the caller); `lists` and
     // `distances` hold `nprobe` entries, the count `p.params` gives Faiss;
     // the outputs hold `k`; `p.params` is a live `SearchParametersIVF`
     // (made with an nprobe above); the shim catches every C++ exception and
-    // writes at most `message.len()` bytes.
+    // writes at most `message.buf.len()` bytes.
     let code = unsafe {
         emberdb_faiss_ivf_search_preassigned(
             ivf as *const libc::c_void,
@@ -307,17 +328,11 @@ pub(crate) fn search_preassigned(
             p.params as *const libc::c_void,
             scores.as_mut_ptr(),
             labels.as_mut_ptr(),
-            message.as_mut_ptr().cast(),
-            message.len(),
+            message.buf.as_mut_ptr().cast(),
+            message.buf.len(),
         )
     };
-    if code != 0 {
-        let end = message.iter().position(|&b| b == 0).unwrap_or(message.len());
-        return Err(format!(
-            "IndexIVF::search_preassigned failed: {}",
-            String::from_utf8_lossy(&message[..end])
-        ));
-    }
+    message.check("IndexIVF::search_preassigned", code)?;
     Ok(labels.into_iter().zip(scores).collect())
 }
 
@@ -428,9 +443,9 @@ pub(crate) unsafe fn read_view(bytes: &[u8]) -> Result<IndexImpl, String> {
         return Err("empty index body".into());
     }
     let mut inner: *mut libc::c_void = ptr::null_mut();
-    let mut message = [0u8; 512];
+    let mut message = ShimMessage::new();
     // SAFETY: the shim reads only `bytes` (its length given), writes the
-    // out-pointer and at most `message.len()` bytes of message, and catches
+    // out-pointer and at most `message.buf.len()` bytes of message, and catches
     // every C++ exception. The views it creates point into `bytes`, which
     // the caller keeps alive (this function's contract).
     let code = unsafe {
@@ -438,17 +453,11 @@ pub(crate) unsafe fn read_view(bytes: &[u8]) -> Result<IndexImpl, String> {
             bytes.as_ptr(),
             bytes.len(),
             &mut inner,
-            message.as_mut_ptr().cast(),
-            message.len(),
+            message.buf.as_mut_ptr().cast(),
+            message.buf.len(),
         )
     };
-    if code != 0 {
-        let end = message.iter().position(|&b| b == 0).unwrap_or(message.len());
-        return Err(format!(
-            "faiss::read_index failed: {}",
-            String::from_utf8_lossy(&message[..end])
-        ));
-    }
+    message.check("faiss::read_index", code)?;
     if inner.is_null() {
         return Err("faiss::read_index returned no index".into());
     }

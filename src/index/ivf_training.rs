@@ -25,6 +25,8 @@
 //! quantiser, so after a restart the first IVF index loaded (or, if none,
 //! the first built) provides them again.
 
+use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -71,44 +73,47 @@ impl IvfTraining {
         self.shared.lock().get(&(nlist, dim)).cloned()
     }
 
-    /// Offers centroids to share; the first offered for their list count
-    /// and dimension is kept.
-    pub fn offer(&self, centroids: impl FnOnce() -> Option<Centroids>) {
+    /// The shared centroids an index built or loaded with `own` centroids
+    /// (asked for only when sharing is on) takes part in: `own` become
+    /// them when none of their list count and dimension are shared yet;
+    /// otherwise the shared ones, if `own` are the same. None when the
+    /// index is on centroids of its own.
+    pub fn share(&self, own: impl FnOnce() -> Option<Centroids>) -> Option<Arc<Centroids>> {
         if !self.share {
-            return;
+            return None;
         }
-        if let Some(c) = centroids() {
-            self.shared
-                .lock()
-                .entry((c.nlist, c.dim))
-                .or_insert_with(|| Arc::new(c));
+        let own = own()?;
+        match self.shared.lock().entry((own.nlist, own.dim)) {
+            Entry::Vacant(slot) => Some(Arc::clone(slot.insert(Arc::new(own)))),
+            Entry::Occupied(kept) => (kept.get().values == own.values).then(|| Arc::clone(kept.get())),
         }
     }
 
-    /// Whether an index of `nlist` lists of `dim` should offer its
-    /// centroids (none are shared for that shape yet).
-    pub fn wants(&self, nlist: usize, dim: usize) -> bool {
-        self.share && !self.shared.lock().contains_key(&(nlist, dim))
+    /// The rows to train `nlist` lists on ([`training_sample`]).
+    pub fn sample<'a>(&self, rows: &'a [f32], dim: usize, nlist: usize) -> Cow<'a, [f32]> {
+        training_sample(rows, dim, nlist, self.points_per_list)
     }
+}
 
-    /// The rows to train `nlist` lists on: all of `rows` when they are
-    /// few, else `points_per_list * nlist` rows evenly spaced through them
-    /// (a copy). Evenly spaced rather than random so that a rebuild trains
-    /// on the same rows.
-    pub fn sample<'a>(&self, rows: &'a [f32], dim: usize, nlist: usize) -> std::borrow::Cow<'a, [f32]> {
-        let count = rows.len() / dim;
-        let wanted = self.points_per_list.saturating_mul(nlist);
-        if wanted >= count {
-            return std::borrow::Cow::Borrowed(rows);
-        }
-        let mut sample = Vec::with_capacity(wanted * dim);
-        for i in 0..wanted {
-            // i * count / wanted < count for every i < wanted.
-            let row = (i as u128 * count as u128 / wanted as u128) as usize;
-            sample.extend_from_slice(&rows[row * dim..(row + 1) * dim]);
-        }
-        std::borrow::Cow::Owned(sample)
+/// The rows an IVF quantiser of `nlist` lists is trained on: all of `rows`
+/// (`dim` values each) when they are few, else `points_per_list * nlist`
+/// rows (at least [`MIN_POINTS_PER_LIST`] per list) evenly spaced through
+/// them, copied. Evenly spaced rather than random so that a rebuild trains
+/// on the same rows; public so that a benchmark can train a plain Faiss
+/// index on exactly what the store trains on.
+pub fn training_sample(rows: &[f32], dim: usize, nlist: usize, points_per_list: usize) -> Cow<'_, [f32]> {
+    let count = rows.len() / dim.max(1);
+    let wanted = points_per_list.max(MIN_POINTS_PER_LIST).saturating_mul(nlist);
+    if wanted >= count {
+        return Cow::Borrowed(rows);
     }
+    let mut sample = Vec::with_capacity(wanted * dim);
+    for i in 0..wanted {
+        // i * count / wanted < count for every i < wanted.
+        let row = (i as u128 * count as u128 / wanted as u128) as usize;
+        sample.extend_from_slice(&rows[row * dim..(row + 1) * dim]);
+    }
+    Cow::Owned(sample)
 }
 
 impl Default for IvfTraining {
@@ -140,46 +145,42 @@ mod tests {
         ));
     }
 
+    fn centroids(nlist: usize, dim: usize, value: f32) -> Option<Centroids> {
+        Some(Centroids {
+            nlist,
+            dim,
+            values: vec![value; nlist * dim],
+        })
+    }
+
     #[test]
     fn sharing_keeps_the_first_offer_and_matches_the_shape() {
         let training = IvfTraining::default();
-        assert!(training.wants(4, 3));
-        training.offer(|| {
-            Some(Centroids {
-                nlist: 4,
-                dim: 3,
-                values: vec![1.0; 12],
-            })
-        });
-        training.offer(|| {
-            Some(Centroids {
-                nlist: 4,
-                dim: 3,
-                values: vec![2.0; 12],
-            })
-        });
-        assert!(!training.wants(4, 3));
+        assert!(training.shared(4, 3).is_none());
+        let first = training
+            .share(|| centroids(4, 3, 1.0))
+            .expect("the first becomes the shared");
+        assert_eq!(first.values[0], 1.0);
+        assert!(
+            training.share(|| centroids(4, 3, 2.0)).is_none(),
+            "other centroids of the same shape are not the shared ones"
+        );
         assert_eq!(training.shared(4, 3).map(|c| c.values[0]), Some(1.0));
+        assert!(
+            training
+                .share(|| centroids(4, 3, 1.0))
+                .is_some_and(|c| Arc::ptr_eq(&c, &first)),
+            "the same centroids are"
+        );
         assert!(training.shared(5, 3).is_none(), "another list count trains its own");
         assert!(training.shared(4, 2).is_none());
-        assert!(training.wants(5, 3), "and offers it in turn");
-        training.offer(|| {
-            Some(Centroids {
-                nlist: 5,
-                dim: 3,
-                values: vec![3.0; 15],
-            })
-        });
+        training.share(|| centroids(5, 3, 3.0)).expect("and shares it in turn");
         assert_eq!(training.shared(5, 3).map(|c| c.values[0]), Some(3.0));
         assert_eq!(training.shared(4, 3).map(|c| c.values[0]), Some(1.0), "both kept");
         let private = IvfTraining::new(64, false);
-        private.offer(|| {
-            Some(Centroids {
-                nlist: 4,
-                dim: 3,
-                values: vec![1.0; 12],
-            })
-        });
+        assert!(private
+            .share(|| panic!("centroids are not even read when sharing is off"))
+            .is_none());
         assert!(private.shared(4, 3).is_none());
     }
 

@@ -142,13 +142,6 @@ fn centroids_of(index: &IndexImpl, dim: usize) -> Option<Centroids> {
     }
 }
 
-/// The space's shared centroids, if `index` (IVF) was built on them.
-fn shared_if_same(index: &IndexImpl, training: &IvfTraining, dim: usize, nlist: usize) -> Option<Arc<Centroids>> {
-    let shared = training.shared(nlist, dim)?;
-    let (_, own) = ffi::ivf_centroids(index, dim).ok()?;
-    (own == shared.values).then_some(shared)
-}
-
 /// The coarse lists one query was assigned to, kept for the query's whole
 /// search: every segment whose IVF index was built on the same centroids
 /// probes the same lists, so the quantiser runs once per query, not once
@@ -229,10 +222,7 @@ impl SegmentIndex {
                     let mut index = index_factory(dim as u32, format!("IVF{nlist},Flat"), faiss_metric(metric))
                         .map_err(faiss_err)?;
                     index.train(&training.sample(rows, dim, nlist)).map_err(faiss_err)?;
-                    if training.wants(nlist, dim) {
-                        training.offer(|| centroids_of(&index, dim));
-                    }
-                    shared = shared_if_same(&index, training, dim, nlist);
+                    shared = training.share(|| centroids_of(&index, dim));
                     index
                 }
             },
@@ -294,14 +284,10 @@ impl SegmentIndex {
                 ),
             });
         }
-        let mut shared = None;
-        if header.kind == KIND_IVF {
-            let nlist = header.param_a as usize;
-            if training.wants(nlist, dim) {
-                training.offer(|| centroids_of(&index, dim));
-            }
-            shared = shared_if_same(&index, training, dim, nlist);
-        }
+        let shared = match header.kind {
+            KIND_IVF => training.share(|| centroids_of(&index, dim)),
+            _ => None,
+        };
         let loaded = SegmentIndex {
             header,
             spec,

@@ -14,6 +14,25 @@ fn rows(seed: u64) -> Vec<f32> {
     (0..ROWS * DIM).map(|_| rng.gen_range(-1.0f32..1.0)).collect()
 }
 
+/// An index of `spec` over `data` (L2), as segment `id`.
+fn build(spec: IndexSpec, id: u64, data: &[f32], training: &IvfTraining) -> SegmentIndex {
+    SegmentIndex::build(spec, Metric::L2, DIM, id, data, training, &|| false)
+        .expect("build")
+        .expect("an index")
+}
+
+/// `index` (segment `id`) saved to a file in a new directory and loaded
+/// back from it; the directory is returned to keep the file's path.
+fn reload(index: &SegmentIndex, spec: IndexSpec, id: u64, training: &IvfTraining) -> (tempfile::TempDir, SegmentIndex) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(file::file_name(id));
+    index.save(&path).expect("save");
+    let loaded = SegmentIndex::load(&path, spec, Metric::L2, DIM, id, ROWS, training)
+        .expect("load")
+        .expect("same settings");
+    (dir, loaded)
+}
+
 fn answers(index: &SegmentIndex, queries: &[f32]) -> Vec<Vec<(u32, f32)>> {
     queries
         .chunks_exact(DIM)
@@ -37,15 +56,9 @@ fn round_trip(spec: IndexSpec) {
     let data = rows(1);
     let queries = rows(2);
     let queries = &queries[..50 * DIM];
-    let built = SegmentIndex::build(spec, Metric::L2, DIM, 7, &data, &IvfTraining::default(), &|| false)
-        .expect("build")
-        .expect("an index");
-    let dir = tempfile::tempdir().expect("tempdir");
+    let built = build(spec, 7, &data, &IvfTraining::default());
+    let (dir, loaded) = reload(&built, spec, 7, &IvfTraining::default());
     let path = dir.path().join(file::file_name(7));
-    built.save(&path).expect("save");
-    let loaded = SegmentIndex::load(&path, spec, Metric::L2, DIM, 7, ROWS, &IvfTraining::default())
-        .expect("load")
-        .expect("same settings");
     let viewed = answers(&loaded, queries);
     assert_eq!(viewed, answers(&built, queries), "{spec:?}: viewed differs from built");
     assert!(viewed.iter().all(|hits| hits.len() == 10));
@@ -87,9 +100,7 @@ fn damaged_index_body_is_refused_before_faiss_reads_it() {
         nlist: Some(16),
         nprobe: 4,
     };
-    let built = SegmentIndex::build(spec, Metric::L2, DIM, 3, &rows(3), &IvfTraining::default(), &|| false)
-        .expect("build")
-        .expect("an index");
+    let built = build(spec, 3, &rows(3), &IvfTraining::default());
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join(file::file_name(3));
     built.save(&path).expect("save");
@@ -160,15 +171,11 @@ fn segments_share_the_first_segments_centroids_and_keep_their_recall() {
     };
     let training = IvfTraining::new(40, true);
     let (first_rows, second_rows) = (rows(11), rows(12));
-    let first = SegmentIndex::build(spec, Metric::L2, DIM, 1, &first_rows, &training, &|| false)
-        .expect("build")
-        .expect("an index");
+    let first = build(spec, 1, &first_rows, &training);
     let shared = training.shared(16, DIM).expect("the first build shares its centroids");
     let first_centroids = ffi::ivf_centroids(&first.index.read(), DIM).expect("centroids");
     assert_eq!(first_centroids, (16, shared.values.clone()));
-    let second = SegmentIndex::build(spec, Metric::L2, DIM, 2, &second_rows, &training, &|| false)
-        .expect("build")
-        .expect("an index");
+    let second = build(spec, 2, &second_rows, &training);
     let second_centroids = ffi::ivf_centroids(&second.index.read(), DIM).expect("centroids");
     assert_eq!(
         second_centroids, first_centroids,
@@ -180,17 +187,7 @@ fn segments_share_the_first_segments_centroids_and_keep_their_recall() {
     let queries = rows(13);
     let queries = &queries[..40 * DIM];
     assert_eq!(recall(&second, &second_rows, queries, 16), 1.0);
-    let private = SegmentIndex::build(
-        spec,
-        Metric::L2,
-        DIM,
-        2,
-        &second_rows,
-        &IvfTraining::new(40, false),
-        &|| false,
-    )
-    .expect("build")
-    .expect("an index");
+    let private = build(spec, 2, &second_rows, &IvfTraining::new(40, false));
     let (shared_recall, private_recall) = (
         recall(&second, &second_rows, queries, 4),
         recall(&private, &second_rows, queries, 4),
@@ -201,13 +198,8 @@ fn segments_share_the_first_segments_centroids_and_keep_their_recall() {
     );
 
     // A loaded IVF file offers its centroids to a space that has none yet.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join(file::file_name(1));
-    first.save(&path).expect("save");
     let fresh = IvfTraining::default();
-    SegmentIndex::load(&path, spec, Metric::L2, DIM, 1, ROWS, &fresh)
-        .expect("load")
-        .expect("same settings");
+    reload(&first, spec, 1, &fresh);
     assert_eq!(fresh.shared(16, DIM).map(|c| c.values.clone()), Some(first_centroids.1));
 }
 
@@ -218,20 +210,10 @@ fn one_coarse_assignment_serves_every_segment_on_the_same_centroids() {
         nprobe: 4,
     };
     let training = IvfTraining::new(40, true);
-    let mut segments: Vec<SegmentIndex> = (0..3u64)
-        .map(|i| {
-            SegmentIndex::build(spec, Metric::L2, DIM, i, &rows(20 + i), &training, &|| false)
-                .expect("build")
-                .expect("an index")
-        })
-        .collect();
+    let mut segments: Vec<SegmentIndex> = (0..3u64).map(|i| build(spec, i, &rows(20 + i), &training)).collect();
     // The third served as after a restart: loaded from its file as views.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join(file::file_name(2));
-    segments[2].save(&path).expect("save");
-    segments[2] = SegmentIndex::load(&path, spec, Metric::L2, DIM, 2, ROWS, &training)
-        .expect("load")
-        .expect("same settings");
+    let (_dir, loaded) = reload(&segments[2], spec, 2, &training);
+    segments[2] = loaded;
     assert!(
         segments.iter().all(|s| s.shared.is_some()),
         "all three on the shared centroids"

@@ -160,22 +160,6 @@ fn segment_rows(args: &BenchArgs, rows: usize) -> usize {
     args.segment_rows.unwrap_or(rows).max(1)
 }
 
-/// `points_per_list * nlist` rows evenly spaced through `base`, as the
-/// store samples a segment (all of them when that is more than there are).
-fn training_sample(base: &[f32], dim: usize, nlist: usize, points_per_list: usize) -> Vec<f32> {
-    let count = base.len() / dim;
-    let wanted = points_per_list.max(emberdb::IVF_MIN_POINTS_PER_LIST) * nlist;
-    if wanted >= count {
-        return base.to_vec();
-    }
-    (0..wanted)
-        .flat_map(|i| {
-            let row = (i as u128 * count as u128 / wanted as u128) as usize;
-            base[row * dim..(row + 1) * dim].iter().copied()
-        })
-        .collect()
-}
-
 /// Opens the store at `path` in a child `ember bench-open`, which runs the
 /// first `limit` queries in `queries` and reports open time and memory.
 fn open_in_child(path: &Path, queries: &Path, limit: usize) -> anyhow::Result<OpenFigures> {
@@ -262,7 +246,7 @@ fn bench_kind(kind: &str, args: &BenchArgs, data: &Data, rows: usize, out: &mut 
     }
     if let IndexSpec::Ivf { nlist, .. } = first {
         let nlist = nlist.unwrap_or_else(|| default_nlist(segment_rows(args, rows)));
-        faiss_index.train(&training_sample(&data.base, dim, nlist, args.train_points))?;
+        faiss_index.train(&emberdb::ivf_training_sample(&data.base, dim, nlist, args.train_points))?;
     }
     faiss_index.add(&data.base)?;
     let faiss_build = t.elapsed();
