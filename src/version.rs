@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::meta::records::Forward;
 use crate::segment::growing::GrowingSegment;
 use crate::segment::sealed::SealedSegment;
 use crate::segment::Location;
@@ -19,40 +18,16 @@ pub(crate) struct Version {
     pub growing: Arc<GrowingSegment>,
     /// Trained stores: the sealed row of every item, held by the version
     /// itself so that a lookup always agrees with the segments it searches
-    /// (a generation switch changes both in one swap). Host-fed stores keep
-    /// this in the metadata registry instead (None here).
+    /// (a generation switch changes both in one swap). Host-fed stores find
+    /// rows through their segments' id orders instead (None here; see
+    /// [`Version::live_sealed_row`]).
     pub directory: Option<Arc<HashMap<u64, Location>>>,
-    /// Host-fed stores: segments merged whole by a compaction, by the id
-    /// they had (see `meta::records::Forward`).
-    pub forwards: Arc<HashMap<u64, Forward>>,
     /// YouTube DNN spaces: the model of this generation (its tower makes
     /// the user vectors searched here), swapped with the segments.
     pub model: Option<Arc<DnnState>>,
 }
 
 impl Version {
-    /// Where a registry location is in this version: a row of a segment
-    /// that was merged whole into another is followed to its new row.
-    pub fn resolve(&self, mut at: Location) -> Location {
-        // Chains are as long as the merges a row went through; the bound
-        // only guards against a cycle in damaged metadata.
-        for _ in 0..64 {
-            if self.segment(at.segment).is_some() {
-                break;
-            }
-            match self.forwards.get(&at.segment) {
-                Some(f) => {
-                    at = Location {
-                        segment: f.to,
-                        row: f.base + at.row,
-                    }
-                }
-                None => break,
-            }
-        }
-        at
-    }
-
     pub fn segment(&self, id: u64) -> Option<&Arc<SealedSegment>> {
         self.sealed
             .binary_search_by_key(&id, |s| s.id())
@@ -72,6 +47,23 @@ impl Version {
             Some(segment) if !segment.dead().is_dead(at.row as usize) => segment.row(at.row),
             _ => Ok(None),
         }
+    }
+
+    /// Host-fed spaces: the live sealed row of `id`, found through each
+    /// segment's id order (newest segment first). An item has at most one
+    /// live sealed row: a row is retired (killed) whenever its item gets a
+    /// newer one, so the answer agrees with the segments this version
+    /// searches.
+    pub fn live_sealed_row(&self, id: u64) -> crate::error::Result<Option<Location>> {
+        for segment in self.sealed.iter().rev() {
+            if let Some(row) = segment.live_row_of(id)? {
+                return Ok(Some(Location {
+                    segment: segment.id(),
+                    row,
+                }));
+            }
+        }
+        Ok(None)
     }
 
     /// Rows in all segments, dead or alive.

@@ -154,9 +154,10 @@ fn compaction_runs_under_concurrent_queries_and_writes() {
 /// moved row's registry entry was rewritten; sled kept the old versions in
 /// its log, and a store of 240 small segments came out of compaction larger
 /// than it went in (83.3 MB -> 86.3 MB in the red-team run; 6.98 -> 7.51 MB
-/// here). Segments merged whole now forward their rows (one record per old
-/// segment) instead, and compaction never grows a store except by the index
-/// files it builds for merged segments that had none.
+/// here). Segments then forwarded their rows (one record per old segment);
+/// since format 5 a moved row costs the metadata nothing (the new segment's
+/// id order places it), and compaction never grows a store except by the
+/// index files it builds for merged segments that had none.
 #[test]
 fn merging_many_small_segments_never_grows_the_store() {
     let dir = tempfile::tempdir().unwrap();
@@ -203,7 +204,7 @@ fn merging_many_small_segments_never_grows_the_store() {
         before.meta_bytes,
         after.meta_bytes
     );
-    // Every item is still where the registry says, after a reopen too.
+    // Every item is still found, after a reopen too.
     drop(store);
     let store = Store::open(&path, opts().segment_rows(16_000)).unwrap();
     assert!(store.verify().unwrap().problems.is_empty());
@@ -212,10 +213,12 @@ fn merging_many_small_segments_never_grows_the_store() {
     }
 }
 
-/// Rows merged whole twice are found through a chain of forwards, and
-/// updates, deletes, queries, reopening and a later rewrite all work on them.
+/// Rows merged twice (once more with the segment they were merged into)
+/// are found in their new segment's id order, and updates, deletes,
+/// queries, reopening and a later rewrite all work on them. (Format 4
+/// found them through a chain of forwards.)
 #[test]
-fn forwarded_rows_stay_reachable_through_merges_updates_and_reopens() {
+fn merged_rows_stay_reachable_through_merges_updates_and_reopens() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("chain");
     let opts = || opts().segment_rows(100_000);
@@ -233,8 +236,8 @@ fn forwarded_rows_stay_reachable_through_merges_updates_and_reopens() {
             }
             store.seal().unwrap();
         }
-        // The first merge forwards 20 segments into one; the second merges
-        // that one (still small) and 20 new ones whole: a chain.
+        // The first merge packs 20 segments into one; the second merges
+        // that one (still small) and 20 new ones.
         let report = store.compact().unwrap();
         assert_eq!(report.segments_out, 1, "generation {generation}");
         assert_eq!(store.stats().unwrap().sealed_segments, 1);
@@ -252,7 +255,7 @@ fn forwarded_rows_stay_reachable_through_merges_updates_and_reopens() {
         );
     };
     check(&store, &model);
-    // Update and delete rows that live behind forwards.
+    // Update and delete rows that were moved twice.
     for id in [3u64, 777, 1_003, 1_999] {
         put(&store, &mut model, id, id + 50_000);
     }
@@ -265,7 +268,7 @@ fn forwarded_rows_stay_reachable_through_merges_updates_and_reopens() {
     drop(store);
     let store = Store::open(&path, opts()).unwrap();
     check(&store, &model);
-    // A rewrite with dead rows registers the rows anew.
+    // A rewrite with dead rows moves the live ones again.
     store.seal().unwrap();
     store.compact().unwrap();
     check(&store, &model);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{copy_dir, files_with_prefix, flip_bit, vector_for};
+use common::{copy_dir, files_with_prefix, flip_bit, rows_end, vector_for};
 use emberdb::{Durability, Error, Event, Metric, Options, Query, Store};
 
 const DIM: usize = 16;
@@ -160,8 +160,7 @@ fn a_flipped_bit_in_a_segment_is_caught_before_its_rows_are_used() {
     // read the rows reports it, and keeps reporting it.
     let dir = tempfile::tempdir().unwrap();
     let segment = sealed_store(dir.path());
-    let len = std::fs::metadata(&segment).unwrap().len();
-    flip_bit(&segment, len - 7);
+    flip_bit(&segment, rows_end(&segment) - 7);
     let store = Store::open(dir.path(), opts()).unwrap();
     for _ in 0..2 {
         match store.knn(&Query::vector(&vector_for(3, DIM)).k(5)) {
@@ -170,6 +169,33 @@ fn a_flipped_bit_in_a_segment_is_caught_before_its_rows_are_used() {
         }
     }
     assert!(matches!(store.get(3), Err(Error::Corruption { .. })));
+}
+
+#[test]
+fn a_flipped_bit_in_a_segments_id_order_is_reported_and_the_order_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment = sealed_store(dir.path());
+    let len = std::fs::metadata(&segment).unwrap().len();
+    assert!(len > rows_end(&segment), "the segment carries an id order");
+    // In the ids of the order (its last 4 bytes a row are the row numbers).
+    flip_bit(&segment, rows_end(&segment) + 8 * 37);
+    let store = Store::open(dir.path(), opts()).unwrap();
+    // The order is derived from the segment's (intact) ids: a lookup
+    // rebuilds it instead of refusing every write of a new item.
+    for id in [0u64, 37, 99] {
+        assert_eq!(store.get(id).unwrap(), Some(vector_for(id, DIM)), "item {id}");
+    }
+    assert_eq!(store.get(100).unwrap(), None);
+    store.upsert(100, &vector_for(100, DIM)).unwrap();
+    assert!(store.delete(37).unwrap());
+    assert_eq!(store.get(37).unwrap(), None);
+    // verify names the damage.
+    let report = store.verify().unwrap();
+    assert!(
+        report.problems.iter().any(|p| p.contains("id order checksum mismatch")),
+        "{:?}",
+        report.problems
+    );
 }
 
 #[test]
@@ -183,11 +209,26 @@ fn a_flipped_bit_in_the_growing_snapshot_is_refused_at_open() {
     } // A clean close snapshots the growing segment.
     let snapshot = files_with_prefix(&dir.path().join("segments"), "grow-").pop().unwrap();
     let len = std::fs::metadata(&snapshot).unwrap().len();
-    flip_bit(&snapshot, len - 3);
+    let original = std::fs::read(&snapshot).unwrap();
+    // In its rows: refused.
+    flip_bit(&snapshot, rows_end(&snapshot) - 3);
     match Store::open(dir.path(), opts()) {
         Err(Error::Corruption { file, .. }) => assert_eq!(file, snapshot),
         other => panic!("expected corruption, got {:?}", other.map(|_| ())),
     }
+    // In its id order (which a growing segment does not use): it opens
+    // with every row, and verify names the damage.
+    std::fs::write(&snapshot, &original).unwrap();
+    flip_bit(&snapshot, len - 3);
+    let store = Store::open(dir.path(), opts()).unwrap();
+    for id in 0..10u64 {
+        assert_eq!(store.get(id).unwrap(), Some(vector_for(id, DIM)));
+    }
+    let problems = store.verify().unwrap().problems;
+    assert!(
+        problems.iter().any(|p| p.contains("id order checksum mismatch")),
+        "{problems:?}"
+    );
 }
 
 #[test]

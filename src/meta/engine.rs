@@ -3,15 +3,16 @@
 //!
 //! Two trees. `catalog` holds the records that must change together, so that
 //! one sled batch (atomic) can change them: key `b"config"`, key
-//! `b"spaces"` (format 2), key `b"manifest"`, key `b"forwards"` (segments
-//! merged whole, see [`super::records::Forward`]), key `b"wal_files"` (the
+//! `b"spaces"` (format 2), key `b"manifest"`, key `b"wal_files"` (the
 //! log files, see [`crate::wal::tracked`]), key `b"blocked"` (the items
 //! `Store::delete` took out of every space, a `Vec<u64>`), key `b"trending"`
-//! (the recent-popularity counts, see `store/trending.rs`), the registry (value: a
-//! [`Location`]) under keys `b"r" + id (u64 BE)` for the default space
-//! (space 0, as in format 1) and `b"R" + space (u32 BE) + id (u64 BE)` for
-//! the others, and keys `b"d" + segment (u64 BE) + row (u32 BE)` for dead
-//! rows (empty value; segment ids are unique across spaces). `features`
+//! (the recent-popularity counts, see `store/trending.rs`), and keys
+//! `b"d" + segment (u64 BE) + row (u32 BE)` for dead rows (empty value;
+//! segment ids are unique across spaces). Stores before format 5 also kept
+//! an item registry here, under keys `b"r" + id (u64 BE)` (space 0) and
+//! `b"R" + space (u32 BE) + id (u64 BE)`, and compaction's forwards under
+//! `b"forwards"` (see [`super::records::Forward`]); opening such a store
+//! removes them (`MetaStore::drop_legacy_locations`). `features`
 //! maps a user id (u64 BE) to its feature pairs, `attributes` an item id
 //! (u64 BE) to its attribute pairs (`Store::set_attributes`). `histories` maps a user id (u64 BE) to its
 //! [`UserHistory`]. Every value that carries data is a [`crate::codec`]
@@ -44,23 +45,19 @@ pub(super) struct Engine {
     pub(super) attributes: sled::Tree,
 }
 
-/// The registry key of `id` in `space`.
+/// The key the registry of a store before format 5 gave `id` in `space` (tests make
+/// such records to check their removal).
+#[cfg(test)]
 pub(super) fn registry_key(space: u32, id: u64) -> Vec<u8> {
-    let mut k = registry_prefix(space);
-    k.extend_from_slice(&id.to_be_bytes());
-    k
-}
-
-/// The prefix of every registry key of `space`.
-pub(super) fn registry_prefix(space: u32) -> Vec<u8> {
-    if space == 0 {
+    let mut k = if space == 0 {
         vec![REGISTRY_PREFIX]
     } else {
-        let mut k = Vec::with_capacity(13);
-        k.push(SPACE_REGISTRY_PREFIX);
+        let mut k = vec![SPACE_REGISTRY_PREFIX];
         k.extend_from_slice(&space.to_be_bytes());
         k
-    }
+    };
+    k.extend_from_slice(&id.to_be_bytes());
+    k
 }
 
 pub(super) fn dead_key(at: Location) -> [u8; 13] {

@@ -1,6 +1,6 @@
-//! Metadata: the configuration, the manifest (live segments, checkpoint), the
-//! item registry (which sealed row holds each id), dead rows, and user
-//! histories. [`MetaStore`] is the small interface the store needs; sled is
+//! Metadata: the configuration, the manifest (live segments, checkpoint),
+//! dead rows, and user histories. (Which sealed row holds an item is the
+//! segments' business: each carries its rows ordered by id.) [`MetaStore`] is the small interface the store needs; sled is
 //! the engine behind it today ([`sled_meta::SledMeta`]).
 
 mod engine;
@@ -12,7 +12,7 @@ mod sled_records;
 use crate::error::Result;
 use crate::segment::Location;
 use crate::wal::tracked::TrackedFiles;
-use records::{Forward, Manifest, ManifestV1, StoredConfig, StoredSpace, UserHistory};
+use records::{Manifest, ManifestV1, StoredConfig, StoredSpace, UserHistory};
 
 /// A user's feature pairs, as the metadata keeps them.
 /// A user's features or an item's attributes: its id and its pairs.
@@ -24,16 +24,14 @@ pub(crate) type Placed = (u32, u64, Location);
 /// One atomic change of the catalog (see [`MetaStore::commit`]).
 pub(crate) struct Commit<'a> {
     pub manifest: &'a Manifest,
-    /// Ids taken out of their space's registry, their rows recorded dead.
+    /// Sealed rows retired (their item deleted or given a newer row):
+    /// recorded dead.
     pub retired: &'a [Placed],
-    /// Ids registered (rows of a segment the manifest adds).
-    pub rows: &'a [Placed],
     /// Segments a compaction removed: their dead-row records go.
     pub dropped_segments: &'a [u64],
-    /// Rows recorded dead without touching the registry.
+    /// Rows of added segments recorded dead (they died while the segment
+    /// was written).
     pub dead: &'a [Location],
-    /// The whole forwarding table, when it changed.
-    pub forwards: Option<&'a [Forward]>,
 }
 
 /// What the store asks of its metadata engine. Writes become durable at
@@ -56,15 +54,11 @@ pub(crate) trait MetaStore: Send + Sync {
     /// the checkpoint that covers their log records: a retirement whose
     /// record did not survive a crash must not survive it either.
     fn commit(&self, commit: &Commit) -> Result<()>;
-    /// The forwarding table of segments merged whole (see [`Forward`]).
-    fn load_forwards(&self) -> Result<Vec<Forward>>;
-    /// The sealed row that holds `id` in `space`, if it is live in a
-    /// sealed segment.
-    fn location(&self, space: u32, id: u64) -> Result<Option<Location>>;
-    /// Every registry entry of `space`: (item, the sealed row that holds it).
-    fn registry(&self, space: u32) -> Result<Vec<(u64, Location)>>;
-    /// The numbers of the spaces that have registry entries (for `verify`).
-    fn registry_spaces(&self) -> Result<Vec<u32>>;
+    /// Removes the item registry and the forwarding table that stores
+    /// before format 5 kept here; returns the records removed. Items are
+    /// found through the segments' id orders now (see `segment::id_order`).
+    /// Not flushed.
+    fn drop_legacy_locations(&self) -> Result<u64>;
     /// Every dead row of every sealed segment.
     fn dead_rows(&self) -> Result<Vec<Location>>;
     fn load_history(&self, user: u64) -> Result<Option<UserHistory>>;

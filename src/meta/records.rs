@@ -15,10 +15,13 @@ use crate::wal::Position;
 /// version 3 adds the list of log files (`b"wal_files"`) and the deleted
 /// items (`b"blocked"`), which a version-2 build would neither keep up to
 /// date nor honour; version 4 adds item attributes (tree `attributes`, log
-/// record kind 9) and the recent-popularity counts (`b"trending"`). Older
-/// stores are upgraded in place at open, in one metadata batch (2 or 3 to
-/// 4 changes only the number).
-pub(crate) const FORMAT_VERSION: u32 = 4;
+/// record kind 9) and the recent-popularity counts (`b"trending"`);
+/// version 5 finds sealed items through the segments' id orders (segment
+/// files of version 2) and keeps no item registry, where a version-4 build
+/// would find no sealed item. Older stores are upgraded in place at open,
+/// in one metadata batch (2, 3 or 4 to 5 changes only the number; the
+/// registry is removed after it).
+pub(crate) const FORMAT_VERSION: u32 = 5;
 
 /// What a store was created with; checked on every open. Its shape is
 /// version 1's, so that a build reading version 1 can read the version
@@ -37,7 +40,7 @@ pub(crate) struct StoredConfig {
 /// One space of the store (catalog key `b"spaces"`, the list by number).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct StoredSpace {
-    /// Its number in log records and registry keys; the default space is 0.
+    /// Its number in log records and the manifest; the default space is 0.
     pub number: u32,
     pub name: String,
     pub dim: u32,
@@ -169,11 +172,11 @@ impl Default for Manifest {
     }
 }
 
-/// A segment that a compaction merged whole (no dead rows) into another:
-/// its row `r` is row `base + r` of segment `to`. Registry entries naming
-/// `from` are resolved through it instead of being rewritten one per row,
-/// which sled would keep beside the old ones (see ARCHITECTURE.md,
-/// Compaction). Stored as one list under the catalog key `b"forwards"`.
+/// A segment that a compaction of a format-4 store merged whole into
+/// another: its row `r` became row `base + r` of segment `to`, so that
+/// registry entries naming `from` needed no rewrite. Format 5 has no
+/// registry, so none are made; the type stays because the `RECOVERY`
+/// record's layout holds a list of them (always empty now).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Forward {
     pub from: u64,

@@ -4,9 +4,10 @@
 //!
 //! It holds the configuration, the spaces, the manifest (each space's
 //! segments, growing snapshot and trainer file; the checkpoint; the next
-//! sequence number), the forwarding table, the deleted items and the dead
-//! rows of sealed segments, as of the last checkpoint. The registry is not
-//! copied: it is the live rows of the segments. Histories, user features
+//! sequence number), the forwarding table (empty since format 5), the
+//! deleted items and the dead rows of sealed segments, as of the last
+//! checkpoint. Where each item lives is the segments' own business (their
+//! id orders). Histories, user features
 //! and item attributes are not copied either (they can be large); repair
 //! rebuilds them from the log after the checkpoint and reports the rest as
 //! lost.
@@ -51,6 +52,7 @@ pub(crate) struct RecoveryRecord {
     pub config: StoredConfig,
     pub spaces: Vec<StoredSpace>,
     pub manifest: Manifest,
+    /// Always empty since format 5 (see [`Forward`]).
     pub forwards: Vec<Forward>,
     pub blocked: Vec<u64>,
     pub dead: Vec<Location>,
@@ -74,7 +76,7 @@ pub(crate) fn write_from(store: &Path, meta: &dyn MetaStore) -> Result<()> {
         config,
         spaces,
         manifest,
-        forwards: meta.load_forwards()?,
+        forwards: Vec::new(),
         blocked: meta.load_blocked()?,
         dead: meta.dead_rows()?,
     };

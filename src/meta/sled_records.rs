@@ -8,10 +8,10 @@ use std::path::PathBuf;
 
 use super::engine::Engine;
 use super::engine::{
-    dead_key, registry_key, registry_prefix, BLOCKED_KEY, CONFIG_KEY, DEAD_PREFIX, FORWARDS_KEY, MANIFEST_KEY,
-    SPACES_KEY, SPACE_REGISTRY_PREFIX, TRENDING_KEY, WAL_FILES_KEY,
+    dead_key, BLOCKED_KEY, CONFIG_KEY, DEAD_PREFIX, FORWARDS_KEY, MANIFEST_KEY, REGISTRY_PREFIX, SPACES_KEY,
+    SPACE_REGISTRY_PREFIX, TRENDING_KEY, WAL_FILES_KEY,
 };
-use super::records::{Forward, Manifest, ManifestV1, StoredConfig, StoredSpace, TrendingRecord, UserHistory};
+use super::records::{Manifest, ManifestV1, StoredConfig, StoredSpace, TrendingRecord, UserHistory};
 use super::sled_meta::{db_dir, list_generations, SledMeta};
 use super::{Commit, MetaStore, UserFeaturePairs};
 use crate::codec;
@@ -105,23 +105,12 @@ impl MetaStore for SledMeta {
             let Commit {
                 manifest,
                 retired,
-                rows,
                 dropped_segments,
                 dead,
-                forwards,
             } = *c;
-            // A batch holds one operation per key, the last given: an id retired
-            // from an old segment and registered in the new one ends registered.
             let mut batch = sled::Batch::default();
-            if let Some(forwards) = forwards {
-                batch.insert(FORWARDS_KEY, codec::encode(&forwards.to_vec(), "forwards")?);
-            }
-            for (space, id, at) in retired {
-                batch.remove(registry_key(*space, *id));
+            for (_, _, at) in retired {
                 batch.insert(&dead_key(*at)[..], &[][..]);
-            }
-            for (space, id, at) in rows {
-                batch.insert(registry_key(*space, *id), codec::encode(at, "registry")?);
             }
             for segment in dropped_segments {
                 let mut prefix = [0u8; 9];
@@ -144,71 +133,30 @@ impl MetaStore for SledMeta {
         })
     }
 
-    fn load_forwards(&self) -> Result<Vec<Forward>> {
-        self.read("the forwards", |db| {
-            Ok(db
-                .get_record(&db.catalog, FORWARDS_KEY, "forwards")?
-                .unwrap_or_default())
-        })
-    }
-
-    fn location(&self, space: u32, id: u64) -> Result<Option<Location>> {
-        self.read("a registry entry", |db| {
-            db.get_record(
-                &db.catalog,
-                &registry_key(space, id),
-                &format!("registry entry of item {id} in space {space}"),
-            )
-        })
-    }
-
-    fn registry(&self, space: u32) -> Result<Vec<(u64, Location)>> {
-        self.read("the registry", |db| {
-            let mut out = Vec::new();
-            let prefix = registry_prefix(space);
-            for entry in db.catalog.scan_prefix(&prefix) {
-                let (key, value) = entry.map_err(|e| db.err(e))?;
-                let id = <[u8; 8]>::try_from(&key[prefix.len()..])
-                    .map(u64::from_be_bytes)
-                    .map_err(|_| Error::Corruption {
-                        file: db.path.clone(),
-                        offset: 0,
-                        reason: format!("registry key of {} bytes", key.len()),
-                    })?;
-                out.push((id, codec::decode(&value, &format!("registry entry of item {id}"))?));
+    fn drop_legacy_locations(&self) -> Result<u64> {
+        self.write("the registry of an older store", |db| {
+            let mut dropped = 0;
+            if db.catalog.remove(FORWARDS_KEY).map_err(|e| db.err(e))?.is_some() {
+                dropped += 1;
             }
-            Ok(out)
-        })
-    }
-
-    fn registry_spaces(&self) -> Result<Vec<u32>> {
-        self.read("the registry", |db| {
-            let mut out = Vec::new();
-            if let Some(entry) = db.catalog.scan_prefix(registry_prefix(0)).next() {
-                entry.map_err(|e| db.err(e))?;
-                out.push(0);
-            }
-            // One seek per space: the first key at or after `R` + n.
-            let mut next = 1u32;
-            loop {
-                let Some(entry) = db.catalog.range(registry_prefix(next)..).next() else {
-                    break;
-                };
-                let (key, _) = entry.map_err(|e| db.err(e))?;
-                let Some(number) = key
-                    .strip_prefix(&[SPACE_REGISTRY_PREFIX])
-                    .and_then(|rest| <[u8; 4]>::try_from(rest.get(..4)?).ok())
-                    .map(u32::from_be_bytes)
-                else {
-                    break;
-                };
-                out.push(number);
-                match number.checked_add(1) {
-                    Some(n) => next = n,
-                    None => break,
+            for prefix in [REGISTRY_PREFIX, SPACE_REGISTRY_PREFIX] {
+                loop {
+                    // Batches of bounded size: a registry can hold millions.
+                    let mut batch = sled::Batch::default();
+                    let mut n = 0u64;
+                    for entry in db.catalog.scan_prefix([prefix]).take(100_000) {
+                        let (key, _) = entry.map_err(|e| db.err(e))?;
+                        batch.remove(key);
+                        n += 1;
+                    }
+                    if n == 0 {
+                        break;
+                    }
+                    db.catalog.apply_batch(batch).map_err(|e| db.err(e))?;
+                    dropped += n;
                 }
             }
-            Ok(out)
+            Ok(dropped)
         })
     }
 
@@ -365,43 +313,32 @@ mod tests {
     use crate::meta::Commit;
 
     #[test]
-    fn registries_of_spaces_are_kept_apart_and_listed() {
+    fn an_older_stores_registry_is_dropped_and_retirements_record_dead_rows() {
         let dir = tempfile::tempdir().unwrap();
         let meta = SledMeta::open(&dir.path().join("meta"), false, 1 << 20).unwrap();
         let at = |segment, row| Location { segment, row };
-        let rows = [
-            (0, 5, at(1, 0)),
-            (3, 5, at(2, 0)),
-            (3, 6, at(2, 1)),
-            (7, 5, at(4, 9)),
-            (u32::MAX, 1, at(9, 0)),
-        ];
-        meta.commit(&Commit {
-            manifest: &Manifest::default(),
-            retired: &[],
-            rows: &rows,
-            dropped_segments: &[],
-            dead: &[],
-            forwards: None,
+        // Registry entries and forwards as format-4 stores wrote them,
+        // among other catalog records that must stay.
+        meta.write("test", |db| {
+            db.catalog.insert(FORWARDS_KEY, &b"x"[..]).unwrap();
+            for (space, id) in [(0u32, 5u64), (3, 5), (3, 6), (u32::MAX, 1)] {
+                db.catalog
+                    .insert(super::super::engine::registry_key(space, id), &b"x"[..])
+                    .unwrap();
+            }
+            Ok(())
         })
         .unwrap();
-        assert_eq!(meta.registry_spaces().unwrap(), [0, 3, 7, u32::MAX]);
-        assert_eq!(meta.registry(3).unwrap(), [(5, at(2, 0)), (6, at(2, 1))]);
-        assert_eq!(meta.registry(0).unwrap(), [(5, at(1, 0))]);
-        assert_eq!(meta.location(7, 5).unwrap(), Some(at(4, 9)));
-        assert_eq!(meta.location(7, 6).unwrap(), None);
-        // Retiring an item in one space leaves the others' entry alone.
         meta.commit(&Commit {
             manifest: &Manifest::default(),
             retired: &[(3, 5, at(2, 0))],
-            rows: &[],
             dropped_segments: &[],
-            dead: &[],
-            forwards: None,
+            dead: &[at(4, 1)],
         })
         .unwrap();
-        assert_eq!(meta.location(3, 5).unwrap(), None);
-        assert_eq!(meta.location(0, 5).unwrap(), Some(at(1, 0)));
-        assert_eq!(meta.dead_rows().unwrap(), [at(2, 0)]);
+        assert_eq!(meta.drop_legacy_locations().unwrap(), 5);
+        assert_eq!(meta.drop_legacy_locations().unwrap(), 0);
+        assert_eq!(meta.dead_rows().unwrap(), [at(2, 0), at(4, 1)]);
+        assert!(meta.load_manifest().unwrap().is_some());
     }
 }

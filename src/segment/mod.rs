@@ -5,6 +5,7 @@
 //! since neither kind of segment is ever modified in place.
 
 pub(crate) mod growing;
+pub(crate) mod id_order;
 pub(crate) mod sealed;
 pub(crate) mod tombstones;
 

@@ -3,21 +3,27 @@
 //! | bytes | field | meaning |
 //! |---|---|---|
 //! | 0..8 | magic | `b"EMBERSEG"` |
-//! | 8..12 | version u32 LE | [`SEGMENT_VERSION`] |
+//! | 8..12 | version u32 LE | [`SEGMENT_VERSION`] (1 or 2) |
 //! | 12..16 | dim u32 LE | components per row |
 //! | 16..24 | count u64 LE | rows |
 //! | 24..32 | segment_id u64 LE | must match the file name |
 //! | 32..40 | ids_offset u64 LE | always 64 |
 //! | 40..48 | vectors_offset u64 LE | `64 + 8 * count`, rounded up to 64 |
-//! | 48..52 | body_crc u32 LE | crc32 of every byte from 64 to the end |
-//! | 52..60 | reserved | zero |
+//! | 48..52 | body_crc u32 LE | crc32 of bytes 64 to the end of the rows |
+//! | 52..56 | order_crc u32 LE | version 2: crc32 of the id-order section; version 1: zero |
+//! | 56..60 | reserved | zero |
 //! | 60..64 | header_crc u32 LE | crc32 of bytes 0..60 |
-//! | 64.. | ids | `count` x u64 LE |
+//! | 64.. | ids | `count` x u64 LE, row by row |
 //! | vectors_offset.. | rows | `count * dim` x f32 LE, 64-byte aligned for SIMD loads |
+//! | rows end.. | id order | version 2: the rows ordered by id ([`super::id_order`]) |
 //!
 //! The header and the file length are checked before the file is mapped;
 //! the body checksum is checked before the first read that trusts the rows
-//! ([`SealedSegment::verified`]), so opening a store does not read every file.
+//! ([`SealedSegment::verified`]), the order's before the first lookup by id,
+//! so opening a store reads no file whole, and finding an item (which asks
+//! every segment's order) reads no rows. Version 1 files (no order section)
+//! are still read; their order is built in memory from the ids, as is a
+//! version 2 order that fails its checksum (it is derived data).
 
 use std::fs::File;
 use std::io::Write;
@@ -26,6 +32,7 @@ use std::sync::OnceLock;
 
 use memmap2::Mmap;
 
+use super::id_order::{self, IdOrder, OwnedIdOrder};
 use super::tombstones::Tombstones;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
@@ -33,7 +40,7 @@ use crate::index::SegmentIndex;
 use crate::stamp::{Header, HeaderWriter, HEADER_LEN};
 
 pub(crate) const MAGIC: &[u8; 8] = b"EMBERSEG";
-pub(crate) const SEGMENT_VERSION: u32 = 1;
+pub(crate) const SEGMENT_VERSION: u32 = 2;
 
 /// The file name of segment `id`.
 pub(crate) fn file_name(id: u64) -> String {
@@ -60,7 +67,7 @@ fn vectors_offset(count: usize) -> usize {
 }
 
 /// Writes segment `id` holding `ids` and their rows (`ids.len() * dim`
-/// values) to `path`, atomically and durably.
+/// values) to `path`, atomically and durably, with its id order.
 pub(crate) fn write(path: &Path, id: u64, dim: usize, ids: &[u64], values: &[f32]) -> Result<()> {
     debug_assert_eq!(ids.len() * dim, values.len());
     let count = ids.len();
@@ -73,6 +80,16 @@ pub(crate) fn write(path: &Path, id: u64, dim: usize, ids: &[u64], values: &[f32
     body_crc.update(&padding);
     body_crc.update(value_bytes);
 
+    let rows_end = vec_off + value_bytes.len();
+    let order = OwnedIdOrder::build(ids);
+    let order_padding = vec![0u8; id_order::section_offset(rows_end) - rows_end];
+    let order_ids: &[u8] = bytemuck::cast_slice(&order.ids);
+    let order_rows: &[u8] = bytemuck::cast_slice(&order.rows);
+    let mut order_crc = crc32fast::Hasher::new();
+    order_crc.update(&order_padding);
+    order_crc.update(order_ids);
+    order_crc.update(order_rows);
+
     let h = HeaderWriter::new(MAGIC, SEGMENT_VERSION)
         .u32(12, dim as u32)
         .u64(16, count as u64)
@@ -80,14 +97,37 @@ pub(crate) fn write(path: &Path, id: u64, dim: usize, ids: &[u64], values: &[f32
         .u64(32, HEADER_LEN as u64)
         .u64(40, vec_off as u64)
         .u32(48, body_crc.finalize())
+        .u32(52, order_crc.finalize())
         .finish();
 
     fsutil::write_atomically_with(path, |out| {
         out.write_all(&h)?;
         out.write_all(id_bytes)?;
         out.write_all(&padding)?;
-        out.write_all(value_bytes)
+        out.write_all(value_bytes)?;
+        out.write_all(&order_padding)?;
+        out.write_all(order_ids)?;
+        out.write_all(order_rows)
     })
+}
+
+/// Where a segment's id order comes from.
+#[derive(Clone, Copy)]
+enum OrderSource {
+    /// Version 2: the mapped section at this offset, with its crc32.
+    Mapped { offset: usize, crc: u32 },
+    /// Version 1: built from the ids on first use.
+    Built,
+}
+
+/// The id order once asked for: the mapped section (its checksum held),
+/// one built from the ids (version 1, or a mapped section that failed its
+/// checksum: the order is derived data, so it is rebuilt rather than
+/// refused), or why neither could be had.
+enum OrderState {
+    Mapped,
+    Built(OwnedIdOrder),
+    Failed(String),
 }
 
 /// An open sealed segment.
@@ -104,9 +144,9 @@ pub(crate) struct SealedSegment {
     dead: Tombstones,
     /// Set once by the indexer; until then the segment is searched exactly.
     index: OnceLock<SegmentIndex>,
-    /// (id, row) ordered by id, built on the first lookup by id (filtered
-    /// queries): 16 bytes a row, only for segments that were asked.
-    by_id: OnceLock<Vec<(u64, u32)>>,
+    /// The rows ordered by id: for lookups by id and filtered queries.
+    order_source: OrderSource,
+    order: OnceLock<OrderState>,
 }
 
 impl SealedSegment {
@@ -124,6 +164,13 @@ impl SealedSegment {
         let n = (len as usize).min(HEADER_LEN);
         std::io::Read::read_exact(&mut file, &mut h[..n]).at(path)?;
         let header = Header::check(&h[..n], MAGIC, SEGMENT_VERSION, path, "segment")?;
+        let version = header.u32(8);
+        if version == 0 {
+            return Err(corrupt(8, "segment format version 0 does not exist".into()));
+        }
+        if version >= 2 && header.u32(56) != 0 {
+            return Err(corrupt(56, "reserved header bytes are not zero".into()));
+        }
         let (u32_at, u64_at) = (|i| header.u32(i), |i| header.u64(i));
         let dim = u32_at(12) as usize;
         let count = u64_at(16);
@@ -147,7 +194,11 @@ impl SealedSegment {
         if u64_at(32) != HEADER_LEN as u64 || u64_at(40) != vec_off as u64 {
             return Err(corrupt(32, "section offsets disagree with the row count".into()));
         }
-        let expected_len = vec_off as u64 + (count * dim * 4) as u64;
+        let rows_end = vec_off as u64 + (count as u64) * (dim as u64) * 4;
+        let expected_len = match version {
+            1 => rows_end,
+            _ => rows_end + id_order::section_len(rows_end as usize, count) as u64,
+        };
         if len != expected_len {
             return Err(corrupt(
                 len.min(expected_len),
@@ -174,7 +225,14 @@ impl SealedSegment {
             verified: OnceLock::new(),
             dead: Tombstones::new(count),
             index: OnceLock::new(),
-            by_id: OnceLock::new(),
+            order_source: match version {
+                1 => OrderSource::Built,
+                _ => OrderSource::Mapped {
+                    offset: id_order::section_offset(rows_end as usize),
+                    crc: u32_at(52),
+                },
+            },
+            order: OnceLock::new(),
         })
     }
 
@@ -218,7 +276,7 @@ impl SealedSegment {
     pub fn verified(&self) -> Result<()> {
         self.verified
             .get_or_init(|| {
-                if crc32fast::hash(&self.map[HEADER_LEN..]) == self.body_crc {
+                if crc32fast::hash(&self.map[HEADER_LEN..self.rows_end()]) == self.body_crc {
                     Ok(())
                 } else {
                     Err("segment body checksum mismatch".to_string())
@@ -232,6 +290,27 @@ impl SealedSegment {
             })
     }
 
+    /// Whether the file carries its id order (version 2).
+    pub fn has_id_order(&self) -> bool {
+        matches!(self.order_source, OrderSource::Mapped { .. })
+    }
+
+    /// Whether the mapped id order (version 2) holds its checksum; a
+    /// version 1 file has none to hold. For `verify`: lookups rebuild a
+    /// damaged order instead (see [`SealedSegment::order`]).
+    pub fn order_checksum(&self) -> Result<()> {
+        match self.order_source {
+            OrderSource::Mapped { crc, .. } if crc32fast::hash(&self.map[self.rows_end()..]) != crc => {
+                Err(Error::Corruption {
+                    file: self.path.clone(),
+                    offset: self.rows_end() as u64,
+                    reason: "id order checksum mismatch".into(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Marks the body as verified (we just wrote it ourselves).
     pub fn trust_fresh(&self) {
         let _ = self.verified.set(Ok(()));
@@ -241,7 +320,7 @@ impl SealedSegment {
     pub fn data(&self) -> Result<(&[u64], &[f32])> {
         self.verified()?;
         let ids_bytes = &self.map[HEADER_LEN..HEADER_LEN + 8 * self.count];
-        let values_bytes = &self.map[self.vectors_offset..];
+        let values_bytes = &self.map[self.vectors_offset..self.rows_end()];
         let cast_err = |what: &str| Error::Corruption {
             file: self.path.clone(),
             offset: 0,
@@ -252,40 +331,84 @@ impl SealedSegment {
         Ok((ids, values))
     }
 
-    /// Calls `f(id, row)` for each id of `wanted` (sorted) that this
-    /// segment holds, dead rows included: by binary search when `wanted`
-    /// is short, else by one merge along the id-ordered rows.
-    pub fn rows_of(&self, wanted: &[u64], mut f: impl FnMut(u64, u32)) -> Result<()> {
-        let (ids, _) = self.data()?;
-        let order = self.by_id.get_or_init(|| {
-            // `open` bounds the row count by u32::MAX.
-            let mut order: Vec<(u64, u32)> = ids.iter().enumerate().map(|(r, id)| (*id, r as u32)).collect();
-            order.sort_unstable();
-            order
+    fn rows_end(&self) -> usize {
+        self.vectors_offset + self.count * self.dim * 4
+    }
+
+    /// The rows ordered by id. A version 2 file's section is checked
+    /// against its crc32 on first use; a version 1 file's order is built
+    /// from its (verified) ids, and so is a version 2 file's whose section
+    /// fails its checksum (logged; `verify` reports it): the order is
+    /// derived from the ids, and refusing it would refuse every write of a
+    /// new item (each asks every segment).
+    pub fn order(&self) -> Result<IdOrder<'_>> {
+        let state = self.order.get_or_init(|| {
+            if let OrderSource::Mapped { .. } = self.order_source {
+                match self.order_checksum() {
+                    Ok(()) => return OrderState::Mapped,
+                    Err(e) => log::error!("{e}; rebuilding the order from the segment's ids"),
+                }
+            }
+            match self.data() {
+                Ok((ids, _)) => OrderState::Built(OwnedIdOrder::build(ids)),
+                Err(Error::Corruption { reason, .. }) => OrderState::Failed(reason),
+                Err(e) => OrderState::Failed(e.to_string()),
+            }
         });
-        let log = usize::BITS - order.len().leading_zeros();
-        if wanted.len().saturating_mul(log as usize) < order.len() {
-            for &id in wanted {
-                let start = order.partition_point(|(i, _)| *i < id);
-                for &(_, row) in order[start..].iter().take_while(|(i, _)| *i == id) {
-                    f(id, row);
-                }
+        match (state, self.order_source) {
+            (OrderState::Built(built), _) => Ok(built.view()),
+            (OrderState::Mapped, OrderSource::Mapped { offset, .. }) => {
+                let rows_at = offset + 8 * self.count;
+                let cast_err = || Error::Corruption {
+                    file: self.path.clone(),
+                    offset: offset as u64,
+                    reason: "id order section is misaligned in memory".into(),
+                };
+                Ok(IdOrder {
+                    ids: bytemuck::try_cast_slice(&self.map[offset..rows_at]).map_err(|_| cast_err())?,
+                    rows: bytemuck::try_cast_slice(&self.map[rows_at..rows_at + 4 * self.count])
+                        .map_err(|_| cast_err())?,
+                })
             }
-        } else {
-            let mut at = 0;
-            for &(id, row) in order.iter() {
-                while at < wanted.len() && wanted[at] < id {
-                    at += 1;
-                }
-                if at == wanted.len() {
-                    break;
-                }
-                if wanted[at] == id {
-                    f(id, row);
-                }
-            }
+            (OrderState::Failed(reason), _) => Err(Error::Corruption {
+                file: self.path.clone(),
+                offset: HEADER_LEN as u64,
+                reason: reason.clone(),
+            }),
+            // `Mapped` is only ever set for a mapped source.
+            (OrderState::Mapped, OrderSource::Built) => Err(Error::Corruption {
+                file: self.path.clone(),
+                offset: 0,
+                reason: "id order state disagrees with its source".into(),
+            }),
         }
+    }
+
+    /// Calls `f(id, row)` for each id of `wanted` (sorted) that this
+    /// segment holds, dead rows included.
+    pub fn rows_of(&self, wanted: &[u64], f: impl FnMut(u64, u32)) -> Result<()> {
+        self.order()?.each_of(wanted, f);
         Ok(())
+    }
+
+    /// The live row holding `id`, if this segment has one.
+    pub fn live_row_of(&self, id: u64) -> Result<Option<u32>> {
+        Ok(self
+            .order()?
+            .rows_of(id)
+            .find(|&row| (row as usize) < self.count && !self.dead.is_dead(row as usize)))
+    }
+
+    /// Checks the id order against the id column, and its checksum (for
+    /// `verify`).
+    pub fn check_order(&self) -> Result<()> {
+        self.order_checksum()?;
+        let (ids, _) = self.data()?;
+        self.order()?.check_against(ids).map_err(|reason| Error::Corruption {
+            file: self.path.clone(),
+            offset: self.rows_end() as u64,
+            reason,
+        })
     }
 
     /// One row's values.

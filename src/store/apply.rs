@@ -92,7 +92,7 @@ pub(crate) fn apply_upsert(
     // Where the item lives now, found before the new row hides it.
     let sealed = match version.growing.row_of(id) {
         Some(_) => None,
-        None => catalog.sealed_location(id)?.map(|at| version.resolve(at)),
+        None => catalog.sealed_location(&version, id)?,
     };
     // The new row is published before the old one dies, so a reader never
     // finds the item missing (one that sees both keeps one: `TopK` drops
@@ -131,7 +131,7 @@ pub(crate) fn apply_delete(space: &SpaceState, id: u64) -> Result<bool> {
     if version.growing.remove(id) {
         return Ok(true);
     }
-    match catalog.sealed_location(id)?.map(|at| version.resolve(at)) {
+    match catalog.sealed_location(&version, id)? {
         Some(at) => {
             catalog.retire(&version, id, at);
             Ok(true)

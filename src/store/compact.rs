@@ -6,19 +6,18 @@
 //! manifest) and indexed; (2) under the write lock, rows that died during
 //! (1) are killed in the new segments too, and one metadata batch commits a
 //! checkpoint at the log's end with the manifest naming the new segments
-//! instead of the old, the registry pointing moved items at their new rows,
-//! and the old segments' dead-row records gone; (3) the new version is
+//! instead of the old (the new segments' id orders say where each moved
+//! item lives now), and the old segments' dead-row records gone; (3) the new version is
 //! swapped in; (4) the old files are removed. A crash before (2) leaves the
 //! new files unnamed, after it the old ones: the next open removes either.
 //! Readers keep the version they hold; writers wait only for (2).
 
 use std::sync::Arc;
 
-use super::install::{self, Growing, Installation, Placement};
+use super::install::{self, Growing, Installation};
 use super::space::SpaceState;
 use super::Store;
 use crate::error::Result;
-use crate::meta::records::Forward;
 use crate::segment::sealed::SealedSegment;
 use crate::segment::Location;
 use crate::version::Version;
@@ -45,7 +44,9 @@ pub struct CompactReport {
     pub bytes_after: u64,
 }
 
-/// The segments worth rewriting.
+/// The segments worth rewriting: many dead rows, too few rows, or a file
+/// without its id order (written before format 5; rewriting it gives
+/// lookups the mapped order instead of one built in memory).
 fn choose(version: &Version, segment_rows: usize) -> Vec<Arc<SealedSegment>> {
     let small = (segment_rows as f64 * SMALL_SHARE) as usize;
     let chosen: Vec<_> = version
@@ -53,12 +54,13 @@ fn choose(version: &Version, segment_rows: usize) -> Vec<Arc<SealedSegment>> {
         .iter()
         .filter(|s| {
             let dead = s.dead().count();
-            dead as f64 >= DEAD_SHARE * s.count() as f64 && dead > 0 || s.count() < small
+            dead as f64 >= DEAD_SHARE * s.count() as f64 && dead > 0 || s.count() < small || !s.has_id_order()
         })
         .cloned()
         .collect();
-    // One small segment with no dead rows gains nothing from a rewrite.
-    if chosen.len() == 1 && chosen[0].dead().count() == 0 {
+    // One small segment with no dead rows and its id order gains nothing
+    // from a rewrite.
+    if chosen.len() == 1 && chosen[0].dead().count() == 0 && chosen[0].has_id_order() {
         return Vec::new();
     }
     chosen
@@ -100,15 +102,13 @@ impl Store {
             }
             reclaim += self.compact_space_now(space, mode, &mut report)?;
         }
-        // sled keeps the space of the registry entries and dead-row records
-        // just deleted; when they were a sizable share (a tenth of all rows,
-        // of every space: the rebuild copies the whole database), copy the
-        // live records into a fresh database. Under the write lock: nothing
-        // else writes the metadata. (Rows merely moved are not counted: sled
-        // rewrites their registry entries in place in its log, about 20
-        // bytes each, and a fresh copy of a small database takes more than
-        // that: sled allocates its log in 512 KiB segments. See
-        // ARCHITECTURE.md, Compaction, for the bound this gives.)
+        // sled keeps the space of the dead-row records just deleted; when
+        // they were a sizable share (a tenth of all rows, of every space:
+        // the rebuild copies the whole database), copy the live records
+        // into a fresh database. Under the write lock: nothing else writes
+        // the metadata. (Rows merely moved cost the metadata nothing: their
+        // new segments' id orders place them. See ARCHITECTURE.md,
+        // Compaction.)
         let dropped_rows = report.rows_in - report.rows_kept;
         if mode == Compaction::Run && dropped_rows > 0 && dropped_rows * 10 >= rows_before.max(1) {
             let _writers_wait = self.write.lock();
@@ -146,59 +146,27 @@ impl Store {
                 .sum());
         }
 
-        // (1) Live rows, with where each came from. A host-fed store's
-        // segments that are merged whole (none has a dead row, each fits a
-        // new segment) keep every row in order, so a registry entry needs
-        // no rewrite: one forwarding entry per old segment says where its
-        // rows went (see `Forward`). Otherwise the live rows are packed and
-        // every moved row is registered anew.
+        // (1) Live rows, with where each came from, packed into pieces of
+        // `segment_rows`.
         let per = shared.opts.segment_rows.max(1);
-        let trained = version.directory.is_some();
-        let whole = !trained && chosen.iter().all(|s| s.dead().count() == 0 && s.count() <= per);
         let mut ids = Vec::with_capacity(rows_kept);
         let mut values = Vec::with_capacity(rows_kept * dim);
         let mut origins = Vec::with_capacity(rows_kept);
-        // Where each new segment starts in `ids`: pieces of `per` rows, or
-        // for a whole merge, as many old segments as fit.
-        let mut starts = vec![0usize];
         for segment in &chosen {
             let (s_ids, s_values) = segment.data()?;
-            if whole && ids.len() - starts[starts.len() - 1] + s_ids.len() > per {
-                starts.push(ids.len());
-            }
             for (r, (id, row)) in s_ids.iter().zip(s_values.chunks_exact(dim)).enumerate() {
-                // A whole merge copies a row that died since the check above
-                // too (the offsets must hold); (2) kills it again.
-                if whole || !segment.dead().is_dead(r) {
+                if !segment.dead().is_dead(r) {
                     ids.push(*id);
                     values.extend_from_slice(row);
                     origins.push((Arc::clone(segment), r));
                 }
             }
         }
-        if !whole {
-            starts = (0..ids.len().div_ceil(per)).map(|p| p * per).collect();
-        }
-        starts.retain(|&lo| lo < ids.len());
-        let pieces = starts.len();
+        let pieces = ids.len().div_ceil(per);
         let first_id = self.write.lock().core.reserve_segment_ids(pieces as u64);
-        let bounds: Vec<(usize, usize)> = starts
-            .iter()
-            .enumerate()
-            .map(|(p, &lo)| (lo, starts.get(p + 1).copied().unwrap_or(ids.len())))
-            .collect();
-        // The new location of every copied row.
-        let mut locations = Vec::with_capacity(ids.len());
-        for (p, &(lo, hi)) in bounds.iter().enumerate() {
-            for i in lo..hi {
-                locations.push(Location {
-                    segment: first_id + p as u64,
-                    row: (i - lo) as u32,
-                });
-            }
-        }
         let mut fresh = Vec::with_capacity(pieces);
-        for (p, &(lo, hi)) in bounds.iter().enumerate() {
+        for (p, lo) in (0..ids.len()).step_by(per).enumerate() {
+            let hi = (lo + per).min(ids.len());
             let id = first_id + p as u64;
             let rows = &values[lo * dim..hi * dim];
             fresh.push(install::write_indexed_segment(shared, space, id, &ids[lo..hi], rows)?);
@@ -208,37 +176,18 @@ impl Store {
         let dropped: Vec<u64> = chosen.iter().map(|s| s.id()).collect();
         let obsolete = self.write.lock().checkpoint_at_end(|core, end| {
             let mut change = Installation::of(space, Growing::Kept);
-            let mut moved = Vec::new();
-            for ((id, (segment, row)), &at) in ids.iter().zip(&origins).zip(&locations) {
+            for (i, (segment, row)) in origins.iter().enumerate() {
                 if segment.dead().is_dead(*row) {
                     // Deleted or replaced while we copied: dead here too,
-                    // and recorded so, without touching the registry (the
-                    // item may live on elsewhere by now).
-                    fresh[(at.segment - first_id) as usize].dead().kill(at.row as usize);
+                    // and recorded so.
+                    let at = Location {
+                        segment: first_id + (i / per) as u64,
+                        row: (i % per) as u32,
+                    };
+                    fresh[i / per].dead().kill(at.row as usize);
                     change.dead.push(at);
-                } else if !whole {
-                    moved.push((*id, at));
                 }
             }
-            if whole {
-                // Each old segment's first row says where all of its went.
-                let mut forwards = (*core.forwards).clone();
-                for ((segment, row), at) in origins.iter().zip(&locations) {
-                    if *row == 0 {
-                        let from = segment.id();
-                        forwards.insert(
-                            from,
-                            Forward {
-                                from,
-                                to: at.segment,
-                                base: at.row,
-                            },
-                        );
-                    }
-                }
-                change.forwards = Some(forwards);
-            }
-            change.placement = Placement::Moved(moved);
             change.added = fresh.clone();
             change.removed = dropped.clone();
             install::install(shared, core, end, change)

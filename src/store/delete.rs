@@ -102,7 +102,7 @@ pub(crate) fn is_live(space: &SpaceState, id: u64) -> Result<bool> {
     if version.growing.row_of(id).is_some() {
         return Ok(true);
     }
-    Ok(match space.catalog.sealed_location(id)?.map(|at| version.resolve(at)) {
+    Ok(match space.catalog.sealed_location(&version, id)? {
         Some(at) => version
             .segment(at.segment)
             .is_some_and(|segment| !segment.dead().is_dead(at.row as usize)),

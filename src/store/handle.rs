@@ -76,7 +76,7 @@ impl<'a> Space<'a> {
 
     /// The stored vector of `id` in this space (normalised under cosine).
     pub fn get(&self, id: u64) -> Result<Option<Vec<f32>>> {
-        lookup::get(&self.store.shared, self.state, id)
+        lookup::get(self.state, id)
     }
 
     /// The vector `Query::user(user).space(..)` searches with in this space:

@@ -232,14 +232,16 @@ pub(crate) fn load_existing(dir: &Path, config: &IndexConfig, segment: &SealedSe
     }
 }
 
-/// Checks the segment's body checksum now, in the background, rather than
-/// in the first query that reads the segment (a pass over its whole file:
-/// seconds for a store of many gigabytes). A mismatch is logged here and
-/// refused again, as `Error::Corruption`, to every query of the segment. A
+/// Checks the segment's checksums (body and id order) now, in the
+/// background, rather than in the first query that reads the segment (a
+/// pass over its whole file: seconds for a store of many gigabytes). A body
+/// mismatch is logged here and refused again, as `Error::Corruption`, to every query of the segment. A
 /// segment whose index was built has been checked already (the build read
 /// its rows).
 fn check_body(segment: &SealedSegment) {
-    if let Err(e) = segment.verified() {
+    // The order of a version-2 file is checked too (and rebuilt, logged,
+    // if it fails: see `SealedSegment::order`).
+    if let Err(e) = segment.verified().and_then(|()| segment.order().map(drop)) {
         log::error!("{e}");
     }
 }

@@ -12,8 +12,8 @@
 //!    shared), [`install`] writes the live rows of each space's growing
 //!    segment that changed since its last snapshot (the changed space's as
 //!    its next version keeps it) to a snapshot file, then makes one
-//!    metadata commit: dirty histories, every space's retirements, registry
-//!    rows, dead rows, forwards and the manifest with its checkpoint,
+//!    metadata commit: dirty histories, every space's retirements, dead
+//!    rows and the manifest with its checkpoint,
 //!    flushed.
 //! 3. The changed space's next version (segments, growing segment and
 //!    trained directory together) is swapped in.
@@ -32,7 +32,7 @@ use std::sync::Arc;
 use super::space::SpaceState;
 use super::state::{GrowingMark, ManifestState, Shared};
 use crate::error::{IoContext, Result};
-use crate::meta::records::{Forward, SegmentEntry, TrainerEntry};
+use crate::meta::records::{SegmentEntry, TrainerEntry};
 use crate::meta::{Commit, Placed};
 use crate::segment::growing::GrowingSegment;
 use crate::segment::sealed::{self, SealedSegment};
@@ -84,8 +84,9 @@ pub(crate) enum Growing {
 
 /// Where items live after the change.
 pub(crate) enum Placement {
-    /// These items moved to these rows of the added segments: registry
-    /// rows of a host-fed space, directory entries of a trained one.
+    /// These items moved to these rows of the added segments: directory
+    /// entries of a trained space (a host-fed space finds them through the
+    /// segments' id orders, and ignores this).
     Moved(Vec<(u64, Location)>),
     /// A new trained generation's whole directory.
     Directory(HashMap<u64, Location>),
@@ -104,8 +105,6 @@ pub(crate) struct Installation {
     pub placement: Placement,
     /// Rows of added segments that died while they were written.
     pub dead: Vec<Location>,
-    /// The new forwarding table (all of it), when it changes.
-    pub forwards: Option<HashMap<u64, Forward>>,
     /// The new trainer state file, when it changes.
     pub trainer: Option<TrainerEntry>,
     /// A new DNN generation's model, served with its segments.
@@ -131,7 +130,6 @@ impl Installation {
             growing: Growing::Kept,
             placement: Placement::Moved(Vec::new()),
             dead: Vec::new(),
-            forwards: None,
             trainer: None,
             model: None,
         }
@@ -170,7 +168,6 @@ pub(crate) fn install(
         growing,
         placement,
         dead,
-        forwards,
         trainer,
         model,
     } = change;
@@ -233,15 +230,7 @@ pub(crate) fn install(
         }
     }
 
-    // Trained spaces keep locations in the version, not the registry.
     let target = changed.map(|slot| &shared.spaces[slot]);
-    let registry: Vec<Placed> = match (&placement, target) {
-        (Placement::Moved(moved), Some(space)) if space.trainer.is_none() => {
-            moved.iter().map(|(id, at)| (space.number, *id, *at)).collect()
-        }
-        _ => Vec::new(),
-    };
-    let table: Option<Vec<Forward>> = forwards.as_ref().map(|f| f.values().copied().collect());
     // One batch, then flushed: the histories' dirty entries, the pending
     // retirements of every space and the rest of the change, with the
     // manifest.
@@ -260,10 +249,8 @@ pub(crate) fn install(
     shared.meta.commit(&Commit {
         manifest: &manifest,
         retired: &retired,
-        rows: &registry,
         dropped_segments: &removed,
         dead: &dead,
-        forwards: table.as_deref(),
     })?;
     shared.meta.flush()?;
     for space in &shared.spaces {
@@ -271,9 +258,6 @@ pub(crate) fn install(
     }
     core.manifest = manifest;
     core.snapshot_marks = marks;
-    if let Some(forwards) = forwards {
-        core.forwards = Arc::new(forwards);
-    }
 
     if let (Some(space), Some(growing)) = (target, next_growing) {
         let current = space.catalog.version.load_full();
@@ -301,7 +285,6 @@ pub(crate) fn install(
             sealed,
             growing,
             directory,
-            forwards: Arc::clone(&core.forwards),
             model: model.or_else(|| current.model.clone()),
         }));
     }

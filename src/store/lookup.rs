@@ -1,21 +1,21 @@
 //! Looking items up by id in a space: in the growing segment, then through
-//! the item registry (host-fed spaces) or the version's directory (trained
-//! spaces). This is the store's side of a query; the planning is
+//! the sealed segments' id orders (host-fed spaces) or the version's
+//! directory (trained spaces). This is the store's side of a query; the planning is
 //! `query::plan`'s.
 
 use super::space::SpaceState;
 use super::state::Shared;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::query::plan::{Lookups, UserVector};
 use crate::version::Version;
 
 /// The stored vector of `id`, live in `version` (or, for host-fed spaces,
 /// in the current version: see [`get`]).
-fn vector_of(shared: &Shared, space: &SpaceState, version: &Version, id: u64) -> Result<Option<Vec<f32>>> {
+fn vector_of(space: &SpaceState, version: &Version, id: u64) -> Result<Option<Vec<f32>>> {
     if version.directory.is_some() {
         return trained_vector(version, id);
     }
-    get(shared, space, id)
+    get(space, id)
 }
 
 /// A trained version's vector of `id`. An upsert (a provisional vector)
@@ -29,36 +29,28 @@ fn trained_vector(version: &Version, id: u64) -> Result<Option<Vec<f32>>> {
     }
 }
 
-/// One look for `id` in `version`: found, absent, or registered in a
-/// segment the version does not hold yet.
-enum Lookup {
-    Found(Option<Vec<f32>>),
-    Ahead(u64),
-}
-
-fn lookup(space: &SpaceState, version: &Version, id: u64) -> Result<Lookup> {
+/// One look for `id` in `version`: its growing segment, then the live
+/// sealed row its segments' id orders name.
+fn lookup(space: &SpaceState, version: &Version, id: u64) -> Result<Option<Vec<f32>>> {
     if let Some(row) = version.growing.row_of(id) {
-        return Ok(Lookup::Found(version.growing.row(row).map(<[f32]>::to_vec)));
+        return Ok(version.growing.row(row).map(<[f32]>::to_vec));
     }
-    let Some(at) = space.catalog.sealed_location(id)? else {
-        return Ok(Lookup::Found(None));
+    let Some(at) = space.catalog.sealed_location(version, id)? else {
+        return Ok(None);
     };
-    let at = version.resolve(at);
     match version.segment(at.segment) {
-        Some(segment) if segment.dead().is_dead(at.row as usize) => Ok(Lookup::Found(None)),
-        Some(segment) => Ok(Lookup::Found(segment.row(at.row)?.map(<[f32]>::to_vec))),
-        None => Ok(Lookup::Ahead(at.segment)),
+        Some(segment) if segment.dead().is_dead(at.row as usize) => Ok(None),
+        Some(segment) => Ok(segment.row(at.row)?.map(<[f32]>::to_vec)),
+        None => Ok(None),
     }
 }
 
 /// The stored vector of `id` in `space` (normalised under cosine), if it is
 /// live.
-pub(crate) fn get(shared: &Shared, space: &SpaceState, id: u64) -> Result<Option<Vec<f32>>> {
+pub(crate) fn get(space: &SpaceState, id: u64) -> Result<Option<Vec<f32>>> {
     let catalog = &space.catalog;
-    // The registry changes in the metadata commit of a seal or compaction,
-    // the version a moment later (after the flush, under the write lock):
-    // a registry entry can name a segment one version ahead. Such a window
-    // lasts one fsync; wait it out rather than fail.
+    // Retirements can run without pause under a heavy upsert load: past
+    // this, the look that found nothing answers "absent".
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         // An upsert publishes the new row before it retires the sealed one
@@ -73,29 +65,15 @@ pub(crate) fn get(shared: &Shared, space: &SpaceState, id: u64) -> Result<Option
         if version.directory.is_some() {
             return trained_vector(&version, id);
         }
-        let segment = match lookup(space, &version, id)? {
-            Lookup::Found(Some(v)) => return Ok(Some(v)),
-            Lookup::Found(None) => {
-                if catalog.retirements.load(std::sync::atomic::Ordering::Acquire) == before
-                    || std::time::Instant::now() >= deadline
-                {
-                    return Ok(None);
-                }
-                continue;
+        match lookup(space, &version, id)? {
+            Some(v) => return Ok(Some(v)),
+            None if catalog.retirements.load(std::sync::atomic::Ordering::Acquire) == before
+                || std::time::Instant::now() >= deadline =>
+            {
+                return Ok(None)
             }
-            Lookup::Ahead(segment) => segment,
-        };
-        if std::time::Instant::now() >= deadline {
-            return Err(Error::Corruption {
-                file: shared.path.join("meta"),
-                offset: 0,
-                reason: format!(
-                    "the registry of {} places item {id} in segment {segment}, which is not in the manifest",
-                    space.describe()
-                ),
-            });
+            None => continue,
         }
-        std::thread::sleep(std::time::Duration::from_micros(100));
     }
 }
 
@@ -111,7 +89,7 @@ impl Lookups for SpaceLookups<'_> {
     }
 
     fn vector(&self, version: &Version, id: u64) -> Result<Option<Vec<f32>>> {
-        vector_of(self.shared, self.space, version, id)
+        vector_of(self.space, version, id)
     }
 
     fn history(&self, user: u64) -> Result<Vec<u64>> {

@@ -316,7 +316,7 @@ impl Store {
     /// The stored vector of `id` in the default space (normalised under
     /// cosine), if it is live.
     pub fn get(&self, id: u64) -> Result<Option<Vec<f32>>> {
-        lookup::get(&self.shared, self.shared.default_space(), id)
+        lookup::get(self.shared.default_space(), id)
     }
 
     /// The space named `name` (the default space is [`crate::DEFAULT_SPACE`]):

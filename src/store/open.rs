@@ -24,7 +24,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{self, TMP_SUFFIX};
 use crate::index::file as index_file;
 use crate::index::ivf_training::IvfTraining;
-use crate::meta::records::{Forward, Manifest, SpaceManifest};
+use crate::meta::records::{Manifest, SpaceManifest};
 use crate::meta::sled_meta::SledMeta;
 use crate::meta::MetaStore;
 use crate::options::{Options, SpaceSpec};
@@ -59,6 +59,10 @@ pub(crate) enum Access {
     /// `Store::open_read_only`: nothing in the directory is written.
     ReadOnly,
 }
+
+/// Registry entries of an older store past which their removal is followed
+/// by a rebuild of the metadata (see `open`).
+const LEGACY_REBUILD_ENTRIES: u64 = 100_000;
 
 pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Store> {
     opts.validate()?;
@@ -123,20 +127,31 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
         _ => Vec::new(),
     };
     remove_orphans(&segments_dir, &resolved.manifest, &copied, access, &mut report)?;
-    let forwards: Arc<HashMap<u64, Forward>> =
-        Arc::new(meta.load_forwards()?.into_iter().map(|f| (f.from, f)).collect());
     let dead_rows = meta.dead_rows()?;
     let mut spaces = Vec::with_capacity(resolved.spaces.len());
     let mut snapshot_marks = Vec::with_capacity(resolved.spaces.len());
     for space in &resolved.spaces {
         let files = &resolved.manifest.spaces[space.number as usize];
-        let (state, mark) = open_space(&segments_dir, &opts, space.clone(), files, &forwards, &dead_rows, &meta)?;
+        let (state, mark) = open_space(&segments_dir, &opts, space.clone(), files, &dead_rows)?;
         spaces.push(state);
         snapshot_marks.push(mark);
     }
     // Every space's files opened: now the layout may change on disk (in a
     // read-only open, only in the private copy of the metadata).
     resolved.save(meta.as_ref())?;
+    // Stores before format 5 kept an item registry (and compaction's
+    // forwards) in the metadata; items are found through the segments' id
+    // orders now. Removed after the format number moved to 5 (saved and
+    // flushed just above), so that no crash leaves a store an older build
+    // would open without its registry. Not flushed: a crash brings the
+    // entries back, and the next open removes them again. sled keeps the
+    // space of deleted keys (and its open time grows with its pages), so a
+    // large registry is followed by a rebuild of the metadata. A read-only
+    // open works on a private copy and leaves this to the next open for
+    // writing.
+    if !read_only && meta.drop_legacy_locations()? >= LEGACY_REBUILD_ENTRIES {
+        meta.rebuild()?;
+    }
     let manifest = resolved.manifest;
 
     let shared = Arc::new(Shared {
@@ -169,7 +184,6 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
     let mut core = ManifestState {
         next_seq: manifest.next_seq,
         manifest: manifest.clone(),
-        forwards,
         snapshot_marks,
     };
     for space in &shared.spaces {
@@ -267,9 +281,7 @@ fn open_space(
     opts: &Options,
     space: ResolvedSpace,
     files: &SpaceManifest,
-    forwards: &Arc<HashMap<u64, Forward>>,
     dead_rows: &[Location],
-    meta: &Arc<dyn MetaStore>,
 ) -> Result<(SpaceState, Option<GrowingMark>)> {
     let row_dim = space.kind.row_dim(space.dim);
     let sealed = open_segments(dir, files, row_dim)?;
@@ -320,7 +332,6 @@ fn open_space(
         sealed,
         growing: Arc::new(growing),
         directory,
-        forwards: Arc::clone(forwards),
         model: serving,
     };
     for at in dead_rows {
@@ -343,7 +354,7 @@ fn open_space(
         metric: space.metric,
         kind: space.kind,
         indexing,
-        catalog: Catalog::new(space.number, version, Arc::clone(meta)),
+        catalog: Catalog::new(space.number, version),
         trainer,
     };
     Ok((state, mark))

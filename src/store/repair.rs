@@ -5,7 +5,8 @@
 //! files. The damaged metadata is moved aside, never deleted.
 //!
 //! Nothing acknowledged in a space is dropped: every sealed row comes back
-//! (the registry is rebuilt from the segments' live rows), the growing
+//! (the segments carry their id orders; an item found live twice keeps its
+//! newer row, the older is recorded dead), the growing
 //! snapshot and the log after the checkpoint replay as at any open. What
 //! only sled held is reported lost: user histories before the checkpoint
 //! (the log after it rebuilds the rest), user features and item
@@ -20,9 +21,10 @@ use super::lock::DirLock;
 use super::Store;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
+use crate::meta::records::{StoredConfig, FORMAT_VERSION};
 use crate::meta::recovery_file::{self, RecoveryRecord};
 use crate::meta::sled_meta::SledMeta;
-use crate::meta::{Commit, MetaStore, Placed};
+use crate::meta::{Commit, MetaStore};
 use crate::options::{Options, SpaceKind};
 use crate::segment::sealed::{self, SealedSegment};
 use crate::segment::Location;
@@ -37,7 +39,7 @@ pub struct RepairReport {
     pub spaces: usize,
     /// Segment and snapshot files whose checksums were checked.
     pub files_checked: usize,
-    /// Items registered again from the segments' live rows (host-fed spaces).
+    /// Items found live in the segments (host-fed spaces).
     pub rows_registered: usize,
     /// Dead rows restored from the copy.
     pub dead_rows: usize,
@@ -78,18 +80,22 @@ impl Store {
         refuse_if_healthy(path)?;
         let lock = DirLock::acquire(path)?;
         let segments_dir = path.join("segments");
-        let (files_checked, registry, dead) = check_files(&segments_dir, &record)?;
+        let (files_checked, live_items, dead) = check_files(&segments_dir, &record)?;
         let moved_aside = move_aside(path)?;
         {
             let meta = SledMeta::open(&path.join("meta"), false, Options::existing().meta_cache_bytes)?;
-            meta.save_layout(&record.config, &record.spaces, &record.manifest)?;
+            // This build's format: the new metadata holds no registry, so
+            // an older build must not take it for its own.
+            let config = StoredConfig {
+                format_version: FORMAT_VERSION,
+                ..record.config.clone()
+            };
+            meta.save_layout(&config, &record.spaces, &record.manifest)?;
             meta.commit(&Commit {
                 manifest: &record.manifest,
                 retired: &[],
-                rows: &registry,
                 dropped_segments: &[],
                 dead: &dead,
-                forwards: Some(&record.forwards),
             })?;
             meta.save_blocked(&record.blocked)?;
             meta.flush()?;
@@ -110,7 +116,7 @@ impl Store {
             moved_aside,
             spaces: record.spaces.len(),
             files_checked,
-            rows_registered: registry.len(),
+            rows_registered: live_items,
             dead_rows: dead.len(),
             deleted_items: record.blocked.len(),
             replayed_bytes,
@@ -149,14 +155,14 @@ fn refuse_if_healthy(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Checks every file the copy names and rebuilds the registry of host-fed
-/// spaces from their segments' live rows. Returns the files checked, the
-/// registry and the dead rows (the copy's, plus the older row of any item
-/// found live twice).
-fn check_files(dir: &Path, record: &RecoveryRecord) -> Result<(usize, Vec<Placed>, Vec<Location>)> {
+/// Checks every file the copy names and walks the live rows of host-fed
+/// spaces' segments. Returns the files checked, where each item lives and
+/// the dead rows (the copy's, plus the older row of any item found live
+/// twice).
+fn check_files(dir: &Path, record: &RecoveryRecord) -> Result<(usize, usize, Vec<Location>)> {
     let mut dead: Vec<Location> = record.dead.clone();
     let dead_set: HashSet<(u64, u32)> = dead.iter().map(|l| (l.segment, l.row)).collect();
-    let mut registry: HashMap<(u32, u64), Location> = HashMap::new();
+    let mut live: HashMap<(u32, u64), Location> = HashMap::new();
     let mut checked = 0;
     for space in &record.spaces {
         let files = record
@@ -198,14 +204,13 @@ fn check_files(dir: &Path, record: &RecoveryRecord) -> Result<(usize, Vec<Placed
                     continue;
                 }
                 // Segments are listed oldest first: a later live row wins.
-                if let Some(older) = registry.insert((space.number, *id), at) {
+                if let Some(older) = live.insert((space.number, *id), at) {
                     dead.push(older);
                 }
             }
         }
     }
-    let registry = registry.into_iter().map(|((space, id), at)| (space, id, at)).collect();
-    Ok((checked, registry, dead))
+    Ok((checked, live.len(), dead))
 }
 
 /// Renames `meta/` to the first free `meta.damaged-N`; None when there

@@ -30,14 +30,18 @@ pub(crate) fn seal(shared: &Shared, core: &mut ManifestState, space: &SpaceState
     if !ids.is_empty() {
         let id = core.reserve_segment_ids(1);
         let segment = install::write_segment(shared, space, id, &ids, &values)?;
-        let rows = ids.iter().enumerate().map(|(row, item)| {
-            let at = Location {
-                segment: id,
-                row: row as u32,
-            };
-            (*item, at)
-        });
-        change.placement = Placement::Moved(rows.collect());
+        if space.trainer.is_some() {
+            // A trained space's directory learns where the rows went (a
+            // host-fed space finds them in the segment's id order).
+            let rows = ids.iter().enumerate().map(|(row, item)| {
+                let at = Location {
+                    segment: id,
+                    row: row as u32,
+                };
+                (*item, at)
+            });
+            change.placement = Placement::Moved(rows.collect());
+        }
         change.added.push(Arc::clone(&segment));
         sealed = Some(segment);
     }

@@ -13,14 +13,14 @@ use parking_lot::Mutex;
 use super::indexer::IndexConfig;
 use super::trainer::Trainer;
 use crate::error::Result;
-use crate::meta::{MetaStore, Placed};
+use crate::meta::Placed;
 use crate::metric::Metric;
 use crate::options::SpaceKind;
 use crate::segment::Location;
 use crate::version::Version;
 
 pub(crate) struct SpaceState {
-    /// Its number in log records, registry keys and the manifest.
+    /// Its number in log records and the manifest.
     pub number: u32,
     pub name: String,
     /// Components of a stored row.
@@ -49,16 +49,15 @@ impl SpaceState {
 }
 
 /// The rows readers can see in one space: the current [`Version`], and the
-/// space's item registry (the metadata's, with the retirements not yet
-/// committed to it).
+/// sealed rows retired since the last checkpoint (their dead-row records
+/// are written by the next one).
 pub(crate) struct Catalog {
-    /// The space's number (its registry in the metadata).
+    /// The space's number (in the metadata's records).
     pub space: u32,
     pub version: ArcSwap<Version>,
-    pub meta: Arc<dyn MetaStore>,
     /// Sealed rows retired (deleted or superseded) since the last
-    /// checkpoint: id -> its old row. The registry in the metadata still
-    /// names them until the checkpoint commits these.
+    /// checkpoint: id -> its old row. Their rows are dead in memory at
+    /// once; the metadata records them dead when the checkpoint commits.
     pub retired: Mutex<HashMap<u64, Location>>,
     /// Counts sealed-row retirements; bumped before each one is visible, so
     /// a reader that found an item missing can tell whether a retirement
@@ -68,25 +67,23 @@ pub(crate) struct Catalog {
 }
 
 impl Catalog {
-    pub fn new(space: u32, version: Version, meta: Arc<dyn MetaStore>) -> Self {
+    pub fn new(space: u32, version: Version) -> Self {
         Catalog {
             space,
             version: ArcSwap::from_pointee(version),
-            meta,
             retired: Mutex::new(HashMap::new()),
             retirements: AtomicU64::new(0),
         }
     }
 
-    /// The sealed row that holds `id`, if it is live in a sealed segment.
-    pub fn sealed_location(&self, id: u64) -> Result<Option<Location>> {
-        if let Some(directory) = &self.version.load().directory {
+    /// The sealed row of `version` that holds `id`: a trained space's
+    /// directory entry (its row may be dead), or a host-fed space's live
+    /// row, found through the segments' id orders.
+    pub fn sealed_location(&self, version: &Version, id: u64) -> Result<Option<Location>> {
+        if let Some(directory) = &version.directory {
             return Ok(directory.get(&id).copied());
         }
-        if self.retired.lock().contains_key(&id) {
-            return Ok(None);
-        }
-        self.meta.location(self.space, id)
+        version.live_sealed_row(id)
     }
 
     /// The retirements to commit with the next checkpoint.

@@ -10,7 +10,6 @@
 //!   Apart from `WriteState` because recovery applies records to it before
 //!   the log writer exists.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -19,7 +18,7 @@ use super::history::Histories;
 use super::indexer;
 use super::space::SpaceState;
 use crate::error::{Error, Result};
-use crate::meta::records::{Forward, Manifest};
+use crate::meta::records::Manifest;
 use crate::meta::MetaStore;
 use crate::options::Options;
 use crate::wal::writer::WalWriter;
@@ -89,9 +88,6 @@ pub(crate) struct ManifestState {
     pub manifest: Manifest,
     /// The sequence number the next operation gets.
     pub next_seq: u64,
-    /// The whole forwarding table (segments merged whole, of every space);
-    /// versions hold copies.
-    pub forwards: Arc<HashMap<u64, Forward>>,
     /// By space: what the growing segment was when its snapshot in the
     /// manifest was written, so that a checkpoint rewrites only the
     /// snapshots of spaces that changed.

@@ -5,12 +5,12 @@
 //! segment's index file (both checksums, and that it was built for this
 //! segment), if there is one; the growing-segment snapshot; the trainer
 //! state (both checksums, and that it names the generation the manifest
-//! does); that no file in the segment directory is left over; and, for a
-//! host-fed store, that every registry entry names a live segment row that
-//! holds that very item, and that every dead-row record names a segment of
-//! the manifest; and every frame of every log file.
+//! does); that no file in the segment directory is left over; that each
+//! segment's id order is its id column's, and (host-fed spaces) that no
+//! item is live in two segments; that every dead-row record names a
+//! segment of the manifest; and every frame of every log file.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use super::space::SpaceState;
 use super::Store;
@@ -27,8 +27,8 @@ use crate::train::state::{self, TrainerState};
 pub struct VerifyReport {
     /// Files whose checksums were checked.
     pub files_checked: usize,
-    /// Metadata records checked: registry entries (against the segments)
-    /// and user histories.
+    /// Records checked: id-order entries (against the segments' ids) and
+    /// user histories.
     pub entries_checked: usize,
     /// Every problem, one line each (empty: healthy).
     pub problems: Vec<String>,
@@ -47,12 +47,7 @@ impl Store {
         for space in &shared.spaces {
             let files = &manifest.spaces[space.slot()];
             self.verify_space_files(space, files, &mut named, &mut report);
-            if space.trainer.is_none() {
-                let version = space.catalog.version.load_full();
-                if let Err(e) = check_registry(self, space, &version, files, &mut report) {
-                    report.problems.push(e.to_string());
-                }
-            }
+            check_orders(space, &space.catalog.version.load_full(), &mut report);
         }
         let dir = &shared.segments_dir;
         for entry in std::fs::read_dir(dir).map_err(|source| crate::Error::Io {
@@ -82,20 +77,6 @@ impl Store {
                 "{}: a metadata database that meta/CURRENT does not name",
                 stray.display()
             ));
-        }
-        for number in shared.meta.registry_spaces()? {
-            match shared.spaces.get(number as usize) {
-                None => report.problems.push(format!(
-                    "{}: registry entries for space number {number}, which the store does not have",
-                    shared.path.join("meta").display()
-                )),
-                Some(space) if space.trainer.is_some() => report.problems.push(format!(
-                    "{}: registry entries for {}, which is trained (its rows are found from its segments)",
-                    shared.path.join("meta").display(),
-                    space.describe()
-                )),
-                Some(_) => {}
-            }
         }
         let segments: HashSet<u64> = manifest
             .spaces
@@ -165,7 +146,9 @@ impl Store {
             report.files_checked += 1;
             let path = dir.join(&name);
             named.insert(name);
-            if let Err(e) = SealedSegment::open(&path, g.id, space.dim).and_then(|s| s.verified()) {
+            if let Err(e) =
+                SealedSegment::open(&path, g.id, space.dim).and_then(|s| s.verified().and_then(|()| s.order_checksum()))
+            {
                 report.problems.push(e.to_string());
             }
         }
@@ -191,7 +174,7 @@ impl Store {
     }
 
     /// Checks the files of the space `name` (segments, indexes, growing
-    /// snapshot, trainer state) and, for a host-fed space, its registry:
+    /// snapshot, trainer state) and its segments' id orders:
     /// [`Store::verify`] restricted to one space (the log, the metadata's
     /// other records and leftover files are store-wide, checked there).
     pub fn verify_space(&self, name: &str) -> Result<VerifyReport> {
@@ -200,12 +183,7 @@ impl Store {
         let files = &manifest.spaces[space.slot()];
         let mut report = VerifyReport::default();
         self.verify_space_files(space, files, &mut HashSet::new(), &mut report);
-        if space.trainer.is_none() {
-            let version = space.catalog.version.load_full();
-            if let Err(e) = check_registry(self, space, &version, files, &mut report) {
-                report.problems.push(e.to_string());
-            }
-        }
+        check_orders(space, &space.catalog.version.load_full(), &mut report);
         Ok(report)
     }
 
@@ -246,65 +224,46 @@ impl Store {
     }
 }
 
-/// Every registry entry of a host-fed space names a live row of one of its
-/// segments that holds that very item.
-fn check_registry(
-    store: &Store,
-    space: &SpaceState,
-    version: &crate::version::Version,
-    files: &SpaceManifest,
-    report: &mut VerifyReport,
-) -> Result<()> {
-    let meta_path = store.shared.path.join("meta");
-    let segments: HashMap<u64, u64> = files.segments.iter().map(|s| (s.id, s.rows)).collect();
-    let retired = space.catalog.pending_retirements();
-    let retired: HashSet<u64> = retired.iter().map(|(_, id, _)| *id).collect();
-    let in_space = if space.number == 0 {
-        String::new()
-    } else {
-        format!(" of {}", space.describe())
-    };
-    for (id, at) in store.shared.meta.registry(space.number)? {
-        report.entries_checked += 1;
-        let at = version.resolve(at);
-        let Some(&rows) = segments.get(&at.segment) else {
-            report.problems.push(format!(
-                "{}: item {id}{in_space} is registered in segment {}, which its manifest does not name",
-                meta_path.display(),
-                at.segment
-            ));
-            continue;
-        };
-        if u64::from(at.row) >= rows {
-            report.problems.push(format!(
-                "{}: item {id}{in_space} is registered at row {} of segment {}, which has {rows} rows",
-                meta_path.display(),
-                at.row,
-                at.segment
-            ));
+/// Every sealed segment's id order is its id column's (see
+/// `segment::id_order`), and, in a host-fed space, no item is live in two
+/// segments (a lookup would find either).
+fn check_orders(space: &SpaceState, version: &crate::version::Version, report: &mut VerifyReport) {
+    let mut live = Vec::new();
+    for segment in &version.sealed {
+        if segment.verified().is_err() {
+            // Reported with the segment's files.
             continue;
         }
-        if let Some(segment) = version.segment(at.segment) {
-            if let Ok((ids, _)) = segment.data() {
-                if ids[at.row as usize] != id {
-                    report.problems.push(format!(
-                        "{}: item {id}{in_space} is registered at row {} of segment {}, which holds item {}",
-                        meta_path.display(),
-                        at.row,
-                        at.segment,
-                        ids[at.row as usize]
-                    ));
-                }
+        match segment.check_order() {
+            Ok(()) => report.entries_checked += segment.count(),
+            Err(e) => {
+                report.problems.push(e.to_string());
+                continue;
             }
-            if segment.dead().is_dead(at.row as usize) && !retired.contains(&id) {
-                report.problems.push(format!(
-                    "{}: item {id}{in_space} is registered at a dead row ({} of segment {})",
-                    meta_path.display(),
-                    at.row,
-                    at.segment
-                ));
+        }
+        if space.trainer.is_none() {
+            if let Ok((ids, _)) = segment.data() {
+                live.extend(
+                    ids.iter()
+                        .enumerate()
+                        .filter(|(row, _)| !segment.dead().is_dead(*row))
+                        .map(|(row, id)| (*id, segment.id(), row)),
+                );
             }
         }
     }
-    Ok(())
+    live.sort_unstable();
+    for pair in live.windows(2) {
+        if pair[0].0 == pair[1].0 {
+            report.problems.push(format!(
+                "item {} of {} is live in two segments: row {} of segment {} and row {} of segment {}",
+                pair[0].0,
+                space.describe(),
+                pair[0].2,
+                pair[0].1,
+                pair[1].2,
+                pair[1].1
+            ));
+        }
+    }
 }

@@ -51,6 +51,15 @@ pub fn files_with_prefix(dir: &std::path::Path, prefix: &str) -> Vec<std::path::
 }
 
 /// Flips one bit of the byte at `offset` of `path`.
+/// Where a segment file's rows end (and its id order begins), from its
+/// header: `vectors_offset + 4 * count * dim`.
+pub fn rows_end(segment: &std::path::Path) -> u64 {
+    let bytes = std::fs::read(segment).unwrap();
+    let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap());
+    let dim = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as u64;
+    u64_at(40) + 4 * u64_at(16) * dim
+}
+
 pub fn flip_bit(path: &std::path::Path, offset: u64) {
     let mut bytes = std::fs::read(path).unwrap();
     bytes[offset as usize] ^= 0x10;

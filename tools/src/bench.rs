@@ -310,7 +310,7 @@ fn bench_kind(kind: &str, args: &BenchArgs, data: &Data, rows: usize, out: &mut 
     let opened = open_in_child(&path, &args.data.join("query.fvecs"), data.truth.len())?;
     writeln!(
         out,
-        "  reopened in a process of its own: open {:.1} ms, index load {:.1} ms; resident after load +{:.0} MiB heap, +{:.0} MiB mapped file pages; after {} queries +{:.0} MiB heap, +{:.0} MiB mapped; peak of that process {:.0} MiB",
+        "  reopened in a process of its own: open {:.1} ms, index load {:.1} ms; resident after load +{:.0} MiB heap, +{:.0} MiB mapped file pages; after {} queries +{:.0} MiB heap, +{:.0} MiB mapped; peak of that process {:.0} MiB; get p50 {:.1} us found, {:.1} us absent",
         opened.open_ms,
         opened.index_load_ms,
         opened.heap_after_load,
@@ -318,7 +318,9 @@ fn bench_kind(kind: &str, args: &BenchArgs, data: &Data, rows: usize, out: &mut 
         data.truth.len(),
         opened.heap_after_queries,
         opened.mapped_after_queries,
-        opened.peak
+        opened.peak,
+        opened.get_hit_us,
+        opened.get_miss_us
     )?;
     concurrency(kind, args, data, &path, rows, ladder[0], out)
 }
