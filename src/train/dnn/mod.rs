@@ -19,6 +19,7 @@
 
 pub(crate) mod adam;
 pub(crate) mod examples;
+pub(crate) mod huge_pages;
 pub(crate) mod options;
 pub(crate) mod round;
 pub(crate) mod serve;

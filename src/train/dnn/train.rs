@@ -14,6 +14,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::adam::AdamStep;
 use super::examples::{Example, TrainingData};
+use super::huge_pages;
 use super::options::DnnOptions;
 use super::shared::SharedModel;
 use super::softmax::{drawn_at, Negatives};
@@ -87,6 +88,16 @@ pub(crate) fn train(
         .map(|&q| (draws as f64 * q).max(1e-30).ln() as f32)
         .collect();
     let threads = opts.threads.max(1).min(opts.batch.max(1));
+    // The tables a step reads and updates at random rows, on huge pages.
+    let (p, m, v) = (&state.params, &state.adam.m, &state.adam.v);
+    huge_pages::advise(&[
+        &p.item_in,
+        &p.item_out,
+        &m.item_in,
+        &m.item_out,
+        &v.item_in,
+        &v.item_out,
+    ]);
     let parts: Vec<RwLock<Part>> = (0..threads).map(|_| RwLock::new(Part::new(state))).collect();
     let scratch: Vec<Mutex<Vec<f32>>> = (0..threads).map(|_| Mutex::new(Vec::new())).collect();
     let per_epoch = data.examples_per_epoch(opts.positions_per_user);
