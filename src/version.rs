@@ -20,7 +20,7 @@ pub(crate) struct Version {
     /// itself so that a lookup always agrees with the segments it searches
     /// (a generation switch changes both in one swap). Host-fed stores find
     /// rows through their segments' id orders instead (None here; see
-    /// [`Version::live_sealed_row`]).
+    /// [`Version::live_sealed`]).
     pub directory: Option<Arc<HashMap<u64, Location>>>,
     /// YouTube DNN spaces: the model of this generation (its tower makes
     /// the user vectors searched here), swapped with the segments.
@@ -49,18 +49,15 @@ impl Version {
         }
     }
 
-    /// Host-fed spaces: the live sealed row of `id`, found through each
-    /// segment's id order (newest segment first). An item has at most one
-    /// live sealed row: a row is retired (killed) whenever its item gets a
-    /// newer one, so the answer agrees with the segments this version
-    /// searches.
-    pub fn live_sealed_row(&self, id: u64) -> crate::error::Result<Option<Location>> {
+    /// Host-fed spaces: the segment of this version holding a live row of
+    /// `id`, and the row, found through each segment's id order (newest
+    /// segment first). An item has at most one live sealed row: a row is
+    /// retired (killed) whenever its item gets a newer one, so the answer
+    /// agrees with the segments this version searches.
+    pub fn live_sealed(&self, id: u64) -> crate::error::Result<Option<(&Arc<SealedSegment>, u32)>> {
         for segment in self.sealed.iter().rev() {
             if let Some(row) = segment.live_row_of(id)? {
-                return Ok(Some(Location {
-                    segment: segment.id(),
-                    row,
-                }));
+                return Ok(Some((segment, row)));
             }
         }
         Ok(None)

@@ -111,15 +111,6 @@ pub(crate) fn write(path: &Path, id: u64, dim: usize, ids: &[u64], values: &[f32
     })
 }
 
-/// Where a segment's id order comes from.
-#[derive(Clone, Copy)]
-enum OrderSource {
-    /// Version 2: the mapped section at this offset, with its crc32.
-    Mapped { offset: usize, crc: u32 },
-    /// Version 1: built from the ids on first use.
-    Built,
-}
-
 /// The id order once asked for: the mapped section (its checksum held),
 /// one built from the ids (version 1, or a mapped section that failed its
 /// checksum: the order is derived data, so it is rebuilt rather than
@@ -144,8 +135,10 @@ pub(crate) struct SealedSegment {
     dead: Tombstones,
     /// Set once by the indexer; until then the segment is searched exactly.
     index: OnceLock<SegmentIndex>,
+    /// The id order section's crc32 (version 2); None for version 1,
+    /// whose order is built from the ids on first use.
+    order_crc: Option<u32>,
     /// The rows ordered by id: for lookups by id and filtered queries.
-    order_source: OrderSource,
     order: OnceLock<OrderState>,
 }
 
@@ -225,13 +218,7 @@ impl SealedSegment {
             verified: OnceLock::new(),
             dead: Tombstones::new(count),
             index: OnceLock::new(),
-            order_source: match version {
-                1 => OrderSource::Built,
-                _ => OrderSource::Mapped {
-                    offset: id_order::section_offset(rows_end as usize),
-                    crc: u32_at(52),
-                },
-            },
+            order_crc: (version >= 2).then(|| u32_at(52)),
             order: OnceLock::new(),
         })
     }
@@ -292,21 +279,19 @@ impl SealedSegment {
 
     /// Whether the file carries its id order (version 2).
     pub fn has_id_order(&self) -> bool {
-        matches!(self.order_source, OrderSource::Mapped { .. })
+        self.order_crc.is_some()
     }
 
     /// Whether the mapped id order (version 2) holds its checksum; a
     /// version 1 file has none to hold. For `verify`: lookups rebuild a
     /// damaged order instead (see [`SealedSegment::order`]).
     pub fn order_checksum(&self) -> Result<()> {
-        match self.order_source {
-            OrderSource::Mapped { crc, .. } if crc32fast::hash(&self.map[self.rows_end()..]) != crc => {
-                Err(Error::Corruption {
-                    file: self.path.clone(),
-                    offset: self.rows_end() as u64,
-                    reason: "id order checksum mismatch".into(),
-                })
-            }
+        match self.order_crc {
+            Some(crc) if crc32fast::hash(&self.map[self.rows_end()..]) != crc => Err(Error::Corruption {
+                file: self.path.clone(),
+                offset: self.rows_end() as u64,
+                reason: "id order checksum mismatch".into(),
+            }),
             _ => Ok(()),
         }
     }
@@ -343,7 +328,7 @@ impl SealedSegment {
     /// new item (each asks every segment).
     pub fn order(&self) -> Result<IdOrder<'_>> {
         let state = self.order.get_or_init(|| {
-            if let OrderSource::Mapped { .. } = self.order_source {
+            if self.has_id_order() {
                 match self.order_checksum() {
                     Ok(()) => return OrderState::Mapped,
                     Err(e) => log::error!("{e}; rebuilding the order from the segment's ids"),
@@ -355,9 +340,10 @@ impl SealedSegment {
                 Err(e) => OrderState::Failed(e.to_string()),
             }
         });
-        match (state, self.order_source) {
-            (OrderState::Built(built), _) => Ok(built.view()),
-            (OrderState::Mapped, OrderSource::Mapped { offset, .. }) => {
+        match state {
+            OrderState::Built(built) => Ok(built.view()),
+            OrderState::Mapped => {
+                let offset = id_order::section_offset(self.rows_end());
                 let rows_at = offset + 8 * self.count;
                 let cast_err = || Error::Corruption {
                     file: self.path.clone(),
@@ -370,16 +356,10 @@ impl SealedSegment {
                         .map_err(|_| cast_err())?,
                 })
             }
-            (OrderState::Failed(reason), _) => Err(Error::Corruption {
+            OrderState::Failed(reason) => Err(Error::Corruption {
                 file: self.path.clone(),
                 offset: HEADER_LEN as u64,
                 reason: reason.clone(),
-            }),
-            // `Mapped` is only ever set for a mapped source.
-            (OrderState::Mapped, OrderSource::Built) => Err(Error::Corruption {
-                file: self.path.clone(),
-                offset: 0,
-                reason: "id order state disagrees with its source".into(),
             }),
         }
     }

@@ -29,18 +29,14 @@ fn trained_vector(version: &Version, id: u64) -> Result<Option<Vec<f32>>> {
     }
 }
 
-/// One look for `id` in `version`: its growing segment, then the live
-/// sealed row its segments' id orders name.
-fn lookup(space: &SpaceState, version: &Version, id: u64) -> Result<Option<Vec<f32>>> {
+/// One look for `id` in a host-fed `version`: its growing segment, then
+/// the live sealed row its segments' id orders name.
+fn lookup(version: &Version, id: u64) -> Result<Option<Vec<f32>>> {
     if let Some(row) = version.growing.row_of(id) {
         return Ok(version.growing.row(row).map(<[f32]>::to_vec));
     }
-    let Some(at) = space.catalog.sealed_location(version, id)? else {
-        return Ok(None);
-    };
-    match version.segment(at.segment) {
-        Some(segment) if segment.dead().is_dead(at.row as usize) => Ok(None),
-        Some(segment) => Ok(segment.row(at.row)?.map(<[f32]>::to_vec)),
+    match version.live_sealed(id)? {
+        Some((segment, row)) => Ok(segment.row(row)?.map(<[f32]>::to_vec)),
         None => Ok(None),
     }
 }
@@ -65,7 +61,7 @@ pub(crate) fn get(space: &SpaceState, id: u64) -> Result<Option<Vec<f32>>> {
         if version.directory.is_some() {
             return trained_vector(&version, id);
         }
-        match lookup(space, &version, id)? {
+        match lookup(&version, id)? {
             Some(v) => return Ok(Some(v)),
             None if catalog.retirements.load(std::sync::atomic::Ordering::Acquire) == before
                 || std::time::Instant::now() >= deadline =>

@@ -83,7 +83,10 @@ impl Catalog {
         if let Some(directory) = &version.directory {
             return Ok(directory.get(&id).copied());
         }
-        version.live_sealed_row(id)
+        Ok(version.live_sealed(id)?.map(|(segment, row)| Location {
+            segment: segment.id(),
+            row,
+        }))
     }
 
     /// The retirements to commit with the next checkpoint.

@@ -12,8 +12,8 @@ use crate::eval_dnn::SPACE;
 use crate::input::count;
 use crate::train_bench::peak_rss_mib;
 
-/// The median of `times`, in microseconds.
-fn p50_us(mut times: Vec<f64>) -> f64 {
+/// The median of `times` (seconds), in microseconds.
+pub(crate) fn p50_us(mut times: Vec<f64>) -> f64 {
     times.sort_by(f64::total_cmp);
     times.get(times.len() / 2).map_or(0.0, |t| t * 1e6)
 }

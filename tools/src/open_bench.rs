@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use emberdb::{Options, Query, Store};
 
+use crate::dnn_bench::p50_us;
 use crate::fvecs;
 use crate::proc_status::status_mib;
 
@@ -112,8 +113,7 @@ fn median_get_us(store: &Store, ids: impl Iterator<Item = u64>) -> anyhow::Resul
     for id in ids {
         let t = Instant::now();
         std::hint::black_box(store.get(id)?);
-        times.push(t.elapsed().as_secs_f64() * 1e6);
+        times.push(t.elapsed().as_secs_f64());
     }
-    times.sort_by(f64::total_cmp);
-    Ok(times.get(times.len() / 2).copied().unwrap_or(f64::NAN))
+    Ok(p50_us(times))
 }
