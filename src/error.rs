@@ -94,6 +94,13 @@ pub enum Error {
     #[error("item {id} is not in the store")]
     UnknownItem { id: u64 },
 
+    /// `Store::repair` of a store whose metadata opens and whose every
+    /// record decodes: a repair replaces only damaged or missing metadata
+    /// (it would lose the histories older than the log). `problems` are
+    /// what `verify` finds elsewhere, which a repair would not fix.
+    #[error("nothing to repair in {path}: its metadata opens and every record decodes{}", describe_problems(.problems))]
+    NothingToRepair { path: PathBuf, problems: Vec<String> },
+
     /// Options that cannot work together or are out of range.
     #[error("invalid options: {0}")]
     InvalidOptions(String),
@@ -168,5 +175,17 @@ impl<T> IoContext<T> for std::io::Result<T> {
             path: path.to_path_buf(),
             source,
         })
+    }
+}
+
+/// The tail of `NothingToRepair`'s message.
+fn describe_problems(problems: &[String]) -> String {
+    if problems.is_empty() {
+        "; verify finds nothing wrong either".into()
+    } else {
+        format!(
+            "; what verify finds is not in the metadata, and a repair would not fix it: {}",
+            problems.join("; ")
+        )
     }
 }

@@ -102,8 +102,7 @@ pub(crate) fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
         // SAFETY: both pointers come from live, NUL-terminated CStrings that
         // outlive the call; renameat2 only reads them.
         let rc = unsafe {
-            libc::syscall(
-                libc::SYS_renameat2,
+            libc::renameat2(
                 libc::AT_FDCWD,
                 old.as_ptr(),
                 libc::AT_FDCWD,
@@ -155,6 +154,55 @@ pub(crate) fn create_unique_dir_beside(dest: &Path, purpose: &str) -> Result<Pat
     }
     let (path, e) = last.unwrap_or_else(|| (dest.to_path_buf(), std::io::Error::other("no name left")));
     Err(e).at(&path)
+}
+
+/// Removes the directories that [`create_unique_dir_beside`] made beside
+/// `dest` for `purpose` in processes that no longer run: a copy that was
+/// killed before it was moved into place. A directory of a process that
+/// still runs (this one included: another thread may be copying) is left
+/// alone, and so is one whose name does not parse. Returns what was
+/// removed.
+pub(crate) fn remove_dead_dirs_beside(dest: &Path, purpose: &str) -> Result<Vec<PathBuf>> {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let prefix = format!("{name}.{purpose}-");
+    let parent = parent_of(dest);
+    let entries = match std::fs::read_dir(parent) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).at(parent),
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let entry_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = entry_name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid <= 0 || pid as u32 == std::process::id() || process_runs(pid) {
+            continue;
+        }
+        let path = entry.path();
+        std::fs::remove_dir_all(&path).at(&path)?;
+        removed.push(path);
+    }
+    if !removed.is_empty() {
+        sync_dir(parent)?;
+    }
+    Ok(removed)
+}
+
+/// Whether a process `pid` runs (or may: one we may not signal runs).
+fn process_runs(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 sends nothing; it only checks that the
+    // process exists and may be signalled.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 /// `path` made absolute with its symbolic links resolved, for a path that

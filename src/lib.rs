@@ -60,8 +60,8 @@ pub use options::{Options, SpaceKind, SpaceSpec, DEFAULT_SPACE, MAX_DIM, MAX_SPA
 pub use query::{Filter, Hit, Pooling, Query, MAX_K, SEED_RECENT_ITEMS, USER_RECENT_ITEMS};
 pub use store::features::{MAX_FEATURES, MAX_FEATURE_BYTES};
 pub use store::{
-    restore, CompactReport, RecoveryReport, RepairReport, RoundKind, SnapshotInfo, Space, SpaceStats, Stats, Store,
-    TrainerStats, VerifyReport, RECOMMEND_POPULAR_WEIGHT, RECOMMEND_USER_WEIGHT, TITLE_KEY,
+    restore, CompactReport, RecoveryReport, RepairOptions, RepairReport, RoundKind, SnapshotInfo, Space, SpaceStats,
+    Stats, Store, TrainerStats, VerifyReport, RECOMMEND_POPULAR_WEIGHT, RECOMMEND_USER_WEIGHT, TITLE_KEY,
 };
 #[cfg(feature = "parquet")]
 pub use store::{ExportOptions, ExportReport, ImportOptions, ImportReport};

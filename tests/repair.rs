@@ -100,7 +100,7 @@ fn a_lost_metadata_database_is_rebuilt_without_losing_a_vector() {
         store.close_without_checkpoint();
 
         // A healthy store is not repaired.
-        assert!(matches!(Store::repair(&path), Err(Error::InvalidOptions(_))));
+        assert!(matches!(Store::repair(&path), Err(Error::NothingToRepair { .. })));
         let db = db_dir(&path);
         if damage == "delete the database" {
             std::fs::remove_dir_all(&db).unwrap();
@@ -156,7 +156,7 @@ fn a_lost_metadata_database_is_rebuilt_without_losing_a_vector() {
         // It keeps working, and a second repair has nothing to do.
         store.upsert(1_000, &vector_for(1_000, DIM)).unwrap();
         drop(store);
-        assert!(matches!(Store::repair(&path), Err(Error::InvalidOptions(_))));
+        assert!(matches!(Store::repair(&path), Err(Error::NothingToRepair { .. })));
         let store = Store::open(&path, opts()).unwrap();
         assert_eq!(store.get(1_000).unwrap(), Some(vector_for(1_000, DIM)));
     }

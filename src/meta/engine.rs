@@ -100,19 +100,64 @@ fn lock_busy(e: &std::io::Error) -> bool {
     e.to_string().contains("could not acquire lock")
 }
 
+/// Removes the snapshot files sled did not finish, in the database
+/// directory `dir` (which sled opens next). sled writes a snapshot of its
+/// page table to `snap.<lsn>.generating`, fsyncs it, renames it to
+/// `snap.<lsn>` and only then removes older snapshots; but its reader
+/// takes the greatest `snap.*` name, the unfinished one included, and a
+/// kill during its writes leaves a partial file on which every later open
+/// fails ("Read corrupted data"). Until the rename, the older snapshot
+/// and sled's log hold everything, so the unfinished file is never needed.
+fn remove_unfinished_snapshots(dir: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(Error::Io {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+            log::info!(
+                "removed {}: a metadata snapshot that sled did not finish",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether `name` is a file of sled's that a copy of its database leaves
+/// out: an unfinished snapshot (see [`remove_unfinished_snapshots`]).
+pub(super) fn is_unfinished_snapshot(name: &str) -> bool {
+    name.starts_with("snap.") && name.ends_with(".generating")
+}
+
 impl Engine {
-    pub(super) fn open(path: &Path, cache_bytes: u64) -> Result<Self> {
+    /// Opens the database in `path`; errors name `shown` (the store's own
+    /// directory, where a read-only open works on a private copy).
+    pub(super) fn open(path: &Path, shown: &Path, cache_bytes: u64) -> Result<Self> {
         let wrap = |source| Error::Meta {
-            path: path.to_path_buf(),
+            path: shown.to_path_buf(),
             source,
         };
+        remove_unfinished_snapshots(path)?;
         let db = open_db(path, cache_bytes).map_err(wrap)?;
         let catalog = db.open_tree("catalog").map_err(wrap)?;
         let histories = db.open_tree("histories").map_err(wrap)?;
         let features = db.open_tree("features").map_err(wrap)?;
         let attributes = db.open_tree("attributes").map_err(wrap)?;
         Ok(Engine {
-            path: path.to_path_buf(),
+            path: shown.to_path_buf(),
             db,
             catalog,
             histories,

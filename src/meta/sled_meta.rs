@@ -46,7 +46,8 @@ impl Drop for SledMeta {
     }
 }
 
-/// Copies the directory tree `src` to `dst` (which must not exist).
+/// Copies the directory tree `src` to `dst` (which must not exist),
+/// leaving out sled's unfinished snapshots.
 fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -56,6 +57,9 @@ fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
     for entry in std::fs::read_dir(src).map_err(io(src))? {
         let entry = entry.map_err(io(src))?;
         let to = dst.join(entry.file_name());
+        if super::engine::is_unfinished_snapshot(&entry.file_name().to_string_lossy()) {
+            continue;
+        }
         if entry.file_type().map_err(io(&entry.path()))?.is_dir() {
             copy_tree(&entry.path(), &to)?;
         } else {
@@ -229,7 +233,7 @@ impl SledMeta {
             Err(source) => return Err(Error::Io { path: current, source }),
         };
         let dir = db_dir(root, generation);
-        let engine = catch_sled_panic(&dir.join("db"), "opening it", || Engine::open(&dir, cache_bytes))?;
+        let engine = catch_sled_panic(&dir.join("db"), "opening it", || Engine::open(&dir, &dir, cache_bytes))?;
         if !current.exists() {
             write_current(root, generation)?;
         }
@@ -266,8 +270,11 @@ impl SledMeta {
         }
         let scratch = unique_scratch_dir()?;
         let copy = scratch.join(format!("db-{generation:020}"));
-        let opened = copy_tree(&live, &copy)
-            .and_then(|()| catch_sled_panic(&live.join("db"), "opening it", || Engine::open(&copy, cache_bytes)));
+        let opened = copy_tree(&live, &copy).and_then(|()| {
+            catch_sled_panic(&live.join("db"), "opening it", || {
+                Engine::open(&copy, &live, cache_bytes)
+            })
+        });
         let engine = match opened {
             Ok(engine) => engine,
             Err(e) => {
@@ -370,7 +377,7 @@ impl SledMeta {
                 source,
             })?;
         }
-        let fresh = Engine::open(&dir, self.cache_bytes)?;
+        let fresh = Engine::open(&dir, &dir, self.cache_bytes)?;
         for (from, to) in [
             (&old.catalog, &fresh.catalog),
             (&old.histories, &fresh.histories),

@@ -60,7 +60,7 @@ pub use parquet_export::{ExportOptions, ExportReport};
 #[cfg(feature = "parquet")]
 pub use parquet_import::{ImportOptions, ImportReport};
 pub use recall::{RECOMMEND_POPULAR_WEIGHT, RECOMMEND_USER_WEIGHT};
-pub use repair::RepairReport;
+pub use repair::{RepairOptions, RepairReport};
 pub use snapshot::{restore, SnapshotInfo};
 use space::SpaceState;
 use state::{Shared, WriteState};

@@ -117,15 +117,37 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
     describe_in_options(&mut opts, &resolved.spaces);
 
     let mut report = RecoveryReport::default();
-    let tracked = meta.load_wal_files()?;
-    replay::precheck(&wal_dir, resolved.manifest.checkpoint, tracked.as_ref())?;
     // Files the `RECOVERY` copy still names (a crash between a
     // checkpoint's metadata flush and its copy leaves the previous copy)
     // stay until the store has opened and the copy is rewritten below.
-    let copied = match crate::meta::recovery_file::read(path) {
-        Ok(Some(record)) => record.manifest.file_ids().collect(),
-        _ => Vec::new(),
-    };
+    let copy = crate::meta::recovery_file::read(path).ok().flatten();
+    if let Some(copy) = &copy {
+        // The copy is written after each commit is flushed, so it is never
+        // ahead of the metadata unless the metadata lost commits (sled
+        // recovered an older state from a damaged file). Opening that
+        // state would remove, as leftovers, the files those commits made.
+        if copy.manifest.checkpoint > resolved.manifest.checkpoint {
+            return Err(Error::Corruption {
+                file: path.join("meta"),
+                offset: 0,
+                reason: format!(
+                    "the metadata is older than its recovery copy {} (checkpoint at log file {} byte {}, the \
+                     copy's at file {} byte {}): it lost its latest commits; nothing was changed; `Store::repair` \
+                     (`ember repair`) rebuilds it from the copy",
+                    crate::meta::recovery_file::path(path).display(),
+                    resolved.manifest.checkpoint.file_no,
+                    resolved.manifest.checkpoint.offset,
+                    copy.manifest.checkpoint.file_no,
+                    copy.manifest.checkpoint.offset
+                ),
+            });
+        }
+    }
+    let copied: Vec<u64> = copy
+        .map(|record| record.manifest.file_ids().collect())
+        .unwrap_or_default();
+    let tracked = meta.load_wal_files()?;
+    replay::precheck(&wal_dir, resolved.manifest.checkpoint, tracked.as_ref())?;
     remove_orphans(&segments_dir, &resolved.manifest, &copied, access, &mut report)?;
     let dead_rows = meta.dead_rows()?;
     let mut spaces = Vec::with_capacity(resolved.spaces.len());

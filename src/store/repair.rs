@@ -29,15 +29,37 @@ use crate::options::{Options, SpaceKind};
 use crate::segment::sealed::{self, SealedSegment};
 use crate::segment::Location;
 
+/// How `Store::repair_with` runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RepairOptions {
+    /// Check everything and say what would be done (`RepairReport::plan`),
+    /// changing nothing.
+    pub dry_run: bool,
+}
+
+impl RepairOptions {
+    /// A dry run: checks and the plan, nothing changed.
+    pub fn dry_run() -> Self {
+        RepairOptions { dry_run: true }
+    }
+}
+
 /// What `Store::repair` did and what it could not bring back.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RepairReport {
+    /// Nothing was changed: the report says what a repair would do.
+    pub dry_run: bool,
+    /// Why the metadata was found damaged (what the check met first).
+    pub damage: String,
+    /// What the repair does, step by step (done, or to be done in a dry run).
+    pub plan: Vec<String>,
     /// Where the damaged metadata now is (kept for inspection); None if
-    /// `meta/` was gone.
+    /// `meta/` was gone (or in a dry run).
     pub moved_aside: Option<PathBuf>,
     /// Spaces restored.
     pub spaces: usize,
-    /// Segment and snapshot files whose checksums were checked.
+    /// Segment, snapshot and trainer files whose checksums were checked.
     pub files_checked: usize,
     /// Items found live in the segments (host-fed spaces).
     pub rows_registered: usize,
@@ -49,25 +71,51 @@ pub struct RepairReport {
     pub replayed_bytes: u64,
     /// Users with a history after the repair (from the log).
     pub users_with_history: usize,
+    /// Unfinished repairs of processes that died, removed first.
+    pub removed_leftovers: Vec<PathBuf>,
     /// What could not be recovered, one line each.
     pub lost: Vec<String>,
 }
 
+/// The directory a repair builds the new metadata in, beside `meta/`.
+const BUILD_PURPOSE: &str = "repair-tmp";
+
 impl Store {
     /// Makes new metadata for the store at `path` when its metadata
-    /// database is lost or damaged (an open fails with `Error::Corruption`
-    /// naming `meta/`), from the `RECOVERY` copy that every checkpoint
-    /// writes, the segment files, the log and the trainer files; then opens
-    /// the store once (replaying the log) and checkpoints. The damaged
-    /// `meta/` is moved aside to `meta.damaged-N`. Refused, with nothing
-    /// changed: a store whose metadata opens and verifies (nothing to
-    /// repair), a store without a `RECOVERY` copy (last written by a build
-    /// before it existed: restore a snapshot), a segment file that is
-    /// missing or fails its checksum (its rows cannot be rebuilt), and a
-    /// store another `Store` holds. The report says what could not be
-    /// recovered (histories, features and attributes older than the log).
+    /// database is lost or damaged, from the `RECOVERY` copy that every
+    /// checkpoint writes, the segment files, the log and the trainer
+    /// files; then opens the store once (replaying the log) and
+    /// checkpoints. See [`Store::repair_with`].
     pub fn repair(path: impl AsRef<Path>) -> Result<RepairReport> {
+        Store::repair_with(path, &RepairOptions::default())
+    }
+
+    /// [`Store::repair`], or with `dry_run` only its checks and plan.
+    ///
+    /// Only metadata that is itself damaged or missing is replaced: a
+    /// store whose metadata opens and whose every record decodes is
+    /// refused (`Error::NothingToRepair`, with what `verify` found
+    /// elsewhere), whatever else is wrong with it, since a repair loses
+    /// the histories older than the log. Every input is checked before
+    /// anything changes: the `RECOVERY` copy, every segment, growing
+    /// snapshot and trainer file it names (whole, checksums included),
+    /// and every frame of the log after its checkpoint; any failure
+    /// refuses the repair with nothing changed.
+    ///
+    /// The new metadata is built beside `meta/`, complete and flushed,
+    /// before anything is moved: then the damaged `meta/` is renamed to
+    /// `meta.damaged-N` and the new one into its place. A repair killed
+    /// before the first rename leaves the store as it was; between the
+    /// two, a store without `meta/`, which a repair run again rebuilds;
+    /// after, the repaired store. Unfinished builds of dead processes
+    /// are removed by the next repair.
+    pub fn repair_with(path: impl AsRef<Path>, opts: &RepairOptions) -> Result<RepairReport> {
         let path = path.as_ref();
+        let lock = DirLock::acquire(path)?;
+        let Some(damage) = metadata_damage(path) else {
+            drop(lock);
+            return Err(nothing_to_repair(path));
+        };
         let Some(record) = recovery_file::read(path)? else {
             return Err(Error::Corruption {
                 file: recovery_file::path(path),
@@ -77,82 +125,215 @@ impl Store {
                     .into(),
             });
         };
-        refuse_if_healthy(path)?;
-        let lock = DirLock::acquire(path)?;
         let segments_dir = path.join("segments");
         let (files_checked, live_items, dead) = check_files(&segments_dir, &record)?;
-        let moved_aside = move_aside(path)?;
-        {
-            let meta = SledMeta::open(&path.join("meta"), false, Options::existing().meta_cache_bytes)?;
-            // This build's format: the new metadata holds no registry, so
-            // an older build must not take it for its own.
-            let config = StoredConfig {
-                format_version: FORMAT_VERSION,
-                ..record.config.clone()
-            };
-            meta.save_layout(&config, &record.spaces, &record.manifest)?;
-            meta.commit(&Commit {
-                manifest: &record.manifest,
-                retired: &[],
-                dropped_segments: &[],
-                dead: &dead,
-            })?;
-            meta.save_blocked(&record.blocked)?;
-            meta.flush()?;
-        }
-        drop(lock);
-        let store = Store::open(path, Options::existing())?;
-        let replayed_bytes = store.recovery().replayed_bytes;
-        store.flush()?;
-        let mut users_with_history = 0;
-        store.shared.meta.for_each_history(&mut |_, _| {
-            users_with_history += 1;
-            Ok(())
-        })?;
-        let features = store.shared.features.len();
-        let attributes = store.shared.attributes.len();
-        let at = record.manifest.checkpoint;
-        Ok(RepairReport {
-            moved_aside,
+        let replayed_bytes = check_log(path, &record)?;
+        let mut report = RepairReport {
+            dry_run: opts.dry_run,
+            damage,
             spaces: record.spaces.len(),
             files_checked,
             rows_registered: live_items,
             dead_rows: dead.len(),
             deleted_items: record.blocked.len(),
             replayed_bytes,
-            users_with_history,
-            lost: vec![
-                format!(
-                    "user histories before the checkpoint (log file {}, byte {}): {users_with_history} users have \
-                     histories again, from the log after it; older events are gone from them",
-                    at.file_no, at.offset
-                ),
-                format!(
-                    "user features and item attributes set before the checkpoint ({features} users and {attributes} \
-                     items have them again, from the log)"
-                ),
-                "the trending counts, counted again from the recovered histories".to_string(),
-            ],
-        })
+            ..RepairReport::default()
+        };
+        let meta = path.join("meta");
+        let aside = free_aside_name(path);
+        report.plan = vec![
+            format!(
+                "build new metadata from {} ({} spaces, {} dead rows, {} deleted items) beside meta/",
+                recovery_file::path(path).display(),
+                record.spaces.len(),
+                dead.len(),
+                record.blocked.len()
+            ),
+            if meta.exists() {
+                format!("move the damaged {} to {}", meta.display(), aside.display())
+            } else {
+                format!("{} is missing: nothing to move aside", meta.display())
+            },
+            format!("put the new metadata at {}", meta.display()),
+            format!(
+                "open the store, replaying {replayed_bytes} bytes of log after the copy's checkpoint, and checkpoint"
+            ),
+        ];
+        if opts.dry_run {
+            return Ok(report);
+        }
+
+        report.removed_leftovers = fsutil::remove_dead_dirs_beside(&meta, BUILD_PURPOSE)?;
+        let build = fsutil::create_unique_dir_beside(&meta, BUILD_PURPOSE)?;
+        let built = build_metadata(&build, &record, &dead);
+        if let Err(e) = built {
+            let _ = std::fs::remove_dir_all(&build);
+            return Err(e);
+        }
+        if meta.exists() {
+            std::fs::rename(&meta, &aside).at(&meta)?;
+            fsutil::sync_dir(path)?;
+            report.moved_aside = Some(aside);
+        }
+        std::fs::rename(&build, &meta).at(&build)?;
+        fsutil::sync_dir(path)?;
+        drop(lock);
+
+        let store = Store::open(path, Options::existing())?;
+        report.replayed_bytes = store.recovery().replayed_bytes;
+        store.flush()?;
+        store.shared.meta.for_each_history(&mut |_, _| {
+            report.users_with_history += 1;
+            Ok(())
+        })?;
+        let features = store.shared.features.len();
+        let attributes = store.shared.attributes.len();
+        let at = record.manifest.checkpoint;
+        report.lost = vec![
+            format!(
+                "user histories before the checkpoint (log file {}, byte {}): {} users have histories again, from \
+                 the log after it; older events are gone from them",
+                at.file_no, at.offset, report.users_with_history
+            ),
+            format!(
+                "user features and item attributes set before the checkpoint ({features} users and {attributes} \
+                 items have them again, from the log)"
+            ),
+            "the trending counts, counted again from the recovered histories".to_string(),
+        ];
+        Ok(report)
     }
 }
 
-/// Refuses to rebuild metadata that opens and verifies: a repair loses the
-/// histories older than the log.
-fn refuse_if_healthy(path: &Path) -> Result<()> {
-    let healthy = match Store::open_read_only(path) {
-        Ok(store) => store.verify().map(|r| r.problems.is_empty()).unwrap_or(false),
-        Err(e @ Error::Locked { .. }) => return Err(e),
-        Err(_) => false,
+/// Writes the new metadata database into `dir` (a fresh directory that
+/// becomes `meta/`): the layout, manifest, dead rows and deleted items of
+/// the copy, flushed, and then its `CURRENT`.
+fn build_metadata(dir: &Path, record: &RecoveryRecord, dead: &[Location]) -> Result<()> {
+    let meta = SledMeta::open(dir, false, Options::existing().meta_cache_bytes)?;
+    // This build's format: the new metadata holds no registry, so an
+    // older build must not take it for its own.
+    let config = StoredConfig {
+        format_version: FORMAT_VERSION,
+        ..record.config.clone()
     };
-    if healthy {
-        return Err(Error::InvalidOptions(format!(
-            "store {} opens and verifies: nothing to repair (a repair would lose the user histories older than \
-             the log)",
-            path.display()
-        )));
+    meta.save_layout(&config, &record.spaces, &record.manifest)?;
+    meta.commit(&Commit {
+        manifest: &record.manifest,
+        retired: &[],
+        dropped_segments: &[],
+        dead,
+    })?;
+    meta.save_blocked(&record.blocked)?;
+    meta.flush()?;
+    drop(meta);
+    // `SledMeta::open` wrote `CURRENT` before the records: it names a
+    // database that is complete only now, so the directory is only made
+    // durable (and moved into place) from here on.
+    fsutil::sync_dir(dir)
+}
+
+/// The first free `meta.damaged-N` of the store.
+fn free_aside_name(path: &Path) -> PathBuf {
+    (1u64..)
+        .map(|n| path.join(format!("meta.damaged-{n}")))
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| path.join("meta.damaged"))
+}
+
+/// Why the store's metadata is damaged or missing, or None when it opens
+/// and every record decodes (then there is nothing for a repair to do,
+/// whatever else is wrong). Works on a private copy of the database, as a
+/// read-only open does.
+fn metadata_damage(path: &Path) -> Option<String> {
+    let root = path.join("meta");
+    if !root.is_dir() {
+        return Some(format!("{} is missing", root.display()));
     }
-    Ok(())
+    let meta = match SledMeta::open_copy(&root, Options::existing().meta_cache_bytes) {
+        Ok(meta) => meta,
+        Err(e) => return Some(e.to_string()),
+    };
+    let check = || -> Result<Option<String>> {
+        let Some(config) = meta.load_config()? else {
+            return Ok(Some("the metadata holds no configuration".into()));
+        };
+        if config.format_version == 1 {
+            if meta.load_manifest_v1()?.is_none() {
+                return Ok(Some("the metadata holds no manifest".into()));
+            }
+        } else {
+            if meta.load_spaces()?.is_none() {
+                return Ok(Some("the metadata holds no list of spaces".into()));
+            }
+            let Some(manifest) = meta.load_manifest()? else {
+                return Ok(Some("the metadata holds no manifest".into()));
+            };
+            // Metadata that went back in time (sled recovered an older
+            // state from a damaged file) is older than the copy written
+            // after its last checkpoint, and may name files a later
+            // checkpoint removed.
+            if let Ok(Some(copy)) = recovery_file::read(path) {
+                if copy.manifest.checkpoint > manifest.checkpoint {
+                    return Ok(Some(format!(
+                        "the metadata is older than its recovery copy (checkpoint at log file {} byte {}, the copy's \
+                         at file {} byte {}): it lost its latest commits",
+                        manifest.checkpoint.file_no,
+                        manifest.checkpoint.offset,
+                        copy.manifest.checkpoint.file_no,
+                        copy.manifest.checkpoint.offset
+                    )));
+                }
+            }
+            let dir = path.join("segments");
+            for space in &manifest.spaces {
+                for entry in &space.segments {
+                    let file = dir.join(sealed::file_name(entry.id));
+                    if !file.exists() {
+                        return Ok(Some(format!("the manifest names {}, which is gone", file.display())));
+                    }
+                }
+            }
+        }
+        meta.dead_rows()?;
+        meta.load_blocked()?;
+        meta.load_wal_files()?;
+        meta.load_trending()?;
+        meta.load_features()?;
+        meta.load_attributes()?;
+        meta.for_each_history(&mut |_, _| Ok(()))?;
+        Ok(None)
+    };
+    match check() {
+        Ok(found) => found,
+        Err(e) => Some(e.to_string()),
+    }
+}
+
+/// The refusal of a repair whose metadata is healthy, with what `verify`
+/// finds elsewhere (a repair would not fix it).
+fn nothing_to_repair(path: &Path) -> Error {
+    let problems = Store::open_read_only(path)
+        .and_then(|s| s.verify())
+        .map(|r| r.problems)
+        .unwrap_or_else(|e| vec![e.to_string()]);
+    Error::NothingToRepair {
+        path: path.to_path_buf(),
+        problems,
+    }
+}
+
+/// Replays the log after the copy's checkpoint without applying it: every
+/// frame after the checkpoint must be whole and decode (a torn tail is
+/// cut at the open after the repair). Returns the bytes it would replay.
+fn check_log(path: &Path, record: &RecoveryRecord) -> Result<u64> {
+    let end = crate::wal::replay::replay(
+        &path.join("wal"),
+        record.manifest.checkpoint,
+        None,
+        crate::wal::replay::ReplayMode::ReadOnly,
+        |_, _| Ok(()),
+    )?;
+    Ok(end.replayed_bytes)
 }
 
 /// Checks every file the copy names and walks the live rows of host-fed
@@ -177,9 +358,24 @@ fn check_files(dir: &Path, record: &RecoveryRecord) -> Result<(usize, usize, Vec
         // The rows' width: a DNN space stores [v, b].
         let dim = space.kind.row_dim(space.dim as usize);
         if let Some(trainer) = &files.trainer {
-            // Its contents are checked when the store opens after the repair.
+            // Read whole (both checksums, the shapes): a repair that
+            // failed at its open, after moving the metadata, would leave
+            // the store worse than it found it.
             let path = dir.join(crate::train::state::file_name(trainer.file_id));
-            std::fs::metadata(&path).at(&path)?;
+            let generation = match space.kind {
+                SpaceKind::YoutubeDnn => {
+                    crate::train::dnn::state::DnnState::read(&path, space.dim as usize)?.generation
+                }
+                _ => crate::train::state::TrainerState::read(&path, space.dim as usize)?.generation,
+            };
+            if generation != trainer.generation {
+                return Err(Error::Corruption {
+                    file: path,
+                    offset: 24,
+                    reason: format!("generation {generation}, the recovery copy says {}", trainer.generation),
+                });
+            }
+            checked += 1;
         }
         if let Some(growing) = &files.growing {
             let path = dir.join(sealed::snapshot_file_name(growing.id));
@@ -211,23 +407,4 @@ fn check_files(dir: &Path, record: &RecoveryRecord) -> Result<(usize, usize, Vec
         }
     }
     Ok((checked, live.len(), dead))
-}
-
-/// Renames `meta/` to the first free `meta.damaged-N`; None when there
-/// is no `meta/` at all.
-fn move_aside(path: &Path) -> Result<Option<PathBuf>> {
-    let meta = path.join("meta");
-    if !meta.exists() {
-        return Ok(None);
-    }
-    let mut n: u64 = 1;
-    loop {
-        let aside = path.join(format!("meta.damaged-{n}"));
-        if !aside.exists() {
-            std::fs::rename(&meta, &aside).at(&meta)?;
-            fsutil::sync_dir(path)?;
-            return Ok(Some(aside));
-        }
-        n += 1;
-    }
 }

@@ -38,6 +38,9 @@ pub struct SnapshotInfo {
     pub linked: usize,
     pub copied: usize,
     pub copied_bytes: u64,
+    /// Temporary directories of earlier copies to the same destination
+    /// whose process died before finishing (a kill), removed first.
+    pub removed_leftovers: Vec<PathBuf>,
 }
 
 impl Store {
@@ -49,8 +52,12 @@ impl Store {
         self.shared.refuse_if_read_only()?;
         refuse_existing(dest)?;
         refuse_nested(&self.shared.path, dest)?;
+        let removed_leftovers = fsutil::remove_dead_dirs_beside(dest, "snapshot-tmp")?;
         let tmp = fsutil::create_unique_dir_beside(dest, "snapshot-tmp")?;
-        let outcome = self.snapshot_into(&tmp, dest);
+        let outcome = self.snapshot_into(&tmp, dest).map(|info| SnapshotInfo {
+            removed_leftovers,
+            ..info
+        });
         if outcome.is_err() {
             // Ours alone (made exclusively above): safe to remove.
             let _ = std::fs::remove_dir_all(&tmp);
@@ -69,6 +76,7 @@ impl Store {
             linked: 0,
             copied: 0,
             copied_bytes: 0,
+            removed_leftovers: Vec::new(),
         };
         copy_store(&self.shared.path, tmp, &|name| live.contains(name), &mut info)?;
         publish(tmp, dest)?;
@@ -86,6 +94,7 @@ pub fn restore(snapshot: &Path, dest: &Path) -> Result<SnapshotInfo> {
     }
     refuse_existing(dest)?;
     refuse_nested(snapshot, dest)?;
+    let removed_leftovers = fsutil::remove_dead_dirs_beside(dest, "restore-tmp")?;
     let tmp = fsutil::create_unique_dir_beside(dest, "restore-tmp")?;
     let mut info = SnapshotInfo {
         path: dest.to_path_buf(),
@@ -93,6 +102,7 @@ pub fn restore(snapshot: &Path, dest: &Path) -> Result<SnapshotInfo> {
         linked: 0,
         copied: 0,
         copied_bytes: 0,
+        removed_leftovers,
     };
     // Every segment-directory file of a snapshot is live: it was made so.
     let copied = copy_store(snapshot, &tmp, &|_| true, &mut info).and_then(|()| publish(&tmp, dest));
@@ -182,6 +192,11 @@ fn copy_store(src: &Path, dst: &Path, live: &dyn Fn(&str) -> bool, info: &mut Sn
     }
     copy_tree(&src.join("wal"), &dst.join("wal"), info)?;
     copy_tree(&src.join("meta"), &dst.join("meta"), info)?;
+    // The catalog copy `repair` works from, current after the checkpoint.
+    let recovery = crate::meta::recovery_file::path(src);
+    if recovery.exists() {
+        copy_file(&recovery, &crate::meta::recovery_file::path(dst), info)?;
+    }
     for dir in ["segments", "wal", "meta", ""] {
         fsutil::sync_dir(&dst.join(dir))?;
     }
@@ -196,11 +211,17 @@ fn copy_tree(src: &Path, dst: &Path, info: &mut SnapshotInfo) -> Result<()> {
         if entry.file_type().at(&from)?.is_dir() {
             copy_tree(&from, &to, info)?;
             fsutil::sync_dir(&to)?;
-        } else if !entry.file_name().to_string_lossy().ends_with(fsutil::TMP_SUFFIX) {
+        } else if !skipped_in_copies(&entry.file_name().to_string_lossy()) {
             copy_file(&from, &to, info)?;
         }
     }
     Ok(())
+}
+
+/// Files a copy leaves out: our temporary files, and sled's unfinished
+/// snapshots (`snap.*.generating`, never needed: see `meta/engine.rs`).
+fn skipped_in_copies(name: &str) -> bool {
+    name.ends_with(fsutil::TMP_SUFFIX) || (name.starts_with("snap.") && name.ends_with(".generating"))
 }
 
 fn copy_file(from: &Path, to: &Path, info: &mut SnapshotInfo) -> Result<()> {

@@ -30,8 +30,13 @@ pub struct VerifyReport {
     /// Records checked: id-order entries (against the segments' ids) and
     /// user histories.
     pub entries_checked: usize,
-    /// Every problem, one line each (empty: healthy).
+    /// Every problem, one line each (empty: healthy): something that
+    /// loses or changes data.
     pub problems: Vec<String>,
+    /// What is not a problem but worth knowing, one line each: leftovers
+    /// of an interrupted operation that the next writable open removes,
+    /// a torn log tail it cuts.
+    pub notes: Vec<String>,
 }
 
 impl Store {
@@ -56,11 +61,30 @@ impl Store {
         })? {
             let Ok(entry) = entry else { continue };
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !named.contains(&name) && !name.ends_with(crate::fsutil::TMP_SUFFIX) {
-                report
-                    .problems
-                    .push(format!("{}: a file no manifest names", entry.path().display()));
+            if named.contains(&name) {
+                continue;
             }
+            let ours = sealed::parse_name(&name)
+                .or_else(|| index_file::parse_name(&name))
+                .or_else(|| state::parse_name(&name))
+                .is_some()
+                || name.ends_with(crate::fsutil::TMP_SUFFIX);
+            report.notes.push(if ours {
+                format!(
+                    "{}: left by an interrupted operation (the next writable open removes it)",
+                    entry.path().display()
+                )
+            } else {
+                format!("{}: not a file of the store's (left alone)", entry.path().display())
+            });
+        }
+        check_recovery_copy(&shared.path, &manifest, &mut report);
+        // (The segment directory's leftovers were listed just above.)
+        for left in self.recovery.leftover_files.iter().filter(|p| !p.starts_with(dir)) {
+            report.notes.push(format!(
+                "{}: a log file a crashed rotation left empty (the next writable open removes it)",
+                left.display()
+            ));
         }
         for id in shared.blocked.ids() {
             for space in &shared.spaces {
@@ -73,8 +97,9 @@ impl Store {
             }
         }
         for stray in shared.meta.strays()? {
-            report.problems.push(format!(
-                "{}: a metadata database that meta/CURRENT does not name",
+            report.notes.push(format!(
+                "{}: a metadata database that meta/CURRENT does not name (an interrupted rebuild's, which the \
+                 next writable open removes, or not the store's: it is left alone)",
                 stray.display()
             ));
         }
@@ -189,21 +214,42 @@ impl Store {
 
     /// Every frame of every log file, the obsolete part before the
     /// checkpoint too. Writers wait meanwhile, so no frame is half-written.
+    /// A torn tail of the last file, the zeros recovery padded a file with
+    /// up to its checkpoint, and a file a crashed rotation left with no
+    /// complete header are notes: recovery cuts, skips or removes them,
+    /// and nothing acknowledged is in them.
     fn check_wal(&self, report: &mut VerifyReport) -> Result<()> {
         let mut w = self.write.lock();
         w.wal.write_pending()?;
-        if let Some(tracked) = self.shared.meta.load_wal_files()? {
-            let problems = tracked.problems(&self.shared.wal_dir, w.core.manifest.checkpoint);
+        let checkpoint = w.core.manifest.checkpoint;
+        let tracked = self.shared.meta.load_wal_files()?;
+        if let Some(tracked) = &tracked {
+            let problems = tracked.problems(&self.shared.wal_dir, checkpoint);
             report.problems.extend(problems.iter().map(|e| e.to_string()));
         }
-        for (no, path) in crate::wal::file::list(&self.shared.wal_dir)? {
+        let live = tracked
+            .as_ref()
+            .and_then(|t| t.live())
+            .map(|l| l.max(checkpoint.file_no));
+        let files = crate::wal::file::list(&self.shared.wal_dir)?;
+        let last = files.last().map(|(no, _)| *no);
+        for (no, path) in files {
             report.files_checked += 1;
             let bytes = std::fs::read(&path).map_err(|source| crate::Error::Io {
                 path: path.clone(),
                 source,
             })?;
             if let Err(e) = crate::wal::file::check_header(&bytes, no, &path) {
-                report.problems.push(e.to_string());
+                let after_live = live.is_some_and(|l| no > l) || (live.is_none() && Some(no) == last);
+                if bytes.len() <= crate::wal::file::HEADER_LEN && after_live {
+                    report.notes.push(format!(
+                        "{}: a log file whose creation was interrupted (no complete header; the next writable \
+                         open removes or restarts it)",
+                        path.display()
+                    ));
+                } else {
+                    report.problems.push(e.to_string());
+                }
                 continue;
             }
             let mut offset = crate::wal::file::HEADER_LEN;
@@ -212,15 +258,90 @@ impl Store {
                     crate::wal::frame::Parsed::Frame { next, .. } => offset = next,
                     crate::wal::frame::Parsed::End => break,
                     crate::wal::frame::Parsed::Bad { reason } => {
-                        report
-                            .problems
-                            .push(format!("{}: bad frame at byte {offset}: {reason}", path.display()));
+                        let padded_to = checkpoint.offset as usize;
+                        if no == checkpoint.file_no
+                            && offset < padded_to
+                            && padded_to <= bytes.len()
+                            && bytes[offset..padded_to].iter().all(|b| *b == 0)
+                        {
+                            report.notes.push(format!(
+                                "{}: bytes {offset}..{padded_to} are zeros that recovery wrote up to the \
+                                 checkpoint (the log bytes before it were lost with power, after the \
+                                 checkpoint that covers them)",
+                                path.display()
+                            ));
+                            offset = padded_to;
+                            continue;
+                        }
+                        if Some(no) == last && crate::wal::frame::next_valid_after(&bytes, offset).is_none() {
+                            report.notes.push(format!(
+                                "{}: a torn write at byte {offset} ({reason}), never acknowledged (the next \
+                                 writable open cuts it)",
+                                path.display()
+                            ));
+                        } else {
+                            report
+                                .problems
+                                .push(format!("{}: bad frame at byte {offset}: {reason}", path.display()));
+                        }
                         break;
                     }
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// The `RECOVERY` copy that `Store::repair` works from: it must decode,
+/// describe the same spaces as the metadata, and name only files that
+/// exist. One that lags the metadata by a checkpoint (a crash between the
+/// checkpoint's flush and the copy) is a note: the next writable open
+/// rewrites it.
+fn check_recovery_copy(store: &std::path::Path, manifest: &crate::meta::records::Manifest, report: &mut VerifyReport) {
+    let path = crate::meta::recovery_file::path(store);
+    report.files_checked += 1;
+    match crate::meta::recovery_file::read(store) {
+        Ok(None) => report.notes.push(format!(
+            "{}: missing (the next writable open writes it; until then `repair` cannot run)",
+            path.display()
+        )),
+        Err(e) => report.problems.push(format!(
+            "{e} (the copy `repair` needs; the next writable open rewrites it)"
+        )),
+        Ok(Some(copy)) => {
+            let dir = store.join("segments");
+            for id in copy.manifest.file_ids() {
+                let names = [
+                    sealed::file_name(id),
+                    sealed::snapshot_file_name(id),
+                    state::file_name(id),
+                ];
+                if !names.iter().any(|n| dir.join(n).exists()) {
+                    report.problems.push(format!(
+                        "{}: names file {id}, which is not in {}",
+                        path.display(),
+                        dir.display()
+                    ));
+                }
+            }
+            if copy.manifest.checkpoint > manifest.checkpoint {
+                report.problems.push(format!(
+                    "{}: newer than the metadata (checkpoint at log file {} byte {}, the metadata's at file {} byte \
+                     {}): the metadata lost its latest commits; `ember repair` rebuilds it from this copy",
+                    path.display(),
+                    copy.manifest.checkpoint.file_no,
+                    copy.manifest.checkpoint.offset,
+                    manifest.checkpoint.file_no,
+                    manifest.checkpoint.offset
+                ));
+            } else if copy.manifest != *manifest {
+                report.notes.push(format!(
+                    "{}: older than the metadata (the next writable open rewrites it)",
+                    path.display()
+                ));
+            }
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod bench;
 mod cmd;
+mod crash_points;
 mod delimited;
 mod demo;
 mod dnn_bench;
@@ -111,6 +112,11 @@ enum Command {
     /// and check every acknowledged write (the crash-safety claim, against
     /// this binary).
     Torture(torture::TortureArgs),
+    /// Kill an operation (open, replay, fixture upgrades, compaction,
+    /// rounds, snapshot, Parquet import, repair, acknowledged writes) with
+    /// SIGKILL at each of its writes, fsyncs and renames in turn, reopen,
+    /// and compare every answer with what it must be.
+    CrashPoints(crash_points::CrashPointsArgs),
     /// Open a store in a fresh process, run queries, print time and memory
     /// (for `ember bench`; not for direct use).
     #[command(hide = true)]
@@ -118,6 +124,9 @@ enum Command {
     /// The writing child of `torture` (not for direct use).
     #[command(hide = true)]
     TortureChild(torture::ChildArgs),
+    /// The operation that `crash-points` kills (not for direct use).
+    #[command(hide = true)]
+    CrashPointChild(crash_points::ChildArgs),
 }
 
 /// The library reports through `log` (an index rebuilt, a file it could
@@ -173,6 +182,8 @@ fn main() -> ExitCode {
         Command::Undelete(args) => ("undelete", remove::undelete(args, out)),
         Command::BenchOpen(args) => ("bench-open", open_bench::run(args, out)),
         Command::TortureChild(args) => ("torture-child", torture::child(args)),
+        Command::CrashPoints(args) => ("crash-points", crash_points::run(args, out)),
+        Command::CrashPointChild(args) => ("crash-point-child", crash_points::child(args)),
     };
     finish(name, outcome.and_then(|()| Ok(out.flush()?)))
 }

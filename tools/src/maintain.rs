@@ -28,6 +28,13 @@ pub fn snapshot(a: SnapshotArgs, out: &mut impl Write) -> anyhow::Result<()> {
         info.next_seq,
         copied(&info)
     )?;
+    for left in &info.removed_leftovers {
+        writeln!(
+            out,
+            "removed {}: the unfinished copy of an earlier snapshot to the same destination, whose process died",
+            left.display()
+        )?;
+    }
     Ok(())
 }
 
@@ -74,25 +81,13 @@ pub fn verify(a: VerifyArgs, out: &mut impl Write) -> anyhow::Result<()> {
     // Read-only: nothing is changed before it is checked (no torn tail
     // cut, no leftover removed, no index rebuilt), nor after.
     let store = open_read_only(&a.store).context("cannot open the store")?;
-    let recovery = store.recovery();
-    if let Some((file, at)) = &recovery.truncated_tail {
-        writeln!(
-            out,
-            "note: {} ends in a torn write at byte {at} (a crash during a write); the next writable open cuts it",
-            file.display()
-        )?;
-    }
-    for file in &recovery.leftover_files {
-        writeln!(
-            out,
-            "note: {} is left by an interrupted operation; the next writable open removes it",
-            file.display()
-        )?;
-    }
     let report = match &a.space {
         Some(name) => store.verify_space(name)?,
         None => store.verify()?,
     };
+    for note in &report.notes {
+        writeln!(out, "note: {note}")?;
+    }
     if report.problems.is_empty() {
         writeln!(
             out,
@@ -153,12 +148,40 @@ pub fn compact(a: CompactArgs, out: &mut impl Write) -> anyhow::Result<()> {
 #[derive(Args, Debug)]
 pub struct RepairArgs {
     store: PathBuf,
+    /// Check everything and print what a repair would do; change nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 /// New metadata for a store whose metadata database is lost or damaged
 /// (`Store::repair`): what was rebuilt, and what could not be.
 pub fn repair(a: RepairArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let r = emberdb::Store::repair(&a.store)?;
+    let opts = if a.dry_run {
+        emberdb::RepairOptions::dry_run()
+    } else {
+        emberdb::RepairOptions::default()
+    };
+    let r = emberdb::Store::repair_with(&a.store, &opts)?;
+    writeln!(out, "the metadata is damaged: {}", r.damage)?;
+    if r.dry_run {
+        writeln!(
+            out,
+            "dry run, nothing changed; every input checked ({} files, {} of log to replay). A repair would:",
+            count(r.files_checked as u64, "file", "files"),
+            count(r.replayed_bytes, "byte", "bytes")
+        )?;
+        for (i, step) in r.plan.iter().enumerate() {
+            writeln!(out, "  {}. {step}", i + 1)?;
+        }
+        return Ok(());
+    }
+    for left in &r.removed_leftovers {
+        writeln!(
+            out,
+            "removed {}: an unfinished repair whose process died",
+            left.display()
+        )?;
+    }
     if let Some(aside) = &r.moved_aside {
         writeln!(out, "the damaged metadata is kept in {}", aside.display())?;
     }
