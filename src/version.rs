@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::segment::growing::GrowingSegment;
 use crate::segment::sealed::SealedSegment;
+use crate::segment::visibility::Seen;
 use crate::segment::Location;
 use crate::train::dnn::state::DnnState;
 
@@ -35,8 +36,11 @@ impl Version {
             .map(|i| &self.sealed[i])
     }
 
-    /// The vector of `id` in this version (trained stores), if it has one.
-    pub fn trained_row(&self, id: u64) -> crate::error::Result<Option<&[f32]>> {
+    /// The vector of `id` in this version (trained stores), if it has one,
+    /// for a reader that sees `seen`. The growing segment's row is its
+    /// newest (a write published since `seen` only made it newer); a
+    /// sealed row counts as live until a kill the reader sees.
+    pub fn trained_row(&self, id: u64, seen: Seen) -> crate::error::Result<Option<&[f32]>> {
         if let Some(row) = self.growing.row_of(id) {
             return Ok(self.growing.row(row));
         }
@@ -44,19 +48,21 @@ impl Version {
             return Ok(None);
         };
         match self.segment(at.segment) {
-            Some(segment) if !segment.dead().is_dead(at.row as usize) => segment.row(at.row),
+            Some(segment) if !segment.dead().is_dead_to(at.row as usize, seen) => segment.row(at.row),
             _ => Ok(None),
         }
     }
 
-    /// Host-fed spaces: the segment of this version holding a live row of
-    /// `id`, and the row, found through each segment's id order (newest
-    /// segment first). An item has at most one live sealed row: a row is
-    /// retired (killed) whenever its item gets a newer one, so the answer
-    /// agrees with the segments this version searches.
-    pub fn live_sealed(&self, id: u64) -> crate::error::Result<Option<(&Arc<SealedSegment>, u32)>> {
+    /// Host-fed spaces: the segment of this version holding a row of `id`
+    /// live to a reader that sees `seen`, and the row, found through each
+    /// segment's id order (newest segment first). An item has at most one
+    /// live sealed row now: a row is retired (killed) whenever its item
+    /// gets a newer one, so the answer agrees with the segments this
+    /// version searches. (A reader behind a kill may find the old row and
+    /// the new one sealed since: either is the item.)
+    pub fn live_sealed(&self, id: u64, seen: Seen) -> crate::error::Result<Option<(&Arc<SealedSegment>, u32)>> {
         for segment in self.sealed.iter().rev() {
-            if let Some(row) = segment.live_row_of(id)? {
+            if let Some(row) = segment.live_row_of(id, seen)? {
                 return Ok(Some((segment, row)));
             }
         }
@@ -70,5 +76,20 @@ impl Version {
 
     pub fn live_rows(&self) -> usize {
         self.sealed.iter().map(|s| s.live_rows()).sum::<usize>() + self.growing.live_rows()
+    }
+}
+
+/// What a reader works on: the version it loaded and the writes it sees
+/// (taken first: see `segment::visibility`).
+pub(crate) struct View {
+    pub version: Arc<Version>,
+    pub seen: Seen,
+}
+
+impl std::ops::Deref for View {
+    type Target = Version;
+
+    fn deref(&self) -> &Version {
+        &self.version
     }
 }

@@ -16,18 +16,18 @@ use crate::index::SearchKnobs;
 use crate::kernels::nearness;
 use crate::metric::Metric;
 use crate::validate;
-use crate::version::Version;
+use crate::version::View;
 
 /// What planning needs from the store: the stored vector of an item (as
 /// of `version`), a user's history, oldest first, and, in a space with a
 /// user model, the user's vector.
 pub(crate) trait Lookups {
-    fn vector(&self, version: &Version, id: u64) -> Result<Option<Vec<f32>>>;
+    fn vector(&self, version: &View, id: u64) -> Result<Option<Vec<f32>>>;
     fn history(&self, user: u64) -> Result<Vec<u64>>;
     /// The history with each event's weight, oldest first.
     fn weighted_history(&self, user: u64) -> Result<Vec<(u64, f32)>>;
     /// How `Query::user` finds its query vector in this space.
-    fn user_vector(&self, version: &Version, user: u64, history: &[u64]) -> Result<UserVector>;
+    fn user_vector(&self, version: &View, user: u64, history: &[u64]) -> Result<UserVector>;
     /// The item attributes' posting lists, for filters.
     fn postings(&self) -> &dyn Postings;
 }
@@ -83,7 +83,7 @@ pub(crate) struct Geometry<'a> {
 }
 
 /// The hits of `query` in `version`, nearest first.
-pub(crate) fn knn(lookups: &dyn Lookups, version: &Version, space: Geometry<'_>, query: &Query) -> Result<Vec<Hit>> {
+pub(crate) fn knn(lookups: &dyn Lookups, version: &View, space: Geometry<'_>, query: &Query) -> Result<Vec<Hit>> {
     query.check()?;
     let rules = Rules::new(lookups, query)?;
     let excluded = query.excluded.len();
@@ -139,7 +139,7 @@ pub(crate) fn knn(lookups: &dyn Lookups, version: &Version, space: Geometry<'_>,
 /// recent item with a vector).
 pub(crate) fn user_query(
     lookups: &dyn Lookups,
-    version: &Version,
+    version: &View,
     space: Geometry<'_>,
     user: u64,
     query: &Query,
@@ -178,7 +178,7 @@ pub(crate) fn user_query(
 /// Items near the vector `v` of an item: by the space's metric, or, where
 /// the space says so, by the cosine over a prefix of the rows.
 fn similar(
-    version: &Version,
+    version: &View,
     space: Geometry<'_>,
     v: &[f32],
     query: &Query,
@@ -241,7 +241,7 @@ fn user_items(
 /// The pooled query vector of `items`, or None if none has a vector.
 fn pool(
     lookups: &dyn Lookups,
-    version: &Version,
+    version: &View,
     space: Geometry<'_>,
     items: &[u64],
     weights: &[f32],
@@ -280,7 +280,7 @@ fn pool(
 
 fn seeds(
     lookups: &dyn Lookups,
-    version: &Version,
+    version: &View,
     space: Geometry<'_>,
     user: u64,
     query: &Query,
@@ -321,7 +321,7 @@ fn seeds(
 }
 
 fn search_with(
-    version: &Version,
+    version: &View,
     metric: Metric,
     v: &[f32],
     query: &Query,

@@ -27,13 +27,16 @@ use crate::index::{CoarseMemo, SearchKnobs};
 use crate::kernels::{cosine_prefix_rows, nearness, score_rows};
 use crate::metric::Metric;
 use crate::segment::tombstones::Tombstones;
-use crate::version::Version;
+use crate::segment::visibility::Seen;
+use crate::version::View;
 
 /// What a scan looks for.
 struct Probe<'a> {
     metric: Metric,
     query: &'a [f32],
     exclude: &'a dyn Fn(u64) -> bool,
+    /// The writes the reader sees (`segment::visibility`).
+    seen: Seen,
 }
 
 /// Rows scored per kernel call: one dispatch per block, and the block's
@@ -56,7 +59,7 @@ impl Probe<'_> {
                     continue;
                 }
                 let r = first_row + b * SCAN_BLOCK + i;
-                if (any_dead && dead.is_dead(r)) || (self.exclude)(*id) {
+                if (any_dead && dead.is_dead_to(r, self.seen)) || (self.exclude)(*id) {
                     continue;
                 }
                 top.push(near, Hit { id: *id, score: s });
@@ -67,8 +70,9 @@ impl Probe<'_> {
 
 impl Probe<'_> {
     /// Scores the live rows of `wanted` (sorted ids) in `version`, found by
-    /// id: a narrow filter's plan.
-    fn rows_of(&self, version: &Version, wanted: &[u64], top: &mut TopK) -> Result<()> {
+    /// id: a narrow filter's plan. An item moving between segments is
+    /// found in one of them: its move is visible whole or not at all.
+    fn rows_of(&self, version: &View, wanted: &[u64], top: &mut TopK) -> Result<()> {
         let dim = self.query.len();
         let mut block_ids: Vec<u64> = Vec::with_capacity(SCAN_BLOCK);
         let mut block_rows: Vec<f32> = Vec::with_capacity(SCAN_BLOCK * dim);
@@ -97,15 +101,20 @@ impl Probe<'_> {
             // A trained version: its directory (and growing segment) say
             // where each item's one live row is.
             for &id in wanted {
-                take(id, version.trained_row(id)?, top);
+                take(id, version.trained_row(id, self.seen)?, top);
             }
         } else {
             // A host-fed version: an item has at most one live row, in the
             // growing segment or in one sealed segment.
+            // The growing segment's map holds each item's newest row (a
+            // write since `seen` only made it newer); a sealed row counts
+            // until a kill the reader sees. An item found twice (its old
+            // row killed after `seen`, its new one here) is kept once by
+            // `TopK`.
             let growing = &version.growing;
             if growing.len() > 0 {
                 for &id in wanted {
-                    if let Some(row) = growing.row_of(id).filter(|r| !growing.dead().is_dead(*r as usize)) {
+                    if let Some(row) = growing.row_of(id) {
                         take(id, growing.row(row), top);
                     }
                 }
@@ -113,7 +122,7 @@ impl Probe<'_> {
             for segment in &version.sealed {
                 let mut failed = None;
                 segment.rows_of(wanted, |id, row| {
-                    if failed.is_some() || segment.dead().is_dead(row as usize) {
+                    if failed.is_some() || segment.dead().is_dead_to(row as usize, self.seen) {
                         return;
                     }
                     match segment.row(row) {
@@ -178,11 +187,12 @@ fn filter_plan(filter: &Matching, live_rows: usize) -> FilterPlan<'_> {
 
 /// The `k` nearest live rows of `version` to `query` (already normalised for
 /// cosine), skipping ids for which `exclude` is true.
-pub(crate) fn search(version: &Version, metric: Metric, query: &[f32], plan: &Plan) -> Result<Vec<Hit>> {
+pub(crate) fn search(version: &View, metric: Metric, query: &[f32], plan: &Plan) -> Result<Vec<Hit>> {
     let probe = Probe {
         metric,
         query,
         exclude: plan.exclude,
+        seen: version.seen,
     };
     let mut top = TopK::new(plan.k);
     let mut exact = plan.exact;
@@ -205,7 +215,7 @@ pub(crate) fn search(version: &Version, metric: Metric, query: &[f32], plan: &Pl
             .filter(|_| !exact && segment.dead().count() * 2 <= segment.count());
         if let Some(index) = index {
             let dead = if segment.dead().count() > 0 {
-                segment.dead_bitmap()
+                segment.dead_bitmap(version.seen)
             } else {
                 Vec::new()
             };
@@ -243,9 +253,9 @@ pub(crate) fn search(version: &Version, metric: Metric, query: &[f32], plan: &Pl
         }
         probe.scan(0, ids, rows, segment.dead(), &mut top);
     }
-    version
-        .growing
-        .for_each_chunk(|first, ids, rows| probe.scan(first, ids, rows, version.growing.dead(), &mut top));
+    version.growing.for_each_chunk_to(version.seen, |first, ids, rows| {
+        probe.scan(first, ids, rows, version.growing.dead(), &mut top)
+    });
     Ok(top.into_sorted())
 }
 
@@ -254,19 +264,20 @@ pub(crate) fn search(version: &Version, metric: Metric, query: &[f32], plan: &Pl
 /// skipping ids for which `exclude` is true; scanned exactly (no index
 /// holds these similarities).
 pub(crate) fn search_cosine_prefix(
-    version: &Version,
+    version: &View,
     query: &[f32],
     k: usize,
     exclude: &dyn Fn(u64) -> bool,
 ) -> Result<Vec<Hit>> {
     let mut top = TopK::new(k);
     let mut scores = [0f32; SCAN_BLOCK];
+    let seen = version.seen;
     let mut scan = |first_row: usize, ids: &[u64], rows: &[f32], dead: &Tombstones, stride: usize, top: &mut TopK| {
         for (b, (block_ids, block_rows)) in ids.chunks(SCAN_BLOCK).zip(rows.chunks(SCAN_BLOCK * stride)).enumerate() {
             let s = &mut scores[..block_ids.len()];
             cosine_prefix_rows(query, block_rows, stride, s);
             for (i, (id, &score)) in block_ids.iter().zip(s.iter()).enumerate() {
-                if score < top.threshold() || dead.is_dead(first_row + b * SCAN_BLOCK + i) || exclude(*id) {
+                if score < top.threshold() || dead.is_dead_to(first_row + b * SCAN_BLOCK + i, seen) || exclude(*id) {
                     continue;
                 }
                 top.push(score, Hit { id: *id, score });
@@ -279,8 +290,8 @@ pub(crate) fn search_cosine_prefix(
         scan(0, ids, rows, segment.dead(), stride, &mut top);
     }
     let stride = version.growing.dim();
-    version
-        .growing
-        .for_each_chunk(|first, ids, rows| scan(first, ids, rows, version.growing.dead(), stride, &mut top));
+    version.growing.for_each_chunk_to(seen, |first, ids, rows| {
+        scan(first, ids, rows, version.growing.dead(), stride, &mut top)
+    });
     Ok(top.into_sorted())
 }

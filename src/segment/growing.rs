@@ -17,6 +17,7 @@ use std::sync::OnceLock;
 use parking_lot::{Mutex, RwLock};
 
 use super::tombstones::Tombstones;
+use super::visibility::{Seen, Stamp};
 
 /// Rows per chunk: 4096 rows of dim 64 are 1 MiB, a good unit to scan.
 pub(crate) const CHUNK_ROWS: usize = 4096;
@@ -24,6 +25,9 @@ pub(crate) const CHUNK_ROWS: usize = 4096;
 struct Chunk {
     values: Box<[UnsafeCell<f32>]>,
     ids: Box<[UnsafeCell<u64>]>,
+    /// The stamp of the write that appended each row (see
+    /// `segment::visibility`): never less than an earlier row's.
+    births: Box<[UnsafeCell<u64>]>,
 }
 
 pub(crate) struct GrowingSegment {
@@ -44,7 +48,7 @@ pub(crate) struct GrowingSegment {
 static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
 
 // SAFETY: the only interior mutability not behind a lock or an atomic is the
-// `UnsafeCell` contents of the chunks. They are written only by `push`, which
+// `UnsafeCell` contents of the chunks. They are written only by `push_at`, which
 // holds `append_lock` (one writer at a time) and writes only row `len`, a row
 // no reader can reach because readers only form references to rows below the
 // `len` they loaded with `Acquire`, and `push` publishes `len + 1` with
@@ -60,7 +64,7 @@ impl GrowingSegment {
         let mut values = Vec::with_capacity(self.live_rows() * dim);
         self.for_each_chunk(|first, chunk_ids, rows| {
             for (r, (id, row)) in chunk_ids.iter().zip(rows.chunks_exact(dim)).enumerate() {
-                if !self.dead().is_dead(first + r) {
+                if !self.dead.is_dead(first + r) {
                     ids.push(*id);
                     values.extend_from_slice(row);
                 }
@@ -110,7 +114,14 @@ impl GrowingSegment {
     /// Appends a row for `id` (killing the id's previous row here, if any)
     /// and returns its row number, or `None` when the segment is full.
     /// `values.len()` must equal the dimension (the store checks it).
+    /// Visible to every reader (stamp 0): rows loaded or carried over.
     pub fn push(&self, id: u64, values: &[f32]) -> Option<u32> {
+        self.push_at(id, values, 0)
+    }
+
+    /// [`GrowingSegment::push`] by the write stamped `at`: born, and the
+    /// previous row killed, at `at`. Stamps never go down.
+    pub fn push_at(&self, id: u64, values: &[f32], at: Stamp) -> Option<u32> {
         debug_assert_eq!(values.len(), self.dim);
         let _guard = self.append_lock.lock();
         let row = self.len.load(Ordering::Acquire);
@@ -120,30 +131,61 @@ impl GrowingSegment {
         let chunk = self.chunks[row / CHUNK_ROWS].get_or_init(|| Chunk {
             values: (0..CHUNK_ROWS * self.dim).map(|_| UnsafeCell::new(0.0)).collect(),
             ids: (0..CHUNK_ROWS).map(|_| UnsafeCell::new(0)).collect(),
+            births: (0..CHUNK_ROWS).map(|_| UnsafeCell::new(0)).collect(),
         });
-        let at = row % CHUNK_ROWS;
+        let at_row = row % CHUNK_ROWS;
+        let born = at;
         // SAFETY: `row` is not yet published (it equals `len`), we hold the
         // append lock, so no other reference to these cells exists (see the
         // `Sync` impl above).
         unsafe {
-            let dst = chunk.values[at * self.dim..(at + 1) * self.dim].as_ptr() as *mut f32;
+            let dst = chunk.values[at_row * self.dim..(at_row + 1) * self.dim].as_ptr() as *mut f32;
             std::ptr::copy_nonoverlapping(values.as_ptr(), dst, self.dim);
-            *chunk.ids[at].get() = id;
+            *chunk.ids[at_row].get() = id;
+            *chunk.births[at_row].get() = born;
         }
         self.len.store(row + 1, Ordering::Release);
         let row = row as u32;
         if let Some(old) = self.rows_by_id.write().insert(id, row) {
-            self.dead.kill(old as usize);
+            self.dead.kill_at(old as usize, born);
         }
         Some(row)
     }
 
-    /// Kills the live row of `id`; false if there is none.
-    pub fn remove(&self, id: u64) -> bool {
+    /// Kills the live row of `id` by the write stamped `at`; false if there
+    /// is none.
+    pub fn remove_at(&self, id: u64, at: Stamp) -> bool {
         match self.rows_by_id.write().remove(&id) {
-            Some(row) => self.dead.kill(row as usize),
+            Some(row) => self.dead.kill_at(row as usize, at),
             None => false,
         }
+    }
+
+    /// The rows a reader that sees `seen` has: those below this, of the
+    /// published ones, were born at a stamp it sees (births never go down).
+    pub fn visible_len(&self, seen: Seen) -> usize {
+        let len = self.len();
+        let born = |row: usize| -> Stamp {
+            match self.chunks.get(row / CHUNK_ROWS).and_then(|c| c.get()) {
+                // SAFETY: `row` is below the published `len`, so its cell is
+                // never written again (see the `Sync` impl).
+                Some(chunk) => unsafe { *chunk.births[row % CHUNK_ROWS].get() },
+                None => Stamp::MAX,
+            }
+        };
+        if len == 0 || seen.sees(born(len - 1)) {
+            return len;
+        }
+        let (mut lo, mut hi) = (0, len);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if seen.sees(born(mid)) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
     }
 
     /// The live row of `id`, if it is here.
@@ -169,8 +211,14 @@ impl GrowingSegment {
 
     /// Calls `f(first_row, ids, values)` for each run of published rows,
     /// `values` holding `ids.len()` contiguous rows.
-    pub fn for_each_chunk(&self, mut f: impl FnMut(usize, &[u64], &[f32])) {
-        let len = self.len();
+    pub fn for_each_chunk(&self, f: impl FnMut(usize, &[u64], &[f32])) {
+        self.for_each_chunk_to(Seen::NOW, f)
+    }
+
+    /// [`GrowingSegment::for_each_chunk`] over the rows a reader that sees
+    /// `seen` has.
+    pub fn for_each_chunk_to(&self, seen: Seen, mut f: impl FnMut(usize, &[u64], &[f32])) {
+        let len = self.visible_len(seen);
         for c in 0..len.div_ceil(CHUNK_ROWS) {
             if let Some((ids, values)) = self.chunk_view(c, len) {
                 f(c * CHUNK_ROWS, ids, values);
@@ -213,10 +261,27 @@ mod tests {
             seen += ids.len();
         });
         assert_eq!(seen, CHUNK_ROWS + 3);
-        assert!(g.remove(5));
-        assert!(!g.remove(5));
+        assert!(g.remove_at(5, 0));
+        assert!(!g.remove_at(5, 0));
         assert!(g.dead().is_dead(5));
         assert_eq!(g.live_rows(), CHUNK_ROWS + 2);
+    }
+
+    #[test]
+    fn a_reader_has_only_the_rows_born_at_stamps_it_sees() {
+        let g = GrowingSegment::new(1, 10);
+        g.push(1, &[1.0]);
+        g.push_at(2, &[2.0], 4);
+        g.push_at(1, &[1.5], 6);
+        assert_eq!(g.visible_len(Seen(0)), 1);
+        assert_eq!(g.visible_len(Seen(5)), 2);
+        assert_eq!(g.visible_len(Seen::NOW), 3);
+        // Item 1's first row died when its second was born.
+        assert!(!g.dead().is_dead_to(0, Seen(5)));
+        assert!(g.dead().is_dead_to(0, Seen(6)));
+        let mut seen = Vec::new();
+        g.for_each_chunk_to(Seen(5), |_, ids, _| seen.extend_from_slice(ids));
+        assert_eq!(seen, vec![1, 2]);
     }
 
     #[test]

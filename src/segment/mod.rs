@@ -8,6 +8,7 @@ pub(crate) mod growing;
 pub(crate) mod id_order;
 pub(crate) mod sealed;
 pub(crate) mod tombstones;
+pub(crate) mod visibility;
 
 /// Where a row lives: a segment id and a row number in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -34,6 +34,7 @@ use memmap2::Mmap;
 
 use super::id_order::{self, IdOrder, OwnedIdOrder};
 use super::tombstones::Tombstones;
+use super::visibility::Seen;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::index::SegmentIndex;
@@ -246,9 +247,10 @@ impl SealedSegment {
     }
 
     /// The dead-row bitmap as bytes (bit `r % 8` of byte `r / 8`), a copy
-    /// taken now, for Faiss's id selector.
-    pub fn dead_bitmap(&self) -> Vec<u8> {
-        self.dead.to_bytes()
+    /// taken now as a reader that sees `seen` has it, for Faiss's id
+    /// selector.
+    pub fn dead_bitmap(&self, seen: Seen) -> Vec<u8> {
+        self.dead.to_bytes(seen)
     }
 
     pub fn live_rows(&self) -> usize {
@@ -371,12 +373,13 @@ impl SealedSegment {
         Ok(())
     }
 
-    /// The live row holding `id`, if this segment has one.
-    pub fn live_row_of(&self, id: u64) -> Result<Option<u32>> {
+    /// The row holding `id` that is live to a reader that sees `seen`, if
+    /// this segment has one.
+    pub fn live_row_of(&self, id: u64, seen: Seen) -> Result<Option<u32>> {
         Ok(self
             .order()?
             .rows_of(id)
-            .find(|&row| (row as usize) < self.count && !self.dead.is_dead(row as usize)))
+            .find(|&row| (row as usize) < self.count && !self.dead.is_dead_to(row as usize, seen)))
     }
 
     /// Checks the id order against the id column, and its checksum (for

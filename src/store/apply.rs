@@ -7,6 +7,7 @@ use super::space::SpaceState;
 use super::state::{ManifestState, Shared};
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::segment::visibility::Stamp;
 use crate::wal::record::Record;
 use crate::wal::Position;
 
@@ -98,15 +99,19 @@ pub(crate) fn apply_upsert(
     // finds the item missing (one that sees both keeps one: `TopK` drops
     // duplicate ids). The growing segment was not full above and only this
     // (locked) path appends to it, so `push` has room.
-    if version.growing.push(id, vector).is_none() {
+    // Both under one stamp, published after both: a reader sees the move
+    // whole or not at all (`segment::visibility`).
+    let stamp = catalog.clock.next();
+    if version.growing.push_at(id, vector, stamp).is_none() {
         return Err(Error::InvalidOptions(format!(
             "growing segment of {} refused item {id}: its dimension differs",
             space.describe()
         )));
     }
     if let Some(at) = sealed {
-        catalog.retire(&version, id, at);
+        catalog.retire(&version, id, at, stamp);
     }
+    catalog.clock.publish(stamp);
     Ok(())
 }
 
@@ -114,26 +119,37 @@ pub(crate) fn apply_upsert(
 /// every space. Whether some space had a row of it.
 pub(crate) fn apply_block(shared: &Shared, id: u64) -> Result<bool> {
     shared.blocked.insert(id);
+    // One stamp for every space: the item leaves them all at once.
+    let stamp = shared.clock.next();
     let mut any = false;
     for space in &shared.spaces {
         any |= match space.trainer {
-            Some(_) => super::blocked::Blocked::kill_one(&space.catalog.version.load(), id),
-            None => apply_delete(space, id)?,
+            Some(_) => super::blocked::Blocked::kill_one(&space.catalog.version.load(), id, stamp),
+            None => delete_at(space, id, stamp)?,
         };
     }
+    shared.clock.publish(stamp);
     Ok(any)
 }
 
 /// Deletes `id` from `space`; false if it was not there.
 pub(crate) fn apply_delete(space: &SpaceState, id: u64) -> Result<bool> {
+    let stamp = space.catalog.clock.next();
+    let deleted = delete_at(space, id, stamp)?;
+    space.catalog.clock.publish(stamp);
+    Ok(deleted)
+}
+
+/// Kills `id`'s row in `space` by the write stamped `stamp`.
+fn delete_at(space: &SpaceState, id: u64, stamp: Stamp) -> Result<bool> {
     let catalog = &space.catalog;
     let version = catalog.version.load();
-    if version.growing.remove(id) {
+    if version.growing.remove_at(id, stamp) {
         return Ok(true);
     }
     match catalog.sealed_location(&version, id)? {
         Some(at) => {
-            catalog.retire(&version, id, at);
+            catalog.retire(&version, id, at, stamp);
             Ok(true)
         }
         None => Ok(false),

@@ -22,6 +22,7 @@ use parking_lot::RwLock;
 
 use crate::error::Result;
 use crate::meta::MetaStore;
+use crate::segment::visibility::Stamp;
 use crate::version::Version;
 
 pub(crate) struct Blocked {
@@ -77,30 +78,33 @@ impl Blocked {
         out
     }
 
-    /// Kills `id`'s rows in a trained space's `version`; whether one was
-    /// live. In memory only (see `kill_in`): a trained space's dead rows
-    /// are not recorded in the metadata, since its next round replaces
-    /// its segments whole.
-    pub fn kill_one(version: &Version, id: u64) -> bool {
-        let mut live = version.growing.remove(id);
+    /// Kills `id`'s rows in a trained space's `version` by the write
+    /// stamped `stamp` (0: for every reader); whether one was live. In
+    /// memory only (see `kill_in`): a trained space's dead rows are not
+    /// recorded in the metadata, since its next round replaces its
+    /// segments whole.
+    pub fn kill_one(version: &Version, id: u64, stamp: Stamp) -> bool {
+        let mut live = version.growing.remove_at(id, stamp);
         if let Some(at) = version.directory.as_ref().and_then(|d| d.get(&id)) {
             if let Some(segment) = version.segment(at.segment) {
-                live |= segment.dead().kill(at.row as usize);
+                live |= segment.dead().kill_at(at.row as usize, stamp);
             }
         }
         live
     }
 
     /// Kills the rows of deleted items in a trained space's `version`
-    /// (found through its directory and its growing segment). In memory
-    /// only: every open and every publish does it again.
+    /// (found through its directory and its growing segment), for every
+    /// reader: each of those deletions is published already. In memory
+    /// only: every open and every publish does it again, publish before
+    /// the version is installed.
     pub fn kill_in(&self, version: &Version) {
         let ids = self.ids.read();
         if ids.is_empty() {
             return;
         }
         for id in ids.iter() {
-            Self::kill_one(version, *id);
+            Self::kill_one(version, *id, 0);
         }
     }
 

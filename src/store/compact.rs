@@ -176,17 +176,24 @@ impl Store {
         let dropped: Vec<u64> = chosen.iter().map(|s| s.id()).collect();
         let obsolete = self.write.lock().checkpoint_at_end(|core, end| {
             let mut change = Installation::of(space, Growing::Kept);
+            // Deleted or replaced while we copied: dead here too, and
+            // recorded so. Killed at the stamp its origin died at (in
+            // stamp order), so that a reader behind that write, which
+            // still has the origin alive, has this row alive too.
+            let mut died = Vec::new();
             for (i, (segment, row)) in origins.iter().enumerate() {
                 if segment.dead().is_dead(*row) {
-                    // Deleted or replaced while we copied: dead here too,
-                    // and recorded so.
-                    let at = Location {
-                        segment: first_id + (i / per) as u64,
-                        row: (i % per) as u32,
-                    };
-                    fresh[i / per].dead().kill(at.row as usize);
-                    change.dead.push(at);
+                    died.push((segment.dead().stamp_of(*row), i));
                 }
+            }
+            died.sort_unstable();
+            for (stamp, i) in died {
+                let at = Location {
+                    segment: first_id + (i / per) as u64,
+                    row: (i % per) as u32,
+                };
+                fresh[i / per].dead().kill_at(at.row as usize, stamp);
+                change.dead.push(at);
             }
             change.added = fresh.clone();
             change.removed = dropped.clone();

@@ -109,6 +109,11 @@ pub(crate) struct Installation {
     pub trainer: Option<TrainerEntry>,
     /// A new DNN generation's model, served with its segments.
     pub model: Option<Arc<DnnState>>,
+    /// Kill the rows of the store's deleted items in the new version
+    /// before it is installed (a trained generation holds every item its
+    /// round trained, deleted ones included, and some may have been
+    /// deleted while it was written): no reader ever sees them.
+    pub kill_deleted: bool,
 }
 
 impl Installation {
@@ -132,6 +137,7 @@ impl Installation {
             dead: Vec::new(),
             trainer: None,
             model: None,
+            kill_deleted: false,
         }
     }
 
@@ -170,6 +176,7 @@ pub(crate) fn install(
         dead,
         trainer,
         model,
+        kill_deleted,
     } = change;
     let removed_set: HashSet<u64> = removed.iter().copied().collect();
     let mut manifest = core.manifest.clone();
@@ -281,12 +288,16 @@ pub(crate) fn install(
             .chain(added)
             .collect();
         sealed.sort_by_key(|s| s.id());
-        space.catalog.version.store(Arc::new(Version {
+        let next = Version {
             sealed,
             growing,
             directory,
             model: model.or_else(|| current.model.clone()),
-        }));
+        };
+        if kill_deleted {
+            shared.blocked.kill_in(&next);
+        }
+        space.catalog.version.store(Arc::new(next));
     }
     // Step (3b): the catalog copy `Store::repair` works from, read and
     // written under the write lock (so copies never race or mix two

@@ -350,13 +350,8 @@ impl Store {
         }
         let shared = &*self.shared;
         let space = self.query_space(query)?;
-        let version = space.catalog.version.load_full();
-        plan::knn(
-            &lookup::SpaceLookups { shared, space },
-            &version,
-            geometry(space),
-            query,
-        )
+        let version = space.catalog.view();
+        plan::knn(&lookup::SpaceLookups { shared }, &version, geometry(space), query)
     }
 
     /// The space a query names (the default one when it names none).
@@ -371,11 +366,11 @@ impl Store {
     pub(crate) fn query_vector(&self, query: &Query) -> Result<Option<Vec<f32>>> {
         let shared = &*self.shared;
         let space = self.query_space(query)?;
-        let version = space.catalog.version.load_full();
+        let version = space.catalog.view();
         let crate::query::Target::User(user) = query.target else {
             return Ok(None);
         };
-        let lookups = lookup::SpaceLookups { shared, space };
+        let lookups = lookup::SpaceLookups { shared };
         Ok(plan::user_query(&lookups, &version, geometry(space), user, query)?.map(|(v, _)| v))
     }
     /// Makes every earlier write durable and checkpoints, so that reopening
@@ -502,25 +497,28 @@ fn item_context(space: &SpaceState, id: u64) -> String {
 
 /// Every live item id of `space`.
 fn ids_in(space: &SpaceState) -> Result<Vec<u64>> {
-    let version = space.catalog.version.load_full();
-    let mut out = Vec::with_capacity(version.live_rows());
-    for segment in &version.sealed {
+    let view = space.catalog.view();
+    let mut out = Vec::with_capacity(view.live_rows());
+    for segment in &view.sealed {
         let (ids, _) = segment.data()?;
         out.extend(
             ids.iter()
                 .enumerate()
-                .filter(|(r, _)| !segment.dead().is_dead(*r))
+                .filter(|(r, _)| !segment.dead().is_dead_to(*r, view.seen))
                 .map(|(_, id)| *id),
         );
     }
-    version.growing.for_each_chunk(|first, ids, _| {
+    view.growing.for_each_chunk_to(view.seen, |first, ids, _| {
         out.extend(
             ids.iter()
                 .enumerate()
-                .filter(|(r, _)| !version.growing.dead().is_dead(first + r))
+                .filter(|(r, _)| !view.growing.dead().is_dead_to(first + r, view.seen))
                 .map(|(_, id)| *id),
         );
     });
+    // An item moved while the reader looked may be met twice.
+    out.sort_unstable();
+    out.dedup();
     Ok(out)
 }
 

@@ -150,11 +150,12 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
     replay::precheck(&wal_dir, resolved.manifest.checkpoint, tracked.as_ref())?;
     remove_orphans(&segments_dir, &resolved.manifest, &copied, access, &mut report)?;
     let dead_rows = meta.dead_rows()?;
+    let clock = Arc::new(crate::segment::visibility::Clock::default());
     let mut spaces = Vec::with_capacity(resolved.spaces.len());
     let mut snapshot_marks = Vec::with_capacity(resolved.spaces.len());
     for space in &resolved.spaces {
         let files = &resolved.manifest.spaces[space.number as usize];
-        let (state, mark) = open_space(&segments_dir, &opts, space.clone(), files, &dead_rows)?;
+        let (state, mark) = open_space(&segments_dir, &opts, space.clone(), files, &dead_rows, &clock)?;
         spaces.push(state);
         snapshot_marks.push(mark);
     }
@@ -202,6 +203,7 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
         meta,
         opts: opts.clone(),
         read_only,
+        clock,
     });
     let mut core = ManifestState {
         next_seq: manifest.next_seq,
@@ -304,6 +306,7 @@ fn open_space(
     space: ResolvedSpace,
     files: &SpaceManifest,
     dead_rows: &[Location],
+    clock: &Arc<crate::segment::visibility::Clock>,
 ) -> Result<(SpaceState, Option<GrowingMark>)> {
     let row_dim = space.kind.row_dim(space.dim);
     let sealed = open_segments(dir, files, row_dim)?;
@@ -376,7 +379,7 @@ fn open_space(
         metric: space.metric,
         kind: space.kind,
         indexing,
-        catalog: Catalog::new(space.number, version),
+        catalog: Catalog::new(space.number, version, Arc::clone(clock)),
         trainer,
     };
     Ok((state, mark))

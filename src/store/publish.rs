@@ -146,11 +146,11 @@ pub(crate) fn publish(
             generation: next.number(),
         });
         change.model = next.model();
-        let obsolete = install::install(shared, core, end, change)?;
-        // The round trained deleted items too (their events are context):
-        // the new generation never serves them.
-        shared.blocked.kill_in(&space.catalog.version.load());
-        Ok(obsolete)
+        // The round trained deleted items too (their events are context),
+        // and items deleted since (1) are in its segments: the new
+        // generation never serves them, from its first reader on.
+        change.kill_deleted = true;
+        install::install(shared, core, end, change)
     })?;
 
     // (4) The old generation's files.

@@ -36,10 +36,7 @@ impl Store {
     /// what the query's filter and exclusions leave out.
     fn popular(&self, query: &Query, user: Option<u64>) -> Result<Vec<Hit>> {
         let shared = &*self.shared;
-        let lookups = SpaceLookups {
-            shared,
-            space: shared.default_space(),
-        };
+        let lookups = SpaceLookups { shared };
         let rules = Rules::new(&lookups, query)?;
         let seen: HashSet<u64> = match user {
             Some(user) if !query.include_seen => shared.histories.items(user)?.into_iter().collect(),

@@ -4,7 +4,6 @@
 //! and segment directory (file ids are unique across spaces).
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -16,8 +15,9 @@ use crate::error::Result;
 use crate::meta::Placed;
 use crate::metric::Metric;
 use crate::options::SpaceKind;
+use crate::segment::visibility::{Clock, Seen, Stamp};
 use crate::segment::Location;
-use crate::version::Version;
+use crate::version::{Version, View};
 
 pub(crate) struct SpaceState {
     /// Its number in log records and the manifest.
@@ -59,20 +59,29 @@ pub(crate) struct Catalog {
     /// checkpoint: id -> its old row. Their rows are dead in memory at
     /// once; the metadata records them dead when the checkpoint commits.
     pub retired: Mutex<HashMap<u64, Location>>,
-    /// Counts sealed-row retirements; bumped before each one is visible, so
-    /// a reader that found an item missing can tell whether a retirement
-    /// (an upsert moving the item, its new row published first) ran while
-    /// it looked (see `lookup::get`).
-    pub retirements: AtomicU64,
+    /// The store's clock (one for every space): which writes a reader sees.
+    pub clock: Arc<Clock>,
 }
 
 impl Catalog {
-    pub fn new(space: u32, version: Version) -> Self {
+    pub fn new(space: u32, version: Version, clock: Arc<Clock>) -> Self {
         Catalog {
             space,
             version: ArcSwap::from_pointee(version),
             retired: Mutex::new(HashMap::new()),
-            retirements: AtomicU64::new(0),
+            clock,
+        }
+    }
+
+    /// What a reader works on: the writes it sees, then the version (in
+    /// that order: a version installed since holds every row those writes
+    /// made, and its own kills are unstamped or carry their origin's
+    /// stamp; see `segment::visibility`).
+    pub fn view(&self) -> View {
+        let seen = self.clock.seen();
+        View {
+            version: self.version.load_full(),
+            seen,
         }
     }
 
@@ -83,7 +92,7 @@ impl Catalog {
         if let Some(directory) = &version.directory {
             return Ok(directory.get(&id).copied());
         }
-        Ok(version.live_sealed(id)?.map(|(segment, row)| Location {
+        Ok(version.live_sealed(id, Seen::NOW)?.map(|(segment, row)| Location {
             segment: segment.id(),
             row,
         }))
@@ -109,14 +118,13 @@ impl Catalog {
         }
     }
 
-    /// Kills the sealed row `at` of `id` and records the retirement in
-    /// memory; the next checkpoint writes it to the metadata (see
-    /// `MetaStore::commit`).
-    pub fn retire(&self, version: &Version, id: u64, at: Location) {
-        self.retirements.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    /// Kills the sealed row `at` of `id` by the write stamped `stamp` and
+    /// records the retirement in memory; the next checkpoint writes it to
+    /// the metadata (see `MetaStore::commit`).
+    pub fn retire(&self, version: &Version, id: u64, at: Location, stamp: Stamp) {
         self.retired.lock().insert(id, at);
         if let Some(segment) = version.segment(at.segment) {
-            segment.dead().kill(at.row as usize);
+            segment.dead().kill_at(at.row as usize, stamp);
         }
     }
 }

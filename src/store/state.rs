@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     pub attributes: super::attributes::ItemAttributes,
     /// Recent popularity (`Query::popular`).
     pub trending: super::trending::Trending,
+    /// Which writes readers see (every space's catalog holds it too).
+    pub clock: Arc<crate::segment::visibility::Clock>,
 }
 
 impl Shared {

@@ -17,6 +17,7 @@ use super::trainer::{Model, ModelOptions};
 use super::Store;
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::segment::visibility::Seen;
 use crate::train::dnn;
 use crate::train::round::{self, Stopped, TrainReport};
 use crate::train::{RoundOverrides, RunStats};
@@ -168,7 +169,10 @@ pub(crate) fn provisional_vectors(
     }
     let mut done = HashSet::new();
     for e in events {
-        if done.contains(&e.item) || shared.blocked.contains(e.item) || version.trained_row(e.item)?.is_some() {
+        if done.contains(&e.item)
+            || shared.blocked.contains(e.item)
+            || version.trained_row(e.item, Seen::NOW)?.is_some()
+        {
             continue;
         }
         done.insert(e.item);
@@ -178,7 +182,7 @@ pub(crate) fn provisional_vectors(
             if *item == e.item {
                 continue;
             }
-            if let Some(row) = version.trained_row(*item)? {
+            if let Some(row) = version.trained_row(*item, Seen::NOW)? {
                 let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
                 if norm > 0.0 {
                     let weight = if cosine { 1.0 / norm } else { 1.0 };

@@ -36,8 +36,15 @@ fn every_crash_point_of_every_operation_holds() {
             .lines()
             .find(|l| l.split_whitespace().next() == Some(op))
             .unwrap_or_else(|| panic!("no line for {op}: {stdout}"));
-        let n: Vec<u64> = line.split_whitespace().skip(1).take(5).map(|x| x.parse().unwrap()).collect();
-        let [points, tried, killed, _completed, held] = n[..] else { panic!("{line}") };
+        let n: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .take(5)
+            .map(|x| x.parse().unwrap())
+            .collect();
+        let [points, tried, killed, _completed, held] = n[..] else {
+            panic!("{line}")
+        };
         assert!(points >= 20, "{op}: only {points} points: {line}");
         assert_eq!(tried, points, "{op}: {line}");
         assert_eq!(held, tried, "{op}: {line}");
