@@ -66,6 +66,10 @@ pub enum Error {
     #[error("vector for {context} is all zeros, which has no direction under the cosine metric")]
     ZeroVector { context: String },
 
+    /// A vector so long that scores against it could overflow f32.
+    #[error("vector for {context} is too long: its squared norm {norm_squared:e} passes f32::MAX / 4, so its scores could overflow")]
+    VectorTooLong { context: String, norm_squared: f64 },
+
     /// `k` is zero or above the limit.
     #[error("k = {k} is out of range: it must be between 1 and {max}")]
     InvalidK { k: usize, max: usize },

@@ -56,13 +56,20 @@ pub use kernels::gemm::{measure_gemm, GemmKernel};
 pub use kernels::{simd_level, SimdLevel};
 pub use metric::Metric;
 pub use options::DEFAULT_TRENDING_WINDOW;
-pub use options::{Options, SpaceKind, SpaceSpec, DEFAULT_SPACE, MAX_DIM, MAX_SPACE_NAME};
-pub use query::{Filter, Hit, Pooling, Query, MAX_K, SEED_RECENT_ITEMS, USER_RECENT_ITEMS};
-pub use store::features::{MAX_FEATURES, MAX_FEATURE_BYTES};
+pub use options::{Options, SpaceKind, SpaceSpec, DEFAULT_SPACE, MAX_DIM, MAX_SPACE_NAME, MIN_META_CACHE_BYTES};
+pub use query::{
+    Filter, Hit, Pooling, Query, MAX_EF_SEARCH, MAX_FILTER_DEPTH, MAX_FILTER_NODES, MAX_K, MAX_NPROBE, MAX_RECENT,
+    SEED_RECENT_ITEMS, USER_RECENT_ITEMS,
+};
+pub use store::attributes::check as check_attributes;
+pub use store::features::{check as check_user_features, MAX_FEATURES, MAX_FEATURE_BYTES};
+#[cfg(feature = "parquet")]
+pub use store::{
+    check_events_parquet, check_vectors_parquet, ExportOptions, ExportReport, ImportOptions, ImportReport,
+};
 pub use store::{
     restore, CompactReport, RecoveryReport, RepairOptions, RepairReport, RoundKind, SnapshotInfo, Space, SpaceStats,
     Stats, Store, TrainerStats, VerifyReport, RECOMMEND_POPULAR_WEIGHT, RECOMMEND_USER_WEIGHT, TITLE_KEY,
 };
-#[cfg(feature = "parquet")]
-pub use store::{ExportOptions, ExportReport, ImportOptions, ImportReport};
 pub use train::{DnnOptions, DnnRunStats, RoundOverrides, RunStats, Sigmoid, TrainOptions, TrainPolicy, TrainReport};
+pub use validate::{check_event, check_vector, MAX_FUTURE_MS};

@@ -49,7 +49,13 @@ pub struct Options {
     /// The trending channel's window, in the events' timestamp units (None:
     /// the store's stored window, or the default for a new store).
     pub(crate) trending_window: Option<u64>,
+    /// Whether the trending channel counts events (`Options::trending`).
+    pub(crate) trending: bool,
 }
+
+/// The smallest metadata page cache (`Options::meta_cache_bytes`): sled
+/// cannot run with less.
+pub const MIN_META_CACHE_BYTES: u64 = 1 << 20;
 
 /// The trending window unless `Options::trending_window` says otherwise:
 /// 7 days in milliseconds (the unit `Event::ts` documents).
@@ -86,6 +92,7 @@ impl Options {
             from_store: false,
             spaces: Vec::new(),
             trending_window: None,
+            trending: true,
         }
     }
 
@@ -97,6 +104,17 @@ impl Options {
     /// an open that does not set it keeps the store's window.
     pub fn trending_window(mut self, window: u64) -> Self {
         self.trending_window = Some(window);
+        self
+    }
+
+    /// Whether the trending channel (`Query::popular`, and the popular half
+    /// of `Query::recommend`) counts events (default true). Off, an event
+    /// costs nothing there and those queries are refused; it may change
+    /// between opens: the counts are dropped at the next checkpoint and
+    /// made again from the users' histories (their last `history_len`
+    /// events each) by the next open with it on.
+    pub fn trending(mut self, on: bool) -> Self {
+        self.trending = on;
         self
     }
 
@@ -171,7 +189,8 @@ impl Options {
     }
 
     /// Bytes of the metadata store's (sled's) page cache (default 64 MiB;
-    /// sled's own default is 1 GiB). May change between opens.
+    /// sled's own default is 1 GiB; at least [`MIN_META_CACHE_BYTES`]). May
+    /// change between opens.
     pub fn meta_cache_bytes(mut self, bytes: u64) -> Self {
         self.meta_cache_bytes = bytes;
         self
@@ -309,6 +328,12 @@ impl Options {
                 return Err(Error::InvalidOptions(format!("space {name:?} is given twice")));
             }
             spec.validate(name)?;
+        }
+        if self.meta_cache_bytes < MIN_META_CACHE_BYTES {
+            return Err(Error::InvalidOptions(format!(
+                "meta_cache_bytes must be at least {MIN_META_CACHE_BYTES} (1 MiB), got {}",
+                self.meta_cache_bytes
+            )));
         }
         if self.wal_file_bytes < 4096 {
             return Err(Error::InvalidOptions("wal_file_bytes must be at least 4096".into()));

@@ -13,12 +13,31 @@
 
 use crate::error::{Error, Result};
 
+/// The deepest nesting of `and`, `or` and `not` a filter may have: a
+/// deeper one is refused by the query (`Error::InvalidQuery`).
+pub const MAX_FILTER_DEPTH: u32 = 64;
+/// The most conditions and combinations a filter may hold: a larger one is
+/// refused by the query.
+pub const MAX_FILTER_NODES: u32 = 4096;
+
 /// Which items a query may return, by their attributes
 /// (`Store::set_attributes`). Build with [`Filter::eq`] and
 /// [`Filter::range`], combine with [`Filter::and`], [`Filter::or`] and
 /// [`Filter::not`].
+///
+/// A filter nested deeper than [`MAX_FILTER_DEPTH`] or holding more than
+/// [`MAX_FILTER_NODES`] parts is refused when a query runs it. Such a
+/// filter keeps none of its parts (combining stops at the limit), so no
+/// walk over a filter, its drop included, can run out of stack whatever a
+/// caller builds.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Filter(Node);
+pub struct Filter {
+    node: Node,
+    /// Levels of the tree (1 for a single condition).
+    depth: u32,
+    /// Conditions and combinations in the tree.
+    nodes: u32,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 enum Node {
@@ -27,43 +46,102 @@ enum Node {
     And(Box<Node>, Box<Node>),
     Or(Box<Node>, Box<Node>),
     Not(Box<Node>),
+    /// What combining past a limit gives: refused by `check`.
+    TooLarge {
+        depth: u32,
+        nodes: u32,
+    },
 }
 
 impl Filter {
+    fn leaf(node: Node) -> Filter {
+        Filter {
+            node,
+            depth: 1,
+            nodes: 1,
+        }
+    }
+
+    /// The filter `make(children)` of `depth` and `nodes`, or the refused
+    /// stand-in once a limit is passed (its children dropped while they are
+    /// still within the limits).
+    fn combined(depth: u32, nodes: u32, make: impl FnOnce() -> Node) -> Filter {
+        if depth > MAX_FILTER_DEPTH || nodes > MAX_FILTER_NODES {
+            return Filter::too_large(depth, nodes);
+        }
+        Filter {
+            node: make(),
+            depth,
+            nodes,
+        }
+    }
+
+    /// The refused stand-in; `depth` `u32::MAX` when a part was one already
+    /// (its size no longer known).
+    fn too_large(depth: u32, nodes: u32) -> Filter {
+        Filter {
+            node: Node::TooLarge { depth, nodes },
+            depth,
+            nodes,
+        }
+    }
+
+    fn pair(self, other: Filter, make: fn(Box<Node>, Box<Node>) -> Node) -> Filter {
+        let depth = self.depth.max(other.depth).saturating_add(1);
+        let nodes = self.nodes.saturating_add(other.nodes).saturating_add(1);
+        if matches!(self.node, Node::TooLarge { .. }) || matches!(other.node, Node::TooLarge { .. }) {
+            return Filter::too_large(u32::MAX, nodes);
+        }
+        Filter::combined(depth, nodes, || make(Box::new(self.node), Box::new(other.node)))
+    }
+
     /// Items with the value `value` for `key` (one of its values, when the
     /// key has several).
     pub fn eq(key: &str, value: &str) -> Filter {
-        Filter(Node::Eq(key.to_string(), value.to_string()))
+        Filter::leaf(Node::Eq(key.to_string(), value.to_string()))
     }
 
     /// Items with an integer value of `key` between `min` and `max`,
     /// inclusive (values that do not parse as integers never match).
     pub fn range(key: &str, min: i64, max: i64) -> Filter {
-        Filter(Node::Range(key.to_string(), min, max))
+        Filter::leaf(Node::Range(key.to_string(), min, max))
     }
 
     /// Items that match both.
     pub fn and(self, other: Filter) -> Filter {
-        Filter(Node::And(Box::new(self.0), Box::new(other.0)))
+        self.pair(other, Node::And)
     }
 
     /// Items that match either.
     pub fn or(self, other: Filter) -> Filter {
-        Filter(Node::Or(Box::new(self.0), Box::new(other.0)))
+        self.pair(other, Node::Or)
     }
 
     /// Items that do not match `filter` (items without attributes
     /// included).
     #[allow(clippy::should_implement_trait)]
     pub fn not(filter: Filter) -> Filter {
-        Filter(Node::Not(Box::new(filter.0)))
+        let depth = filter.depth.saturating_add(1);
+        let nodes = filter.nodes.saturating_add(1);
+        if matches!(filter.node, Node::TooLarge { .. }) {
+            return Filter::too_large(u32::MAX, nodes);
+        }
+        Filter::combined(depth, nodes, || Node::Not(Box::new(filter.node)))
     }
 
-    /// Refuses a filter no store could run: an empty key, or a range whose
-    /// minimum is above its maximum.
+    /// Refuses a filter no store could run: past the size limits, an empty
+    /// key, or a range whose minimum is above its maximum.
     pub(crate) fn check(&self) -> Result<()> {
         fn walk(node: &Node) -> Result<()> {
             match node {
+                Node::TooLarge { depth, nodes } => Err(Error::InvalidQuery(format!(
+                    "the filter is too large: at most {MAX_FILTER_DEPTH} levels of and/or/not and {MAX_FILTER_NODES} parts{}",
+                    if *depth == u32::MAX {
+                        String::new()
+                    } else {
+                        format!(" (it has {depth} levels, {nodes} parts)")
+                    }
+                ))),
                 Node::Eq(key, _) | Node::Range(key, ..) if key.is_empty() => {
                     Err(Error::InvalidQuery("a filter names an empty key".into()))
                 }
@@ -75,7 +153,7 @@ impl Filter {
                 Node::Not(a) => walk(a),
             }
         }
-        walk(&self.0)
+        walk(&self.node)
     }
 
     /// The ids this filter lets through, from `postings`.
@@ -87,9 +165,11 @@ impl Filter {
                 Node::And(a, b) => walk(a, postings).and(walk(b, postings)),
                 Node::Or(a, b) => walk(a, postings).or(walk(b, postings)),
                 Node::Not(a) => walk(a, postings).not(),
+                // `check` refuses it before any query resolves a filter.
+                Node::TooLarge { .. } => Matching::Only(Vec::new()),
             }
         }
-        walk(&self.0, postings)
+        walk(&self.node, postings)
     }
 }
 
@@ -288,5 +368,42 @@ mod tests {
         assert!(Filter::not(Filter::range("", 1, 2)).check().is_err());
         assert!(Filter::range("year", 3, 2).check().is_err());
         assert!(Filter::eq("k", "").check().is_ok());
+    }
+
+    #[test]
+    fn filters_past_the_limits_are_refused_and_stay_small() {
+        let mut deep = Filter::eq("genre", "a");
+        for _ in 1..MAX_FILTER_DEPTH {
+            deep = Filter::not(deep);
+        }
+        assert_eq!(deep.depth, MAX_FILTER_DEPTH);
+        assert!(deep.check().is_ok());
+        let deeper = Filter::not(deep.clone());
+        let err = deeper.check().unwrap_err().to_string();
+        assert!(err.contains("too large") && err.contains("65 levels"), "{err}");
+        // A hundred thousand levels: built, checked, cloned and dropped
+        // without recursion past the limit.
+        let mut huge = deeper;
+        for _ in 0..100_000 {
+            huge = Filter::not(huge).and(Filter::eq("k", "v"));
+        }
+        assert!(matches!(huge.node, Node::TooLarge { .. }));
+        assert!(huge.clone().check().is_err());
+        // Wide but shallow: refused past the node count.
+        let mut wide: Vec<Filter> = (0..MAX_FILTER_NODES).map(|i| Filter::eq("k", &i.to_string())).collect();
+        while wide.len() > 1 {
+            let next: Vec<Filter> = wide
+                .chunks(2)
+                .map(|c| match c {
+                    [a, b] => a.clone().or(b.clone()),
+                    [a] => a.clone(),
+                    _ => unreachable!(),
+                })
+                .collect();
+            wide = next;
+        }
+        assert!(wide[0].depth <= 14);
+        let err = wide[0].check().unwrap_err().to_string();
+        assert!(err.contains("parts"), "{err}");
     }
 }

@@ -9,6 +9,15 @@ pub(crate) mod topk;
 
 /// The largest `k` a query may ask for.
 pub const MAX_K: usize = 10_000;
+/// The most recent items a `user` or `seeds` query may pool or search
+/// from (`Query::recent`); a user's history holds at most `history_len`
+/// events anyway.
+pub const MAX_RECENT: usize = 10_000;
+/// The largest HNSW search depth a query may ask for (`Query::ef_search`).
+pub const MAX_EF_SEARCH: usize = 100_000;
+/// The most IVF lists a query may probe (`Query::nprobe`); an index with
+/// fewer lists probes them all.
+pub const MAX_NPROBE: usize = 65_536;
 
 /// One result: an item id and its score under the store's metric (cosine
 /// similarity or inner product, higher is nearer; squared L2 distance, lower
@@ -19,7 +28,7 @@ pub struct Hit {
     pub score: f32,
 }
 
-pub use filter::Filter;
+pub use filter::{Filter, MAX_FILTER_DEPTH, MAX_FILTER_NODES};
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Target {
@@ -241,10 +250,29 @@ impl Query {
         self
     }
 
-    /// Refuses a `k` outside 1..=[`MAX_K`].
+    /// Refuses a `k` outside 1..=[`MAX_K`], and every other size a caller
+    /// gives outside its documented range, before anything is allocated
+    /// for it.
     pub(crate) fn check(&self) -> crate::Result<()> {
         if self.k == 0 || self.k > MAX_K {
             return Err(crate::Error::InvalidK { k: self.k, max: MAX_K });
+        }
+        let sizes = [
+            ("recent", self.recent, MAX_RECENT),
+            ("ef_search", self.ef_search, MAX_EF_SEARCH),
+            ("nprobe", self.nprobe, MAX_NPROBE),
+        ];
+        for (name, value, max) in sizes {
+            if let Some(value) = value.filter(|v| *v == 0 || *v > max) {
+                return Err(crate::Error::InvalidQuery(format!(
+                    "{name} = {value} is out of range: it must be between 1 and {max}"
+                )));
+            }
+        }
+        if let Target::Blend(channels) = &self.target {
+            for (channel, _) in channels {
+                channel.check()?;
+            }
         }
         Ok(())
     }

@@ -51,6 +51,15 @@ impl<'a> Rules<'a> {
         Ok(Rules { query, filter })
     }
 
+    /// The only ids the filter lets through, when it names them (None: no
+    /// filter, or one that lets through all but some).
+    pub fn only_ids(&self) -> Option<&[u64]> {
+        match &self.filter {
+            Some(Matching::Only(ids)) => Some(ids),
+            _ => None,
+        }
+    }
+
     pub fn refuses(&self, id: u64) -> bool {
         self.query.excludes(id) || self.filter.as_ref().is_some_and(|f| !f.allows(id))
     }
@@ -220,13 +229,15 @@ fn user_items(
     if history.is_empty() {
         return Err(Error::UnknownUser { id: user });
     }
-    let n = query.recent.unwrap_or(default_recent).max(1);
+    // `Query::check` bounds `recent`; the history bounds it again.
+    let n = query.recent.unwrap_or(default_recent).clamp(1, history.len());
     let mut recent = Vec::with_capacity(n);
+    let mut taken = HashSet::with_capacity(n);
     for item in history.iter().rev() {
         if recent.len() == n {
             break;
         }
-        if !recent.contains(item) {
+        if taken.insert(*item) {
             recent.push(*item);
         }
     }

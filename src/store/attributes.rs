@@ -214,8 +214,10 @@ impl crate::query::filter::Postings for ItemAttributes {
 }
 
 /// Refuses attributes a store would not keep: an empty key, a key or value
-/// longer than [`MAX_FEATURE_BYTES`], or more than [`MAX_FEATURES`] pairs.
-pub(crate) fn check(item: u64, attributes: &[(&str, &str)]) -> Result<()> {
+/// longer than [`MAX_FEATURE_BYTES`], or more than [`MAX_FEATURES`] pairs:
+/// what `Store::set_attributes` refuses, for readers that check a whole
+/// input before writing any of it.
+pub fn check(item: u64, attributes: &[(&str, &str)]) -> Result<()> {
     let bad = |reason: String| Err(Error::InvalidAttributes { item, reason });
     if attributes.len() > MAX_FEATURES {
         return bad(format!("{} pairs, at most {MAX_FEATURES}", attributes.len()));

@@ -95,7 +95,7 @@ impl UserFeatures {
 
 /// Refuses features a store would not keep: an empty key, a key or value
 /// longer than [`MAX_FEATURE_BYTES`], or more than [`MAX_FEATURES`] pairs.
-pub(crate) fn check(user: u64, features: &[(&str, &str)]) -> Result<()> {
+pub fn check(user: u64, features: &[(&str, &str)]) -> Result<()> {
     let bad = |reason: String| Err(Error::InvalidFeatures { user, reason });
     if features.len() > MAX_FEATURES {
         return bad(format!("{} pairs, at most {MAX_FEATURES}", features.len()));

@@ -58,7 +58,7 @@ pub use open::RecoveryReport;
 #[cfg(feature = "parquet")]
 pub use parquet_export::{ExportOptions, ExportReport};
 #[cfg(feature = "parquet")]
-pub use parquet_import::{ImportOptions, ImportReport};
+pub use parquet_import::{check_events_parquet, check_vectors_parquet, ImportOptions, ImportReport};
 pub use recall::{RECOMMEND_POPULAR_WEIGHT, RECOMMEND_USER_WEIGHT};
 pub use repair::{RepairOptions, RepairReport};
 pub use snapshot::{restore, SnapshotInfo};

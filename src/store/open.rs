@@ -187,6 +187,8 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
         attributes: ItemAttributes::load(Arc::clone(&meta))?,
         trending: Trending::load(
             Arc::clone(&meta),
+            opts.trending,
+            !read_only,
             opts.trending_window,
             manifest.next_seq,
             &mut |count| {

@@ -151,6 +151,20 @@ impl Store {
     /// default `parquet` feature.
     pub fn export_parquet(&self, dir: impl AsRef<Path>, opts: &ExportOptions) -> Result<ExportReport> {
         let dir = dir.as_ref();
+        // Files written among the store's own would be taken for leftovers
+        // (or, in segments/, for damage) by the next open and verify.
+        if crate::fsutil::resolve(dir)?.starts_with(crate::fsutil::resolve(self.path())?) {
+            return Err(Error::Io {
+                path: dir.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "the export directory is inside the store {}; choose a directory outside it",
+                        self.path().display()
+                    ),
+                ),
+            });
+        }
         std::fs::create_dir_all(dir).at(dir)?;
         let name = opts
             .space

@@ -3,6 +3,15 @@
 //! row reported by its number (1-based, in file order), nothing written in
 //! strict mode unless every row is good.
 //!
+//! The file's columns are checked before anything is written. Rows are
+//! checked as the store's own calls check them (`check_event`,
+//! `check_vector`: a vector with a null component is a bad row, not
+//! zeros). A file that fails part way (a corrupt row group) fails with the
+//! row group and its first row, and says how many rows were written
+//! before it. [`check_events_parquet`] and [`check_vectors_parquet`] read
+//! a file the same way without a store, so a caller can refuse a file
+//! before it creates or opens one.
+//!
 //! Events: columns `user_id` (or `user`), `item_id` (or `item`), `ts` (or
 //! `timestamp`), optional `weight`; ids and timestamps int64, int32,
 //! uint64 or uint32; the weight float32 or float64. Vectors: `item_id` (or
@@ -19,9 +28,10 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::parquet_export::parquet_error;
 use super::Store;
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::event::Event;
 use crate::metric::Metric;
+use crate::validate;
 
 /// How to import.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,16 +76,69 @@ impl ImportReport {
     }
 }
 
-/// The file's batches, and its row count.
-fn open(path: &Path, batch_rows: usize) -> Result<(u64, parquet::arrow::arrow_reader::ParquetRecordBatchReader)> {
+/// The columns a file must have: each entry names one column by its
+/// accepted names.
+type Columns = &'static [&'static [&'static str]];
+
+const EVENT_COLUMNS: Columns = &[&["user_id", "user"], &["item_id", "item"], &["ts", "timestamp"]];
+const VECTOR_COLUMNS: Columns = &[&["item_id", "id"], &["vector"]];
+
+/// A checked file: its row count and the rows of each row group, read one
+/// group at a time so that a failure names its group.
+struct Opened {
+    rows: u64,
+    groups: Vec<u64>,
+}
+
+/// Opens `path` and checks that it has `columns` (by name), before any row
+/// is read.
+fn open(path: &Path, columns: Columns) -> Result<Opened> {
+    let builder = builder(path)?;
+    let schema = builder.schema();
+    for names in columns {
+        if !names.iter().any(|n| schema.field_with_name(n).is_ok()) {
+            let has: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            return Err(parquet_error(
+                path,
+                format!(
+                    "no column named {} (its columns: {})",
+                    names.join(" or "),
+                    if has.is_empty() {
+                        "none".to_string()
+                    } else {
+                        has.join(", ")
+                    }
+                ),
+            ));
+        }
+    }
+    let metadata = builder.metadata();
+    Ok(Opened {
+        rows: metadata.file_metadata().num_rows().max(0) as u64,
+        groups: metadata
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows().max(0) as u64)
+            .collect(),
+    })
+}
+
+fn builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
     let file = File::open(path).at(path)?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(path, e))?;
-    let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
-    let reader = builder
+    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(path, e))
+}
+
+/// The batches of row group `group` (from 0).
+fn group_reader(
+    path: &Path,
+    group: usize,
+    batch_rows: usize,
+) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
+    builder(path)?
+        .with_row_groups(vec![group])
         .with_batch_size(batch_rows.max(1))
         .build()
-        .map_err(|e| parquet_error(path, e))?;
-    Ok((rows, reader))
+        .map_err(|e| parquet_error(path, e))
 }
 
 /// The first column of `batch` named one of `names`.
@@ -127,8 +190,9 @@ fn float(col: &ArrayRef, i: usize, path: &Path) -> Result<Option<f32>> {
     }))
 }
 
-/// Row `i` of a vector column (fixed-size or variable list of float32).
-fn vector(col: &ArrayRef, i: usize, path: &Path) -> Result<Option<Vec<f32>>> {
+/// Row `i` of a vector column (fixed-size or variable list of float32):
+/// None for a null vector, Err for a null component.
+fn vector(col: &ArrayRef, i: usize, path: &Path) -> Result<Option<std::result::Result<Vec<f32>, String>>> {
     if col.is_null(i) {
         return Ok(None);
     }
@@ -143,16 +207,17 @@ fn vector(col: &ArrayRef, i: usize, path: &Path) -> Result<Option<Vec<f32>>> {
             ))
         }
     };
+    if let Some(at) = (0..values.len()).find(|j| values.is_null(*j)) {
+        return Ok(Some(Err(format!("component {at} of the vector is null"))));
+    }
     match values.data_type() {
-        DataType::Float32 => Ok(Some(values.as_primitive::<Float32Type>().values().to_vec())),
-        DataType::Float64 => Ok(Some(
-            values
-                .as_primitive::<Float64Type>()
-                .values()
-                .iter()
-                .map(|x| *x as f32)
-                .collect(),
-        )),
+        DataType::Float32 => Ok(Some(Ok(values.as_primitive::<Float32Type>().values().to_vec()))),
+        DataType::Float64 => Ok(Some(Ok(values
+            .as_primitive::<Float64Type>()
+            .values()
+            .iter()
+            .map(|x| *x as f32)
+            .collect()))),
         other => Err(parquet_error(
             path,
             format!("vector components of type {other}, not floats"),
@@ -167,6 +232,7 @@ fn events_of(batch: &RecordBatch, first: u64, path: &Path, report: &mut ImportRe
     let items = column(batch, &["item_id", "item"], path)?;
     let times = column(batch, &["ts", "timestamp"], path)?;
     let weights = optional(batch, &["weight"]);
+    let latest = validate::latest_timestamp();
     let mut out = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
         let row = first + i as u64;
@@ -180,14 +246,17 @@ fn events_of(batch: &RecordBatch, first: u64, path: &Path, report: &mut ImportRe
             unsigned(times, i, path)?,
             weight,
         ) {
-            (Ok(user), Ok(item), Ok(ts), Some(w)) if w.is_finite() && w >= 0.0 => {
-                out.push(Event::new(user, item, ts).with_weight(w))
+            (Ok(user), Ok(item), Ok(ts), Some(w)) => {
+                let event = Event::new(user, item, ts).with_weight(w);
+                match validate::check_event_before(&event, latest) {
+                    Ok(()) => out.push(event),
+                    Err(e) => report.bad_row(row, e.to_string()),
+                }
             }
             (Err(e), ..) => report.bad_row(row, format!("user_id: {e}")),
             (_, Err(e), ..) => report.bad_row(row, format!("item_id: {e}")),
             (_, _, Err(e), _) => report.bad_row(row, format!("ts: {e}")),
             (.., None) => report.bad_row(row, "weight: null".into()),
-            (.., Some(w)) => report.bad_row(row, format!("weight {w} is negative or not finite")),
         }
     }
     Ok(out)
@@ -214,21 +283,20 @@ fn vectors_of(
                 continue;
             }
         };
-        let Some(v) = vector(vectors, i, path)? else {
-            report.bad_row(row, "vector: null".into());
-            continue;
+        let v = match vector(vectors, i, path)? {
+            None => {
+                report.bad_row(row, "vector: null".into());
+                continue;
+            }
+            Some(Err(why)) => {
+                report.bad_row(row, format!("item {id}: {why}"));
+                continue;
+            }
+            Some(Ok(v)) => v,
         };
-        if v.len() != dim {
-            report.bad_row(
-                row,
-                format!("item {id} has {} components, space {name:?} has {dim}", v.len()),
-            );
-        } else if v.iter().any(|x| !x.is_finite()) {
-            report.bad_row(row, format!("item {id} has a non-finite component"));
-        } else if metric == Metric::Cosine && v.iter().all(|x| *x == 0.0) {
-            report.bad_row(row, format!("item {id} is all zeros (no direction under cosine)"));
-        } else {
-            out.push((id, v));
+        match validate::check_vector(metric, dim, &v, &format!("item {id} in space {name:?}")) {
+            Ok(()) => out.push((id, v)),
+            Err(e) => report.bad_row(row, e.to_string()),
         }
     }
     Ok(out)
@@ -236,35 +304,119 @@ fn vectors_of(
 
 /// Reads `path` a batch at a time, calling `each(batch, first row, report,
 /// write)`; under `strict` a first pass checks every row (`write` false)
-/// and the second, run only if none was bad, writes.
+/// and the second, run only if none was bad, writes. `columns` are checked
+/// before the first row is read.
 fn import(
     path: &Path,
     opts: &ImportOptions,
+    columns: Columns,
+    passes: &[bool],
     progress: &dyn Fn(u64),
     mut each: impl FnMut(&RecordBatch, u64, &mut ImportReport, bool) -> Result<()>,
 ) -> Result<ImportReport> {
-    let passes = if opts.strict {
-        [false, true].as_slice()
-    } else {
-        [true].as_slice()
-    };
     let mut report = ImportReport::default();
     for &write in passes {
         report = ImportReport::default();
-        let (rows, reader) = open(path, opts.batch_rows)?;
-        report.rows = rows;
+        let opened = open(path, columns)?;
+        report.rows = opened.rows;
         let mut first = 1;
-        for batch in reader {
-            let batch = batch.map_err(|e| parquet_error(path, e))?;
-            each(&batch, first, &mut report, write)?;
-            first += batch.num_rows() as u64;
-            progress(first - 1);
+        for (group, group_rows) in opened.groups.iter().enumerate() {
+            let group_start = first;
+            let failed = |e: &dyn std::fmt::Display, report: &ImportReport| {
+                let written = if write {
+                    format!("; {} before it were written", count_rows(report.imported))
+                } else {
+                    "; nothing was written".to_string()
+                };
+                parquet_error(
+                    path,
+                    format!(
+                        "row group {} of {} (rows {group_start} to {}): {e}{written}",
+                        group + 1,
+                        opened.groups.len(),
+                        group_start + group_rows.saturating_sub(1)
+                    ),
+                )
+            };
+            let reader = group_reader(path, group, opts.batch_rows).map_err(|e| failed(&e, &report))?;
+            for batch in reader {
+                let batch = batch.map_err(|e| failed(&e, &report))?;
+                match each(&batch, first, &mut report, write) {
+                    Ok(()) => {}
+                    Err(Error::Parquet { reason, .. }) => return Err(failed(&reason, &report)),
+                    Err(e) => return Err(e),
+                }
+                first += batch.num_rows() as u64;
+                progress(first - 1);
+            }
         }
         if !write && report.bad_rows > 0 {
             break;
         }
     }
     Ok(report)
+}
+
+/// "1 row", "65536 rows".
+fn count_rows(n: u64) -> String {
+    format!("{n} row{}", if n == 1 { "" } else { "s" })
+}
+
+fn passes(strict: bool) -> &'static [bool] {
+    if strict {
+        &[false, true]
+    } else {
+        &[true]
+    }
+}
+
+/// Reads the events of a Parquet file as [`Store::import_events_parquet`]
+/// would, writing nothing and needing no store: the report counts the good
+/// rows in `imported` (what an import would write) and lists the bad ones.
+pub fn check_events_parquet(
+    path: impl AsRef<Path>,
+    opts: &ImportOptions,
+    progress: &dyn Fn(u64),
+) -> Result<ImportReport> {
+    let path = path.as_ref();
+    import(
+        path,
+        opts,
+        EVENT_COLUMNS,
+        &[false],
+        progress,
+        |batch, first, report, _| {
+            let events = events_of(batch, first, path, report)?;
+            report.imported += events.len() as u64;
+            Ok(())
+        },
+    )
+}
+
+/// Reads the vectors of a Parquet file as [`Store::import_vectors_parquet`]
+/// would into a space of `dim` components under `metric`, writing nothing
+/// and needing no store (see [`check_events_parquet`]).
+pub fn check_vectors_parquet(
+    path: impl AsRef<Path>,
+    dim: usize,
+    metric: Metric,
+    opts: &ImportOptions,
+    progress: &dyn Fn(u64),
+) -> Result<ImportReport> {
+    let path = path.as_ref();
+    let name = opts.space.as_deref().unwrap_or(crate::options::DEFAULT_SPACE);
+    import(
+        path,
+        opts,
+        VECTOR_COLUMNS,
+        &[false],
+        progress,
+        |batch, first, report, _| {
+            let vectors = vectors_of(batch, first, path, (name, dim, metric), report)?;
+            report.imported += vectors.len() as u64;
+            Ok(())
+        },
+    )
 }
 
 impl Store {
@@ -279,14 +431,21 @@ impl Store {
         progress: &dyn Fn(u64),
     ) -> Result<ImportReport> {
         let path = path.as_ref();
-        import(path, opts, progress, |batch, first, report, write| {
-            let events = events_of(batch, first, path, report)?;
-            if write {
-                self.append_events(&events)?;
-                report.imported += events.len() as u64;
-            }
-            Ok(())
-        })
+        import(
+            path,
+            opts,
+            EVENT_COLUMNS,
+            passes(opts.strict),
+            progress,
+            |batch, first, report, write| {
+                let events = events_of(batch, first, path, report)?;
+                if write {
+                    self.append_events(&events)?;
+                    report.imported += events.len() as u64;
+                }
+                Ok(())
+            },
+        )
     }
 
     /// Upserts the vectors of a Parquet file (`item_id` and `vector`) into
@@ -307,15 +466,22 @@ impl Store {
             .unwrap_or_else(|| crate::options::DEFAULT_SPACE.to_string());
         let space = self.space(&name)?;
         let shape = (name.as_str(), space.dim(), space.metric());
-        import(path, opts, progress, |batch, first, report, write| {
-            let vectors = vectors_of(batch, first, path, shape, report)?;
-            if write {
-                for (id, v) in &vectors {
-                    space.upsert(*id, v)?;
+        import(
+            path,
+            opts,
+            VECTOR_COLUMNS,
+            passes(opts.strict),
+            progress,
+            |batch, first, report, write| {
+                let vectors = vectors_of(batch, first, path, shape, report)?;
+                if write {
+                    for (id, v) in &vectors {
+                        space.upsert(*id, v)?;
+                    }
+                    report.imported += vectors.len() as u64;
                 }
-                report.imported += vectors.len() as u64;
-            }
-            Ok(())
-        })
+                Ok(())
+            },
+        )
     }
 }

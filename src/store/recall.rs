@@ -23,6 +23,10 @@ impl Store {
     /// Answers the query kinds that are not one space's search.
     pub(crate) fn recall(&self, query: &Query) -> Result<Vec<Hit>> {
         query.check()?;
+        // Popular, blend and recommend answers span spaces, but a space the
+        // caller names must exist (a misspelt name is a mistake, not a
+        // query that ignores it).
+        self.query_space(query)?;
         match &query.target {
             Target::Popular { user } => self.popular(query, *user),
             Target::Blend(channels) => self.blend(query, channels),
@@ -42,16 +46,35 @@ impl Store {
             Some(user) if !query.include_seen => shared.histories.items(user)?.into_iter().collect(),
             _ => HashSet::new(),
         };
-        let ranking = shared.trending.ranking();
-        Ok(ranking
-            .iter()
-            .filter(|(id, _)| !seen.contains(id) && !rules.refuses(*id) && !shared.blocked.contains(*id))
-            .take(query.k)
-            .map(|(id, count)| Hit {
-                id: *id,
-                score: *count as f32,
-            })
-            .collect())
+        if !shared.trending.enabled() {
+            return Err(Error::InvalidQuery(
+                "the trending channel is off in this store (opened with Options::trending(false))".into(),
+            ));
+        }
+        let mut hits = Vec::with_capacity(query.k);
+        let mut take = |id: u64, count: u32| {
+            if !seen.contains(&id) && !rules.refuses(id) && !shared.blocked.contains(id) {
+                hits.push(Hit {
+                    id,
+                    score: count as f32,
+                });
+            }
+            hits.len() < query.k
+        };
+        // A filter that names fewer items than the window holds is cheaper
+        // to rank by its items' counts than to walk the ranking past all
+        // the items it refuses.
+        match rules.only_ids() {
+            Some(ids) if ids.len() < shared.trending.len() => {
+                for (id, count) in shared.trending.ranking_of(ids) {
+                    if !take(id, count) {
+                        break;
+                    }
+                }
+            }
+            _ => shared.trending.visit_ranking(take),
+        }
+        Ok(hits)
     }
 
     /// Each channel asked for `DEPTH * k` candidates under the blend's

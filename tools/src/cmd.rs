@@ -217,15 +217,30 @@ pub fn knn(a: KnnArgs, out: &mut impl Write) -> anyhow::Result<()> {
     hits::print(out, &hits, a.json, &store)
 }
 
-/// `--filter KEY=VALUE` or `KEY=MIN..MAX`.
+/// `--filter KEY=VALUE` or `KEY=MIN..MAX` (both integers, inclusive). A
+/// value holding `..` is a range: one whose ends are not both integers is
+/// refused rather than taken as a value to match.
 fn parse_filter(f: &str) -> anyhow::Result<Filter> {
     let Some((key, value)) = f.split_once('=') else {
         bail!("--filter {f:?}: expected KEY=VALUE or KEY=MIN..MAX");
     };
+    if key.trim().is_empty() {
+        bail!("--filter {f:?}: an empty key before `=`");
+    }
     if let Some((min, max)) = value.split_once("..") {
-        if let (Ok(min), Ok(max)) = (min.trim().parse::<i64>(), max.trim().parse::<i64>()) {
-            return Ok(Filter::range(key, min, max));
+        let end = |text: &str, which: &str| {
+            text.trim().parse::<i64>().map_err(|_| {
+                anyhow::anyhow!(
+                    "--filter {f:?}: the range's {which} {:?} is not an integer (expected KEY=MIN..MAX, both ends given)",
+                    text.trim()
+                )
+            })
+        };
+        let (min, max) = (end(min, "minimum")?, end(max, "maximum")?);
+        if min > max {
+            bail!("--filter {f:?}: the range is empty ({min} > {max})");
         }
+        return Ok(Filter::range(key, min, max));
     }
     Ok(Filter::eq(key, value))
 }

@@ -149,7 +149,7 @@ struct Split {
 /// over part of the file would mislead.
 fn read_split(path: &Path, a_min_weight: f32) -> anyhow::Result<Split> {
     let (events, bad) = events::read(path, Layout::MovieLens)?;
-    if let Some((n, reason)) = bad.first() {
+    if let Some((n, reason)) = bad.first().first() {
         bail!("{}: line {n}: {reason}", path.display());
     }
     let mut per_user: HashMap<u64, Vec<(u64, u64, f32)>> = HashMap::new();

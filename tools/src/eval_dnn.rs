@@ -99,10 +99,10 @@ pub fn set_features(out: &mut impl Write, store: &Store, users: Option<&Path>) -
     if !bad.is_empty() {
         bail!(
             "{}; a measure over part of the users would mislead",
-            count(bad.len() as u64, "bad line", "bad lines")
+            count(bad.len(), "bad line", "bad lines")
         );
     }
-    for (user, features) in &users {
+    for (_, user, features) in &users {
         let pairs: Vec<(&str, &str)> = features.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         store.set_user_features(*user, &pairs)?;
     }

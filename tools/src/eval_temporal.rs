@@ -59,7 +59,7 @@ pub fn run(a: &EvalArgs, out: &mut impl Write) -> anyhow::Result<()> {
         bail!("--cut must be between 0 and 1 (the share of events, by time, to train on)");
     }
     let (mut events, bad) = events::read(&a.ratings, Layout::MovieLens)?;
-    if let Some((n, reason)) = bad.first() {
+    if let Some((n, reason)) = bad.first().first() {
         bail!("{}: line {n}: {reason}", a.ratings.display());
     }
     events.sort_unstable_by_key(|e| (e.ts, e.user, e.item));

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use emberdb::Event;
 
 use crate::delimited::Delimited;
-use crate::input::{parse_id, parse_weight, report_header, Bad};
+use crate::input::{parse_id, parse_weight, report_header, BadLines};
 
 /// Which columns the data lines hold.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -92,12 +92,18 @@ fn parse(f: &csv::StringRecord, movielens: bool) -> Result<Event, String> {
 }
 
 /// The events of the file and its bad lines (number, reason). The first
+/// The event if the store takes it (`emberdb::check_event`: the one check
+/// every reader applies), else why not.
+pub fn checked(event: Event) -> Result<Event, String> {
+    emberdb::check_event(&event).map(|()| event).map_err(|e| e.to_string())
+}
+
 /// line is skipped as a header only when [`is_header`] says so (then never
 /// a line that parses as data), and stderr says so; otherwise it is data
 /// like any other line.
-pub fn read(path: &Path, layout: Layout) -> anyhow::Result<(Vec<Event>, Vec<Bad>)> {
+pub fn read(path: &Path, layout: Layout) -> anyhow::Result<(Vec<Event>, BadLines)> {
     let mut file = Delimited::open(path)?;
-    let (mut events, mut bad) = (Vec::new(), Vec::new());
+    let (mut events, mut bad) = (Vec::new(), BadLines::default());
     let mut movielens = layout == Layout::MovieLens;
     let mut first = true;
     while let Some((n, fields)) = file.next_line().with_context(|| path.display().to_string())? {
@@ -114,7 +120,7 @@ pub fn read(path: &Path, layout: Layout) -> anyhow::Result<(Vec<Event>, Vec<Bad>
             report_header(path, n);
             continue;
         }
-        match parse(fields, movielens) {
+        match parse(fields, movielens).and_then(checked) {
             Ok(e) => events.push(e),
             Err(reason) => bad.push((n, reason)),
         }

@@ -11,7 +11,7 @@ use emberdb::{Metric, Options, SpaceSpec, Store, DEFAULT_SPACE};
 
 use crate::cmd::{open_existing, open_or_create, progress};
 use crate::events::{self, Layout};
-use crate::input::{count, report_bad, Bad};
+use crate::input::{count, report_bad, Bad, BadLines};
 use crate::vectors::Row;
 use crate::{jsonl, vectors};
 
@@ -67,9 +67,10 @@ fn untouched(store: &Path) -> &'static str {
     }
 }
 
-/// Whether `v` can be stored in a space of `dim` components and `metric`.
+/// Whether `v` can be stored in a space of `dim` components and `metric`
+/// (the store's own check).
 fn fits(v: &[f32], dim: usize, metric: Metric) -> bool {
-    v.len() == dim && v.iter().all(|x| x.is_finite()) && (metric != Metric::Cosine || v.iter().any(|x| *x != 0.0))
+    emberdb::check_vector(metric, dim, v, "").is_ok()
 }
 
 /// Refuses, before anything is written (or created), a file none of whose
@@ -143,18 +144,79 @@ fn is_parquet(path: &Path) -> bool {
     path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
 }
 
+/// The dimension and metric of space `name` of the store at `a.store` (read
+/// without writing), or those a new store of `--dim` would have; None when
+/// there is no store and no --dim (the open then says why).
+fn vector_shape(a: &IngestArgs, name: &str) -> anyhow::Result<Option<(usize, Metric)>> {
+    if !a.store.join("meta").is_dir() {
+        return Ok(a.dim.map(|d| (d, Metric::Cosine)));
+    }
+    let store = crate::cmd::open_read_only(&a.store)?;
+    let shape = store.space(name).ok().map(|s| (s.dim(), s.metric()));
+    Ok(shape.or(a.dim.map(|d| (d, Metric::Cosine))))
+}
+
 /// Events (or, with `vectors`, item vectors) from a Parquet file, a batch
-/// at a time with a progress bar; bad rows listed by number.
+/// at a time with a progress bar; bad rows listed by number. The file is
+/// read through once before the store is opened (or created): a file that
+/// cannot be read, or holds no good row, or (with --strict) any bad one,
+/// is refused with nothing written.
 fn ingest_parquet(a: &IngestArgs, vectors: bool, out: &mut impl Write) -> anyhow::Result<()> {
+    let opts = emberdb::ImportOptions {
+        strict: false,
+        space: a.space.clone(),
+        ..emberdb::ImportOptions::default()
+    };
+    let name = a.space.as_deref().unwrap_or(DEFAULT_SPACE);
+    let what = if vectors {
+        ("vector", "vectors")
+    } else {
+        ("event", "events")
+    };
+    let bar = progress(0, "checking");
+    let checked = if vectors {
+        vector_shape(a, name)?.map(|(dim, metric)| {
+            emberdb::check_vectors_parquet(&a.file, dim, metric, &opts, &|rows| bar.set_position(rows))
+        })
+    } else {
+        Some(emberdb::check_events_parquet(&a.file, &opts, &|rows| {
+            bar.set_position(rows)
+        }))
+    };
+    bar.finish_and_clear();
+    if let Some(checked) = checked {
+        let checked = checked.map_err(|e| anyhow::anyhow!("{e}; nothing ingested, {}", untouched(&a.store)))?;
+        let bad: BadLines = checked.bad.clone().into();
+        report_bad(&a.file, &bad, "row");
+        if checked.bad_rows > bad.len() {
+            eprintln!(
+                "{}: {}",
+                a.file.display(),
+                count(checked.bad_rows - bad.len(), "more bad row", "more bad rows")
+            );
+        }
+        if a.strict && checked.bad_rows > 0 {
+            bail!(
+                "{}; nothing ingested (--strict), {}",
+                count(checked.bad_rows, "bad row", "bad rows"),
+                untouched(&a.store)
+            );
+        }
+        if checked.imported == 0 {
+            bail!(
+                "{}: no good {} in the file ({} of {}); nothing ingested, {}",
+                a.file.display(),
+                what.0,
+                count(checked.bad_rows, "bad row", "bad rows"),
+                count(checked.rows, "row", "rows"),
+                untouched(&a.store)
+            );
+        }
+    }
     let store = if vectors {
         open_store(a, Options::new)?
     } else {
         open_store(a, Options::trained)?
-    };
-    let opts = emberdb::ImportOptions {
-        strict: a.strict,
-        space: a.space.clone(),
-        ..emberdb::ImportOptions::default()
     };
     let bar = progress(0, "ingesting");
     let report = if vectors {
@@ -163,30 +225,11 @@ fn ingest_parquet(a: &IngestArgs, vectors: bool, out: &mut impl Write) -> anyhow
         store.import_events_parquet(&a.file, &opts, &|rows| bar.set_position(rows))?
     };
     bar.finish_and_clear();
-    let bad: Vec<Bad> = report.bad.clone();
-    report_bad(&a.file, &bad, "row");
-    if report.bad_rows > bad.len() as u64 {
-        eprintln!(
-            "{}: {} more bad rows",
-            a.file.display(),
-            report.bad_rows - bad.len() as u64
-        );
-    }
-    if a.strict && report.bad_rows > 0 {
-        bail!(
-            "{}; nothing ingested (--strict)",
-            count(report.bad_rows, "bad row", "bad rows")
-        );
-    }
     store.flush()?;
     writeln!(
         out,
         "ingested {} ({} skipped)",
-        count(
-            report.imported,
-            if vectors { "vector" } else { "event" },
-            if vectors { "vectors" } else { "events" }
-        ),
+        count(report.imported, what.0, what.1),
         count(report.bad_rows, "bad row", "bad rows"),
     )?;
     Ok(())
@@ -201,15 +244,16 @@ fn ingest_vectors(a: &IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
     report_bad(&a.file, &bad, what);
     if a.strict && !bad.is_empty() {
         bail!(
-            "{}; nothing ingested (--strict)",
-            count(bad.len() as u64, "bad entry", "bad entries")
+            "{}; nothing ingested (--strict), {}",
+            count(bad.len(), "bad entry", "bad entries"),
+            untouched(&a.store)
         );
     }
     if vectors.is_empty() {
         bail!(
             "{}: no vector in the file ({}; expected `id,v1,v2,...` or .fvecs); nothing ingested, {}",
             a.file.display(),
-            count(bad.len() as u64, "bad entry", "bad entries"),
+            count(bad.len(), "bad entry", "bad entries"),
             untouched(&a.store)
         );
     }
@@ -235,16 +279,18 @@ fn ingest_vectors(a: &IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
     refuse_if_none_fits(a, &vectors, name, dim, metric)?;
     if a.strict {
         // Check every vector before writing any, so nothing is half-ingested.
-        let unfit: Vec<Bad> = vectors
+        let unfit: BadLines = vectors
             .iter()
             .filter(|r| !fits(&r.v, dim, metric))
-            .map(|r| (r.at, unfit_reason(r, name, dim)))
-            .collect();
+            .map(|r| (r.at, unfit_reason(r, name, dim, metric)))
+            .collect::<Vec<Bad>>()
+            .into();
         if !unfit.is_empty() {
             report_bad(&a.file, &unfit, what);
             bail!(
-                "{}; nothing ingested (--strict)",
-                count(unfit.len() as u64, "bad entry", "bad entries")
+                "{}; nothing ingested (--strict), {}",
+                count(unfit.len(), "bad entry", "bad entries"),
+                untouched(&a.store)
             );
         }
     }
@@ -255,6 +301,7 @@ fn ingest_vectors(a: &IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
             Err(
                 e @ (emberdb::Error::DimensionMismatch { .. }
                 | emberdb::Error::NonFiniteVector { .. }
+                | emberdb::Error::VectorTooLong { .. }
                 | emberdb::Error::ZeroVector { .. }),
             ) => {
                 eprintln!("{}: {what} {}: {e}", a.file.display(), r.at);
@@ -268,23 +315,23 @@ fn ingest_vectors(a: &IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
         out,
         "ingested {} ({} skipped, {refused} refused)",
         count(vectors.len() as u64 - refused, "vector", "vectors"),
-        count(bad.len() as u64, "bad entry", "bad entries"),
+        count(bad.len(), "bad entry", "bad entries"),
     )?;
     Ok(())
 }
 
-/// Why a vector does not fit a space of `dim` components.
-fn unfit_reason(r: &Row, name: &str, dim: usize) -> String {
+/// Why a vector does not fit a space of `dim` components under `metric`.
+fn unfit_reason(r: &Row, name: &str, dim: usize, metric: Metric) -> String {
     if r.v.len() != dim {
-        format!(
+        return format!(
             "item {} has {} (the dimension of space {name:?} is {dim})",
             r.id,
             count(r.v.len() as u64, "component", "components")
-        )
-    } else if r.v.iter().any(|x| !x.is_finite()) {
-        format!("item {} has a non-finite component", r.id)
-    } else {
-        format!("item {} is all zeros (no direction under the cosine metric)", r.id)
+        );
+    }
+    match emberdb::check_vector(metric, dim, &r.v, &format!("item {}", r.id)) {
+        Err(e) => e.to_string(),
+        Ok(()) => format!("item {} fits", r.id),
     }
 }
 
@@ -295,11 +342,16 @@ struct KeyedKind {
     /// Singular and plural of the ids' noun.
     noun: (&'static str, &'static str),
     read: ReadKeyed,
+    /// The store's check of one id's pairs (what `set` would refuse).
+    check: SetCheck,
     set: SetPairs,
 }
 
+/// Checks one id's pairs as the store would.
+type SetCheck = fn(u64, &[(&str, &str)]) -> emberdb::Result<()>;
+
 /// Reads a keyed file: its rows and its bad lines.
-type ReadKeyed = fn(&Path) -> anyhow::Result<(crate::keyed::Keyed, Vec<Bad>)>;
+type ReadKeyed = fn(&Path) -> anyhow::Result<(crate::keyed::Keyed, BadLines)>;
 /// Sets one id's pairs.
 type SetPairs = fn(&Store, u64, &[(&str, &str)]) -> emberdb::Result<()>;
 
@@ -308,6 +360,7 @@ const ITEMS: KeyedKind = KeyedKind {
     what: "the attributes of",
     noun: ("item", "items"),
     read: crate::items::read,
+    check: emberdb::check_attributes,
     set: |store, id, pairs| store.set_attributes(id, pairs),
 };
 
@@ -316,52 +369,66 @@ const USERS: KeyedKind = KeyedKind {
     what: "the features of",
     noun: ("user", "users"),
     read: crate::users::read,
+    check: emberdb::check_user_features,
     set: |store, id, pairs| store.set_user_features(id, pairs),
 };
 
-/// Sets each row's pairs; a row the store refuses (an empty key, a value
-/// too long) is reported and skipped.
+/// Sets each row's pairs. Every row is checked before the store is opened:
+/// a row with no pairs (only an id: that is not how attributes are
+/// removed) or one the store would refuse (an empty key, a value too long)
+/// is a bad line; a file with no good row is refused with nothing written,
+/// and with --strict, a file with any bad one.
 fn ingest_keyed(a: &IngestArgs, kind: &KeyedKind, out: &mut impl Write) -> anyhow::Result<()> {
-    let (rows, bad) = (kind.read)(&a.file).context("nothing ingested")?;
+    let (rows, mut bad) = (kind.read)(&a.file).context("nothing ingested")?;
+    let mut good = Vec::with_capacity(rows.len());
+    for (at, id, pairs) in rows {
+        let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        if refs.is_empty() {
+            bad.push((
+                at,
+                format!(
+                    "{} {id} has no value (a row needs at least one non-empty column; it does not remove what is set)",
+                    kind.noun.0
+                ),
+            ));
+        } else if let Err(e) = (kind.check)(id, &refs) {
+            bad.push((at, e.to_string()));
+        } else {
+            good.push((id, pairs));
+        }
+    }
     report_bad(&a.file, &bad, "line");
     if a.strict && !bad.is_empty() {
         bail!(
-            "{}; nothing ingested (--strict)",
-            count(bad.len() as u64, "bad line", "bad lines")
+            "{}; nothing ingested (--strict), {}",
+            count(bad.len(), "bad line", "bad lines"),
+            untouched(&a.store)
         );
     }
-    if rows.is_empty() {
+    if good.is_empty() {
         bail!(
-            "{}: no {}'s row in the file ({}); nothing ingested, {}",
+            "{}: no good {}'s row in the file ({}); nothing ingested, {}",
             a.file.display(),
             kind.noun.0,
-            count(bad.len() as u64, "bad line", "bad lines"),
+            count(bad.len(), "bad line", "bad lines"),
             untouched(&a.store)
         );
     }
     let store = open_store(a, Options::trained)?;
-    let bar = progress(rows.len() as u64, "ingesting");
-    let mut refused = 0u64;
-    for (id, pairs) in &rows {
+    let bar = progress(good.len() as u64, "ingesting");
+    for (id, pairs) in &good {
         let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        match (kind.set)(&store, *id, &pairs) {
-            Ok(()) => {}
-            Err(e @ (emberdb::Error::InvalidAttributes { .. } | emberdb::Error::InvalidFeatures { .. })) => {
-                bar.suspend(|| eprintln!("{}: {e}", a.file.display()));
-                refused += 1;
-            }
-            Err(e) => return Err(e.into()),
-        }
+        (kind.set)(&store, *id, &pairs)?;
         bar.inc(1);
     }
     bar.finish_and_clear();
     store.flush()?;
     writeln!(
         out,
-        "ingested {} {} ({} skipped, {refused} refused)",
+        "ingested {} {} ({} skipped)",
         kind.what,
-        count(rows.len() as u64 - refused, kind.noun.0, kind.noun.1),
-        count(bad.len() as u64, "bad line", "bad lines"),
+        count(good.len() as u64, kind.noun.0, kind.noun.1),
+        count(bad.len(), "bad line", "bad lines"),
     )?;
     Ok(())
 }
@@ -391,15 +458,16 @@ pub fn ingest(a: IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
     report_bad(&a.file, &bad, "line");
     if a.strict && !bad.is_empty() {
         bail!(
-            "{}; nothing ingested (--strict)",
-            count(bad.len() as u64, "bad line", "bad lines")
+            "{}; nothing ingested (--strict), {}",
+            count(bad.len(), "bad line", "bad lines"),
+            untouched(&a.store)
         );
     }
     if events.is_empty() {
         bail!(
             "{}: no event in the file ({}; expected {}); nothing ingested, {}",
             a.file.display(),
-            count(bad.len() as u64, "bad line", "bad lines"),
+            count(bad.len(), "bad line", "bad lines"),
             if json {
                 "JSON lines {\"user_id\":1,\"item_id\":2,\"timestamp\":3}"
             } else {
@@ -420,7 +488,7 @@ pub fn ingest(a: IngestArgs, out: &mut impl Write) -> anyhow::Result<()> {
         out,
         "ingested {} ({} skipped)",
         count(events.len() as u64, "event", "events"),
-        count(bad.len() as u64, "bad line", "bad lines"),
+        count(bad.len(), "bad line", "bad lines"),
     )?;
     Ok(())
 }

@@ -6,6 +6,52 @@ use std::path::Path;
 /// A bad line or vector: its number (from 1) and the reason.
 pub type Bad = (u64, String);
 
+/// Bad entries reported by their reasons: at most this many reasons are
+/// kept (and shown), the rest only counted, so that an input of nothing
+/// but bad lines costs no memory per line.
+pub const SHOWN_BAD: usize = 20;
+
+/// An input's bad entries: the first [`SHOWN_BAD`] with their reasons, and
+/// how many there were in all.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct BadLines {
+    first: Vec<Bad>,
+    total: u64,
+}
+
+impl BadLines {
+    pub fn push(&mut self, bad: Bad) {
+        self.total += 1;
+        if self.first.len() < SHOWN_BAD {
+            self.first.push(bad);
+        }
+    }
+
+    /// How many entries were bad.
+    pub fn len(&self) -> u64 {
+        self.total
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// The first bad entries, with their reasons.
+    pub fn first(&self) -> &[Bad] {
+        &self.first
+    }
+}
+
+impl From<Vec<Bad>> for BadLines {
+    fn from(all: Vec<Bad>) -> Self {
+        let mut out = BadLines::default();
+        for b in all {
+            out.push(b);
+        }
+        out
+    }
+}
+
 /// The UTF-8 byte order mark some editors put at the start of a text file.
 pub const BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -31,18 +77,19 @@ pub fn count(n: u64, singular: &str, plural: &str) -> String {
     format!("{n} {}", if n == 1 { singular } else { plural })
 }
 
-/// Lists the first 20 bad entries on stderr, then how many more there are;
-/// `what` names an entry ("line", "vector").
-pub fn report_bad(path: &Path, bad: &[Bad], what: &str) {
-    for (n, reason) in bad.iter().take(20) {
+/// Lists the first [`SHOWN_BAD`] bad entries on stderr, then how many more
+/// there are; `what` names an entry ("line", "vector").
+pub fn report_bad(path: &Path, bad: &BadLines, what: &str) {
+    for (n, reason) in bad.first() {
         eprintln!("{}: {what} {n}: {reason}", path.display());
     }
-    if bad.len() > 20 {
+    let shown = bad.first().len() as u64;
+    if bad.len() > shown {
         eprintln!(
             "{}: {}",
             path.display(),
             count(
-                bad.len() as u64 - 20,
+                bad.len() - shown,
                 &format!("more bad {what}"),
                 &format!("more bad {what}s")
             )
@@ -84,6 +131,17 @@ mod tests {
         assert_eq!(count(0, "line", "lines"), "0 lines");
         assert_eq!(count(1, "line", "lines"), "1 line");
         assert_eq!(count(2, "entry", "entries"), "2 entries");
+    }
+
+    #[test]
+    fn only_the_shown_reasons_are_kept() {
+        let mut bad = BadLines::default();
+        for n in 0..100_000 {
+            bad.push((n, format!("reason {n}")));
+        }
+        assert_eq!(bad.len(), 100_000);
+        assert_eq!(bad.first().len(), SHOWN_BAD);
+        assert_eq!(bad.first()[0], (0, "reason 0".to_string()));
     }
 
     #[test]

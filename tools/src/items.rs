@@ -10,7 +10,7 @@ use std::path::Path;
 pub type Items = crate::keyed::Keyed;
 
 /// The items' attributes and the bad lines.
-pub fn read(path: &Path) -> anyhow::Result<(Items, Vec<crate::input::Bad>)> {
+pub fn read(path: &Path) -> anyhow::Result<(Items, crate::input::BadLines)> {
     crate::keyed::read(
         path,
         "item id",
@@ -41,6 +41,7 @@ mod tests {
         )
         .unwrap();
         let (items, bad) = read(&path).unwrap();
+        let items: Vec<_> = items.into_iter().map(|(_, id, p)| (id, p)).collect();
         let pairs = |p: &[(&str, &str)]| {
             p.iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -63,6 +64,6 @@ mod tests {
             ]
         );
         assert_eq!(bad.len(), 1);
-        assert_eq!(bad[0].0, 4);
+        assert_eq!(bad.first()[0].0, 4);
     }
 }

@@ -12,7 +12,7 @@ use emberdb::Event;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::input::{parse_id, parse_weight, shown, Bad, BOM};
+use crate::input::{parse_id, parse_weight, shown, BadLines, BOM};
 
 /// The fields of an event. Each is kept as a JSON value and checked by
 /// hand, so that a message names the field and echoes a bounded piece of
@@ -101,10 +101,10 @@ fn parse(line: &str) -> Result<Event, String> {
 
 /// The events of the file and its bad lines (number, reason); blank lines
 /// are skipped, and a line that is not UTF-8 is a bad line.
-pub fn read(path: &Path) -> anyhow::Result<(Vec<Event>, Vec<Bad>)> {
+pub fn read(path: &Path) -> anyhow::Result<(Vec<Event>, BadLines)> {
     let file = File::open(path).with_context(|| path.display().to_string())?;
     let mut file = BufReader::new(file);
-    let (mut events, mut bad) = (Vec::new(), Vec::new());
+    let (mut events, mut bad) = (Vec::new(), BadLines::default());
     let mut buf = Vec::new();
     for n in 1u64.. {
         buf.clear();
@@ -127,7 +127,7 @@ pub fn read(path: &Path) -> anyhow::Result<(Vec<Event>, Vec<Bad>)> {
         if line.trim().is_empty() {
             continue;
         }
-        match parse(line) {
+        match parse(line).and_then(crate::events::checked) {
             Ok(e) => events.push(e),
             Err(reason) => bad.push((n, reason)),
         }
@@ -159,6 +159,10 @@ mod tests {
             "weight \"1e+39\" is not finite"
         );
         assert_eq!(parse("[1,2]").unwrap_err(), "not a JSON object");
+        // Parsed, then refused by the check every reader shares.
+        let negative = parse(r#"{"user_id":1,"item_id":2,"ts":3,"weight":-1}"#).unwrap();
+        let err = crate::events::checked(negative).unwrap_err();
+        assert!(err.contains("weight -1 is negative"), "{err}");
         let err = parse(r#"{"user_id":1,oops}"#).unwrap_err();
         assert_eq!(err, "not JSON: key must be a string at column 14 (at \"oops\")");
         let err = parse(r#"{"user_id":1,"ts":2,"timestamp":3,"item_id":4}"#).unwrap_err();

@@ -8,10 +8,10 @@ use std::path::Path;
 use anyhow::{bail, Context as _};
 
 use crate::delimited::Delimited;
-use crate::input::{parse_id, Bad};
+use crate::input::{parse_id, BadLines};
 
-/// Each id's (key, value) pairs, in file order.
-pub type Keyed = Vec<(u64, Vec<(String, String)>)>;
+/// Each row's line number, id and (key, value) pairs, in file order.
+pub type Keyed = Vec<(u64, u64, Vec<(String, String)>)>;
 
 /// The rows of `path` and its bad lines. `columns` describes the expected
 /// header in the error for a file without one; `cell(key, value, out)`
@@ -21,9 +21,9 @@ pub fn read(
     id_name: &str,
     columns: &str,
     cell: impl Fn(&str, &str, &mut Vec<(String, String)>),
-) -> anyhow::Result<(Keyed, Vec<Bad>)> {
+) -> anyhow::Result<(Keyed, BadLines)> {
     let mut file = Delimited::open(path)?;
-    let (mut rows, mut bad) = (Vec::new(), Vec::new());
+    let (mut rows, mut bad) = (Vec::new(), BadLines::default());
     let mut header: Option<Vec<String>> = None;
     while let Some((n, fields)) = file.next_line().with_context(|| path.display().to_string())? {
         let fields = match fields {
@@ -54,7 +54,7 @@ pub fn read(
         for (key, value) in names[1..].iter().zip(cells).filter(|(_, v)| !v.is_empty()) {
             cell(key, value, &mut pairs);
         }
-        rows.push((id, pairs));
+        rows.push((n, id, pairs));
     }
     Ok((rows, bad))
 }

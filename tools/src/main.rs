@@ -29,6 +29,7 @@ mod show;
 mod stats;
 mod torture;
 mod train_bench;
+mod trending_bench;
 mod users;
 mod vectors;
 
@@ -97,6 +98,9 @@ enum Command {
     /// Filtered queries at 50%, 10%, 1% and 0.1% selectivity against the
     /// unfiltered query and an exact scan of the matching rows.
     BenchFilter(filter_bench::FilterBenchArgs),
+    /// What the trending channel costs an event and a popular query with
+    /// many items in its window (on against off, side by side).
+    BenchTrending(trending_bench::TrendingBenchArgs),
     /// Print the counts and sizes of a store, space by space.
     Stats(stats::StatsArgs),
     /// Print an item's stored vector.
@@ -173,6 +177,7 @@ fn main() -> ExitCode {
         Command::BenchTrain(args) => ("bench-train", train_bench::run(args, out)),
         Command::BenchGemm(args) => ("bench-gemm", dnn_bench::gemm(args, out)),
         Command::BenchFilter(args) => ("bench-filter", filter_bench::run(args, out)),
+        Command::BenchTrending(args) => ("bench-trending", trending_bench::run(args, out)),
         Command::BenchMemory(args) => ("bench-memory", memory_bench::run(args, out)),
         Command::Bench(args) => ("bench", bench::run(args, out)),
         Command::Get(args) => ("get", show::get(args, out)),

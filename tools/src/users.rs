@@ -12,7 +12,7 @@ use std::path::Path;
 pub type Users = crate::keyed::Keyed;
 
 /// The users' features and the bad lines.
-pub fn read(path: &Path) -> anyhow::Result<(Users, Vec<crate::input::Bad>)> {
+pub fn read(path: &Path) -> anyhow::Result<(Users, crate::input::BadLines)> {
     crate::keyed::read(
         path,
         "user id",
@@ -53,8 +53,9 @@ mod tests {
         )
         .unwrap();
         let (users, bad) = read(&path).unwrap();
+        let users: Vec<_> = users.into_iter().map(|(_, id, p)| (id, p)).collect();
         assert_eq!(bad.len(), 1);
-        assert_eq!(bad[0].0, 3);
+        assert_eq!(bad.first()[0].0, 3);
         let f = |pairs: &[(&str, &str)]| {
             pairs
                 .iter()

@@ -8,7 +8,7 @@ use anyhow::{bail, Context as _};
 use crate::delimited::Delimited;
 use crate::events::column_name;
 use crate::fvecs;
-use crate::input::{count, report_header, shown, Bad};
+use crate::input::{count, report_header, shown, BadLines};
 
 /// A vector read from a file: where it was (its line, or its vector
 /// number in `.fvecs`), its id and its components.
@@ -19,7 +19,7 @@ pub struct Row {
 }
 
 /// The vectors read from a file and its bad entries.
-pub type ParsedVectors = (Vec<Row>, Vec<Bad>);
+pub type ParsedVectors = (Vec<Row>, BadLines);
 
 /// The names of the id column that mark a vectors CSV's first line as a
 /// header.
@@ -48,7 +48,11 @@ fn read_fvecs(path: &Path) -> anyhow::Result<ParsedVectors> {
     let ids_path = fvecs::ids_path(path);
     let ids = fvecs::read_ids(&ids_path)?;
     let records = rows.len() + usize::from(cut.is_some());
-    let bad: Vec<Bad> = cut.map(|reason| (records as u64, reason)).into_iter().collect();
+    let bad: BadLines = cut
+        .map(|reason| (records as u64, reason))
+        .into_iter()
+        .collect::<Vec<_>>()
+        .into();
     let out = match ids {
         None => rows
             .into_iter()
@@ -108,7 +112,7 @@ pub fn read(path: &Path) -> anyhow::Result<ParsedVectors> {
         return read_fvecs(path);
     }
     let mut file = Delimited::open(path)?;
-    let (mut out, mut bad) = (Vec::new(), Vec::new());
+    let (mut out, mut bad) = (Vec::new(), BadLines::default());
     let mut first = true;
     while let Some((n, fields)) = file.next_line().with_context(|| path.display().to_string())? {
         let header = std::mem::take(&mut first) && fields.as_ref().is_ok_and(|f| is_header(f));
