@@ -183,6 +183,101 @@ fn trending_can_be_off_and_comes_back_counted() {
     assert_eq!(got, vec![(7, 3.0), (5, 2.0)]);
 }
 
+/// An open with the channel off keeps the store's window for the next open
+/// that does not set one; `recommend` then serves the user channel alone.
+#[test]
+fn trending_off_keeps_the_window_and_recommend_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    // Window 240: buckets of 10, so events 300 apart leave each other's.
+    let store = Store::open(
+        dir.path(),
+        Options::trained(8).durability(Durability::None).trending_window(240),
+    )
+    .unwrap();
+    store
+        .append_events(&[Event::new(1, 5, 10), Event::new(2, 6, 15)])
+        .unwrap();
+    store.train().unwrap();
+    store.flush().unwrap();
+    drop(store);
+    let off = Store::open(dir.path(), Options::existing().trending(false)).unwrap();
+    let hits = off.knn(&Query::recommend(1).k(3)).unwrap();
+    assert!(
+        !hits.is_empty(),
+        "recommend without trending answers from the user channel"
+    );
+    off.flush().unwrap();
+    drop(off);
+    let store = Store::open(dir.path(), Options::existing()).unwrap();
+    store.append_event(Event::new(3, 7, 400)).unwrap();
+    // The default 7-day window would still hold items 5 and 6.
+    let ids: Vec<u64> = store
+        .knn(&Query::popular().k(3))
+        .unwrap()
+        .iter()
+        .map(|h| h.id)
+        .collect();
+    assert_eq!(ids, vec![7], "the store's window of 240 was forgotten");
+}
+
+/// A blend is one level of channels: a nested blend is refused, and one
+/// nested a hundred thousand deep is built and dropped without recursion.
+#[test]
+fn nested_blends_are_refused_without_recursion() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = trained(dir.path());
+    let mut q = Query::blend().add(Query::popular(), 1.0);
+    for _ in 0..100_000 {
+        q = Query::blend().add(q, 1.0).add(Query::recommend(1), 0.5);
+    }
+    let err = store.knn(&q.clone().k(5)).unwrap_err();
+    assert!(err.to_string().contains("itself a blend"), "{err}");
+    let flat = Query::blend()
+        .add(Query::popular().k(0), 1.0)
+        .add(Query::user(1), 1.0)
+        .k(5);
+    assert_eq!(
+        store.knn(&flat).unwrap().len(),
+        5,
+        "a channel's own k is the blend's to set"
+    );
+}
+
+/// More items than the kept ranking holds, and a filter that refuses all
+/// of its items without naming the rest: popular goes past it and still
+/// returns the best of the others.
+#[test]
+fn popular_reads_past_the_kept_ranking() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        dir.path(),
+        Options::trained(8)
+            .durability(Durability::None)
+            .trending_window(1 << 40),
+    )
+    .unwrap();
+    let hot = 17_000u64;
+    let mut events = Vec::new();
+    for item in 0..hot {
+        // Hot items: three events each; item `hot + i` has one.
+        for n in 0..3 {
+            events.push(Event::new(n, item, 1 + item));
+        }
+        store.set_attributes(item, &[("hot", "1")]).unwrap();
+    }
+    for i in 0..10 {
+        events.push(Event::new(9, hot + i, 2 + i));
+        events.push(Event::new(10, hot + i, 3 + i));
+    }
+    events.push(Event::new(9, hot + 20, 99));
+    store.append_events(&events).unwrap();
+    let q = Query::popular().filter(Filter::not(Filter::eq("hot", "1"))).k(5);
+    let hits = store.knn(&q).unwrap();
+    let got: Vec<(u64, f32)> = hits.iter().map(|h| (h.id, h.score)).collect();
+    let expected: Vec<(u64, f32)> = (0..5).map(|i| (hot + i, 2.0)).collect();
+    assert_eq!(got, expected);
+}
+
 fn write(path: &std::path::Path, batch: RecordBatch, rows_per_group: usize) {
     let props = WriterProperties::builder()
         .set_max_row_group_size(rows_per_group)

@@ -109,7 +109,8 @@ impl Options {
 
     /// Whether the trending channel (`Query::popular`, and the popular half
     /// of `Query::recommend`) counts events (default true). Off, an event
-    /// costs nothing there and those queries are refused; it may change
+    /// costs nothing there, `popular` is refused and `recommend` is the
+    /// user channel alone; it may change
     /// between opens: the counts are dropped at the next checkpoint and
     /// made again from the users' histories (their last `history_len`
     /// events each) by the next open with it on.

@@ -32,6 +32,9 @@ pub use filter::{Filter, MAX_FILTER_DEPTH, MAX_FILTER_NODES};
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Target {
+    /// What `Query::add` keeps of a blend or recommend given as a channel:
+    /// refused by `Query::check`.
+    NestedBlend,
     Vector(Vec<f32>),
     Item(u64),
     User(u64),
@@ -143,9 +146,19 @@ impl Query {
 
     /// Adds a channel of weight `weight` to a blend (ignored on other
     /// kinds of query; a weight that is negative or not finite is refused
-    /// when the query runs).
+    /// when the query runs, and so is a channel that is itself a blend or
+    /// a `recommend`: a blend is one level of channels).
     pub fn add(mut self, channel: Query, weight: f32) -> Self {
         if let Target::Blend(channels) = &mut self.target {
+            // A nested blend is kept as a stand-in, its channels dropped
+            // here, so that no blend is ever deeper than one level (no
+            // walk over a query, its drop included, recurses further).
+            let channel = match channel.target {
+                Target::Blend(_) | Target::Recommend(_) | Target::NestedBlend => {
+                    Query::with_target(Target::NestedBlend)
+                }
+                _ => channel,
+            };
             channels.push((channel, weight));
         }
         self
@@ -269,10 +282,19 @@ impl Query {
                 )));
             }
         }
-        if let Target::Blend(channels) = &self.target {
-            for (channel, _) in channels {
-                channel.check()?;
+        match &self.target {
+            Target::NestedBlend => {
+                return Err(crate::Error::InvalidQuery(
+                    "a blend's channel is itself a blend or a recommend: add its channels to the outer blend".into(),
+                ))
             }
+            Target::Blend(channels) => {
+                for (channel, _) in channels {
+                    // A channel's k is the blend's to set.
+                    channel.clone().k(1).check()?;
+                }
+            }
+            _ => {}
         }
         Ok(())
     }

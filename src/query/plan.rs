@@ -137,9 +137,9 @@ pub(crate) fn knn(lookups: &dyn Lookups, version: &View, space: Geometry<'_>, qu
             )
         }
         Target::Seeds(user) => seeds(lookups, version, space, *user, query, &rules),
-        Target::Popular { .. } | Target::Blend(_) | Target::Recommend(_) => Err(Error::InvalidQuery(
-            "popular and blended queries are answered by the store, not by one space".into(),
-        )),
+        Target::Popular { .. } | Target::Blend(_) | Target::Recommend(_) | Target::NestedBlend => Err(
+            Error::InvalidQuery("popular and blended queries are answered by the store, not by one space".into()),
+        ),
     }
 }
 

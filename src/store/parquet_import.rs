@@ -477,8 +477,10 @@ impl Store {
                 if write {
                     for (id, v) in &vectors {
                         space.upsert(*id, v)?;
+                        // Counted one by one: a failure part way says
+                        // exactly how many were written.
+                        report.imported += 1;
                     }
-                    report.imported += vectors.len() as u64;
                 }
                 Ok(())
             },

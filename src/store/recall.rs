@@ -30,7 +30,7 @@ impl Store {
         match &query.target {
             Target::Popular { user } => self.popular(query, *user),
             Target::Blend(channels) => self.blend(query, channels),
-            Target::Recommend(user) => self.blend(query, &recommend_channels(*user)),
+            Target::Recommend(user) => self.blend(query, &recommend_channels(*user, self.shared.trending.enabled())),
             _ => Err(Error::InvalidQuery("not a cross-space query".into())),
         }
     }
@@ -116,9 +116,12 @@ impl Store {
 
 /// `Query::recommend(user)`'s channels: the user's recall in the default
 /// space and the trending items the user has not seen.
-fn recommend_channels(user: u64) -> Vec<(Query, f32)> {
-    vec![
-        (Query::user(user), RECOMMEND_USER_WEIGHT),
-        (Query::popular().for_user(user), RECOMMEND_POPULAR_WEIGHT),
-    ]
+/// With the trending channel off (`Options::trending(false)`), the user
+/// channel alone.
+fn recommend_channels(user: u64, trending: bool) -> Vec<(Query, f32)> {
+    let mut channels = vec![(Query::user(user), RECOMMEND_USER_WEIGHT)];
+    if trending {
+        channels.push((Query::popular().for_user(user), RECOMMEND_POPULAR_WEIGHT));
+    }
+    channels
 }

@@ -91,13 +91,13 @@ fn parse(f: &csv::StringRecord, movielens: bool) -> Result<Event, String> {
     }
 }
 
-/// The events of the file and its bad lines (number, reason). The first
 /// The event if the store takes it (`emberdb::check_event`: the one check
 /// every reader applies), else why not.
 pub fn checked(event: Event) -> Result<Event, String> {
     emberdb::check_event(&event).map(|()| event).map_err(|e| e.to_string())
 }
 
+/// The events of the file and its bad lines (number, reason). The first
 /// line is skipped as a header only when [`is_header`] says so (then never
 /// a line that parses as data), and stderr says so; otherwise it is data
 /// like any other line.

@@ -112,6 +112,15 @@ fn open_store(a: &IngestArgs, create: fn(usize) -> Options) -> anyhow::Result<St
 /// lacks is created host-fed with --dim (a new store gets a host-fed
 /// default space of that dimension too), unless none of `vectors` fits it.
 fn open_for_space(a: &IngestArgs, name: &str, vectors: &[Row]) -> anyhow::Result<Store> {
+    open_space_checked(a, name, &|dim| {
+        refuse_if_none_fits(a, vectors, name, dim, Metric::Cosine)
+    })
+}
+
+/// Opens the store for vectors of the space `name` as [`open_for_space`]
+/// does, calling `fits(dim)` before a store or space of `dim` components
+/// is created.
+fn open_space_checked(a: &IngestArgs, name: &str, fits: &dyn Fn(usize) -> anyhow::Result<()>) -> anyhow::Result<Store> {
     let with_space = |base: Options, dim: usize| {
         base.space(name, SpaceSpec::host(dim))
             .durability(emberdb::Durability::Buffered)
@@ -120,7 +129,7 @@ fn open_for_space(a: &IngestArgs, name: &str, vectors: &[Row]) -> anyhow::Result
         let Some(dim) = a.dim else {
             bail!("{} is not a store; pass --dim N to create one", a.store.display());
         };
-        refuse_if_none_fits(a, vectors, name, dim, Metric::Cosine)?;
+        fits(dim)?;
         return Ok(Store::open(&a.store, with_space(Options::new(dim), dim))?);
     }
     let store = open_existing(&a.store)?;
@@ -135,7 +144,7 @@ fn open_for_space(a: &IngestArgs, name: &str, vectors: &[Row]) -> anyhow::Result
         bail!("the store has no space {name:?}; pass --dim N to create it (host-fed)");
     };
     drop(store);
-    refuse_if_none_fits(a, vectors, name, dim, Metric::Cosine)?;
+    fits(dim)?;
     Ok(Store::open(&a.store, with_space(Options::existing(), dim))?)
 }
 
@@ -162,10 +171,17 @@ fn vector_shape(a: &IngestArgs, name: &str) -> anyhow::Result<Option<(usize, Met
 /// cannot be read, or holds no good row, or (with --strict) any bad one,
 /// is refused with nothing written.
 fn ingest_parquet(a: &IngestArgs, vectors: bool, out: &mut impl Write) -> anyhow::Result<()> {
-    let opts = emberdb::ImportOptions {
+    let check_opts = emberdb::ImportOptions {
         strict: false,
         space: a.space.clone(),
         ..emberdb::ImportOptions::default()
+    };
+    // The check has read the file; with --strict the import reads it again
+    // before it writes, so a file changed in between still writes nothing
+    // unless every row is good.
+    let opts = emberdb::ImportOptions {
+        strict: a.strict,
+        ..check_opts.clone()
     };
     let name = a.space.as_deref().unwrap_or(DEFAULT_SPACE);
     let what = if vectors {
@@ -176,7 +192,7 @@ fn ingest_parquet(a: &IngestArgs, vectors: bool, out: &mut impl Write) -> anyhow
     let bar = progress(0, "checking");
     let checked = if vectors {
         vector_shape(a, name)?.map(|(dim, metric)| {
-            emberdb::check_vectors_parquet(&a.file, dim, metric, &opts, &|rows| bar.set_position(rows))
+            emberdb::check_vectors_parquet(&a.file, dim, metric, &check_opts, &|rows| bar.set_position(rows))
         })
     } else {
         Some(emberdb::check_events_parquet(&a.file, &opts, &|rows| {
@@ -186,15 +202,8 @@ fn ingest_parquet(a: &IngestArgs, vectors: bool, out: &mut impl Write) -> anyhow
     bar.finish_and_clear();
     if let Some(checked) = checked {
         let checked = checked.map_err(|e| anyhow::anyhow!("{e}; nothing ingested, {}", untouched(&a.store)))?;
-        let bad: BadLines = checked.bad.clone().into();
+        let bad = BadLines::counted(checked.bad.clone(), checked.bad_rows);
         report_bad(&a.file, &bad, "row");
-        if checked.bad_rows > bad.len() {
-            eprintln!(
-                "{}: {}",
-                a.file.display(),
-                count(checked.bad_rows - bad.len(), "more bad row", "more bad rows")
-            );
-        }
         if a.strict && checked.bad_rows > 0 {
             bail!(
                 "{}; nothing ingested (--strict), {}",
@@ -213,10 +222,13 @@ fn ingest_parquet(a: &IngestArgs, vectors: bool, out: &mut impl Write) -> anyhow
             );
         }
     }
-    let store = if vectors {
+    let store = if !vectors {
+        open_store(a, Options::trained)?
+    } else if name == DEFAULT_SPACE {
         open_store(a, Options::new)?
     } else {
-        open_store(a, Options::trained)?
+        // Checked above against the shape the space has or will have.
+        open_space_checked(a, name, &|_| Ok(()))?
     };
     let bar = progress(0, "ingesting");
     let report = if vectors {

@@ -42,6 +42,16 @@ impl BadLines {
     }
 }
 
+impl BadLines {
+    /// The first of `bad` (reasons kept elsewhere, as the library's import
+    /// report keeps its first 1,000), out of `total` bad entries.
+    pub fn counted(bad: Vec<Bad>, total: u64) -> Self {
+        let mut out = BadLines::from(bad);
+        out.total = out.total.max(total);
+        out
+    }
+}
+
 impl From<Vec<Bad>> for BadLines {
     fn from(all: Vec<Bad>) -> Self {
         let mut out = BadLines::default();

@@ -237,6 +237,23 @@ fn parquet_vectors_with_a_null_component_are_bad_rows() {
     );
     assert_eq!(common::vector(&store, 2), None, "a null component was read as 0.0");
     assert!(common::vector(&store, 1).is_some());
+    // Into a named space, of a new store and of a store without it: the
+    // space is created host-fed, as for CSV vectors.
+    for target in [dir.path().join("new"), store.clone()] {
+        let said = ok(&ember(&[
+            "ingest",
+            path(&target),
+            path(&file),
+            "--vectors",
+            "--space",
+            "extra",
+            "--dim",
+            "3",
+        ]));
+        assert!(said.contains("ingested 1 vector"), "{said}");
+        let s = emberdb::Store::open_read_only(&target).unwrap();
+        assert!(s.space("extra").unwrap().get(1).unwrap().is_some());
+    }
 }
 
 /// JSON lines share the events' one check: a negative weight is a bad line
@@ -280,9 +297,11 @@ fn keyed_rows_with_nothing_to_set_are_refused() {
         &["ingest", "STORE", path(&only_id), "--items"],
         "line 2: item 10 has no value",
     );
-    let store = small_store(&dir.path().join("only-id-after"));
+    // The item keeps its attributes.
+    let store = dir.path().join("case-only-id").join("store");
     let read = emberdb::Store::open_read_only(&store).unwrap();
     assert_eq!(read.title(10).as_deref(), Some("Ten"));
+    assert_eq!(read.attributes(10).len(), 2);
     drop(read);
 
     let long = "x".repeat(300);

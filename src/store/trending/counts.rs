@@ -176,16 +176,13 @@ impl Counts {
     }
 
     /// Every item's count, for a reader going past `top`: those not in
-    /// it, best first.
+    /// it, unsorted (the reader sorts them once it has let go of the lock).
     pub fn beyond_top(&self) -> Vec<Ranked> {
-        let mut rest: Vec<Ranked> = self
-            .items
+        self.items
             .iter()
             .filter(|(_, e)| !e.in_top)
             .map(|(id, e)| (Reverse(e.total), *id))
-            .collect();
-        rest.sort_unstable();
-        rest
+            .collect()
     }
 
     pub fn record(&self) -> TrendingRecord {

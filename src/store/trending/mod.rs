@@ -20,7 +20,7 @@
 //!
 //! Counting is kept off the append path: `append_event` queues the event
 //! (a push under a mutex), and a thread of the store's counts the queue
-//! every few milliseconds or every 256 events. An event's count is one
+//! every 2 ms or every 512 events. An event's count is one
 //! random access into the map of every item in the window, about a
 //! microsecond at a million items, which would otherwise be most of an
 //! append. Readers (`popular`, `stats`, a checkpoint) count what is still
@@ -60,8 +60,9 @@ use crate::validate::latest_timestamp;
 pub const BUCKETS: u64 = 24;
 /// Ranking entries a reader copies out per look under the read lock.
 const RANKING_CHUNK: usize = 256;
-/// The window a record left by a store opened with the channel off says:
-/// no real window is below [`BUCKETS`].
+/// The window a record left by a store opened with the channel off says
+/// (no real window is below [`BUCKETS`]); such a record's `applied_seq`
+/// holds the store's window, so that reopening keeps it.
 const OFF_WINDOW: u64 = 0;
 
 /// Called with each stored history event: (sequence number, item, ts).
@@ -100,7 +101,7 @@ impl Core {
             if seq < counts.applied_seq {
                 continue;
             }
-            counts.applied_seq = seq + 1;
+            counts.applied_seq = seq.saturating_add(1);
             counts.add(item, ts, latest);
         }
         self.dirty.store(true, Ordering::Release);
@@ -108,7 +109,7 @@ impl Core {
 }
 
 /// Queued events that wake the counting thread before its next tick.
-const WAKE_AT: usize = 256;
+const WAKE_AT: usize = 512;
 /// Queued events past which the writer counts them itself.
 const MAX_QUEUED: usize = 65_536;
 /// How long the counting thread sleeps when nothing wakes it.
@@ -136,14 +137,19 @@ impl Drop for Trending {
 /// appended before it.
 fn count_in_background(core: Weak<Core>, queue: Arc<Queue>) {
     loop {
-        {
+        let idle = {
             let mut events = queue.events.lock();
             if events.len() < WAKE_AT && !queue.closed.load(Ordering::Acquire) {
                 queue.wake.wait_for(&mut events, TICK);
             }
-        }
+            events.is_empty()
+        };
         if queue.closed.load(Ordering::Acquire) {
             return;
+        }
+        // Nothing queued: no write lock (a later push is the next drain's).
+        if idle {
+            continue;
         }
         let Some(core) = core.upgrade() else {
             return;
@@ -169,9 +175,20 @@ impl Trending {
         histories: &mut dyn FnMut(&mut EventVisitor<'_>) -> Result<()>,
     ) -> Result<Self> {
         let latest = latest_timestamp();
-        let stored = meta.load_trending()?.filter(|r| r.window != OFF_WINDOW);
+        let record = meta.load_trending()?;
+        let kept_window = record
+            .as_ref()
+            .map(|r| {
+                if r.window == OFF_WINDOW {
+                    r.applied_seq
+                } else {
+                    r.window
+                }
+            })
+            .filter(|w| *w != OFF_WINDOW);
+        let stored = record.filter(|r| r.window != OFF_WINDOW);
         let window = window
-            .or(stored.as_ref().map(|r| r.window))
+            .or(kept_window)
             .unwrap_or(crate::options::DEFAULT_TRENDING_WINDOW);
         let queue = Arc::new(Queue {
             events: Mutex::new(Vec::new()),
@@ -179,13 +196,11 @@ impl Trending {
             closed: AtomicBool::new(false),
         });
         if !enabled {
-            let mut counts = Counts::new(window);
-            counts.window = OFF_WINDOW;
             return Ok(Trending {
                 meta,
                 enabled,
                 core: Arc::new(Core {
-                    counts: RwLock::new(counts),
+                    counts: RwLock::new(Counts::new(window)),
                     // The record of the counts goes: they will not be kept
                     // up to date.
                     dirty: AtomicBool::new(true),
@@ -289,7 +304,10 @@ impl Trending {
                 let rest = (chunk.is_empty() && counts.items.len() > counts.top.len()).then(|| counts.beyond_top());
                 (chunk, rest)
             };
-            if let Some(rest) = rest {
+            if let Some(mut rest) = rest {
+                // Sorted outside the lock: writers' counting never waits
+                // for it.
+                rest.sort_unstable();
                 for (Reverse(count), item) in rest {
                     if visited.insert(item) && !visit(item, count) {
                         return;
@@ -341,7 +359,7 @@ impl Trending {
         } else {
             TrendingRecord {
                 window: OFF_WINDOW,
-                applied_seq: 0,
+                applied_seq: counts.window,
                 buckets: Vec::new(),
             }
         };
