@@ -2,6 +2,13 @@
 //! commit that added them: `cargo run --release --example write_v1_fixtures
 //! -- tests/fixtures`), with the answers they gave then in `answers.txt`.
 //! Later builds must open both and answer the same (tests/fixtures.rs).
+//!
+//! With a second argument TAG (`v5`), it writes `TAG-host`, `TAG-trained`
+//! and `answers-TAG.txt`, and also gives the stores what later formats
+//! keep: user features, item attributes and a store-wide delete, with
+//! their answers (`features`, `attributes`, `deleted` lines). Format 5's
+//! fixtures were written so (the commit that added them), the last format
+//! that kept histories, features and attributes in sled.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -51,12 +58,47 @@ fn answers(store: &Store, name: &str, items: &[u64], users: &[u64], out: &mut St
     }
 }
 
+/// What a later format's fixture also holds: features of users 0..3,
+/// attributes of a few items, one store-wide delete; and their answers.
+fn extras(store: &Store, name: &str, items: &[u64], deleted: u64, out: &mut String) {
+    for user in 0..3u64 {
+        let age = (20 + user * 7).to_string();
+        store
+            .set_user_features(user, &[("age", age.as_str()), ("gender", "F")])
+            .unwrap();
+    }
+    for &item in items {
+        let year = (1990 + item % 10).to_string();
+        store
+            .set_attributes(
+                item,
+                &[
+                    ("title", "Item"),
+                    ("year", year.as_str()),
+                    ("genre", "a"),
+                    ("genre", "b"),
+                ],
+            )
+            .unwrap();
+    }
+    store.delete(deleted).unwrap();
+    for user in 0..4u64 {
+        writeln!(out, "{name} features {user} {:?}", store.user_features(user)).unwrap();
+    }
+    for &item in items {
+        writeln!(out, "{name} attributes {item} {:?}", store.attributes(item)).unwrap();
+    }
+    writeln!(out, "{name} deleted {deleted} true").unwrap();
+}
+
 fn main() {
-    let root = std::env::args().nth(1).expect("usage: write_v1_fixtures DIR");
+    let root = std::env::args().nth(1).expect("usage: write_v1_fixtures DIR [TAG]");
+    let tag = std::env::args().nth(2).unwrap_or_else(|| "v1".to_string());
+    let later = tag != "v1";
     let root = Path::new(&root);
     let mut out = String::new();
 
-    let host = root.join("v1-host");
+    let host = root.join(format!("{tag}-host"));
     {
         let store = Store::open(
             &host,
@@ -77,10 +119,13 @@ fn main() {
             .map(|n| Event::new(n % 6, (n * 7) % 150, 1_000 + n))
             .collect();
         store.append_events(&events).unwrap();
+        if later {
+            extras(&store, "host", &[0, 5, 64], 149, &mut out);
+        }
         answers(&store, "host", &[0, 3, 5, 64, 149], &[0, 1, 5], &mut out);
     }
 
-    let trained = root.join("v1-trained");
+    let trained = root.join(format!("{tag}-trained"));
     {
         let store = Store::open(
             &trained,
@@ -101,7 +146,15 @@ fn main() {
         store.train().unwrap();
         // A new item after the round: a provisional vector.
         store.append_event(Event::new(1, 500, 20_000)).unwrap();
+        if later {
+            extras(&store, "trained", &[0, 21, 500], 45, &mut out);
+        }
         answers(&store, "trained", &[0, 21, 45, 500], &[1, 2, 3], &mut out);
     }
-    std::fs::write(root.join("answers.txt"), out).unwrap();
+    let answers = if later {
+        format!("answers-{tag}.txt")
+    } else {
+        "answers.txt".to_string()
+    };
+    std::fs::write(root.join(answers), out).unwrap();
 }

@@ -11,7 +11,11 @@
 //! same example at commit 146c4ea. Once opened by this build, a format-2
 //! build refuses them (`NewerFormat`). `v3-host` and `v3-trained` (with
 //! `answers-v3.txt`) come from format 3 (commit 309d59c), the last build
-//! before item attributes and trending counts (format 4).
+//! before item attributes and trending counts (format 4). `v5-host` and
+//! `v5-trained` (with `answers-v5.txt`) come from format 5 (the same
+//! example with the tag `v5`), the last format that keeps user histories,
+//! features and item attributes in sled; they also hold features,
+//! attributes and a store-wide delete, with their answers.
 
 mod common;
 
@@ -66,6 +70,9 @@ fn check_answers_in(store: &Store, name: &str, file: &str) -> usize {
                 assert_eq!(got.map(|v| format!("{v:?}")), want, "{line}");
             }
             "history" => assert_eq!(format!("{:?}", store.history(id).unwrap()), rest, "{line}"),
+            "features" => assert_eq!(format!("{:?}", store.user_features(id)), rest, "{line}"),
+            "attributes" => assert_eq!(format!("{:?}", store.attributes(id)), rest, "{line}"),
+            "deleted" => assert_eq!(store.is_deleted(id).to_string(), rest, "{line}"),
             "item" | "user" => {
                 let query = if kind == "item" {
                     Query::item(id)
@@ -232,4 +239,26 @@ fn a_compaction_gives_an_older_stores_segments_their_id_order() {
     assert_eq!(check_answers_in(&store, "host", "answers-v3.txt"), 15);
     // A second compaction finds nothing to do.
     assert_eq!(store.compact().unwrap().segments_in, 0);
+}
+
+#[test]
+fn stores_of_format_5_open_and_answer_as_before_with_features_and_attributes() {
+    for (name, fixture_name, users, answers) in [("host", "v5-host", 0..6, 22), ("trained", "v5-trained", 0..40, 21)] {
+        let (_tmp, path) = fixture(fixture_name);
+        // Read-only first (it changes nothing), then writable twice.
+        let read = Store::open_read_only(&path).unwrap();
+        assert_eq!(check_answers_in(&read, name, "answers-v5.txt"), answers);
+        drop(read);
+        for _ in 0..2 {
+            let store = Store::open(&path, Options::existing()).unwrap();
+            assert_eq!(check_answers_in(&store, name, "answers-v5.txt"), answers);
+            let report = store.verify().unwrap();
+            assert!(report.problems.is_empty(), "{:?}", report.problems);
+            let mut counts = history_counts(&store, users.clone());
+            counts.retain(|id, _| !store.is_deleted(*id));
+            let popular = store.knn(&Query::popular().k(1_000)).unwrap();
+            assert_eq!(popular.len(), counts.len(), "{name}");
+            store.flush().unwrap();
+        }
+    }
 }
