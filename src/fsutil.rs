@@ -205,6 +205,12 @@ fn process_runs(pid: i32) -> bool {
     rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
+/// Whether `path` (which may not exist yet) lies inside `dir` (or is it),
+/// both resolved as [`resolve`] does.
+pub(crate) fn is_inside(path: &Path, dir: &Path) -> Result<bool> {
+    Ok(resolve(path)?.starts_with(resolve(dir)?))
+}
+
 /// `path` made absolute with its symbolic links resolved, for a path that
 /// may not exist yet: its nearest existing ancestor is resolved and the
 /// rest appended (`..` in the rest is applied lexically).

@@ -8,10 +8,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{planted_events, vector_for};
+use common::{contents, planted_events, vector_for};
 use emberdb::{Durability, Error, Metric, Options, Query, RepairOptions, SpaceSpec, Store, TrainOptions};
 
 const DIM: usize = 8;
@@ -44,36 +43,10 @@ fn build(path: &Path) {
     store.flush().unwrap();
 }
 
-/// Every file under `dir` with its bytes.
-fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let p = entry.unwrap().path();
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                out.insert(p.strip_prefix(root).unwrap().to_path_buf(), std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
-}
-
 fn first_file(dir: &Path, prefix: &str, suffix: &str) -> PathBuf {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            name.starts_with(prefix) && name.ends_with(suffix)
-        })
-        .collect();
-    found.sort();
-    found
+    common::files_with_prefix(dir, prefix)
         .into_iter()
-        .next()
+        .find(|p| p.to_string_lossy().ends_with(suffix))
         .unwrap_or_else(|| panic!("no {prefix}*{suffix} in {}", dir.display()))
 }
 
@@ -131,14 +104,14 @@ fn repair_leaves_healthy_metadata_alone_whatever_else_is_wrong() {
         ),
     ];
     for (what, make) in damage {
-        let clean = files(&path);
+        let clean = contents(&path);
         make();
-        let damaged = files(&path);
+        let damaged = contents(&path);
         let err = Store::repair(&path).unwrap_err();
         assert!(matches!(err, Error::NothingToRepair { .. }), "{what}: {err}");
         let dry = Store::repair_with(&path, &RepairOptions::dry_run()).unwrap_err();
         assert!(matches!(dry, Error::NothingToRepair { .. }), "{what}: {dry}");
-        assert!(files(&path) == damaged, "{what}: repair changed the store");
+        assert!(contents(&path) == damaged, "{what}: repair changed the store");
         assert!(!path.join("meta.damaged-1").exists(), "{what}");
         // Put it back for the next case.
         let _ = std::fs::remove_file(segments.join("notes.txt"));
@@ -146,7 +119,7 @@ fn repair_leaves_healthy_metadata_alone_whatever_else_is_wrong() {
         for (rel, bytes) in &clean {
             std::fs::write(path.join(rel), bytes).unwrap();
         }
-        assert!(files(&path) == clean);
+        assert!(contents(&path) == clean);
     }
 }
 
@@ -165,22 +138,22 @@ fn repair_checks_every_input_first_and_dry_run_changes_nothing() {
     let original = std::fs::read(&trainer).unwrap();
     let len = original.len() as u64;
     common::flip_bit(&trainer, len / 2);
-    let damaged = files(&path);
+    let damaged = contents(&path);
     for _ in 0..2 {
         let err = Store::repair(&path).unwrap_err();
         assert!(
             matches!(err, Error::Corruption { ref file, .. } if *file == trainer),
             "{err}"
         );
-        assert!(files(&path) == damaged, "a failed repair changed the store");
+        assert!(contents(&path) == damaged, "a failed repair changed the store");
         assert!(!path.join("meta.damaged-1").exists());
     }
     std::fs::write(&trainer, &original).unwrap();
-    let untouched = files(&path);
+    let untouched = contents(&path);
     let plan = Store::repair_with(&path, &RepairOptions::dry_run()).unwrap();
     assert!(plan.dry_run && !plan.plan.is_empty(), "{plan:?}");
     assert!(plan.damage.contains("metadata"), "{}", plan.damage);
-    assert!(files(&path) == untouched, "a dry run changed the store");
+    assert!(contents(&path) == untouched, "a dry run changed the store");
     let done = Store::repair(&path).unwrap();
     assert!(!done.dry_run);
     assert_eq!(answers(&path).0, before.0, "a vector was lost");

@@ -219,3 +219,56 @@ fn narrow_filters_and_lookups_never_come_back_short_while_their_items_move() {
         &problems[..problems.len().min(10)]
     );
 }
+
+/// Trending counts are made by a thread of the store's, off the append
+/// path; a reader counts what is still queued first. So a `popular` query
+/// started after an append returned counts that event, and counts never go
+/// backwards, while a writer appends as fast as it can.
+#[test]
+fn popular_counts_every_event_appended_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        Store::open(
+            dir.path(),
+            Options::trained(DIM)
+                .durability(Durability::None)
+                .trending_window(1 << 50),
+        )
+        .unwrap(),
+    );
+    let acked = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (store, acked, stop) = (Arc::clone(&store), Arc::clone(&acked), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                // Item 7 gets every event; others a few, to move the ranking.
+                store.append_event(Event::new(n % 50, 7, 1_000 + n)).unwrap();
+                store
+                    .append_event(Event::new(n % 50, 100 + n % 3_000, 1_000 + n))
+                    .unwrap();
+                n += 1;
+                acked.store(n, Ordering::Release);
+            }
+        })
+    };
+    let started = Instant::now();
+    let (mut last, mut queries) = (0u64, 0u64);
+    while started.elapsed() < race_time() {
+        let before = acked.load(Ordering::Acquire);
+        let hits = store.knn(&Query::popular().k(1)).unwrap();
+        let count = hits.first().map_or(0, |h| h.score as u64);
+        assert!(before == 0 || hits[0].id == 7, "{hits:?}");
+        assert!(
+            count >= before,
+            "popular counted {count} of item 7's {before} acknowledged events"
+        );
+        assert!(count >= last, "item 7's count went back from {last} to {count}");
+        last = count;
+        queries += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(queries > 100 && last > 1_000, "{queries} queries, {last} events");
+}

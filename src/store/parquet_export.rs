@@ -153,7 +153,7 @@ impl Store {
         let dir = dir.as_ref();
         // Files written among the store's own would be taken for leftovers
         // (or, in segments/, for damage) by the next open and verify.
-        if crate::fsutil::resolve(dir)?.starts_with(crate::fsutil::resolve(self.path())?) {
+        if crate::fsutil::is_inside(dir, self.path())? {
             return Err(Error::Io {
                 path: dir.to_path_buf(),
                 source: std::io::Error::new(

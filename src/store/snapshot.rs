@@ -128,8 +128,7 @@ fn publish(tmp: &Path, dest: &Path) -> Result<()> {
 /// Then creates the destination's parent directories (a copy to a new path
 /// always has), once it is known to be outside the store.
 fn refuse_nested(source: &Path, dest: &Path) -> Result<()> {
-    let (src, dst) = (fsutil::resolve(source)?, fsutil::resolve(dest)?);
-    if dst.starts_with(&src) || src.starts_with(&dst) {
+    if fsutil::is_inside(dest, source)? || fsutil::is_inside(source, dest)? {
         return Err(Error::Io {
             path: dest.to_path_buf(),
             source: std::io::Error::new(

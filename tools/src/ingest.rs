@@ -171,17 +171,12 @@ fn vector_shape(a: &IngestArgs, name: &str) -> anyhow::Result<Option<(usize, Met
 /// cannot be read, or holds no good row, or (with --strict) any bad one,
 /// is refused with nothing written.
 fn ingest_parquet(a: &IngestArgs, vectors: bool, out: &mut impl Write) -> anyhow::Result<()> {
-    let check_opts = emberdb::ImportOptions {
+    // Not the library's strict mode: the check below is the strict pass,
+    // and the import then writes in one more.
+    let opts = emberdb::ImportOptions {
         strict: false,
         space: a.space.clone(),
         ..emberdb::ImportOptions::default()
-    };
-    // The check has read the file; with --strict the import reads it again
-    // before it writes, so a file changed in between still writes nothing
-    // unless every row is good.
-    let opts = emberdb::ImportOptions {
-        strict: a.strict,
-        ..check_opts.clone()
     };
     let name = a.space.as_deref().unwrap_or(DEFAULT_SPACE);
     let what = if vectors {
@@ -192,7 +187,7 @@ fn ingest_parquet(a: &IngestArgs, vectors: bool, out: &mut impl Write) -> anyhow
     let bar = progress(0, "checking");
     let checked = if vectors {
         vector_shape(a, name)?.map(|(dim, metric)| {
-            emberdb::check_vectors_parquet(&a.file, dim, metric, &check_opts, &|rows| bar.set_position(rows))
+            emberdb::check_vectors_parquet(&a.file, dim, metric, &opts, &|rows| bar.set_position(rows))
         })
     } else {
         Some(emberdb::check_events_parquet(&a.file, &opts, &|rows| {

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,26 +12,9 @@ use std::sync::Arc;
 use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
-use common::{ember, failed, ok, path, stderr};
+use common::{contents, ember, failed, ok, path, stderr};
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
-
-/// Every file under `dir` by its relative path, with its bytes.
-fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let p = entry.unwrap().path();
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                out.insert(p.strip_prefix(root).unwrap().to_path_buf(), std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
-}
 
 /// A trained store with a few events and attributes, flushed.
 fn small_store(dir: &Path) -> PathBuf {
@@ -54,7 +36,7 @@ fn refused_everywhere(dir: &Path, name: &str, args: &[&str], expected: &str) {
     let case = dir.join(format!("case-{name}"));
     std::fs::create_dir(&case).unwrap();
     let store = small_store(&case);
-    let before = files(&store);
+    let before = contents(&store);
     let run = |target: &Path| {
         let args: Vec<&str> = args
             .iter()
@@ -65,7 +47,7 @@ fn refused_everywhere(dir: &Path, name: &str, args: &[&str], expected: &str) {
     let err = run(&store);
     assert!(err.contains(expected), "{name}: expected {expected:?} in:\n{err}");
     assert!(err.contains("the store is unchanged"), "{name}: {err}");
-    assert!(files(&store) == before, "{name}: the store's files changed");
+    assert!(contents(&store) == before, "{name}: the store's files changed");
     let absent = case.join("absent");
     let err = run(&absent);
     assert!(
@@ -341,7 +323,7 @@ fn an_all_bad_file_reports_twenty_reasons_and_a_count() {
 fn malformed_filter_ranges_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = small_store(dir.path());
-    let before = files(&store);
+    let before = contents(&store);
     for (filter, expected) in [
         ("year=abc..def", "the range's minimum \"abc\" is not an integer"),
         ("year=..1995", "the range's minimum \"\" is not an integer"),
@@ -360,7 +342,7 @@ fn malformed_filter_ranges_are_refused() {
         "year=1995..1995",
     ]));
     assert!(said.contains("10"), "{said}");
-    assert!(files(&store) == before);
+    assert!(contents(&store) == before);
 }
 
 #[test]
@@ -368,7 +350,7 @@ fn an_export_into_the_store_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = small_store(dir.path());
     ok(&ember(&["train", path(&store)]));
-    let before = files(&store);
+    let before = contents(&store);
     for inside in [store.join("exports"), store.join("segments").join("x")] {
         let err = failed(&ember(&[
             "export",
@@ -381,7 +363,7 @@ fn an_export_into_the_store_is_refused() {
         assert!(err.contains("inside the store"), "{err}");
         assert!(!inside.exists());
     }
-    assert!(files(&store) == before);
+    assert!(contents(&store) == before);
     let outside = dir.path().join("exports");
     ok(&ember(&[
         "export",

@@ -48,3 +48,24 @@ pub fn vector(dir: &Path, id: u64) -> Option<Vec<f32>> {
     let store = emberdb::Store::open(dir, emberdb::Options::existing()).unwrap();
     store.get(id).unwrap()
 }
+
+/// Every file under `dir` (by its path relative to `dir`) with its bytes:
+/// what "the store's files are unchanged" compares.
+pub fn contents(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.insert(
+                    path.strip_prefix(dir).unwrap().to_path_buf(),
+                    std::fs::read(&path).unwrap(),
+                );
+            }
+        }
+    }
+    out
+}
