@@ -2,6 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The most pairs a user's features (or an item's attributes) may have, and
+/// the longest key or value in bytes. They live here, below the log and the
+/// run files that decode feature sets, so those decoders can bound what
+/// they read; `store::features` re-exports them under the same names.
+pub const MAX_FEATURES: usize = 256;
+pub const MAX_FEATURE_BYTES: usize = 256;
+
 /// A user interacted with an item at a time, with a weight (1.0 by default).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Event {

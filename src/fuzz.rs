@@ -18,6 +18,9 @@ use crate::codec;
 use crate::index::file as index_file;
 use crate::meta::records::{Forward, Manifest, StoredConfig, StoredSpace, UserHistory};
 use crate::meta::sled_meta;
+use crate::runs::event_run::{self, EventEntry, EventRun};
+use crate::runs::keyed_run::{self, KeyedRun};
+use crate::runs::{RunHeader, RunKind};
 use crate::segment::sealed::{self, SealedSegment};
 use crate::stamp::HEADER_LEN as STAMP_LEN;
 use crate::train::dnn::state::DnnState;
@@ -30,6 +33,8 @@ use crate::{DnnOptions, Event};
 const DIM: usize = 4;
 /// The segment id of the segment and index seeds.
 const SEGMENT_ID: u64 = 7;
+/// The run id of the run seeds.
+const RUN_ID: u64 = 11;
 
 /// A decoder of bytes read from disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,10 +58,14 @@ pub enum Decoder {
     Current,
     /// `RECOVERY`, the catalog copy `Store::repair` works from.
     Recovery,
+    /// An event run (`runs/ev-*.run`).
+    EventRun,
+    /// A keyed run (`runs/ft-*.run`, `runs/at-*.run`).
+    KeyedRun,
 }
 
 impl Decoder {
-    pub const ALL: [Decoder; 9] = [
+    pub const ALL: [Decoder; 11] = [
         Decoder::WalFile,
         Decoder::WalRecord,
         Decoder::Envelope,
@@ -66,6 +75,8 @@ impl Decoder {
         Decoder::DnnState,
         Decoder::Current,
         Decoder::Recovery,
+        Decoder::EventRun,
+        Decoder::KeyedRun,
     ];
 
     pub fn name(self) -> &'static str {
@@ -79,6 +90,8 @@ impl Decoder {
             Decoder::DnnState => "dnn-state",
             Decoder::Current => "current",
             Decoder::Recovery => "recovery",
+            Decoder::EventRun => "event-run",
+            Decoder::KeyedRun => "keyed-run",
         }
     }
 }
@@ -231,7 +244,105 @@ pub fn seeds(decoder: Decoder, dir: &Path) -> Vec<Vec<u8>> {
             })();
             made.into_iter().collect()
         }
+        Decoder::EventRun => {
+            // Three users, one across the first block boundary, and an
+            // empty run.
+            let entries: Vec<EventEntry> = (0..300u64)
+                .map(|i| EventEntry {
+                    user: [2, 5, 9][(i / 120) as usize],
+                    seq: 10 + i,
+                    item: i % 17,
+                    ts: 1_000 - i % 50,
+                    weight: 0.5,
+                    reserved: 0,
+                })
+                .collect();
+            let mut out = Vec::new();
+            for entries in [entries, Vec::new()] {
+                let run_dir = dir.join(format!("event-run-seed-{}", out.len()));
+                let header = run_header(entries.len() as u64 + 10);
+                let written = std::fs::create_dir_all(&run_dir)
+                    .map_err(|e| crate::Error::InvalidOptions(e.to_string()))
+                    .and_then(|()| event_run::write_event_run(&run_dir, header, entries));
+                out.extend(written.ok().and_then(|run| std::fs::read(run.path()).ok()));
+            }
+            out
+        }
+        Decoder::KeyedRun => {
+            let entries = (0..200u64).map(|i| {
+                let value = (i % 5 != 2).then(|| vec![("genre".to_string(), format!("g{}", i % 3)); (i % 3) as usize]);
+                (i * 3, 10 + i, value)
+            });
+            let run_dir = dir.join("keyed-run-seed");
+            let written = std::fs::create_dir_all(&run_dir)
+                .map_err(|e| crate::Error::InvalidOptions(e.to_string()))
+                .and_then(|()| keyed_run::write_keyed_run(&run_dir, RunKind::Features, run_header(210), entries));
+            written
+                .ok()
+                .and_then(|run| std::fs::read(run.path()).ok())
+                .into_iter()
+                .collect()
+        }
     }
+}
+
+fn run_header(to_seq: u64) -> RunHeader {
+    RunHeader {
+        id: RUN_ID,
+        from_seq: 10,
+        to_seq,
+        history_len: 0,
+        bottom: false,
+    }
+}
+
+/// Opens `bytes` as an event run (through a file in `dir`), reads every
+/// user by scan and by lookup, and verifies it. `Ok` if all of it passed.
+pub fn event_run(bytes: &[u8], dir: &Path) -> Result<(), String> {
+    let text = |e: crate::Error| e.to_string();
+    let path = dir.join(crate::runs::file_name(RunKind::Events, RUN_ID));
+    std::fs::write(&path, bytes).map_err(|e| e.to_string())?;
+    let run = EventRun::open(&path, RUN_ID).map_err(text)?;
+    // Every user the scan hands out, then each again by lookup (touching
+    // every entry handed out), errors included.
+    let mut users = vec![0, 1, u64::MAX];
+    for slice in run.entries() {
+        match slice {
+            Ok(slice) => users.extend(slice.first().map(|e| e.user)),
+            Err(e) => drop(std::hint::black_box(e)),
+        }
+    }
+    for user in users {
+        if let Ok(slice) = run.user_slice(user) {
+            std::hint::black_box(slice.iter().map(|e| e.item ^ e.ts).sum::<u64>());
+        }
+    }
+    run.verify().map(drop).map_err(text)
+}
+
+/// Opens `bytes` as a keyed run of user features (through a file in
+/// `dir`), reads every id by iteration and by lookup, and verifies it.
+pub fn keyed_run(bytes: &[u8], dir: &Path) -> Result<(), String> {
+    let text = |e: crate::Error| e.to_string();
+    let path = dir.join(crate::runs::file_name(RunKind::Features, RUN_ID));
+    std::fs::write(&path, bytes).map_err(|e| e.to_string())?;
+    let run = KeyedRun::open(&path, RunKind::Features, RUN_ID).map_err(text)?;
+    let mut ids = vec![0, 1, u64::MAX];
+    for item in run.iter() {
+        match item {
+            Ok((id, value)) => {
+                ids.push(id);
+                std::hint::black_box(value);
+            }
+            Err(e) => {
+                std::hint::black_box(e.to_string());
+            }
+        }
+    }
+    for id in ids {
+        let _ = std::hint::black_box(run.get(id));
+    }
+    run.verify().map(drop).map_err(text)
 }
 
 fn put_crc(bytes: &mut [u8], at: usize, of: std::ops::Range<usize>) {
@@ -270,6 +381,8 @@ pub fn fix_checksums(decoder: Decoder, bytes: &mut [u8]) {
         }
         Decoder::IndexFile => put_crc(bytes, 60, 0..60),
         Decoder::Current => put_crc(bytes, 60, 0..60),
+        Decoder::EventRun => event_run::restamp(bytes),
+        Decoder::KeyedRun => keyed_run::restamp(bytes),
         Decoder::Recovery => {
             // The envelope inside the body, the body, then the header.
             if len >= STAMP_LEN + 6 {
@@ -357,5 +470,7 @@ pub fn decode(decoder: Decoder, bytes: &[u8], dir: &Path) -> Result<(), String> 
         Decoder::Recovery => crate::meta::recovery_file::decode(bytes, &dir.join("RECOVERY"))
             .map(drop)
             .map_err(text),
+        Decoder::EventRun => event_run(bytes, dir),
+        Decoder::KeyedRun => keyed_run(bytes, dir),
     }
 }

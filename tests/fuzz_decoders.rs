@@ -256,6 +256,16 @@ fn recovery_copies_never_panic() {
 }
 
 #[test]
+fn event_runs_never_panic() {
+    fuzz(Decoder::EventRun);
+}
+
+#[test]
+fn keyed_runs_never_panic() {
+    fuzz(Decoder::KeyedRun);
+}
+
+#[test]
 fn every_decoder_has_a_test() {
-    assert_eq!(Decoder::ALL.len(), 9, "a decoder was added: give it a test above");
+    assert_eq!(Decoder::ALL.len(), 11, "a decoder was added: give it a test above");
 }

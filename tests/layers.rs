@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["event", "codec", "stamp", "fsutil", "metric", "durability"],
     &["kernels", "validate"],
     &["wal", "index", "train"],
-    &["segment", "options"],
+    &["segment", "options", "runs"],
     &["meta"],
     &["version"],
     &["query"],

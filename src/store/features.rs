@@ -13,9 +13,10 @@ use parking_lot::{Mutex, RwLock};
 use crate::error::{Error, Result};
 use crate::meta::MetaStore;
 
-/// The most pairs a user may have, and the longest key or value in bytes.
-pub const MAX_FEATURES: usize = 256;
-pub const MAX_FEATURE_BYTES: usize = 256;
+/// The most pairs a user may have, and the longest key or value in bytes
+/// (defined in `event`, so that the log and run decoders below `store` can
+/// bound what they read).
+pub use crate::event::{MAX_FEATURES, MAX_FEATURE_BYTES};
 
 /// A user's features: (key, value) pairs; a key may repeat (several values).
 pub(crate) type FeatureSet = Vec<(String, String)>;

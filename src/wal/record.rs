@@ -21,7 +21,7 @@
 //! event is logged once whatever the number of spaces. Operations on the
 //! default space (number 0) keep format 1's kinds 2 and 3, byte for byte.
 
-use crate::event::Event;
+use crate::event::{Event, MAX_FEATURES, MAX_FEATURE_BYTES};
 
 /// The newest record version this build reads and writes (2: kinds 7 and
 /// 8; 3: kind 9; every other kind is still written as version 1, byte for
@@ -172,13 +172,48 @@ pub(crate) fn encode_attributes(out: &mut Vec<u8>, seq: u64, item: u64, attribut
 fn encode_pairs(out: &mut Vec<u8>, kind: u8, seq: u64, owner: u64, pairs: &[(&str, &str)]) {
     prefix(out, kind, seq);
     out.extend_from_slice(&owner.to_le_bytes());
-    out.extend_from_slice(&(pairs.len() as u16).to_le_bytes());
+    put_pairs(out, pairs.len(), pairs.iter().map(|(k, v)| (*k, *v)));
+}
+
+/// count u16, then count x (key_len u16, key, value_len u16, value).
+fn put_pairs<'a>(out: &mut Vec<u8>, count: usize, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
+    out.extend_from_slice(&(count as u16).to_le_bytes());
     for (k, v) in pairs {
         for s in [k, v] {
             out.extend_from_slice(&(s.len() as u16).to_le_bytes());
             out.extend_from_slice(s.as_bytes());
         }
     }
+}
+
+/// Encodes a whole feature or attribute set as kinds 6 and 9 do after their
+/// owner id (the value encoding of keyed run files). The caller has
+/// checked the set against `MAX_FEATURES` and `MAX_FEATURE_BYTES` (so every
+/// length fits its u16).
+pub(crate) fn encode_pair_set(out: &mut Vec<u8>, pairs: &[(String, String)]) {
+    put_pairs(out, pairs.len(), pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+}
+
+/// Decodes exactly one set written by [`encode_pair_set`]: at most
+/// `MAX_FEATURES` pairs, each string at most `MAX_FEATURE_BYTES` bytes of
+/// UTF-8, no bytes left over. The bounds are checked before anything is
+/// allocated, so damaged bytes cannot ask for more than one set's worth.
+pub(crate) fn decode_pair_set(bytes: &[u8]) -> Result<Vec<(String, String)>, String> {
+    let mut r = Reader { bytes, at: 0 };
+    let count = r.u16()? as usize;
+    if count > MAX_FEATURES {
+        return Err(format!("{count} pairs, at most {MAX_FEATURES}"));
+    }
+    let mut pairs = Vec::with_capacity(count);
+    for _ in 0..count {
+        let key = r.bounded_string(MAX_FEATURE_BYTES)?;
+        let value = r.bounded_string(MAX_FEATURE_BYTES)?;
+        pairs.push((key, value));
+    }
+    if r.at != bytes.len() {
+        return Err(format!("{} trailing bytes after the set", bytes.len() - r.at));
+    }
+    Ok(pairs)
 }
 
 /// Reads little-endian fields off a byte slice, failing on a short read.
@@ -215,6 +250,17 @@ impl<'a> Reader<'a> {
     }
     fn string(&mut self) -> Result<String, String> {
         let len = self.u16()? as usize;
+        let bytes = self.take(len)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| format!("a string at byte {} is not UTF-8", self.at - len))
+    }
+    fn bounded_string(&mut self, max: usize) -> Result<String, String> {
+        let len = self.u16()? as usize;
+        if len > max {
+            return Err(format!(
+                "a string of {len} bytes at byte {}, at most {max}",
+                self.at - 2
+            ));
+        }
         let bytes = self.take(len)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| format!("a string at byte {} is not UTF-8", self.at - len))
     }
@@ -400,6 +446,34 @@ mod tests {
         encode_delete(&mut buf, 8, 0, 5);
         assert_eq!(buf[1], KIND_DELETE);
         assert_eq!(buf.len(), PREFIX + 8);
+    }
+
+    #[test]
+    fn pair_sets_round_trip_within_their_bounds() {
+        let set = vec![
+            ("genre".to_string(), "Comédie".to_string()),
+            ("k".to_string(), String::new()),
+        ];
+        let mut buf = Vec::new();
+        encode_pair_set(&mut buf, &set);
+        assert_eq!(decode_pair_set(&buf).unwrap(), set);
+        for cut in 0..buf.len() {
+            assert!(decode_pair_set(&buf[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut long = buf.clone();
+        long.push(0);
+        assert!(decode_pair_set(&long).is_err());
+        let too_many = vec![(String::from("a"), String::from("b")); MAX_FEATURES + 1];
+        buf.clear();
+        encode_pair_set(&mut buf, &too_many);
+        assert!(decode_pair_set(&buf).unwrap_err().contains("pairs"));
+        let too_long = vec![("a".repeat(MAX_FEATURE_BYTES + 1), String::new())];
+        buf.clear();
+        encode_pair_set(&mut buf, &too_long);
+        assert!(decode_pair_set(&buf).unwrap_err().contains("at most"));
+        buf.clear();
+        encode_pair_set(&mut buf, &[]);
+        assert_eq!(decode_pair_set(&buf).unwrap(), Vec::<(String, String)>::new());
     }
 
     #[test]

@@ -1,0 +1,645 @@
+//! Event runs (`ev-<id:020>.run`): user events sorted by (user, seq), so a
+//! user's events are one contiguous, zero-copy `&[EventEntry]`.
+//!
+//! Header and footer as in [`super::blocks`], with magic `EMBEREVR`,
+//! version 1, entry_bytes 40, block_entries 256 (10 KiB a block: its crc
+//! on first touch costs about a microsecond), the header's field at 20 the
+//! history length L the writing merge kept per user (0 = a flush, nothing
+//! truncated), and the footer's field at 24 the number of distinct users.
+//!
+//! | bytes | field | meaning |
+//! |---|---|---|
+//! | 0..64 | header | |
+//! | 64.. | entries | count x [`EventEntry`], strictly ascending by (user, seq) |
+//! | index_offset.. | sparse index | blocks x u64: the first user of each block |
+//! | crc_offset.. | crc table | blocks x u32: crc32 of each block's entries; zero-padded to 8 |
+//! | len-64.. | footer | |
+//!
+//! [`EventEntry`] (40 bytes, `#[repr(C)]`, cast in place):
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 0..8 | user u64 |
+//! | 8..16 | seq u64 (in `[from_seq, to_seq)`) |
+//! | 16..24 | item u64 |
+//! | 24..32 | ts u64 |
+//! | 32..36 | weight f32 (finite, >= 0) |
+//! | 36..40 | reserved u32 (zero) |
+//!
+//! A block's first touch checks its crc and every entry of it (order,
+//! first user = index key, last user <= the next block's index key, seq
+//! range, weight, reserved); where a user's entries cross a block boundary
+//! the pair across it is checked by the read that crosses it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::blocks::{self, corrupt, encode_footer, encode_header, refuse, BlockWriter, Format, Frame};
+use super::{file_name, RunHeader, RunKind};
+use crate::error::{Error, Result};
+use crate::stamp::HEADER_LEN;
+
+pub(crate) const MAGIC: &[u8; 8] = b"EMBEREVR";
+pub(crate) const VERSION: u32 = 1;
+pub(crate) const BLOCK_ENTRIES: usize = 256;
+const ENTRY_BYTES: usize = std::mem::size_of::<EventEntry>();
+
+pub(crate) const FORMAT: Format = Format {
+    magic: MAGIC,
+    version: VERSION,
+    what: "event run",
+    entry_bytes: ENTRY_BYTES,
+    block_entries: BLOCK_ENTRIES,
+    has_values: false,
+    strict_keys: false,
+};
+
+/// One event as a run stores it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct EventEntry {
+    pub user: u64,
+    pub seq: u64,
+    pub item: u64,
+    pub ts: u64,
+    pub weight: f32,
+    pub reserved: u32,
+}
+
+const _: () = assert!(ENTRY_BYTES == 40 && std::mem::align_of::<EventEntry>() == 8);
+
+// SAFETY: `EventEntry` is `#[repr(C)]` with only plain integer and float
+// fields (every bit pattern valid, `Copy`), 4 x 8 + 2 x 4 = 40 bytes with no
+// padding (the size is asserted above), so it is Zeroable and Pod. (The
+// crate does not enable bytemuck's derive feature; these two lines are what
+// the derive would check and emit.)
+unsafe impl bytemuck::Zeroable for EventEntry {}
+// SAFETY: as above.
+unsafe impl bytemuck::Pod for EventEntry {}
+
+impl EventEntry {
+    fn key(&self) -> (u64, u64) {
+        (self.user, self.seq)
+    }
+}
+
+/// Why `e` cannot stand in a run with `header` after an entry of key
+/// `prev`, if it cannot.
+fn check_entry(e: &EventEntry, header: &RunHeader, prev: Option<(u64, u64)>) -> std::result::Result<(), String> {
+    if let Some((user, seq)) = prev {
+        if e.key() <= (user, seq) {
+            return Err(format!(
+                "(user, seq) ({}, {}) does not follow ({user}, {seq})",
+                e.user, e.seq
+            ));
+        }
+    }
+    if e.seq < header.from_seq || e.seq >= header.to_seq {
+        return Err(format!(
+            "seq {} is outside the run's [{}, {})",
+            e.seq, header.from_seq, header.to_seq
+        ));
+    }
+    if e.reserved != 0 {
+        return Err("reserved bytes are not zero".into());
+    }
+    if !(e.weight.is_finite() && e.weight >= 0.0) {
+        return Err(format!("weight {} is not finite and >= 0", e.weight));
+    }
+    Ok(())
+}
+
+/// Writes event run `header.id` into `dir` (see [`write_event_run_from`]).
+pub(crate) fn write_event_run(
+    dir: &Path,
+    header: RunHeader,
+    entries: impl IntoIterator<Item = EventEntry>,
+) -> Result<Arc<EventRun>> {
+    write_event_run_from(dir, header, entries.into_iter().map(Ok))
+}
+
+/// Writes event run `header.id` into `dir` durably, streaming `entries`
+/// (a merge's output: an `Err` item stops the write with that error).
+/// Entries must be strictly ascending by (user, seq), with seq in
+/// `[from_seq, to_seq)`, weight finite and >= 0 and reserved zero, or the
+/// write is refused (`InvalidEvent`) with nothing left behind. Returns the
+/// opened run.
+pub(crate) fn write_event_run_from(
+    dir: &Path,
+    header: RunHeader,
+    entries: impl IntoIterator<Item = Result<EventEntry>>,
+) -> Result<Arc<EventRun>> {
+    if header.from_seq > header.to_seq {
+        return Err(Error::InvalidOptions(format!(
+            "event run {}: seq range [{}, {}) is reversed",
+            header.id, header.from_seq, header.to_seq
+        )));
+    }
+    let path = dir.join(file_name(RunKind::Events, header.id));
+    blocks::write_run(&path, |out, refused| {
+        out.write_all(&encode_header(&FORMAT, header.history_len, &header))?;
+        let mut writer = BlockWriter::new(&FORMAT);
+        let mut prev: Option<(u64, u64)> = None;
+        let mut users = 0u64;
+        for e in entries {
+            let e = e.map_err(|err| refuse(refused, err))?;
+            if let Err(reason) = check_entry(&e, &header, prev) {
+                return Err(refuse(
+                    refused,
+                    Error::InvalidEvent {
+                        user: e.user,
+                        item: e.item,
+                        reason: format!("event run {}: {reason}", header.id),
+                    },
+                ));
+            }
+            if prev.is_none_or(|(user, _)| user != e.user) {
+                users += 1;
+            }
+            prev = Some(e.key());
+            writer.push(out, e.user, bytemuck::bytes_of(&e))?;
+        }
+        let sections = writer.finish(out, ENTRY_BYTES)?;
+        out.write_all(&encode_footer(&sections, users))
+    })?;
+    Ok(Arc::new(EventRun::open(&path, header.id)?))
+}
+
+/// An open event run.
+pub(crate) struct EventRun {
+    path: PathBuf,
+    frame: Frame,
+}
+
+impl EventRun {
+    /// Opens and maps event run `id` at `path`, checking its header,
+    /// footer, exact length, index and crc table (not yet its blocks).
+    pub fn open(path: &Path, id: u64) -> Result<EventRun> {
+        let frame = Frame::open(path, id, &FORMAT)?;
+        let run = EventRun {
+            path: path.to_path_buf(),
+            frame,
+        };
+        // Cast once here, so a misaligned map fails at open, not later.
+        run.all()?;
+        Ok(run)
+    }
+
+    pub fn header(&self) -> RunHeader {
+        RunHeader {
+            history_len: self.frame.field20,
+            ..self.frame.header
+        }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.frame.header.id
+    }
+
+    pub fn count(&self) -> u64 {
+        self.frame.count as u64
+    }
+
+    pub fn users(&self) -> u64 {
+        self.frame.aux
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.frame.map.len() as u64
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every entry, unchecked: callers check the blocks they hand out.
+    fn all(&self) -> Result<&[EventEntry]> {
+        bytemuck::try_cast_slice(self.frame.entry_bytes())
+            .map_err(|_| corrupt(&self.path, HEADER_LEN as u64, "entries are misaligned in memory"))
+    }
+
+    /// Checks block `b` (once; see the module documentation).
+    fn block(&self, b: usize) -> Result<()> {
+        self.frame.check_block(&self.path, &FORMAT, b, |bytes| {
+            let entries: &[EventEntry] =
+                bytemuck::try_cast_slice(bytes).map_err(|_| "entries are misaligned in memory".to_string())?;
+            let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+                return Err(format!("block {b} is empty"));
+            };
+            if Some(first.user) != self.frame.index_key(b) {
+                return Err(format!(
+                    "block {b} starts with user {}, its index key differs",
+                    first.user
+                ));
+            }
+            let mut prev = None;
+            for (i, e) in entries.iter().enumerate() {
+                check_entry(e, &self.frame.header, prev)
+                    .map_err(|reason| format!("entry {}: {reason}", b * BLOCK_ENTRIES + i))?;
+                prev = Some(e.key());
+            }
+            match self.frame.index_key(b + 1) {
+                Some(next) if last.user > next => Err(format!(
+                    "block {b} ends with user {}, past the next block's first user {next}",
+                    last.user
+                )),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    /// Entries `at - 1` and `at` (the first of block `b`) must ascend.
+    fn check_across(&self, all: &[EventEntry], b: usize) -> Result<()> {
+        let at = b * BLOCK_ENTRIES;
+        match (at.checked_sub(1).and_then(|i| all.get(i)), all.get(at)) {
+            (Some(before), Some(after)) if before.key() >= after.key() => Err(corrupt(
+                &self.path,
+                FORMAT.block_offset(b),
+                format!("block {b} does not follow block {} in (user, seq) order", b - 1),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// `user`'s entries in seq order (empty if the run has none), read in
+    /// place; each block they touch is checked once.
+    pub fn user_slice(&self, user: u64) -> Result<&[EventEntry]> {
+        let index = self.frame.index(&self.path)?;
+        let past = self.frame.fence.partition_point(index, |k| k <= user);
+        if past == 0 {
+            return Ok(&[]);
+        }
+        // The user may begin in the tail of the last block starting below it.
+        let first = self.frame.fence.partition_point(index, |k| k < user).saturating_sub(1);
+        for b in first..past {
+            self.block(b)?;
+        }
+        let all = self.all()?;
+        let lo = first * BLOCK_ENTRIES;
+        let window = all
+            .get(lo..(past * BLOCK_ENTRIES).min(all.len()))
+            .ok_or_else(|| corrupt(&self.path, FORMAT.block_offset(first), "blocks past the entries"))?;
+        let start = window.partition_point(|e| e.user < user);
+        let end = window.partition_point(|e| e.user <= user);
+        for b in first + 1..past {
+            let at = b * BLOCK_ENTRIES;
+            if at > lo + start && at < lo + end {
+                self.check_across(all, b)?;
+            }
+        }
+        Ok(&window[start..end])
+    }
+
+    /// The entries of the user whose first entry is at `pos`, and where the
+    /// next user begins.
+    fn user_at(&self, pos: usize) -> Result<(&[EventEntry], usize)> {
+        let all = self.all()?;
+        let mut b = pos / BLOCK_ENTRIES;
+        self.block(b)?;
+        let user = all[pos].user;
+        let mut end = pos;
+        loop {
+            let block_end = ((b + 1) * BLOCK_ENTRIES).min(all.len());
+            // From `pos` on, the block ascends, so the user's entries are a prefix.
+            end += all[end..block_end].partition_point(|e| e.user == user);
+            if end < block_end || end == all.len() {
+                return Ok((&all[pos..end], end));
+            }
+            b += 1;
+            self.block(b)?;
+            self.check_across(all, b)?;
+        }
+    }
+
+    /// Every user's entries, in user order, block-checked as they are
+    /// reached. After an error the scan ends.
+    pub fn entries(&self) -> EventScan<'_> {
+        EventScan {
+            run: self,
+            pos: 0,
+            failed: false,
+        }
+    }
+
+    /// The full check: every block, (user, seq) order across blocks, and the
+    /// footer's user count. Returns the entries checked.
+    pub fn verify(&self) -> Result<u64> {
+        let all = self.all()?;
+        let mut users = 0u64;
+        for b in 0..self.frame.blocks {
+            self.block(b)?;
+            self.check_across(all, b)?;
+            let range = self.frame.block_range(&FORMAT, b);
+            let prev_user = range.start.checked_sub(1).map(|i| all[i].user);
+            let mut last = prev_user;
+            for e in &all[range] {
+                if last != Some(e.user) {
+                    users += 1;
+                    last = Some(e.user);
+                }
+            }
+        }
+        if users != self.frame.aux {
+            return Err(corrupt(
+                &self.path,
+                self.bytes() - blocks::FOOTER_LEN as u64 + 24,
+                format!("footer counts {} users, the entries hold {users}", self.frame.aux),
+            ));
+        }
+        Ok(self.count())
+    }
+}
+
+/// Every user's entries of a run, in user order ([`EventRun::entries`]).
+pub(crate) struct EventScan<'a> {
+    run: &'a EventRun,
+    pos: usize,
+    failed: bool,
+}
+
+impl<'a> Iterator for EventScan<'a> {
+    type Item = Result<&'a [EventEntry]>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.pos >= self.run.frame.count {
+            return None;
+        }
+        match self.run.user_at(self.pos) {
+            Ok((slice, next)) => {
+                self.pos = next;
+                Some(Ok(slice))
+            }
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// Restamps every checksum of event run `bytes` (tests and fuzzing).
+pub(crate) fn restamp(bytes: &mut [u8]) {
+    blocks::restamp(bytes, &FORMAT);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn entry(user: u64, seq: u64, ts: u64) -> EventEntry {
+        EventEntry {
+            user,
+            seq,
+            item: user * 1000 + seq,
+            ts,
+            weight: 1.0,
+            reserved: 0,
+        }
+    }
+
+    fn header(id: u64, from: u64, to: u64) -> RunHeader {
+        RunHeader {
+            id,
+            from_seq: from,
+            to_seq: to,
+            history_len: 0,
+            bottom: false,
+        }
+    }
+
+    /// `users` users with `per` events each (user u gets u % 7 extra), seq
+    /// numbers from 100 in user order.
+    fn sample(users: u64, per: u64) -> Vec<EventEntry> {
+        let mut out = Vec::new();
+        let mut seq = 100;
+        for u in 0..users {
+            for i in 0..per + u % 7 {
+                out.push(entry(u * 3 + 1, seq, 5_000 - i));
+                seq += 1;
+            }
+        }
+        out
+    }
+
+    fn write(dir: &Path, entries: &[EventEntry]) -> Arc<EventRun> {
+        let to = entries.iter().map(|e| e.seq + 1).max().unwrap_or(100);
+        write_event_run(dir, header(9, 0, to), entries.iter().copied()).unwrap()
+    }
+
+    fn by_user(entries: &[EventEntry]) -> Vec<Vec<EventEntry>> {
+        entries.chunk_by(|a, b| a.user == b.user).map(<[_]>::to_vec).collect()
+    }
+
+    #[test]
+    fn round_trip_lookups_and_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = sample(40, 20);
+        let run = write(dir.path(), &entries);
+        assert_eq!((run.count(), run.users(), run.id()), (entries.len() as u64, 40, 9));
+        assert_eq!(run.header(), header(9, 0, entries.last().unwrap().seq + 1));
+        assert_eq!(run.bytes(), std::fs::metadata(run.path()).unwrap().len());
+        for user in by_user(&entries) {
+            assert_eq!(run.user_slice(user[0].user).unwrap(), &user[..]);
+        }
+        for absent in [0, 2, 3, 1_000, u64::MAX] {
+            assert!(run.user_slice(absent).unwrap().is_empty(), "user {absent}");
+        }
+        let scanned: Vec<Vec<EventEntry>> = run.entries().map(|s| s.unwrap().to_vec()).collect();
+        assert_eq!(scanned, by_user(&entries));
+        assert_eq!(run.verify().unwrap(), entries.len() as u64);
+        // Reopened from disk, the same.
+        let again = EventRun::open(run.path(), 9).unwrap();
+        assert_eq!(again.user_slice(4).unwrap(), run.user_slice(4).unwrap());
+        assert!(matches!(
+            EventRun::open(run.path(), 8),
+            Err(Error::Corruption { offset: 24, .. })
+        ));
+    }
+
+    #[test]
+    fn an_empty_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = write_event_run(dir.path(), header(1, 5, 5), []).unwrap();
+        assert_eq!((run.count(), run.users(), run.bytes()), (0, 0, 128));
+        assert!(run.user_slice(0).unwrap().is_empty());
+        assert!(run.user_slice(u64::MAX).unwrap().is_empty());
+        assert_eq!(run.entries().count(), 0);
+        assert_eq!(run.verify().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_large_run_with_users_across_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut entries = sample(3_000, 32);
+        // One user filling several blocks whole, to span more than two.
+        let seq = entries.last().unwrap().seq + 1;
+        entries.extend((0..1_000).map(|i| entry(1 << 40, seq + i, i)));
+        assert!(entries.len() > 100_000);
+        let run = write(dir.path(), &entries);
+        let users = by_user(&entries);
+        let mut spanning = 0;
+        let mut at = 0;
+        for user in &users {
+            if at / BLOCK_ENTRIES != (at + user.len() - 1) / BLOCK_ENTRIES {
+                spanning += 1;
+            }
+            at += user.len();
+            assert_eq!(run.user_slice(user[0].user).unwrap(), &user[..]);
+        }
+        assert!(spanning > 300, "{spanning} users span a block boundary");
+        assert_eq!(run.user_slice(1 << 40).unwrap().len(), 1_000);
+        let fresh = EventRun::open(run.path(), 9).unwrap();
+        let scanned: Vec<&[EventEntry]> = fresh.entries().map(|s| s.unwrap()).collect();
+        assert_eq!(scanned.len(), users.len());
+        assert!(scanned.iter().zip(&users).all(|(a, b)| *a == &b[..]));
+        assert_eq!(fresh.verify().unwrap(), entries.len() as u64);
+    }
+
+    #[test]
+    fn bad_input_is_refused_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            vec![entry(1, 5, 0), entry(1, 5, 1)],
+            vec![entry(2, 5, 0), entry(1, 6, 1)],
+            vec![entry(1, 50, 0)],
+            vec![entry(1, 4, 0)],
+            vec![EventEntry {
+                weight: f32::NAN,
+                ..entry(1, 5, 0)
+            }],
+            vec![EventEntry {
+                weight: -1.0,
+                ..entry(1, 5, 0)
+            }],
+            vec![EventEntry {
+                reserved: 1,
+                ..entry(1, 5, 0)
+            }],
+        ];
+        for (i, entries) in cases.into_iter().enumerate() {
+            let outcome = write_event_run(dir.path(), header(3, 5, 10), entries);
+            assert!(matches!(outcome, Err(Error::InvalidEvent { .. })), "case {i}");
+            assert_eq!(
+                std::fs::read_dir(dir.path()).unwrap().count(),
+                0,
+                "case {i} left a file"
+            );
+        }
+        let failing = [Ok(entry(1, 5, 0)), Err(Error::InvalidOptions("stop".into()))];
+        assert!(matches!(
+            write_event_run_from(dir.path(), header(3, 5, 10), failing),
+            Err(Error::InvalidOptions(_))
+        ));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    /// A small run over 3 blocks (so the index and table have some bytes).
+    fn small(dir: &Path) -> (Arc<EventRun>, Vec<u8>) {
+        let run = write(dir, &sample(30, 20));
+        assert_eq!(run.frame.blocks, 3);
+        let bytes = std::fs::read(run.path()).unwrap();
+        (run, bytes)
+    }
+
+    #[test]
+    fn every_bit_flip_outside_the_blocks_is_refused_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (run, bytes) = small(dir.path());
+        let path = run.path().to_path_buf();
+        let index_at = run.frame.index_offset;
+        drop(run);
+        let outside = (0..HEADER_LEN).chain(index_at..bytes.len());
+        for byte in outside {
+            for bit in 0..8 {
+                let mut bad = bytes.clone();
+                bad[byte] ^= 1 << bit;
+                std::fs::write(&path, &bad).unwrap();
+                match EventRun::open(&path, 9) {
+                    Err(Error::Corruption { file, .. }) => assert_eq!(file, path),
+                    Err(Error::NewerFormat { .. }) => {}
+                    other => panic!("byte {byte} bit {bit}: {:?}", other.map(|r| r.count())),
+                }
+            }
+        }
+        for len in [0, 1, 63, 64, 127, 128, 4096, bytes.len() - 64, bytes.len() - 1] {
+            std::fs::write(&path, &bytes[..len]).unwrap();
+            assert!(
+                matches!(EventRun::open(&path, 9), Err(Error::Corruption { .. })),
+                "cut at {len}"
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        std::fs::write(&path, &longer).unwrap();
+        assert!(EventRun::open(&path, 9).is_err());
+    }
+
+    #[test]
+    fn a_damaged_block_fails_its_reads_every_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let (run, mut bytes) = small(dir.path());
+        let path = run.path().to_path_buf();
+        let entries = sample(30, 20);
+        drop(run);
+        // A byte inside block 1 (entries 256..512).
+        let victim = entries[300].user;
+        bytes[HEADER_LEN + 300 * ENTRY_BYTES + 17] ^= 0x10;
+        std::fs::write(&path, &bytes).unwrap();
+        let run = EventRun::open(&path, 9).unwrap();
+        let block_start = (HEADER_LEN + BLOCK_ENTRIES * ENTRY_BYTES) as u64;
+        for _ in 0..2 {
+            match run.user_slice(victim) {
+                Err(Error::Corruption { file, offset, .. }) => assert_eq!((file, offset), (path.clone(), block_start)),
+                other => panic!("{other:?}"),
+            }
+        }
+        // Users wholly in other blocks still read.
+        assert_eq!(run.user_slice(entries[0].user).unwrap().len(), 20);
+        assert!(run.user_slice(entries[600].user).is_ok());
+        assert!(matches!(run.verify(), Err(Error::Corruption { offset, .. }) if offset == block_start));
+        let scan: Vec<_> = run.entries().collect();
+        assert!(scan.last().unwrap().is_err(), "the scan ends with the error");
+    }
+
+    #[test]
+    fn disorder_with_restamped_checksums_is_caught_at_first_touch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (run, bytes) = small(dir.path());
+        let path = run.path().to_path_buf();
+        let entries = sample(30, 20);
+        drop(run);
+        let block_start = (HEADER_LEN + BLOCK_ENTRIES * ENTRY_BYTES) as u64;
+        // Two entries of block 1 swapped, crcs restamped: opens, then fails.
+        let mut swapped = bytes.clone();
+        let (a, b) = (HEADER_LEN + 300 * ENTRY_BYTES, HEADER_LEN + 301 * ENTRY_BYTES);
+        let first: Vec<u8> = swapped[a..b].to_vec();
+        swapped.copy_within(b..b + ENTRY_BYTES, a);
+        swapped[b..b + ENTRY_BYTES].copy_from_slice(&first);
+        restamp(&mut swapped);
+        std::fs::write(&path, &swapped).unwrap();
+        let run = EventRun::open(&path, 9).unwrap();
+        assert!(
+            matches!(run.user_slice(entries[300].user), Err(Error::Corruption { offset, .. }) if offset == block_start)
+        );
+        assert!(matches!(run.verify(), Err(Error::Corruption { offset, .. }) if offset == block_start));
+        drop(run);
+        // The last entry of block 0 and the first of block 1 swapped: each
+        // block alone may pass, the read across the boundary does not.
+        let mut across = bytes.clone();
+        let (a, b) = (HEADER_LEN + 255 * ENTRY_BYTES, HEADER_LEN + 256 * ENTRY_BYTES);
+        let first: Vec<u8> = across[a..b].to_vec();
+        across.copy_within(b..b + ENTRY_BYTES, a);
+        across[b..b + ENTRY_BYTES].copy_from_slice(&first);
+        restamp(&mut across);
+        std::fs::write(&path, &across).unwrap();
+        let run = EventRun::open(&path, 9).unwrap();
+        assert!(run.verify().is_err());
+        assert!(run.entries().any(|s| s.is_err()));
+        // The untouched, restamped file is still clean.
+        drop(run);
+        let mut same = bytes.clone();
+        restamp(&mut same);
+        assert_eq!(same, bytes);
+    }
+}
