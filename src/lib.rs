@@ -36,9 +36,6 @@ mod meta;
 mod metric;
 mod options;
 mod query;
-// Storage for behaviour in runs (issue 27), not yet wired into the store:
-// until it is, only its tests and the fuzz entry points use it.
-#[allow(dead_code)]
 pub(crate) mod runs;
 mod segment;
 mod stamp;
@@ -60,7 +57,10 @@ pub use kernels::gemm::{measure_gemm, GemmKernel};
 pub use kernels::{simd_level, SimdLevel};
 pub use metric::Metric;
 pub use options::DEFAULT_TRENDING_WINDOW;
-pub use options::{Options, SpaceKind, SpaceSpec, DEFAULT_SPACE, MAX_DIM, MAX_SPACE_NAME, MIN_META_CACHE_BYTES};
+pub use options::{
+    Options, SpaceKind, SpaceSpec, DEFAULT_RECENT_BYTES, DEFAULT_SPACE, MAX_DIM, MAX_SPACE_NAME, MIN_META_CACHE_BYTES,
+    MIN_RECENT_BYTES,
+};
 pub use query::{
     Filter, Hit, Pooling, Query, MAX_EF_SEARCH, MAX_FILTER_DEPTH, MAX_FILTER_NODES, MAX_K, MAX_NPROBE, MAX_RECENT,
     SEED_RECENT_ITEMS, USER_RECENT_ITEMS,
@@ -72,8 +72,8 @@ pub use store::{
     check_events_parquet, check_vectors_parquet, ExportOptions, ExportReport, ImportOptions, ImportReport,
 };
 pub use store::{
-    restore, CompactReport, RecoveryReport, RepairOptions, RepairReport, RoundKind, SnapshotInfo, Space, SpaceStats,
-    Stats, Store, TrainerStats, VerifyReport, RECOMMEND_POPULAR_WEIGHT, RECOMMEND_USER_WEIGHT, TITLE_KEY,
+    restore, CompactReport, RecoveryReport, RepairOptions, RepairReport, RoundKind, RunFileStats, SnapshotInfo, Space,
+    SpaceStats, Stats, Store, TrainerStats, VerifyReport, RECOMMEND_POPULAR_WEIGHT, RECOMMEND_USER_WEIGHT, TITLE_KEY,
 };
 pub use train::{DnnOptions, DnnRunStats, RoundOverrides, RunStats, Sigmoid, TrainOptions, TrainPolicy, TrainReport};
 pub use validate::{check_event, check_vector, MAX_FUTURE_MS};

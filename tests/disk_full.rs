@@ -70,9 +70,11 @@ fn a_full_disk_under_the_metadata_poisons_the_store_until_reopen() {
     let store = Store::open(&path, opts()).unwrap();
     let acknowledged: Vec<Event> = (0..2_000u64).map(|i| Event::new(i % 300, i, i)).collect();
     store.append_events(&acknowledged).unwrap();
-
-    // The events are in the log (fsynced); their histories wait in memory
-    // for a checkpoint, which has to write them to sled.
+    // The events' run is written; then a deletion (logged, fsynced) waits
+    // in memory for a checkpoint, which has to write it to sled, and only
+    // to sled (the recent behaviour is empty: no run to write first).
+    store.flush().unwrap();
+    store.delete(5).unwrap();
     let filler = fill(disk.path());
     let err = store.flush().expect_err("a checkpoint on a full disk");
     eprintln!("the checkpoint failed with: {err}");
@@ -104,4 +106,42 @@ fn a_full_disk_under_the_metadata_poisons_the_store_until_reopen() {
     store.append_event(Event::new(5, 9_999, 10_000)).unwrap();
     store.flush().unwrap();
     assert!(store.verify().unwrap().problems.is_empty());
+}
+
+/// A checkpoint whose run file cannot be written (the disk is full) fails,
+/// writes nothing sled would name, and keeps the behaviour in memory: once
+/// space is back the next checkpoint writes the run, and nothing
+/// acknowledged is lost (our own files fail cleanly; only sled poisons).
+#[test]
+fn a_full_disk_under_a_run_fails_the_checkpoint_and_the_next_one_writes_it() {
+    let disk = match SmallDisk::mount("8m") {
+        Ok(disk) => disk,
+        Err(why) => {
+            eprintln!("disk_full: not run: {why}");
+            return;
+        }
+    };
+    let path = disk.path().join("store");
+    let opts = || Options::new(8).durability(Durability::Sync).index(IndexSpec::Flat);
+    let store = Store::open(&path, opts()).unwrap();
+    let acknowledged: Vec<Event> = (0..20_000u64).map(|i| Event::new(i % 300, i, i)).collect();
+    store.append_events(&acknowledged).unwrap();
+    let filler = fill(disk.path());
+    let err = store.flush().expect_err("a checkpoint on a full disk");
+    eprintln!("the checkpoint failed with: {err}");
+    assert_eq!(store.stats().unwrap().runs.event_runs, 0, "a run was installed: {err}");
+    let expected = |user: u64| -> Vec<u64> { acknowledged.iter().filter(|e| e.user == user).map(|e| e.item).collect() };
+    assert_eq!(store.history(7).unwrap(), expected(7));
+    std::fs::remove_file(&filler).unwrap();
+    store.append_event(Event::new(7, 77_777, 30_000)).unwrap();
+    store.flush().unwrap();
+    assert_eq!(store.stats().unwrap().runs.event_runs, 1);
+    drop(store);
+    let store = Store::open(&path, opts()).unwrap();
+    let mut with_late = expected(7);
+    with_late.push(77_777);
+    assert_eq!(store.history(7).unwrap(), with_late);
+    assert_eq!(store.history(299).unwrap(), expected(299));
+    let report = store.verify().unwrap();
+    assert!(report.problems.is_empty() && report.notes.is_empty(), "{report:?}");
 }

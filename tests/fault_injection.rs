@@ -37,6 +37,7 @@ fn opts() -> Options {
         .wal_file_bytes(6 * 1024)
         // Background work would make the operation count depend on timing.
         .background_indexing(false)
+        .background_merges(false)
         .space("i2v", SpaceSpec::item2vec(DIM).train_options(train))
 }
 

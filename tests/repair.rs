@@ -1,7 +1,8 @@
 //! `Store::repair`: a store whose metadata database is deleted or damaged
 //! gets new metadata from its `RECOVERY` copy, its segments and its log.
 //! Every acknowledged vector comes back, deletions stay deleted, the log
-//! after the checkpoint replays, and the report names what was lost; a
+//! after the checkpoint replays, histories, features and attributes come
+//! back from the runs and the log, and nothing is reported lost; a
 //! healthy store, or one without a copy, is refused with nothing changed.
 
 mod common;
@@ -95,6 +96,8 @@ fn a_lost_metadata_database_is_rebuilt_without_losing_a_vector() {
         let trained_before = store.knn(&Query::item(3).k(5).space("trained")).unwrap();
         let dnn_before = store.knn(&Query::item(3).k(5).space("dnn")).unwrap();
         assert_eq!(dnn_before.len(), 5);
+        let histories_before: Vec<Vec<u64>> = (0..40).map(|u| store.history(u).unwrap()).collect();
+        assert!(!histories_before[0].is_empty());
         // Durability::Sync: every write above is in the log; no checkpoint
         // at close, so the log after the copy's checkpoint has work to do.
         store.close_without_checkpoint();
@@ -127,7 +130,12 @@ fn a_lost_metadata_database_is_rebuilt_without_losing_a_vector() {
         assert!(report.files_checked >= 4, "{damage}: {report:?}");
         assert!(report.rows_registered > 100, "{damage}: {report:?}");
         assert!(report.replayed_bytes > 0, "{damage}");
-        assert!(report.lost.iter().any(|l| l.contains("histories")), "{damage}");
+        assert!(
+            report.lost.is_empty(),
+            "{damage}: nothing acknowledged is lost: {:?}",
+            report.lost
+        );
+        assert!(report.runs_checked >= 3, "{damage}: {report:?}");
         let aside = report.moved_aside.clone().unwrap();
         assert!(aside.exists(), "{damage}: the damaged metadata must be kept");
 
@@ -147,9 +155,15 @@ fn a_lost_metadata_database_is_rebuilt_without_losing_a_vector() {
             trained_before
         );
         assert_eq!(store.knn(&Query::item(3).k(5).space("dnn")).unwrap(), dnn_before);
-        // The log after the checkpoint replayed; older histories are gone.
+        // Behaviour from the runs (before the checkpoint) and the log
+        // (after it): all of it.
         assert_eq!(store.history(500).unwrap(), vec![1], "{damage}");
-        assert!(store.history(0).unwrap().is_empty(), "{damage}");
+        assert_eq!(store.history(0).unwrap(), histories_before[0], "{damage}");
+        for (user, history) in histories_before.iter().enumerate() {
+            assert_eq!(&store.history(user as u64).unwrap(), history, "{damage}: user {user}");
+        }
+        assert_eq!(store.user_features(1), vec![("gender".to_string(), "F".to_string())]);
+        assert_eq!(store.attributes(3), vec![("genre".to_string(), "Drama".to_string())]);
         assert_eq!(store.attributes(4), vec![("genre".to_string(), "Comedy".to_string())]);
         let report = store.verify().unwrap();
         assert!(report.problems.is_empty(), "{damage}: {:?}", report.problems);

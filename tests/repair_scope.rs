@@ -257,9 +257,10 @@ fn snapshots_carry_recovery_and_clean_killed_copies() {
     let after = answers(&restored);
     assert_eq!(after.0, before.0, "a vector was lost");
     assert_eq!(after.3, before.3, "the trained space answers otherwise");
-    // What only sled held before the checkpoint is reported lost (the
-    // behaviour-of-record issue moves it out of sled).
-    assert!(!report.lost.is_empty(), "{report:?}");
+    // Behaviour is in the snapshot's runs: nothing is lost.
+    assert!(report.lost.is_empty(), "{report:?}");
+    assert_eq!(after.1, before.1, "a history was lost");
+    assert_eq!(after.2, before.2, "attributes were lost");
 }
 
 /// A read-only open of a store whose metadata is damaged names the

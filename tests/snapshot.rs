@@ -47,7 +47,7 @@ fn snapshot_while_writing_holds_exactly_a_prefix_of_the_acknowledged_writes() {
     writer.join().unwrap();
     assert!(info.linked > 0, "sealed segments are hard-linked: {info:?}");
 
-    let snap = Store::open(dir.path().join("snap"), Options::existing()).unwrap();
+    let snap = Store::open(dir.path().join("snap"), Options::existing().history_len(1 << 20)).unwrap();
     let mut m = 0;
     while snap.get(m).unwrap().is_some() {
         assert_eq!(snap.get(m).unwrap().unwrap(), common::normalized(&vector_for(m, 8)));
@@ -66,7 +66,11 @@ fn snapshot_while_writing_holds_exactly_a_prefix_of_the_acknowledged_writes() {
         );
     }
     let history = snap.history(1).unwrap();
-    assert!(history.len() as u64 >= m.saturating_sub(1) && history.len() as u64 <= m);
+    assert!(
+        history.len() as u64 >= m.saturating_sub(1) && history.len() as u64 <= m,
+        "{} events of user 1 beside {m} items",
+        history.len()
+    );
     // The live store went on and holds everything.
     assert!(store.get(after.saturating_sub(1)).unwrap().is_some());
 }

@@ -6,7 +6,8 @@
 //! `b"spaces"` (format 2), key `b"manifest"`, key `b"wal_files"` (the
 //! log files, see [`crate::wal::tracked`]), key `b"blocked"` (the items
 //! `Store::delete` took out of every space, a `Vec<u64>`), key `b"trending"`
-//! (the recent-popularity counts, see `store/trending.rs`), and keys
+//! (the recent-popularity counts, see `store/trending.rs`), key `b"live_runs"`
+//! (format 6: the run files holding behaviour, a [`super::records::RunManifest`]), and keys
 //! `b"d" + segment (u64 BE) + row (u32 BE)` for dead rows (empty value;
 //! segment ids are unique across spaces). Stores before format 5 also kept
 //! an item registry here, under keys `b"r" + id (u64 BE)` (space 0) and
@@ -15,7 +16,8 @@
 //! removes them (`MetaStore::drop_legacy_locations`). `features`
 //! maps a user id (u64 BE) to its feature pairs, `attributes` an item id
 //! (u64 BE) to its attribute pairs (`Store::set_attributes`). `histories` maps a user id (u64 BE) to its
-//! [`UserHistory`]. Every value that carries data is a [`crate::codec`]
+//! [`UserHistory`]. Those three trees hold data only in stores before
+//! format 6, which keeps behaviour in run files; an upgrade empties them. Every value that carries data is a [`crate::codec`]
 //! envelope.
 
 use std::path::{Path, PathBuf};
@@ -31,6 +33,9 @@ pub(super) const FORWARDS_KEY: &[u8] = b"forwards";
 pub(super) const WAL_FILES_KEY: &[u8] = b"wal_files";
 pub(super) const BLOCKED_KEY: &[u8] = b"blocked";
 pub(super) const TRENDING_KEY: &[u8] = b"trending";
+// Not starting with a prefix byte of the keyed records (`r`, `R`, `d`):
+// their prefix scans must never meet it.
+pub(super) const RUNS_KEY: &[u8] = b"live_runs";
 pub(super) const REGISTRY_PREFIX: u8 = b'r';
 pub(super) const SPACE_REGISTRY_PREFIX: u8 = b'R';
 pub(super) const DEAD_PREFIX: u8 = b'd';

@@ -1,5 +1,5 @@
 //! Metadata: the configuration, the manifest (live segments, checkpoint),
-//! dead rows, and user histories. (Which sealed row holds an item is the
+//! dead rows, the list of run files (behaviour lives in those). (Which sealed row holds an item is the
 //! segments' business: each carries its rows ordered by id.) [`MetaStore`] is the small interface the store needs; sled is
 //! the engine behind it today ([`sled_meta::SledMeta`]).
 
@@ -12,7 +12,7 @@ mod sled_records;
 use crate::error::Result;
 use crate::segment::Location;
 use crate::wal::tracked::TrackedFiles;
-use records::{Manifest, ManifestV1, StoredConfig, StoredSpace, UserHistory};
+use records::{Manifest, ManifestV1, RunManifest, StoredConfig, StoredSpace, UserHistory};
 
 /// A user's feature pairs, as the metadata keeps them.
 /// A user's features or an item's attributes: its id and its pairs.
@@ -32,6 +32,9 @@ pub(crate) struct Commit<'a> {
     /// Rows of added segments recorded dead (they died while the segment
     /// was written).
     pub dead: &'a [Location],
+    /// The run files (format 6), with the sequence number they hold
+    /// behaviour through.
+    pub runs: &'a RunManifest,
 }
 
 /// What the store asks of its metadata engine. Writes become durable at
@@ -47,8 +50,28 @@ pub(crate) trait MetaStore: Send + Sync {
     fn load_manifest_v1(&self) -> Result<Option<ManifestV1>>;
     /// Writes the configuration, the spaces and the manifest in one batch:
     /// at creation, at the upgrade of a format-1 store, and when spaces are
-    /// added or their index spec changes. Not flushed.
-    fn save_layout(&self, config: &StoredConfig, spaces: &[StoredSpace], manifest: &Manifest) -> Result<()>;
+    /// added or their index spec changes; with `runs` when they change
+    /// too (the upgrade to format 6, which moves histories, features and
+    /// attributes into runs, commits here). Not flushed.
+    fn save_layout(
+        &self,
+        config: &StoredConfig,
+        spaces: &[StoredSpace],
+        manifest: &Manifest,
+        runs: Option<&RunManifest>,
+    ) -> Result<()>;
+    /// The run files of a format-6 store (`None` before format 6).
+    fn load_runs(&self) -> Result<Option<RunManifest>>;
+    /// Replaces the list of run files (a merge's install). Not flushed.
+    fn save_runs(&self, runs: &RunManifest) -> Result<()>;
+    /// Removes the trees `histories`, `features` and `attributes` that
+    /// stores before format 6 kept behaviour in; returns the records
+    /// removed. Not flushed.
+    fn drop_legacy_behaviour(&self) -> Result<u64>;
+    /// A read-only open's private directory (its copy of the metadata
+    /// lives there, and goes with it): where the runs of an older store's
+    /// behaviour are made when it is opened read-only.
+    fn scratch_dir(&self) -> Option<std::path::PathBuf>;
     /// Atomically applies `commit`: after a crash, all of it is there or
     /// none. Retirements reach the metadata only this way, together with
     /// the checkpoint that covers their log records: a retirement whose
@@ -61,18 +84,15 @@ pub(crate) trait MetaStore: Send + Sync {
     fn drop_legacy_locations(&self) -> Result<u64>;
     /// Every dead row of every sealed segment.
     fn dead_rows(&self) -> Result<Vec<Location>>;
-    fn load_history(&self, user: u64) -> Result<Option<UserHistory>>;
-    /// Calls `f` with every stored history (in user id order).
-    fn for_each_history(&self, f: &mut dyn FnMut(u64, UserHistory) -> Result<()>) -> Result<()>;
-    fn save_histories(&self, histories: &[(u64, UserHistory)]) -> Result<()>;
-    /// Every user's features (tree `features`).
-    fn load_features(&self) -> Result<Vec<UserFeaturePairs>>;
-    /// Writes users' features; an empty set removes the user's record.
-    fn save_features(&self, features: &[UserFeaturePairs]) -> Result<()>;
-    /// Every item's attributes (tree `attributes`).
-    fn load_attributes(&self) -> Result<Vec<UserFeaturePairs>>;
-    /// Writes items' attributes; an empty set removes the item's record.
-    fn save_attributes(&self, attributes: &[UserFeaturePairs]) -> Result<()>;
+    /// Calls `f` with every history a store before format 6 kept (tree
+    /// `histories`, in user id order), for its upgrade.
+    fn for_each_legacy_history(&self, f: &mut dyn FnMut(u64, UserHistory) -> Result<()>) -> Result<()>;
+    /// Every user's features a store before format 6 kept (tree
+    /// `features`, in user id order).
+    fn load_legacy_features(&self) -> Result<Vec<UserFeaturePairs>>;
+    /// Every item's attributes a store before format 6 kept (tree
+    /// `attributes`, in item id order).
+    fn load_legacy_attributes(&self) -> Result<Vec<UserFeaturePairs>>;
     /// The recent-popularity counts (`store/trending.rs`), encoded.
     fn load_trending(&self) -> Result<Option<records::TrendingRecord>>;
     /// Replaces the recent-popularity counts. Not flushed.

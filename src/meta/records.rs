@@ -20,8 +20,16 @@ use crate::wal::Position;
 /// files of version 2) and keeps no item registry, where a version-4 build
 /// would find no sealed item. Older stores are upgraded in place at open,
 /// in one metadata batch (2, 3 or 4 to 5 changes only the number; the
-/// registry is removed after it).
-pub(crate) const FORMAT_VERSION: u32 = 5;
+/// registry is removed after it); version 6 keeps user histories, user
+/// features and item attributes in run files (`runs/`, named by
+/// [`RunManifest`] under `b"live_runs"`) instead of sled's trees `histories`,
+/// `features` and `attributes`, which a version-5 build would read as
+/// empty. A version-5 store's trees are moved into runs at open, the
+/// number changing in the same batch that names the runs.
+pub(crate) const FORMAT_VERSION: u32 = 6;
+
+/// The first format whose behaviour lives in runs.
+pub(crate) const RUNS_FORMAT: u32 = 6;
 
 /// What a store was created with; checked on every open. Its shape is
 /// version 1's, so that a build reading version 1 can read the version
@@ -215,4 +223,73 @@ pub(crate) struct TrendingRecord {
     /// Bucket number (timestamp / width) and its (item, count) pairs,
     /// oldest first.
     pub buckets: Vec<(u64, Vec<(u64, u32)>)>,
+}
+
+/// One run file of the store (`runs/<kind>-<id>.run`, see `crate::runs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RunRecord {
+    pub id: u64,
+    /// Entries it holds, and its length in bytes (for the merge policy and
+    /// `Stats`).
+    pub entries: u64,
+    pub bytes: u64,
+    /// The sequence numbers it stands for, `[from_seq, to_seq)`: a kind's
+    /// runs are adjacent, oldest first.
+    pub from_seq: u64,
+    pub to_seq: u64,
+}
+
+/// The run files that hold the store's behaviour (catalog key `b"live_runs"`,
+/// a codec envelope), each kind's oldest first: where runs of one kind
+/// disagree the newer one wins, and a merge replaces adjacent runs by one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RunManifest {
+    /// The id the next run file gets (runs have their own ids).
+    pub next_id: u64,
+    /// Every event, features record and attributes record with a smaller
+    /// sequence number is in a run: replay skips them.
+    pub through_seq: u64,
+    pub events: Vec<RunRecord>,
+    pub features: Vec<RunRecord>,
+    pub attributes: Vec<RunRecord>,
+}
+
+impl RunManifest {
+    /// An empty set of runs: nothing before `through_seq` to keep.
+    pub fn empty(through_seq: u64) -> Self {
+        RunManifest {
+            next_id: 1,
+            through_seq,
+            ..RunManifest::default()
+        }
+    }
+
+    /// Every run's (kind, id).
+    pub fn files(&self) -> impl Iterator<Item = (crate::runs::RunKind, u64)> + '_ {
+        use crate::runs::RunKind;
+        let of = |kind, list: &'_ Vec<RunRecord>| list.iter().map(move |r| (kind, r.id)).collect::<Vec<_>>();
+        of(RunKind::Events, &self.events)
+            .into_iter()
+            .chain(of(RunKind::Features, &self.features))
+            .chain(of(RunKind::Attributes, &self.attributes))
+    }
+
+    /// The runs of `kind`, oldest first.
+    pub fn of(&self, kind: crate::runs::RunKind) -> &Vec<RunRecord> {
+        use crate::runs::RunKind;
+        match kind {
+            RunKind::Events => &self.events,
+            RunKind::Features => &self.features,
+            RunKind::Attributes => &self.attributes,
+        }
+    }
+
+    pub fn of_mut(&mut self, kind: crate::runs::RunKind) -> &mut Vec<RunRecord> {
+        use crate::runs::RunKind;
+        match kind {
+            RunKind::Events => &mut self.events,
+            RunKind::Features => &mut self.features,
+            RunKind::Attributes => &mut self.attributes,
+        }
+    }
 }

@@ -7,10 +7,12 @@
 //! sequence number), the forwarding table (empty since format 5), the
 //! deleted items and the dead rows of sealed segments, as of the last
 //! checkpoint. Where each item lives is the segments' own business (their
-//! id orders). Histories, user features
-//! and item attributes are not copied either (they can be large); repair
-//! rebuilds them from the log after the checkpoint and reports the rest as
-//! lost.
+//! id orders). Version 2 also names the run files (format 6) that hold the
+//! user histories, user features and item attributes, and the sequence
+//! number they hold behaviour through, so repair loses none of it: what is
+//! not in a run is in the log after the checkpoint. A version-1 copy (a
+//! format-5 store) names no runs; repair of such a store rebuilds behaviour
+//! from the log after the checkpoint only, and reports the rest as lost.
 //!
 //! It is written (atomically: temporary file, fsync, rename, directory
 //! fsync) after every checkpoint's metadata flush and before the files
@@ -22,19 +24,19 @@
 //! | bytes | field | meaning |
 //! |---|---|---|
 //! | 0..8 | magic | `EMBRECOV` |
-//! | 8..12 | version u32 LE | 1 |
+//! | 8..12 | version u32 LE | 2 (1: no runs) |
 //! | 12..20 | body_len u64 LE | bytes after the header |
 //! | 20..24 | body_crc u32 LE | crc32 of the body |
 //! | 24..60 | zero | |
 //! | 60..64 | header_crc u32 LE | crc32 of bytes 0..60 |
-//! | 64.. | body | a `codec` envelope of [`RecoveryRecord`] |
+//! | 64.. | body | a `codec` envelope of [`RecoveryRecord`] (version 1: of its shape without `runs`) |
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::records::{Forward, Manifest, StoredConfig, StoredSpace};
+use super::records::{Forward, Manifest, RunManifest, StoredConfig, StoredSpace};
 use super::MetaStore;
 use crate::codec;
 use crate::error::{Error, IoContext, Result};
@@ -43,7 +45,7 @@ use crate::segment::Location;
 use crate::stamp::{Header, HeaderWriter, HEADER_LEN};
 
 const MAGIC: &[u8; 8] = b"EMBRECOV";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 pub(crate) const FILE_NAME: &str = "RECOVERY";
 
 /// What the file holds (see the module docs).
@@ -56,6 +58,19 @@ pub(crate) struct RecoveryRecord {
     pub forwards: Vec<Forward>,
     pub blocked: Vec<u64>,
     pub dead: Vec<Location>,
+    /// The run files, for a format-6 store.
+    pub runs: Option<RunManifest>,
+}
+
+/// Version 1's record: the same without runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct RecoveryRecordV1 {
+    config: StoredConfig,
+    spaces: Vec<StoredSpace>,
+    manifest: Manifest,
+    forwards: Vec<Forward>,
+    blocked: Vec<u64>,
+    dead: Vec<Location>,
 }
 
 pub(crate) fn path(store: &Path) -> PathBuf {
@@ -79,6 +94,7 @@ pub(crate) fn write_from(store: &Path, meta: &dyn MetaStore) -> Result<()> {
         forwards: Vec::new(),
         blocked: meta.load_blocked()?,
         dead: meta.dead_rows()?,
+        runs: meta.load_runs()?,
     };
     let body = codec::encode(&record, "the recovery record")?;
     let header = HeaderWriter::new(MAGIC, VERSION)
@@ -121,5 +137,18 @@ pub(crate) fn decode(bytes: &[u8], path: &Path) -> Result<RecoveryRecord> {
     if crc32fast::hash(body) != header.u32(20) {
         return Err(corrupt(HEADER_LEN as u64, "body checksum mismatch".into()));
     }
-    codec::decode(body, &format!("the recovery record in {}", path.display()))
+    let what = format!("the recovery record in {}", path.display());
+    if header.u32(8) == 1 {
+        let v1: RecoveryRecordV1 = codec::decode(body, &what)?;
+        return Ok(RecoveryRecord {
+            config: v1.config,
+            spaces: v1.spaces,
+            manifest: v1.manifest,
+            forwards: v1.forwards,
+            blocked: v1.blocked,
+            dead: v1.dead,
+            runs: None,
+        });
+    }
+    codec::decode(body, &what)
 }

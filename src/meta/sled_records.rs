@@ -8,10 +8,10 @@ use std::path::PathBuf;
 
 use super::engine::Engine;
 use super::engine::{
-    dead_key, BLOCKED_KEY, CONFIG_KEY, DEAD_PREFIX, FORWARDS_KEY, MANIFEST_KEY, REGISTRY_PREFIX, SPACES_KEY,
+    dead_key, BLOCKED_KEY, CONFIG_KEY, DEAD_PREFIX, FORWARDS_KEY, MANIFEST_KEY, REGISTRY_PREFIX, RUNS_KEY, SPACES_KEY,
     SPACE_REGISTRY_PREFIX, TRENDING_KEY, WAL_FILES_KEY,
 };
-use super::records::{Manifest, ManifestV1, StoredConfig, StoredSpace, TrendingRecord, UserHistory};
+use super::records::{Manifest, ManifestV1, RunManifest, StoredConfig, StoredSpace, TrendingRecord, UserHistory};
 use super::sled_meta::{db_dir, list_generations, SledMeta};
 use super::{Commit, MetaStore, UserFeaturePairs};
 use crate::codec;
@@ -21,35 +21,58 @@ use crate::segment::Location;
 use crate::wal::tracked::TrackedFiles;
 
 impl MetaStore for SledMeta {
-    fn save_histories(&self, histories: &[(u64, UserHistory)]) -> Result<()> {
-        self.write("user histories", |db| {
-            let mut batch = sled::Batch::default();
-            for (user, history) in histories {
-                batch.insert(&user.to_be_bytes()[..], codec::encode(history, "history")?);
-            }
-            db.histories.apply_batch(batch).map_err(|e| db.err(e))
-        })
-    }
-
-    fn load_features(&self) -> Result<Vec<UserFeaturePairs>> {
+    fn load_legacy_features(&self) -> Result<Vec<UserFeaturePairs>> {
         self.read("the user features", |db| {
             load_pairs(db, &db.features, "features of user")
         })
     }
 
-    fn save_features(&self, features: &[UserFeaturePairs]) -> Result<()> {
-        self.write("user features", |db| save_pairs(db, &db.features, features, "features"))
-    }
-
-    fn load_attributes(&self) -> Result<Vec<UserFeaturePairs>> {
+    fn load_legacy_attributes(&self) -> Result<Vec<UserFeaturePairs>> {
         self.read("the item attributes", |db| {
             load_pairs(db, &db.attributes, "attributes of item")
         })
     }
 
-    fn save_attributes(&self, attributes: &[UserFeaturePairs]) -> Result<()> {
-        self.write("item attributes", |db| {
-            save_pairs(db, &db.attributes, attributes, "attributes")
+    fn load_runs(&self) -> Result<Option<RunManifest>> {
+        self.read("the list of run files", |db| {
+            db.get_record(&db.catalog, RUNS_KEY, "runs")
+        })
+    }
+
+    fn save_runs(&self, runs: &RunManifest) -> Result<()> {
+        self.write("the list of run files", |db| {
+            db.catalog
+                .insert(RUNS_KEY, codec::encode(runs, "runs")?)
+                .map(|_| ())
+                .map_err(|e| db.err(e))
+        })
+    }
+
+    fn scratch_dir(&self) -> Option<PathBuf> {
+        self.scratch.clone()
+    }
+
+    fn drop_legacy_behaviour(&self) -> Result<u64> {
+        self.write("the histories, features and attributes of an older store", |db| {
+            let mut dropped = 0;
+            for tree in [&db.histories, &db.features, &db.attributes] {
+                loop {
+                    // Batches of bounded size: a tree can hold millions.
+                    let mut batch = sled::Batch::default();
+                    let mut n = 0u64;
+                    for entry in tree.iter().take(100_000) {
+                        let (key, _) = entry.map_err(|e| db.err(e))?;
+                        batch.remove(key);
+                        n += 1;
+                    }
+                    if n == 0 {
+                        break;
+                    }
+                    tree.apply_batch(batch).map_err(|e| db.err(e))?;
+                    dropped += n;
+                }
+            }
+            Ok(dropped)
         })
     }
 
@@ -90,9 +113,18 @@ impl MetaStore for SledMeta {
         })
     }
 
-    fn save_layout(&self, config: &StoredConfig, spaces: &[StoredSpace], manifest: &Manifest) -> Result<()> {
+    fn save_layout(
+        &self,
+        config: &StoredConfig,
+        spaces: &[StoredSpace],
+        manifest: &Manifest,
+        runs: Option<&RunManifest>,
+    ) -> Result<()> {
         self.write("the configuration", |db| {
             let mut batch = sled::Batch::default();
+            if let Some(runs) = runs {
+                batch.insert(RUNS_KEY, codec::encode(runs, "runs")?);
+            }
             batch.insert(CONFIG_KEY, codec::encode(config, "config")?);
             batch.insert(SPACES_KEY, codec::encode(&spaces.to_vec(), "spaces")?);
             batch.insert(MANIFEST_KEY, codec::encode(manifest, "manifest")?);
@@ -107,6 +139,7 @@ impl MetaStore for SledMeta {
                 retired,
                 dropped_segments,
                 dead,
+                runs,
             } = *c;
             let mut batch = sled::Batch::default();
             for (_, _, at) in retired {
@@ -129,6 +162,8 @@ impl MetaStore for SledMeta {
                 batch.insert(&dead_key(*at)[..], &[][..]);
             }
             batch.insert(MANIFEST_KEY, codec::encode(manifest, "manifest")?);
+            batch.insert(RUNS_KEY, codec::encode(runs, "runs")?);
+            batch.insert(RUNS_KEY, codec::encode(runs, "runs")?);
             db.catalog.apply_batch(batch).map_err(|e| db.err(e))
         })
     }
@@ -184,13 +219,7 @@ impl MetaStore for SledMeta {
         })
     }
 
-    fn load_history(&self, user: u64) -> Result<Option<UserHistory>> {
-        self.read("a user history", |db| {
-            db.get_record(&db.histories, &user.to_be_bytes(), &format!("history of user {user}"))
-        })
-    }
-
-    fn for_each_history(&self, f: &mut dyn FnMut(u64, UserHistory) -> Result<()>) -> Result<()> {
+    fn for_each_legacy_history(&self, f: &mut dyn FnMut(u64, UserHistory) -> Result<()>) -> Result<()> {
         self.read("the user histories", |db| {
             for kv in db.histories.iter() {
                 let (key, value) = kv.map_err(|e| db.err(e))?;
@@ -293,19 +322,6 @@ fn load_pairs(db: &Engine, tree: &sled::Tree, what: &str) -> Result<Vec<UserFeat
     Ok(out)
 }
 
-/// Writes (id, pairs) records in one batch; an empty set removes the id.
-fn save_pairs(db: &Engine, tree: &sled::Tree, records: &[UserFeaturePairs], what: &str) -> Result<()> {
-    let mut batch = sled::Batch::default();
-    for (id, set) in records {
-        if set.is_empty() {
-            batch.remove(&id.to_be_bytes()[..]);
-        } else {
-            batch.insert(&id.to_be_bytes()[..], codec::encode(set, what)?);
-        }
-    }
-    tree.apply_batch(batch).map_err(|e| db.err(e))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,9 +350,15 @@ mod tests {
             retired: &[(3, 5, at(2, 0))],
             dropped_segments: &[],
             dead: &[at(4, 1)],
+            runs: &RunManifest::empty(1),
         })
         .unwrap();
+        meta.save_runs(&RunManifest::empty(1)).unwrap();
         assert_eq!(meta.drop_legacy_locations().unwrap(), 5);
+        assert!(
+            meta.load_runs().unwrap().is_some(),
+            "the list of runs is not a registry entry"
+        );
         assert_eq!(meta.drop_legacy_locations().unwrap(), 0);
         assert_eq!(meta.dead_rows().unwrap(), [at(2, 0), at(4, 1)]);
         assert!(meta.load_manifest().unwrap().is_some());

@@ -35,9 +35,12 @@ pub struct Options {
     /// Whether sealed segments get their indexes loaded or built in the
     /// background (else every segment is searched exactly).
     pub(crate) background_indexing: bool,
-    /// Memory for user histories in memory (an LRU; the rest live in the
-    /// metadata store).
+    /// Merges of runs in the background.
+    pub(crate) background_merges: bool,
+    /// Kept for hosts that set it; histories live in runs now.
     pub(crate) history_cache_bytes: usize,
+    /// Memory for the behaviour applied since the last checkpoint.
+    pub(crate) recent_bytes: usize,
     /// sled's page cache.
     pub(crate) meta_cache_bytes: u64,
     /// Some for a store that trains its own item vectors (persisted).
@@ -56,6 +59,10 @@ pub struct Options {
 /// The smallest metadata page cache (`Options::meta_cache_bytes`): sled
 /// cannot run with less.
 pub const MIN_META_CACHE_BYTES: u64 = 1 << 20;
+
+/// The default and the smallest `Options::recent_bytes`.
+pub const DEFAULT_RECENT_BYTES: usize = 64 << 20;
+pub const MIN_RECENT_BYTES: usize = 1 << 20;
 
 /// The trending window unless `Options::trending_window` says otherwise:
 /// 7 days in milliseconds (the unit `Event::ts` documents).
@@ -86,7 +93,9 @@ impl Options {
             ivf_points_per_list: crate::index::ivf_training::DEFAULT_POINTS_PER_LIST,
             share_ivf_centroids: true,
             background_indexing: true,
+            background_merges: true,
             history_cache_bytes: 1 << 30,
+            recent_bytes: DEFAULT_RECENT_BYTES,
             meta_cache_bytes: 64 << 20,
             train: None,
             from_store: false,
@@ -176,16 +185,23 @@ impl Options {
         self
     }
 
-    /// Bytes of user histories kept in memory (default 1 GiB, about 30 M
-    /// history entries): the most recently used ones. Past it, the least
-    /// recently used histories are written to the metadata store (changed
-    /// ones first) and read back when a query or an event needs them; each
-    /// such event then costs a read and a rewrite of that user's whole
-    /// history in sled, which is far slower than memory (`ember
-    /// bench-memory` measures it), so size this to the histories of the
-    /// active users. May change between opens.
+    /// Ignored since format 6: histories are read from memory-mapped runs
+    /// (their pages are the OS's page cache) and from the part since the
+    /// last checkpoint, which [`Options::recent_bytes`] bounds. Kept so
+    /// that hosts that set it still build.
     pub fn history_cache_bytes(mut self, bytes: usize) -> Self {
         self.history_cache_bytes = bytes;
+        self
+    }
+
+    /// Bytes of memory for the behaviour applied since the last checkpoint
+    /// (events at about 40 bytes each, plus 64 per user with new events;
+    /// features and attributes set), default 64 MiB, at least 1 MiB. Past
+    /// it the write path checkpoints, which writes that part out as runs.
+    /// Larger means fewer, larger runs (fewer merges), and more memory. May
+    /// change between opens.
+    pub fn recent_bytes(mut self, bytes: usize) -> Self {
+        self.recent_bytes = bytes;
         self
     }
 
@@ -220,7 +236,13 @@ impl Options {
         self
     }
 
-    /// How many of each user's most recent items `history` keeps.
+    /// How many of each user's most recent items `history` keeps (default
+    /// 1,000). It applies when histories are read (a history is the
+    /// user's newest `history_len` events) and when runs are merged (a
+    /// merge keeps each user's newest `history_len`): opening with a
+    /// smaller value serves shorter histories, and once a merge has run,
+    /// a larger value later cannot bring the older events back. May change
+    /// between opens.
     pub fn history_len(mut self, len: usize) -> Self {
         self.history_len = len;
         self
@@ -276,6 +298,16 @@ impl Options {
         self
     }
 
+    /// Whether a thread of the store's merges runs of histories, features
+    /// and attributes in the background (default true): one merge at a
+    /// time, so merges take at most one core. Off, runs accumulate (one per
+    /// checkpoint, each a binary search per history read) until
+    /// `Store::compact` merges them. May change between opens.
+    pub fn background_merges(mut self, on: bool) -> Self {
+        self.background_merges = on;
+        self
+    }
+
     /// The index spec.
     pub fn index_spec(&self) -> IndexSpec {
         self.index
@@ -311,6 +343,12 @@ impl Options {
             )));
         }
         self.index.validate()?;
+        if self.recent_bytes < MIN_RECENT_BYTES {
+            return Err(Error::InvalidOptions(format!(
+                "recent_bytes must be at least {MIN_RECENT_BYTES} (1 MiB), got {}",
+                self.recent_bytes
+            )));
+        }
         if self.history_len == 0 {
             return Err(Error::InvalidOptions("history_len must be at least 1".into()));
         }

@@ -340,6 +340,30 @@ fn le_u64(b: &[u8]) -> u64 {
 }
 
 impl Frame {
+    /// Gives the pages of `range` (bytes of the file) that this process
+    /// touched back from its resident set; they stay in the page cache.
+    /// Scans call it behind their cursor so that reading every run (a
+    /// merge, a round's gather, an export, verify) does not hold the
+    /// whole file resident. Best effort: a refusal changes nothing.
+    pub fn release(&self, range: std::ops::Range<usize>) {
+        const PAGE: usize = 4096;
+        let start = range.start.div_ceil(PAGE) * PAGE;
+        let end = (range.end.min(self.map.len()) / PAGE) * PAGE;
+        if end <= start {
+            return;
+        }
+        // SAFETY: MADV_DONTNEED on this read-only, shared mapping of an
+        // immutable file only drops the page-table entries of the range:
+        // a later read of any byte in it (a slice still held, another
+        // reader) faults the same bytes back in from the page cache or the
+        // file, so nothing can observe a change. The range lies inside the
+        // mapping (clamped above) and starts on a page boundary.
+        let _ = unsafe {
+            self.map
+                .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+        };
+    }
+
     /// Opens run `id` of `format` at `path`: checks everything but the
     /// blocks (see the module documentation), then maps the file.
     pub fn open(path: &Path, id: u64, format: &Format) -> Result<Frame> {

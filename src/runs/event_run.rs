@@ -318,6 +318,7 @@ impl EventRun {
         EventScan {
             run: self,
             pos: 0,
+            released: 0,
             failed: false,
         }
     }
@@ -340,6 +341,7 @@ impl EventRun {
                 }
             }
         }
+        self.frame.release(0..self.frame.map.len());
         if users != self.frame.aux {
             return Err(corrupt(
                 &self.path,
@@ -355,8 +357,13 @@ impl EventRun {
 pub(crate) struct EventScan<'a> {
     run: &'a EventRun,
     pos: usize,
+    /// Bytes of the file behind the cursor already given back.
+    released: usize,
     failed: bool,
 }
+
+/// How far a scan reads past what it gave back before it gives back more.
+const RELEASE_EVERY: usize = 8 << 20;
 
 impl<'a> Iterator for EventScan<'a> {
     type Item = Result<&'a [EventEntry]>;
@@ -368,6 +375,12 @@ impl<'a> Iterator for EventScan<'a> {
         match self.run.user_at(self.pos) {
             Ok((slice, next)) => {
                 self.pos = next;
+                // Behind the slice just returned (its own pages stay).
+                let behind = HEADER_LEN + (self.pos.saturating_sub(slice.len())) * ENTRY_BYTES;
+                if behind >= self.released + RELEASE_EVERY {
+                    self.run.frame.release(self.released..behind);
+                    self.released = behind;
+                }
                 Some(Ok(slice))
             }
             Err(e) => {

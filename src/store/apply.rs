@@ -28,7 +28,10 @@ pub(crate) fn apply_record(shared: &Shared, core: &mut ManifestState, start: Pos
         })
     };
     match record {
-        Record::Events { first_seq, events } => apply_events(shared, first_seq, &events),
+        Record::Events { first_seq, events } => {
+            apply_events(shared, core.runs.through_seq, first_seq, &events);
+            Ok(())
+        }
         Record::Upsert { space, id, vector, .. } => {
             let space = space_of(space, id)?;
             if vector.len() != space.dim {
@@ -42,8 +45,10 @@ pub(crate) fn apply_record(shared: &Shared, core: &mut ManifestState, start: Pos
             apply_upsert(shared, core, space, start, id, &vector)
         }
         Record::Delete { space, id, .. } => apply_delete(space_of(space, id)?, id).map(|_| ()),
-        Record::Features { user, features, .. } => {
-            shared.features.set(user, features);
+        Record::Features { seq, user, features } => {
+            if seq >= core.runs.through_seq {
+                shared.behaviour.set_features(seq, user, features);
+            }
             Ok(())
         }
         Record::Block { id, .. } => apply_block(shared, id).map(|_| ()),
@@ -51,20 +56,26 @@ pub(crate) fn apply_record(shared: &Shared, core: &mut ManifestState, start: Pos
             shared.blocked.remove(id);
             Ok(())
         }
-        Record::Attributes { item, attributes, .. } => {
-            shared.attributes.set(item, attributes);
+        Record::Attributes { seq, item, attributes } => {
+            if seq >= core.runs.through_seq {
+                shared.behaviour.set_attributes(seq, item, attributes.clone());
+                shared.attributes.set(item, attributes);
+            }
             Ok(())
         }
     }
 }
 
-/// Replays logged events (idempotent: a history that holds one skips it).
-pub(crate) fn apply_events(shared: &Shared, first_seq: u64, events: &[Event]) -> Result<()> {
+/// Replays logged events: those below `through_seq` are in runs already
+/// (trending skips what it counted on its own).
+pub(crate) fn apply_events(shared: &Shared, through_seq: u64, first_seq: u64, events: &[Event]) {
     for (i, event) in events.iter().enumerate() {
-        shared.histories.apply(first_seq + i as u64, event)?;
-        shared.trending.apply(first_seq + i as u64, event.item, event.ts);
+        let seq = first_seq + i as u64;
+        if seq >= through_seq {
+            shared.behaviour.append(seq, event);
+        }
+        shared.trending.apply(seq, event.item, event.ts);
     }
-    Ok(())
 }
 
 /// Stores `vector` (already validated and normalised) for `id` in `space`,

@@ -1,23 +1,26 @@
 //! Item attributes (`Store::set_attributes`): string key/value pairs, a key
 //! may repeat (`genre` = `Comedy`, `genre` = `Drama`). Each item's whole set
-//! is logged as one record (kind 9, replacing the last), held in memory
-//! with a posting list per (key, value), and written to the metadata store
-//! (tree `attributes`) at each checkpoint; replay sets them again in
-//! order, so the last set written wins either way.
+//! is logged as one record (kind 9, replacing the last), kept with the
+//! rest of the behaviour (`super::behaviour`: in memory until the next
+//! checkpoint, then in a keyed run), and held in memory with a posting
+//! list per (key, value), built at open by one scan of the runs. Memory is
+//! bounded by items times attributes, not by events or users: filters
+//! need the postings anyway.
 //!
 //! The posting lists are what filters are planned with: a filter resolves
 //! to the sorted ids that match (or that do not), and its size is the
 //! selectivity estimate (see `query::filter`).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 
+use super::behaviour::Behaviour;
 use super::features::{FeatureSet, MAX_FEATURES, MAX_FEATURE_BYTES};
 use super::Store;
 use crate::error::{Error, Result};
-use crate::meta::MetaStore;
+use crate::runs::RunKind;
 use crate::wal::record;
 
 /// The attribute key `ember ingest --items` stores titles under, and that
@@ -41,7 +44,8 @@ impl Store {
             let seq = w.core.next_seq;
             let (_, end) = w.log(|out| record::encode_attributes(out, seq, item, attributes))?;
             w.core.next_seq += 1;
-            let set = attributes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let set: FeatureSet = attributes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            self.shared.behaviour.set_attributes(seq, item, set.clone());
             self.shared.attributes.set(item, set);
             self.maybe_checkpoint(&mut w)?;
             end
@@ -67,10 +71,7 @@ impl Store {
 
 /// Items' attributes and the (key, value) -> items postings over them.
 pub(crate) struct ItemAttributes {
-    meta: Arc<dyn MetaStore>,
     inner: RwLock<Inner>,
-    /// Set since the last checkpoint.
-    dirty: Mutex<HashSet<u64>>,
 }
 
 #[derive(Default)]
@@ -114,23 +115,22 @@ impl Inner {
 }
 
 impl ItemAttributes {
-    /// Every item's attributes, from the metadata store.
-    pub fn load(meta: Arc<dyn MetaStore>) -> Result<Self> {
+    /// Every item's attributes, from the runs (one scan in item order).
+    pub fn load(behaviour: &Behaviour) -> Result<Self> {
         let mut inner = Inner::default();
-        for (item, set) in meta.load_attributes()? {
+        behaviour.for_each_keyed(RunKind::Attributes, &mut |item, set| {
             inner.set(item, set);
-        }
+            Ok(())
+        })?;
         Ok(ItemAttributes {
-            meta,
             inner: RwLock::new(inner),
-            dirty: Mutex::new(HashSet::new()),
         })
     }
 
-    /// Replaces `item`'s attributes (an empty set removes them).
+    /// Replaces `item`'s attributes (an empty set removes them) in memory;
+    /// the runs get them through `Behaviour::set_attributes`.
     pub fn set(&self, item: u64, attributes: FeatureSet) {
         self.inner.write().set(item, attributes);
-        self.dirty.lock().insert(item);
     }
 
     pub fn get(&self, item: u64) -> Arc<FeatureSet> {
@@ -179,28 +179,6 @@ impl ItemAttributes {
             out.dedup();
         }
         out
-    }
-
-    /// Writes the changed items' attributes to the metadata store (not yet
-    /// flushed): the checkpoint's part.
-    pub fn persist_dirty(&self) -> Result<()> {
-        let dirty: Vec<u64> = self.dirty.lock().drain().collect();
-        if dirty.is_empty() {
-            return Ok(());
-        }
-        let changed: Vec<(u64, FeatureSet)> = {
-            let inner = self.inner.read();
-            dirty
-                .iter()
-                .map(|i| (*i, inner.items.get(i).map(|f| f.as_ref().clone()).unwrap_or_default()))
-                .collect()
-        };
-        let outcome = self.meta.save_attributes(&changed);
-        if outcome.is_err() {
-            // Still to write: the next checkpoint tries again.
-            self.dirty.lock().extend(dirty);
-        }
-        outcome
     }
 }
 

@@ -42,6 +42,12 @@ pub struct CompactReport {
     /// estimate).
     pub bytes_before: u64,
     pub bytes_after: u64,
+    /// Runs of histories, features and attributes before and after (a
+    /// whole-store compaction merges each kind into one; a dry run and a
+    /// one-space compaction leave them), and the bytes the merges wrote.
+    pub runs_before: usize,
+    pub runs_after: usize,
+    pub run_bytes_written: u64,
 }
 
 /// The segments worth rewriting: many dead rows, too few rows, or a file
@@ -109,6 +115,17 @@ impl Store {
         // the metadata. (Rows merely moved cost the metadata nothing: their
         // new segments' id orders place them. See ARCHITECTURE.md,
         // Compaction.)
+        let count_runs = || {
+            let v = shared.behaviour.load();
+            v.events.len() + v.features.len() + v.attributes.len()
+        };
+        report.runs_before = count_runs();
+        if mode == Compaction::Run && only.is_none() {
+            let written = shared.behaviour.merge_stats.bytes_written();
+            super::behaviour::merger::merge_due(shared, &self.write, true)?;
+            report.run_bytes_written = shared.behaviour.merge_stats.bytes_written() - written;
+        }
+        report.runs_after = count_runs();
         let dropped_rows = report.rows_in - report.rows_kept;
         if mode == Compaction::Run && dropped_rows > 0 && dropped_rows * 10 >= rows_before.max(1) {
             let _writers_wait = self.write.lock();

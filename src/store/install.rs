@@ -11,10 +11,11 @@
 //! 2. Under the write lock (or during recovery, before the store is
 //!    shared), [`install`] writes the live rows of each space's growing
 //!    segment that changed since its last snapshot (the changed space's as
-//!    its next version keeps it) to a snapshot file, then makes one
-//!    metadata commit: dirty histories, every space's retirements, dead
-//!    rows and the manifest with its checkpoint,
-//!    flushed.
+//!    its next version keeps it) to a snapshot file, and the behaviour
+//!    applied since the last checkpoint to run files (`behaviour`), then
+//!    makes one metadata commit: every space's retirements, dead rows, the
+//!    manifest with its checkpoint and the list of runs, flushed; the new
+//!    runs are swapped in with an empty recent part.
 //! 3. The changed space's next version (segments, growing segment and
 //!    trained directory together) is swapped in.
 //! 4. [`Obsolete::remove`] deletes the files the new manifest no longer
@@ -238,13 +239,13 @@ pub(crate) fn install(
     }
 
     let target = changed.map(|slot| &shared.spaces[slot]);
-    // One batch, then flushed: the histories' dirty entries, the pending
-    // retirements of every space and the rest of the change, with the
-    // manifest.
-    shared.histories.persist_dirty()?;
-    shared.features.persist_dirty()?;
+    // The behaviour applied since the last checkpoint, as runs (durable
+    // files, named by the commit below); then one batch, flushed: the
+    // pending retirements of every space and the rest of the change, with
+    // the manifest and the list of runs.
+    let mut runs = core.runs.clone();
+    let flushed = shared.behaviour.write_recent(&mut runs, core.next_seq)?;
     shared.blocked.persist_dirty()?;
-    shared.attributes.persist_dirty()?;
     shared.trending.persist_dirty()?;
     manifest.checkpoint = checkpoint;
     manifest.next_seq = core.next_seq;
@@ -258,12 +259,20 @@ pub(crate) fn install(
         retired: &retired,
         dropped_segments: &removed,
         dead: &dead,
+        runs: &runs,
     })?;
     shared.meta.flush()?;
     for space in &shared.spaces {
         space.catalog.forget_committed(&retired);
     }
+    let added_runs = runs.events.len() + runs.features.len() + runs.attributes.len()
+        > core.runs.events.len() + core.runs.features.len() + core.runs.attributes.len();
     core.manifest = manifest;
+    core.runs = runs;
+    shared.behaviour.install_flushed(flushed);
+    if added_runs {
+        super::behaviour::merger::wake(&shared.merge_signal);
+    }
     core.snapshot_marks = marks;
 
     if let (Some(space), Some(growing)) = (target, next_growing) {

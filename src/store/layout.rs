@@ -42,13 +42,16 @@ pub(crate) struct Layout {
     /// opened: a new store, the format-1 upgrade, added spaces, a changed
     /// index spec or training options. None: nothing changed.
     pub changed: Option<(StoredConfig, Vec<StoredSpace>)>,
+    /// The list of run files to save with the layout: a new store's (empty)
+    /// or an upgraded one's (its behaviour moved out of sled).
+    pub runs: Option<crate::meta::records::RunManifest>,
 }
 
 impl Layout {
     /// Writes what changed, if anything.
     pub fn save(&self, meta: &dyn MetaStore) -> Result<()> {
         if let Some((config, spaces)) = &self.changed {
-            meta.save_layout(config, spaces, &self.manifest)?;
+            meta.save_layout(config, spaces, &self.manifest, self.runs.as_ref())?;
             meta.flush()?;
         }
         Ok(())
@@ -206,6 +209,7 @@ pub(crate) fn resolve(path: &Path, opts: &Options, meta: &dyn MetaStore) -> Resu
         spaces,
         manifest,
         changed,
+        runs: None,
     })
 }
 

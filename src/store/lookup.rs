@@ -53,18 +53,18 @@ impl Lookups for SpaceLookups<'_> {
     }
 
     fn history(&self, user: u64) -> Result<Vec<u64>> {
-        self.shared.histories.items(user)
+        self.shared.behaviour.items(user)
     }
 
     fn weighted_history(&self, user: u64) -> Result<Vec<(u64, f32)>> {
-        self.shared.histories.weighted_items(user)
+        self.shared.behaviour.weighted_items(user)
     }
 
     fn user_vector(&self, view: &View, user: u64, history: &[u64]) -> Result<UserVector> {
         let Some(model) = &view.model else {
             return Ok(UserVector::Pool);
         };
-        let features = self.shared.features.get(user);
+        let features = self.shared.behaviour.features(user)?;
         if history.is_empty() && features.is_empty() {
             return Ok(UserVector::Unknown);
         }

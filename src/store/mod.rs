@@ -5,12 +5,12 @@
 
 pub(crate) mod apply;
 pub(crate) mod attributes;
+pub(crate) mod behaviour;
 pub(crate) mod blocked;
 pub(crate) mod compact;
 pub(crate) mod delete;
 pub(crate) mod features;
 pub(crate) mod handle;
-pub(crate) mod history;
 pub(crate) mod indexer;
 pub(crate) mod install;
 pub(crate) mod layout;
@@ -51,6 +51,7 @@ use crate::wal::record::{self, EVENT_BYTES};
 use crate::wal::writer::SyncShared;
 use crate::wal::{frame, Position};
 pub use attributes::TITLE_KEY;
+pub use behaviour::RunFileStats;
 pub use compact::CompactReport;
 pub use handle::{Space, SpaceStats};
 use lock::DirLock;
@@ -109,14 +110,18 @@ pub struct Stats {
     pub trainer: Option<TrainerStats>,
     /// Every space, the default one first.
     pub spaces: Vec<SpaceStats>,
-    /// User histories held in memory and their bytes (bounded by
-    /// `Options::history_cache_bytes`).
+    /// Users with events since the last checkpoint (their events are in
+    /// memory), and the bytes held in memory since it (bounded by
+    /// `Options::recent_bytes`); the rest of every history is in runs.
     pub cached_histories: usize,
     pub cached_history_bytes: usize,
-    /// Users with features (`Store::set_user_features`), all in memory.
+    /// Users with features (`Store::set_user_features`), kept in runs.
     pub users_with_features: usize,
-    /// Items with attributes (`Store::set_attributes`), all in memory.
+    /// Items with attributes (`Store::set_attributes`), kept in runs and,
+    /// with their posting lists, in memory.
     pub items_with_attributes: usize,
+    /// The run files holding histories, features and attributes.
+    pub runs: behaviour::RunFileStats,
     /// Items with events in the trending window (`Query::popular`).
     pub trending_items: usize,
     /// Items deleted from the whole store (`Store::delete`) and not
@@ -139,6 +144,8 @@ pub struct Store {
     compaction: Mutex<()>,
     /// The background trainer (trained stores with a policy).
     background: Option<std::thread::JoinHandle<()>>,
+    /// The background merger of runs (stores open for writing).
+    merger: Option<behaviour::merger::Merger>,
     sync: Arc<SyncShared>,
     recovery: RecoveryReport,
     crash_on_drop: bool,
@@ -216,14 +223,9 @@ impl Store {
                 (_, end) = w.log(|out| record::encode_events(out, seq, chunk))?;
                 w.core.next_seq += chunk.len() as u64;
                 for (i, event) in chunk.iter().enumerate() {
-                    self.shared.histories.append(seq + i as u64, event)?;
+                    self.shared.behaviour.append(seq + i as u64, event);
                     self.shared.trending.apply(seq + i as u64, event.item, event.ts);
                 }
-            }
-            if self.shared.histories.over_budget() {
-                // Their log records reach the OS first (see `Histories`).
-                w.wal.write_pending()?;
-                self.shared.histories.evict_to_budget()?;
             }
             for space in self.shared.trained_spaces() {
                 if let Some(trainer) = &space.trainer {
@@ -257,16 +259,26 @@ impl Store {
             let (_, end) = w.log(|out| record::encode_features(out, seq, user, features))?;
             w.core.next_seq += 1;
             let set = features.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-            self.shared.features.set(user, set);
+            self.shared.behaviour.set_features(seq, user, set);
             self.maybe_checkpoint(&mut w)?;
             end
         };
         self.wait_durable(end)
     }
 
-    /// `user`'s features (empty if none were set).
+    /// `user`'s features (empty if none were set). A run that cannot be
+    /// read answers empty and is logged: `try_user_features` says why.
     pub fn user_features(&self, user: u64) -> Vec<(String, String)> {
-        self.shared.features.get(user).as_ref().clone()
+        self.try_user_features(user).unwrap_or_else(|e| {
+            log::error!("features of user {user}: {e}");
+            Vec::new()
+        })
+    }
+
+    /// `user`'s features (empty if none were set), or why the runs holding
+    /// them cannot be read.
+    pub fn try_user_features(&self, user: u64) -> Result<Vec<(String, String)>> {
+        self.shared.behaviour.features(user)
     }
 
     /// Inserts or replaces the vector of `id` in the default space. It is
@@ -338,7 +350,7 @@ impl Store {
 
     /// The user's most recent items (up to `history_len`), oldest first.
     pub fn history(&self, user: u64) -> Result<Vec<u64>> {
-        self.shared.histories.items(user)
+        self.shared.behaviour.items(user)
     }
 
     /// The nearest neighbours for `query`, nearest first, in the query's
@@ -412,7 +424,7 @@ impl Store {
     pub fn stats(&self) -> Result<Stats> {
         let counters = &self.shared.indexer.counters;
         let wal_bytes = crate::fsutil::dir_size(&self.shared.wal_dir)?;
-        let (cached_histories, cached_history_bytes) = self.shared.histories.cached();
+        let runs = self.shared.behaviour.stats();
         let spaces: Vec<SpaceStats> = self.spaces().iter().map(Space::stats).collect();
         let total = |f: fn(&SpaceStats) -> usize| spaces.iter().map(f).sum::<usize>();
         Ok(Stats {
@@ -432,9 +444,10 @@ impl Store {
             index_failures: counters.failures.load(Ordering::Relaxed),
             trainer: spaces.iter().find_map(|s| s.trainer.clone()),
             spaces,
-            cached_histories,
-            cached_history_bytes,
-            users_with_features: self.shared.features.len(),
+            cached_histories: runs.recent_users as usize,
+            cached_history_bytes: runs.recent_bytes as usize,
+            users_with_features: self.shared.behaviour.users_with_features(),
+            runs,
             items_with_attributes: self.shared.attributes.len(),
             trending_items: self.shared.trending.len(),
             deleted_items: self.shared.blocked.len(),
@@ -457,7 +470,11 @@ impl Store {
         } else {
             (end.file_no - w.checkpointed_at.file_no) * self.shared.opts.wal_file_bytes + end.offset
         };
-        if since < self.shared.opts.checkpoint_wal_bytes {
+        // The recent part of the behaviour is bounded too: a checkpoint
+        // writes it out as runs.
+        if since < self.shared.opts.checkpoint_wal_bytes
+            && self.shared.behaviour.recent_bytes() < self.shared.opts.recent_bytes
+        {
             return Ok(());
         }
         w.checkpoint_at_end(|core, end| seal::checkpoint(&self.shared, core, end))
@@ -530,6 +547,9 @@ impl Drop for Store {
         if let Some(background) = self.background.take() {
             background.thread().unpark();
             let _ = background.join();
+        }
+        if let Some(mut merger) = self.merger.take() {
+            merger.stop();
         }
         if self.crash_on_drop || self.shared.read_only {
             return;

@@ -8,9 +8,9 @@ use parking_lot::Mutex;
 
 use super::apply;
 use super::attributes::ItemAttributes;
+use super::behaviour::merger::Merger;
+use super::behaviour::{upgrade, Behaviour};
 use super::blocked::Blocked;
-use super::features::UserFeatures;
-use super::history::Histories;
 use super::indexer::{self, IndexConfig, Indexer};
 use super::layout::{self, Layout, ResolvedSpace};
 use super::lock::DirLock;
@@ -24,10 +24,11 @@ use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{self, TMP_SUFFIX};
 use crate::index::file as index_file;
 use crate::index::ivf_training::IvfTraining;
-use crate::meta::records::{Manifest, SpaceManifest};
+use crate::meta::records::{Manifest, RunManifest, SpaceManifest, RUNS_FORMAT};
 use crate::meta::sled_meta::SledMeta;
 use crate::meta::MetaStore;
 use crate::options::{Options, SpaceSpec};
+use crate::runs::{self, RunKind};
 use crate::segment::growing::GrowingSegment;
 use crate::segment::sealed::{self, SealedSegment};
 use crate::segment::Location;
@@ -91,7 +92,12 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
         lock
     };
 
-    let has_data = holds_data(&wal_dir)? || holds_data(&segments_dir)?;
+    let has_data = holds_data(&wal_dir)? || holds_data(&segments_dir)? || {
+        // Runs alone (their log removed by a checkpoint) are data too: new
+        // metadata would make them orphans.
+        let runs = path.join(runs::RUNS_DIR);
+        runs.is_dir() && holds_data(&runs)?
+    };
     let meta: Arc<dyn MetaStore> = if read_only {
         Arc::new(SledMeta::open_copy(&path.join("meta"), opts.meta_cache_bytes)?)
     } else {
@@ -113,7 +119,7 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
             path: path.to_path_buf(),
         });
     }
-    let resolved: Layout = layout::resolve(path, &opts, meta.as_ref())?;
+    let mut resolved: Layout = layout::resolve(path, &opts, meta.as_ref())?;
     describe_in_options(&mut opts, &resolved.spaces);
 
     let mut report = RecoveryReport::default();
@@ -144,11 +150,55 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
         }
     }
     let copied: Vec<u64> = copy
+        .as_ref()
         .map(|record| record.manifest.file_ids().collect())
+        .unwrap_or_default();
+    let copied_runs = copy
+        .as_ref()
+        .and_then(|record| record.runs.as_ref())
+        .map(|runs| runs.files().collect::<Vec<_>>())
         .unwrap_or_default();
     let tracked = meta.load_wal_files()?;
     replay::precheck(&wal_dir, resolved.manifest.checkpoint, tracked.as_ref())?;
     remove_orphans(&segments_dir, &resolved.manifest, &copied, access, &mut report)?;
+    // Behaviour: a format-6 store names its runs; a new store starts with
+    // none; an older store's is moved out of sled now, and committed with
+    // the layout below (see `behaviour::upgrade`). A read-only open moves
+    // it into its private directory.
+    let legacy = config.as_ref().is_some_and(|c| c.format_version < RUNS_FORMAT);
+    let runs_dir = match (legacy && read_only, meta.scratch_dir()) {
+        (true, Some(scratch)) => scratch.join(runs::RUNS_DIR),
+        _ => path.join(runs::RUNS_DIR),
+    };
+    let stored_runs = meta.load_runs()?;
+    remove_orphan_runs(
+        &runs_dir,
+        stored_runs.as_ref().filter(|_| !legacy),
+        &copied_runs,
+        if legacy && read_only { Access::Write } else { access },
+        &mut report,
+    )?;
+    let runs = match (config.is_some(), legacy, stored_runs) {
+        (false, _, _) => {
+            let runs = RunManifest::empty(resolved.manifest.next_seq);
+            resolved.runs = Some(runs.clone());
+            runs
+        }
+        (true, true, _) => {
+            let runs = upgrade::legacy_to_runs(meta.as_ref(), &runs_dir, resolved.manifest.next_seq)?;
+            resolved.runs = Some(runs.clone());
+            runs
+        }
+        (true, false, Some(runs)) => runs,
+        (true, false, None) => {
+            return Err(Error::Corruption {
+                file: path.join("meta"),
+                offset: 0,
+                reason: "the metadata of a format-6 store names no run files (key `runs` is missing)".into(),
+            })
+        }
+    };
+    let behaviour = Behaviour::open(&runs_dir, &runs, opts.history_len)?;
     let dead_rows = meta.dead_rows()?;
     let clock = Arc::new(crate::segment::visibility::Clock::default());
     let mut spaces = Vec::with_capacity(resolved.spaces.len());
@@ -172,7 +222,7 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
     // large registry is followed by a rebuild of the metadata. A read-only
     // open works on a private copy and leaves this to the next open for
     // writing.
-    if !read_only && meta.drop_legacy_locations()? >= LEGACY_REBUILD_ENTRIES {
+    if !read_only && meta.drop_legacy_locations()? + meta.drop_legacy_behaviour()? >= LEGACY_REBUILD_ENTRIES {
         meta.rebuild()?;
     }
     let manifest = resolved.manifest;
@@ -181,10 +231,8 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
         path: path.to_path_buf(),
         wal_dir: wal_dir.clone(),
         segments_dir: segments_dir.clone(),
-        histories: Histories::new(Arc::clone(&meta), opts.history_len, opts.history_cache_bytes),
-        features: UserFeatures::load(Arc::clone(&meta))?,
         blocked: Blocked::load(Arc::clone(&meta))?,
-        attributes: ItemAttributes::load(Arc::clone(&meta))?,
+        attributes: ItemAttributes::load(&behaviour)?,
         trending: Trending::load(
             Arc::clone(&meta),
             opts.trending,
@@ -192,14 +240,16 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
             opts.trending_window,
             manifest.next_seq,
             &mut |count| {
-                meta.for_each_history(&mut |_, history| {
-                    for e in &history.items {
+                behaviour.for_each_history(u64::MAX, &mut |_, history| {
+                    for e in history {
                         count(e.seq, e.item, e.ts);
                     }
                     Ok(())
                 })
             },
         )?,
+        behaviour,
+        merge_signal: Arc::default(),
         indexer: Indexer::start(segments_dir.clone()),
         spaces,
         meta,
@@ -209,6 +259,7 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
     });
     let mut core = ManifestState {
         next_seq: manifest.next_seq,
+        runs,
         manifest: manifest.clone(),
         snapshot_marks,
     };
@@ -264,6 +315,9 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
         if !copied.is_empty() {
             remove_orphans(&segments_dir, &core.manifest, &[], access, &mut report)?;
         }
+        if !copied_runs.is_empty() {
+            remove_orphan_runs(&runs_dir, Some(&core.runs), &[], access, &mut report)?;
+        }
     }
     let sync = wal.shared();
     let write = Arc::new(Mutex::new(WriteState {
@@ -274,12 +328,18 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
         frames: Vec::new(),
         meta: Arc::clone(&shared.meta),
     }));
+    let merger = if read_only || !opts.background_merges {
+        None
+    } else {
+        Some(Merger::start(Arc::clone(&shared), Arc::clone(&write))?)
+    };
     Ok(Store {
         background: if read_only {
             None
         } else {
             training::spawn_background(Arc::clone(&shared), Arc::clone(&write))
         },
+        merger,
         compaction: Mutex::new(()),
         write,
         sync,
@@ -451,6 +511,49 @@ fn remove_orphans(
             std::fs::remove_file(entry.path()).at(&entry.path())?;
             report.removed_garbage.push(entry.path());
         }
+    }
+    Ok(())
+}
+
+/// Removes the files of `dir` (the runs) that `live` does not name and
+/// `keep` does not either (the `RECOVERY` copy's), and temporary files;
+/// with no `live` list (an older store before its upgrade) every run file
+/// is a leftover of an earlier attempt.
+fn remove_orphan_runs(
+    dir: &Path,
+    live: Option<&RunManifest>,
+    keep: &[(RunKind, u64)],
+    access: Access,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).at(dir),
+    };
+    let named: std::collections::HashSet<(RunKind, u64)> = live
+        .into_iter()
+        .flat_map(|r| r.files())
+        .chain(keep.iter().copied())
+        .collect();
+    let mut removed = false;
+    for entry in entries {
+        let entry = entry.at(dir)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let orphan = match runs::parse_name(&name) {
+            Some(file) => !named.contains(&file),
+            None => name.ends_with(TMP_SUFFIX),
+        };
+        if orphan && access == Access::ReadOnly {
+            report.leftover_files.push(entry.path());
+        } else if orphan {
+            std::fs::remove_file(entry.path()).at(&entry.path())?;
+            report.removed_garbage.push(entry.path());
+            removed = true;
+        }
+    }
+    if removed {
+        fsutil::sync_dir(dir)?;
     }
     Ok(())
 }

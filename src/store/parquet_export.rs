@@ -283,7 +283,8 @@ impl Store {
 
         // events.parquet, user_vectors.parquet
         if opts.events || opts.user_vectors {
-            let histories = self.shared.histories.snapshot(u64::MAX)?;
+            // Streamed from one merge over the runs, a row group at a time.
+            let behaviour = &self.shared.behaviour;
             if opts.events {
                 let schema = Schema::new(vec![
                     Field::new("user_id", DataType::Int64, false),
@@ -293,9 +294,9 @@ impl Store {
                 ]);
                 let mut out = Out::create(dir.join("events.parquet"), schema, rows_per_group)?;
                 let (mut user, mut item, mut ts, mut weight) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-                for h in &histories {
-                    for e in &h.events {
-                        user.push(signed(h.user, "user id")?);
+                behaviour.for_each_history(u64::MAX, &mut |h_user, events| {
+                    for e in events {
+                        user.push(signed(h_user, "user id")?);
                         item.push(signed(e.item, "item id")?);
                         ts.push(signed(e.ts, "timestamp")?);
                         weight.push(e.weight);
@@ -309,7 +310,8 @@ impl Store {
                             ])?;
                         }
                     }
-                }
+                    Ok(())
+                })?;
                 report.events += user.len() as u64;
                 out.write(vec![
                     Arc::new(Int64Array::from(user)),
@@ -342,16 +344,17 @@ impl Store {
                         None => Ok(()),
                     }
                 };
-                for h in &histories {
-                    if let Some(v) = space.user_vector(h.user)? {
-                        users.push(signed(h.user, "user id")?);
+                behaviour.for_each_history(u64::MAX, &mut |user, _| {
+                    if let Some(v) = space.user_vector(user)? {
+                        users.push(signed(user, "user id")?);
                         rows.push(v);
                         report.user_vectors += 1;
                     }
                     if rows.len() == rows_per_group {
                         flush(&mut out, &mut users, &mut rows)?;
                     }
-                }
+                    Ok(())
+                })?;
                 flush(&mut out, &mut users, &mut rows)?;
                 if let Some(o) = out {
                     report.files.push(o.finish()?);

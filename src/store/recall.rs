@@ -43,7 +43,7 @@ impl Store {
         let lookups = SpaceLookups { shared };
         let rules = Rules::new(&lookups, query)?;
         let seen: HashSet<u64> = match user {
-            Some(user) if !query.include_seen => shared.histories.items(user)?.into_iter().collect(),
+            Some(user) if !query.include_seen => shared.behaviour.items(user)?.into_iter().collect(),
             _ => HashSet::new(),
         };
         if !shared.trending.enabled() {

@@ -7,11 +7,13 @@
 //! Nothing acknowledged in a space is dropped: every sealed row comes back
 //! (the segments carry their id orders; an item found live twice keeps its
 //! newer row, the older is recorded dead), the growing
-//! snapshot and the log after the checkpoint replay as at any open. What
-//! only sled held is reported lost: user histories before the checkpoint
-//! (the log after it rebuilds the rest), user features and item
-//! attributes set before it, and so the trending counts, which are counted
-//! again from the recovered histories.
+//! snapshot and the log after the checkpoint replay as at any open. User
+//! histories, user features and item attributes come back whole: the copy
+//! names the runs holding them through its checkpoint (each read whole
+//! before anything changes), and the log after it holds the rest. The
+//! trending counts are counted again from the histories. A copy written by
+//! a format-5 store names no runs: then what only sled held (behaviour
+//! before the checkpoint) is reported lost.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -21,7 +23,7 @@ use super::lock::DirLock;
 use super::Store;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
-use crate::meta::records::{StoredConfig, FORMAT_VERSION};
+use crate::meta::records::{RunManifest, StoredConfig, FORMAT_VERSION, RUNS_FORMAT};
 use crate::meta::recovery_file::{self, RecoveryRecord};
 use crate::meta::sled_meta::SledMeta;
 use crate::meta::{Commit, MetaStore};
@@ -69,8 +71,14 @@ pub struct RepairReport {
     pub deleted_items: usize,
     /// Log bytes replayed after the copy's checkpoint.
     pub replayed_bytes: u64,
-    /// Users with a history after the repair (from the log).
+    /// Users with a history after the repair, and their entries.
     pub users_with_history: usize,
+    pub history_entries: u64,
+    /// Run files (histories, features, attributes) read whole and kept.
+    pub runs_checked: usize,
+    /// Users with features and items with attributes after the repair.
+    pub users_with_features: usize,
+    pub items_with_attributes: usize,
     /// Unfinished repairs of processes that died, removed first.
     pub removed_leftovers: Vec<PathBuf>,
     /// What could not be recovered, one line each.
@@ -127,6 +135,7 @@ impl Store {
         };
         let segments_dir = path.join("segments");
         let (files_checked, live_items, dead) = check_files(&segments_dir, &record)?;
+        let runs_checked = check_runs(path, &record)?;
         let replayed_bytes = check_log(path, &record)?;
         let mut report = RepairReport {
             dry_run: opts.dry_run,
@@ -137,17 +146,20 @@ impl Store {
             dead_rows: dead.len(),
             deleted_items: record.blocked.len(),
             replayed_bytes,
+            runs_checked,
             ..RepairReport::default()
         };
         let meta = path.join("meta");
         let aside = free_aside_name(path);
         report.plan = vec![
             format!(
-                "build new metadata from {} ({} spaces, {} dead rows, {} deleted items) beside meta/",
+                "build new metadata from {} ({} spaces, {} dead rows, {} deleted items, {} runs of histories, \
+                 features and attributes) beside meta/",
                 recovery_file::path(path).display(),
                 record.spaces.len(),
                 dead.len(),
-                record.blocked.len()
+                record.blocked.len(),
+                runs_checked
             ),
             if meta.exists() {
                 format!("move the damaged {} to {}", meta.display(), aside.display())
@@ -182,12 +194,18 @@ impl Store {
         let store = Store::open(path, Options::existing())?;
         report.replayed_bytes = store.recovery().replayed_bytes;
         store.flush()?;
-        store.shared.meta.for_each_history(&mut |_, _| {
+        store.shared.behaviour.for_each_history(u64::MAX, &mut |_, entries| {
             report.users_with_history += 1;
+            report.history_entries += entries.len() as u64;
             Ok(())
         })?;
-        let features = store.shared.features.len();
+        let features = store.shared.behaviour.users_with_features();
         let attributes = store.shared.attributes.len();
+        report.users_with_features = features;
+        report.items_with_attributes = attributes;
+        if record.runs.is_some() {
+            return Ok(report);
+        }
         let at = record.manifest.checkpoint;
         report.lost = vec![
             format!(
@@ -216,12 +234,18 @@ fn build_metadata(dir: &Path, record: &RecoveryRecord, dead: &[Location]) -> Res
         format_version: FORMAT_VERSION,
         ..record.config.clone()
     };
-    meta.save_layout(&config, &record.spaces, &record.manifest)?;
+    // A format-5 copy names no runs: behaviour restarts at its checkpoint.
+    let runs = record
+        .runs
+        .clone()
+        .unwrap_or_else(|| RunManifest::empty(record.manifest.next_seq));
+    meta.save_layout(&config, &record.spaces, &record.manifest, Some(&runs))?;
     meta.commit(&Commit {
         manifest: &record.manifest,
         retired: &[],
         dropped_segments: &[],
         dead,
+        runs: &runs,
     })?;
     meta.save_blocked(&record.blocked)?;
     meta.flush()?;
@@ -298,9 +322,25 @@ fn metadata_damage(path: &Path) -> Option<String> {
         meta.load_blocked()?;
         meta.load_wal_files()?;
         meta.load_trending()?;
-        meta.load_features()?;
-        meta.load_attributes()?;
-        meta.for_each_history(&mut |_, _| Ok(()))?;
+        if config.format_version >= RUNS_FORMAT {
+            let Some(runs) = meta.load_runs()? else {
+                return Ok(Some("the metadata holds no list of run files".into()));
+            };
+            let dir = path.join(crate::runs::RUNS_DIR);
+            for (kind, id) in runs.files() {
+                let file = dir.join(crate::runs::file_name(kind, id));
+                if !file.exists() {
+                    return Ok(Some(format!(
+                        "the list of runs names {}, which is gone",
+                        file.display()
+                    )));
+                }
+            }
+        } else {
+            meta.load_legacy_features()?;
+            meta.load_legacy_attributes()?;
+            meta.for_each_legacy_history(&mut |_, _| Ok(()))?;
+        }
         Ok(None)
     };
     match check() {
@@ -334,6 +374,30 @@ fn check_log(path: &Path, record: &RecoveryRecord) -> Result<u64> {
         |_, _| Ok(()),
     )?;
     Ok(end.replayed_bytes)
+}
+
+/// Reads every run the copy names whole (a repair that failed at its open,
+/// after moving the metadata, would leave the store worse than it found
+/// it); returns how many.
+fn check_runs(path: &Path, record: &RecoveryRecord) -> Result<usize> {
+    let Some(runs) = &record.runs else {
+        return Ok(0);
+    };
+    let dir = path.join(crate::runs::RUNS_DIR);
+    let mut checked = 0;
+    for (kind, id) in runs.files() {
+        let file = dir.join(crate::runs::file_name(kind, id));
+        match kind {
+            crate::runs::RunKind::Events => {
+                crate::runs::event_run::EventRun::open(&file, id)?.verify()?;
+            }
+            _ => {
+                crate::runs::keyed_run::KeyedRun::open(&file, kind, id)?.verify()?;
+            }
+        }
+        checked += 1;
+    }
+    Ok(checked)
 }
 
 /// Checks every file the copy names and walks the live rows of host-fed

@@ -69,7 +69,8 @@ impl Store {
         let mut w = self.write.lock();
         w.wal.sync_all()?;
         w.checkpoint_at_end(|core, end| seal::checkpoint(&self.shared, core, end))?;
-        let live = live_segment_files(&w.core.manifest);
+        let mut live = live_segment_files(&w.core.manifest);
+        live.extend(w.core.runs.files().map(|(kind, id)| crate::runs::file_name(kind, id)));
         let mut info = SnapshotInfo {
             path: dest.to_path_buf(),
             next_seq: w.core.next_seq,
@@ -176,18 +177,27 @@ fn copy_store(src: &Path, dst: &Path, live: &dyn Fn(&str) -> bool, info: &mut Sn
     for dir in ["segments", "wal", "meta"] {
         std::fs::create_dir_all(dst.join(dir)).at(&dst.join(dir))?;
     }
-    for entry in std::fs::read_dir(src.join("segments")).at(&src.join("segments"))? {
-        let entry = entry.at(&src.join("segments"))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !live(&name) {
-            continue;
+    // Segments and runs are immutable: linked where the file system can.
+    for dir in ["segments", crate::runs::RUNS_DIR] {
+        let (src_dir, dst_dir) = (src.join(dir), dst.join(dir));
+        if !src_dir.is_dir() {
+            continue; // a store written before runs
         }
-        let (from, to) = (entry.path(), dst.join("segments").join(&name));
-        if std::fs::hard_link(&from, &to).is_ok() {
-            info.linked += 1;
-        } else {
-            copy_file(&from, &to, info)?;
+        std::fs::create_dir_all(&dst_dir).at(&dst_dir)?;
+        for entry in std::fs::read_dir(&src_dir).at(&src_dir)? {
+            let entry = entry.at(&src_dir)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !live(&name) {
+                continue;
+            }
+            let (from, to) = (entry.path(), dst_dir.join(&name));
+            if std::fs::hard_link(&from, &to).is_ok() {
+                info.linked += 1;
+            } else {
+                copy_file(&from, &to, info)?;
+            }
         }
+        fsutil::sync_dir(&dst_dir)?;
     }
     copy_tree(&src.join("wal"), &dst.join("wal"), info)?;
     copy_tree(&src.join("meta"), &dst.join("meta"), info)?;

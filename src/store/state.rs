@@ -13,12 +13,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::features::UserFeatures;
-use super::history::Histories;
+use super::behaviour::Behaviour;
 use super::indexer;
 use super::space::SpaceState;
 use crate::error::{Error, Result};
-use crate::meta::records::Manifest;
+use crate::meta::records::{Manifest, RunManifest};
 use crate::meta::MetaStore;
 use crate::options::Options;
 use crate::wal::writer::WalWriter;
@@ -33,8 +32,11 @@ pub(crate) struct Shared {
     pub meta: Arc<dyn MetaStore>,
     /// By number: the default space first.
     pub spaces: Vec<SpaceState>,
-    pub histories: Histories,
-    pub features: UserFeatures,
+    /// User histories, user features and item attributes: runs and the
+    /// part since the last checkpoint.
+    pub behaviour: Behaviour,
+    /// Wakes the background merger of runs (`behaviour::merger`).
+    pub merge_signal: Arc<(parking_lot::Mutex<bool>, parking_lot::Condvar)>,
     pub indexer: indexer::Indexer,
     /// Opened with `Store::open_read_only`: nothing may be written.
     pub read_only: bool,
@@ -88,6 +90,8 @@ impl Shared {
 /// store is shared).
 pub(crate) struct ManifestState {
     pub manifest: Manifest,
+    /// The committed list of run files (and the run ids reserved since).
+    pub runs: RunManifest,
     /// The sequence number the next operation gets.
     pub next_seq: u64,
     /// By space: what the growing segment was when its snapshot in the

@@ -64,7 +64,7 @@ pub(crate) fn round(
         let w = write.lock();
         (w.core.next_seq, trainer.events_since_round.load(Ordering::Relaxed))
     };
-    let users = shared.histories.snapshot(cut)?;
+    let users = shared.behaviour.round_events(cut)?;
     let current = trainer.current.lock().clone();
     let keep_going = || !trainer.stop.load(Ordering::Acquire);
     let full = kind == RoundKind::Full || trainer.opts.full_retrain();
@@ -102,7 +102,13 @@ pub(crate) fn round(
             }
         }
         (Model::Dnn(state), ModelOptions::Dnn(opts)) => {
-            let features = shared.features.snapshot();
+            let mut features = std::collections::HashMap::new();
+            shared
+                .behaviour
+                .for_each_keyed(crate::runs::RunKind::Features, &mut |user, set| {
+                    features.insert(user, set);
+                    Ok(())
+                })?;
             let gather_seconds = started.elapsed().as_secs_f64();
             match dnn::round::run(state, &users, &features, cut, opts, full, &keep_going, progress) {
                 None => unchanged(gather_seconds),
@@ -178,7 +184,7 @@ pub(crate) fn provisional_vectors(
         done.insert(e.item);
         let mut sum = vec![0f32; dim];
         let mut found = 0;
-        for item in &shared.histories.recent(e.user, PROVISIONAL_CONTEXT + 1)? {
+        for item in &shared.behaviour.recent(e.user, PROVISIONAL_CONTEXT + 1)? {
             if *item == e.item {
                 continue;
             }

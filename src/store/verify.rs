@@ -28,7 +28,7 @@ pub struct VerifyReport {
     /// Files whose checksums were checked.
     pub files_checked: usize,
     /// Records checked: id-order entries (against the segments' ids) and
-    /// user histories.
+    /// the entries of every run (events, features, attributes).
     pub entries_checked: usize,
     /// Every problem, one line each (empty: healthy): something that
     /// loses or changes data.
@@ -46,7 +46,17 @@ impl Store {
     /// when it starts, under no lock).
     pub fn verify(&self) -> Result<VerifyReport> {
         let shared = &self.shared;
-        let manifest = self.write.lock().core.manifest.clone();
+        // No merge removes a run while it is checked; the list and the
+        // version are taken together.
+        let _no_merge = shared.behaviour.merging.lock();
+        let (manifest, runs, behaviour) = {
+            let w = self.write.lock();
+            (
+                w.core.manifest.clone(),
+                w.core.runs.clone(),
+                shared.behaviour.load_full(),
+            )
+        };
         let mut report = VerifyReport::default();
         let mut named = HashSet::new();
         for space in &shared.spaces {
@@ -117,15 +127,12 @@ impl Store {
                 ));
             }
         }
-        // Every history record decodes (each carries its own crc).
-        let mut histories = 0;
-        if let Err(e) = shared.meta.for_each_history(&mut |_, _| {
-            histories += 1;
-            Ok(())
-        }) {
-            report.problems.push(e.to_string());
-        }
-        report.entries_checked += histories;
+        // The runs holding histories, features and attributes, read whole.
+        let runs = shared.behaviour.check(&behaviour, &runs);
+        report.files_checked += runs.files;
+        report.entries_checked += runs.entries;
+        report.problems.extend(runs.problems);
+        report.notes.extend(runs.notes);
         self.check_wal(&mut report)?;
         Ok(report)
     }

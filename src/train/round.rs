@@ -22,7 +22,6 @@ pub(crate) struct RoundEvent {
     pub item: u64,
     pub seq: u64,
     pub ts: u64,
-    pub weight: f32,
 }
 
 /// One user's history as a round sees it, oldest first.

@@ -122,6 +122,15 @@ pub fn compact(a: CompactArgs, out: &mut impl Write) -> anyhow::Result<()> {
         (None, true) => store.compact_dry_run(),
         (None, false) => store.compact(),
     }?;
+    if r.runs_before > r.runs_after {
+        writeln!(
+            out,
+            "merged {} of histories, features and attributes into {} ({} written)",
+            count(r.runs_before as u64, "run", "runs"),
+            r.runs_after,
+            HumanBytes(r.run_bytes_written)
+        )?;
+    }
     if r.segments_in == 0 {
         writeln!(out, "nothing to compact ({})", HumanBytes(r.bytes_before))?;
         return Ok(());
@@ -195,9 +204,22 @@ pub fn repair(a: RepairArgs, out: &mut impl Write) -> anyhow::Result<()> {
         count(r.deleted_items as u64, "deleted item", "deleted items"),
         count(r.replayed_bytes, "byte", "bytes"),
     )?;
-    writeln!(out, "could not be recovered:")?;
-    for line in &r.lost {
-        writeln!(out, "  - {line}")?;
+    writeln!(
+        out,
+        "behaviour: {} read whole; {} with {}, {} with features, {} with attributes",
+        count(r.runs_checked as u64, "run", "runs"),
+        count(r.users_with_history as u64, "user", "users"),
+        count(r.history_entries, "history entry", "history entries"),
+        count(r.users_with_features as u64, "user", "users"),
+        count(r.items_with_attributes as u64, "item", "items"),
+    )?;
+    if r.lost.is_empty() {
+        writeln!(out, "nothing acknowledged was lost")?;
+    } else {
+        writeln!(out, "could not be recovered:")?;
+        for line in &r.lost {
+            writeln!(out, "  - {line}")?;
+        }
     }
     Ok(())
 }

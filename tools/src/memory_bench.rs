@@ -54,6 +54,7 @@ pub fn run(a: MemoryBenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
         .history_cache_bytes(a.history_cache_mib << 20)
         .meta_cache_bytes(a.meta_cache_mib << 20);
     let store = Store::open(&dir, opts)?;
+    let sampler = crate::proc_status::PeakSampler::start();
     writeln!(
         out,
         "{} from {} over {} (dim {}), an upsert every 100 events; history cache {} MiB, sled cache {} MiB",
@@ -81,24 +82,47 @@ pub fn run(a: MemoryBenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
             }
             batch.clear();
         }
+        if n + 1 == a.events.min(4_000_000) {
+            writeln!(
+                out,
+                "first {}: {:.2} M events/s",
+                count(n + 1, "event", "events"),
+                (n + 1) as f64 / started.elapsed().as_secs_f64() / 1e6
+            )?;
+        }
         if (n + 1) % step == 0 {
             let (now, peak) = rss_mib();
             let stats = store.stats()?;
             writeln!(
                 out,
-                "{:>18}  {:>6.1} s  RSS {:>6.0} MiB (peak {:>6.0})  histories in memory {:>7} ({:.0} MiB)  sled {:>5.0} MiB on disk",
+                "{:>18}  {:>6.1} s  RSS {:>6.0} MiB (peak {:>6.0}; now {:.0} heap + {:.0} mapped)  recent {:>7} users \
+                 ({:.0} MiB)  {} event runs ({:.0} MiB, {} merges)  sled {:>5.0} MiB on disk",
                 count(n + 1, "event", "events"),
                 started.elapsed().as_secs_f64(),
                 now,
                 peak,
+                status_mib("RssAnon:").unwrap_or(f64::NAN),
+                status_mib("RssFile:").unwrap_or(f64::NAN),
                 stats.cached_histories,
                 stats.cached_history_bytes as f64 / (1 << 20) as f64,
+                stats.runs.event_runs,
+                stats.runs.event_run_bytes as f64 / (1 << 20) as f64,
+                stats.runs.merges,
                 stats.meta_bytes as f64 / (1 << 20) as f64
             )?;
+
             samples.push(now);
         }
     }
     let (_, peak) = rss_mib();
+    let (peak_anon, peak_file) = sampler.finish();
+    writeln!(
+        out,
+        "ingest {:.2} M events/s overall; peak heap (RssAnon) {:.0} MiB, peak mapped file pages (RssFile) {:.0} MiB",
+        a.events as f64 / started.elapsed().as_secs_f64() / 1e6,
+        peak_anon,
+        peak_file
+    )?;
     let half = samples.len() / 2;
     let first_half = samples[..half].iter().cloned().fold(0.0, f64::max);
     let second_half = samples[half..].iter().cloned().fold(0.0, f64::max);

@@ -197,6 +197,28 @@ pub fn print_stats(store: &Store, only: Option<&str>, out: &mut impl Write) -> a
         "deleted items    {} (out of every space until undeleted)",
         s.deleted_items
     )?;
+    let r = &s.runs;
+    writeln!(
+        out,
+        "histories        {} ({}, {}) + {} in memory since the checkpoint ({} users, {})",
+        count(r.event_runs as u64, "event run", "event runs"),
+        count(r.event_entries, "entry", "entries"),
+        HumanBytes(r.event_run_bytes),
+        count(r.recent_events, "event", "events"),
+        r.recent_users,
+        HumanBytes(r.recent_bytes)
+    )?;
+    writeln!(
+        out,
+        "features, attrs  {} users, {} items ({} and {}, {}); {} merges wrote {}",
+        s.users_with_features,
+        s.items_with_attributes,
+        count(r.feature_runs as u64, "feature run", "feature runs"),
+        count(r.attribute_runs as u64, "attribute run", "attribute runs"),
+        HumanBytes(r.keyed_run_bytes),
+        r.merges,
+        HumanBytes(r.merged_bytes)
+    )?;
     writeln!(out, "wal files        {}", HumanBytes(s.wal_bytes))?;
     writeln!(out, "metadata         {}", HumanBytes(s.meta_bytes))?;
     writeln!(out, "on disk          {}", HumanBytes(s.disk_bytes))?;

@@ -136,12 +136,21 @@ pub fn run(a: TrainBenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
         count(a.epochs as u64, "epoch", "epochs"),
         a.window
     )?;
+    let sampler = crate::proc_status::PeakSampler::start();
     let started = Instant::now();
     let mut ingested = 0u64;
     let mut reported = Instant::now();
+    // The rate over each stretch of 10 M events (or a tenth of the stream).
+    let stretch = (a.events / 10).clamp(1, 10_000_000);
+    let mut stretch_started = Instant::now();
+    let mut stretches: Vec<f64> = Vec::new();
     synthetic_events(&a, 10_000, |batch| {
         store.append_events(batch)?;
         ingested += batch.len() as u64;
+        if ingested.is_multiple_of(stretch) {
+            stretches.push(stretch as f64 / stretch_started.elapsed().as_secs_f64() / 1e6);
+            stretch_started = Instant::now();
+        }
         if reported.elapsed().as_secs() >= 30 {
             reported = Instant::now();
             eprintln!(
@@ -160,6 +169,18 @@ pub fn run(a: TrainBenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
         a.events as f64 / ingest / 1e6,
         crate::proc_status::status_mib("VmRSS:").unwrap_or(f64::NAN)
     )?;
+    writeln!(
+        out,
+        "  per {} stretch, M events/s: {} (lowest {:.2})",
+        count(stretch, "event", "events"),
+        stretches
+            .iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        stretches.iter().cloned().fold(f64::INFINITY, f64::min)
+    )?;
+    history_latency(&store, &a, "warm", out)?;
     // Rounds are timed alone: a background index build (Faiss on every
     // core) must not overlap them, or two training threads would be
     // measured against fewer free cores than one. The wait is printed.
@@ -186,13 +207,81 @@ pub fn run(a: TrainBenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
         crate::dnn_bench::train_and_query(&store, &a_users(&a), out)?;
     }
     let stats = store.stats()?;
+    let (peak_anon, peak_file) = sampler.finish();
     writeln!(
         out,
-        "store: {} ({}), {:.0} MiB on disk, peak memory {:.0} MiB",
+        "store: {} ({}), {:.0} MiB on disk ({:.0} MiB of event runs in {}, sled {:.1} MiB), peak memory {:.0} MiB \
+         (VmHWM; sampled peaks: heap {:.0} MiB, mapped file pages {:.0} MiB)",
         count(stats.sealed_segments as u64, "sealed segment", "sealed segments"),
         stats.segment_kinds.join(", "),
         stats.disk_bytes as f64 / (1 << 20) as f64,
-        peak_rss_mib().unwrap_or(f64::NAN)
+        stats.runs.event_run_bytes as f64 / (1 << 20) as f64,
+        count(stats.runs.event_runs as u64, "run", "runs"),
+        stats.meta_bytes as f64 / (1 << 20) as f64,
+        peak_rss_mib().unwrap_or(f64::NAN),
+        peak_anon,
+        peak_file
+    )?;
+    drop(store);
+    let started = Instant::now();
+    let store = Store::open(&dir, Options::existing())?;
+    writeln!(
+        out,
+        "reopen (warm, in this process): {:.0} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    )?;
+    history_latency(&store, &a, "after reopen, warm", out)?;
+    drop(store);
+    // Cold: the page cache dropped (needs root; said when it cannot be).
+    let dropped = std::process::Command::new("sh")
+        .args(["-c", "sync && echo 3 > /proc/sys/vm/drop_caches"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if dropped {
+        let started = Instant::now();
+        let store = Store::open(&dir, Options::existing())?;
+        writeln!(
+            out,
+            "reopen (page cache dropped): {:.0} ms",
+            started.elapsed().as_secs_f64() * 1e3
+        )?;
+        history_latency(&store, &a, "cold (page cache dropped)", out)?;
+    } else {
+        writeln!(
+            out,
+            "cold lookups not measured: could not drop the page cache (needs root)"
+        )?;
+    }
+    Ok(())
+}
+
+/// `Store::history` of 10,000 random users (after the same lookups once,
+/// unless `label` says cold): p50 and p99.
+fn history_latency(store: &Store, a: &TrainBenchArgs, label: &str, out: &mut impl Write) -> anyhow::Result<()> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let users: Vec<u64> = (0..10_000).map(|_| rng.gen_range(0..a.users)).collect();
+    if !label.starts_with("cold") {
+        for u in &users {
+            store.history(*u)?;
+        }
+    }
+    let mut took: Vec<f64> = Vec::with_capacity(users.len());
+    let mut entries = 0usize;
+    for u in &users {
+        let started = Instant::now();
+        entries += store.history(*u)?.len();
+        took.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    took.sort_by(f64::total_cmp);
+    let at = |q: f64| took[((took.len() - 1) as f64 * q) as usize];
+    writeln!(
+        out,
+        "history(user), {label}: p50 {:.1} us, p99 {:.1} us ({} lookups, {:.0} entries each, {} event runs)",
+        at(0.5),
+        at(0.99),
+        took.len(),
+        entries as f64 / took.len() as f64,
+        store.stats()?.runs.event_runs
     )?;
     Ok(())
 }

@@ -59,7 +59,7 @@ impl Answers {
             if !history.is_empty() {
                 histories.insert(user, history);
             }
-            let f = store.user_features(user);
+            let f = store.try_user_features(user)?;
             if !f.is_empty() {
                 features.insert(user, f);
             }

@@ -23,6 +23,8 @@ pub const SCENARIOS: &[&str] = &[
     "fixture-v2-trained",
     "fixture-v3-host",
     "fixture-v3-trained",
+    "fixture-v5-host",
+    "fixture-v5-trained",
     "compact",
     "compact-rebuild",
     "round-item2vec",
