@@ -79,15 +79,24 @@ fn a_full_disk_under_the_metadata_poisons_the_store_until_reopen() {
     let err = store.flush().expect_err("a checkpoint on a full disk");
     eprintln!("the checkpoint failed with: {err}");
 
-    // Space comes back; sled still fails, and the store says what to do.
+    // Space comes back. If sled failed, it still fails, and the store says
+    // what to do; if one of our files failed (sled's few small records
+    // since format 6 may fit its preallocated space, leaving `RECOVERY`
+    // to meet the full disk), the next checkpoint succeeds.
     std::fs::remove_file(&filler).unwrap();
-    match store.append_event(Event::new(1, 1, 1)) {
-        Err(e @ Error::Poisoned { .. }) => assert!(e.to_string().contains("reopen"), "{e}"),
-        other => panic!("expected Poisoned after a failed metadata write, got {other:?}"),
-    }
-    match store.flush() {
-        Err(e) => assert!(e.to_string().contains("reopen"), "{e}"),
-        Ok(()) => panic!("a checkpoint after sled failed must not claim success"),
+    let sled_failed = err.to_string().contains("/meta/");
+    if sled_failed {
+        match store.append_event(Event::new(1, 1, 1)) {
+            Err(e @ Error::Poisoned { .. }) => assert!(e.to_string().contains("reopen"), "{e}"),
+            other => panic!("expected Poisoned after a failed metadata write, got {other:?}"),
+        }
+        match store.flush() {
+            Err(e) => assert!(e.to_string().contains("reopen"), "{e}"),
+            Ok(()) => panic!("a checkpoint after sled failed must not claim success"),
+        }
+    } else {
+        store.append_event(Event::new(1, 1, 1)).unwrap();
+        store.flush().unwrap();
     }
     // Reads carry on.
     assert_eq!(

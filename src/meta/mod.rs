@@ -64,9 +64,9 @@ pub(crate) trait MetaStore: Send + Sync {
     fn load_runs(&self) -> Result<Option<RunManifest>>;
     /// Replaces the list of run files (a merge's install). Not flushed.
     fn save_runs(&self, runs: &RunManifest) -> Result<()>;
-    /// Removes the trees `histories`, `features` and `attributes` that
-    /// stores before format 6 kept behaviour in; returns the records
-    /// removed. Not flushed.
+    /// Removes the trees `histories`, `features` and `attributes` and the
+    /// trending record that stores before format 6 kept behaviour in;
+    /// returns the records removed. Not flushed.
     fn drop_legacy_behaviour(&self) -> Result<u64>;
     /// A read-only open's private directory (its copy of the metadata
     /// lives there, and goes with it): where the runs of an older store's
@@ -93,10 +93,9 @@ pub(crate) trait MetaStore: Send + Sync {
     /// Every item's attributes a store before format 6 kept (tree
     /// `attributes`, in item id order).
     fn load_legacy_attributes(&self) -> Result<Vec<UserFeaturePairs>>;
-    /// The recent-popularity counts (`store/trending.rs`), encoded.
+    /// The recent-popularity counts a store before format 6 kept here
+    /// (format 6 keeps them in a file the list of runs names).
     fn load_trending(&self) -> Result<Option<records::TrendingRecord>>;
-    /// Replaces the recent-popularity counts. Not flushed.
-    fn save_trending(&self, record: &records::TrendingRecord) -> Result<()>;
     /// The items deleted from the whole store (`Store::delete`).
     fn load_blocked(&self) -> Result<Vec<u64>>;
     /// Replaces the set of deleted items. Not flushed.

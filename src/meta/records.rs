@@ -252,6 +252,10 @@ pub(crate) struct RunManifest {
     pub events: Vec<RunRecord>,
     pub features: Vec<RunRecord>,
     pub attributes: Vec<RunRecord>,
+    /// The trending counts' file (`runs/trending-<id>.cnt`), written at
+    /// the checkpoints where they changed; None: counted again from the
+    /// histories at open.
+    pub trending: Option<u64>,
 }
 
 impl RunManifest {
@@ -272,6 +276,17 @@ impl RunManifest {
             .into_iter()
             .chain(of(RunKind::Features, &self.features))
             .chain(of(RunKind::Attributes, &self.attributes))
+    }
+
+    /// The names of every file in `runs/` it names: the runs and the
+    /// trending counts' file.
+    pub fn file_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .files()
+            .map(|(kind, id)| crate::runs::file_name(kind, id))
+            .collect();
+        names.extend(self.trending.map(|id| format!("trending-{id:020}.cnt")));
+        names
     }
 
     /// The runs of `kind`, oldest first.

@@ -55,6 +55,9 @@ impl MetaStore for SledMeta {
     fn drop_legacy_behaviour(&self) -> Result<u64> {
         self.write("the histories, features and attributes of an older store", |db| {
             let mut dropped = 0;
+            if db.catalog.remove(TRENDING_KEY).map_err(|e| db.err(e))?.is_some() {
+                dropped += 1;
+            }
             for tree in [&db.histories, &db.features, &db.attributes] {
                 loop {
                     // Batches of bounded size: a tree can hold millions.
@@ -79,15 +82,6 @@ impl MetaStore for SledMeta {
     fn load_trending(&self) -> Result<Option<TrendingRecord>> {
         self.read("the recent-popularity counts", |db| {
             db.get_record(&db.catalog, TRENDING_KEY, "trending")
-        })
-    }
-
-    fn save_trending(&self, record: &TrendingRecord) -> Result<()> {
-        self.write("recent-popularity counts", |db| {
-            db.catalog
-                .insert(TRENDING_KEY, codec::encode(record, "trending")?)
-                .map(|_| ())
-                .map_err(|e| db.err(e))
         })
     }
 

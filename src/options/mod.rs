@@ -62,7 +62,7 @@ pub const MIN_META_CACHE_BYTES: u64 = 1 << 20;
 
 /// The default and the smallest `Options::recent_bytes`.
 pub const DEFAULT_RECENT_BYTES: usize = 64 << 20;
-pub const MIN_RECENT_BYTES: usize = 1 << 20;
+pub const MIN_RECENT_BYTES: usize = 4 << 10;
 
 /// The trending window unless `Options::trending_window` says otherwise:
 /// 7 days in milliseconds (the unit `Event::ts` documents).
@@ -196,7 +196,7 @@ impl Options {
 
     /// Bytes of memory for the behaviour applied since the last checkpoint
     /// (events at about 40 bytes each, plus 64 per user with new events;
-    /// features and attributes set), default 64 MiB, at least 1 MiB. Past
+    /// features and attributes set), default 64 MiB, at least 4 KiB. Past
     /// it the write path checkpoints, which writes that part out as runs.
     /// Larger means fewer, larger runs (fewer merges), and more memory. May
     /// change between opens.
@@ -345,7 +345,7 @@ impl Options {
         self.index.validate()?;
         if self.recent_bytes < MIN_RECENT_BYTES {
             return Err(Error::InvalidOptions(format!(
-                "recent_bytes must be at least {MIN_RECENT_BYTES} (1 MiB), got {}",
+                "recent_bytes must be at least {MIN_RECENT_BYTES} (4 KiB), got {}",
                 self.recent_bytes
             )));
         }

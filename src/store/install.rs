@@ -154,6 +154,8 @@ pub(crate) struct Obsolete {
     segments: Vec<u64>,
     snapshots: Vec<SegmentEntry>,
     trainer: Option<TrainerEntry>,
+    /// The trending counts' file a newer one replaced.
+    trending: Option<u64>,
     checkpoint: Position,
 }
 
@@ -185,6 +187,7 @@ pub(crate) fn install(
         segments: removed.clone(),
         snapshots: Vec::new(),
         trainer: None,
+        trending: None,
         checkpoint,
     };
     if let Some(slot) = changed {
@@ -246,7 +249,16 @@ pub(crate) fn install(
     let mut runs = core.runs.clone();
     let flushed = shared.behaviour.write_recent(&mut runs, core.next_seq)?;
     shared.blocked.persist_dirty()?;
-    shared.trending.persist_dirty()?;
+    let trending = shared.trending.take_dirty_record();
+    if let Some(record) = &trending {
+        let id = runs.next_id;
+        runs.next_id += 1;
+        if let Err(e) = super::trending::file::write(shared.behaviour.dir(), id, record) {
+            shared.trending.mark_dirty();
+            return Err(e);
+        }
+        obsolete.trending = runs.trending.replace(id);
+    }
     manifest.checkpoint = checkpoint;
     manifest.next_seq = core.next_seq;
     let retired: Vec<Placed> = shared
@@ -254,14 +266,22 @@ pub(crate) fn install(
         .iter()
         .flat_map(|s| s.catalog.pending_retirements())
         .collect();
-    shared.meta.commit(&Commit {
-        manifest: &manifest,
-        retired: &retired,
-        dropped_segments: &removed,
-        dead: &dead,
-        runs: &runs,
-    })?;
-    shared.meta.flush()?;
+    let committed = shared
+        .meta
+        .commit(&Commit {
+            manifest: &manifest,
+            retired: &retired,
+            dropped_segments: &removed,
+            dead: &dead,
+            runs: &runs,
+        })
+        .and_then(|()| shared.meta.flush());
+    if let Err(e) = committed {
+        if trending.is_some() {
+            shared.trending.mark_dirty();
+        }
+        return Err(e);
+    }
     for space in &shared.spaces {
         space.catalog.forget_committed(&retired);
     }
@@ -330,6 +350,12 @@ impl Obsolete {
         names.extend(self.trainer.map(|t| trainer_file::file_name(t.file_id)));
         if remove_existing(dir, &names)? {
             crate::fsutil::sync_dir(dir)?;
+        }
+        if let Some(id) = self.trending {
+            let runs = shared.behaviour.dir();
+            if remove_existing(runs, &[super::trending::file::file_name(id)])? {
+                crate::fsutil::sync_dir(runs)?;
+            }
         }
         remove_wal_before(&shared.wal_dir, self.checkpoint.file_no)
     }

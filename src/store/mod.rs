@@ -470,11 +470,12 @@ impl Store {
         } else {
             (end.file_no - w.checkpointed_at.file_no) * self.shared.opts.wal_file_bytes + end.offset
         };
-        // The recent part of the behaviour is bounded too: a checkpoint
-        // writes it out as runs.
-        if since < self.shared.opts.checkpoint_wal_bytes
-            && self.shared.behaviour.recent_bytes() < self.shared.opts.recent_bytes
-        {
+        if since < self.shared.opts.checkpoint_wal_bytes {
+            // The recent part of the behaviour is bounded too: past its
+            // budget it goes out as runs, without a whole checkpoint.
+            if self.shared.behaviour.recent_bytes() >= self.shared.opts.recent_bytes {
+                return behaviour::flush::flush_recent(&self.shared, w);
+            }
             return Ok(());
         }
         w.checkpoint_at_end(|core, end| seal::checkpoint(&self.shared, core, end))

@@ -28,7 +28,7 @@ use crate::meta::records::{Manifest, RunManifest, SpaceManifest, RUNS_FORMAT};
 use crate::meta::sled_meta::SledMeta;
 use crate::meta::MetaStore;
 use crate::options::{Options, SpaceSpec};
-use crate::runs::{self, RunKind};
+use crate::runs;
 use crate::segment::growing::GrowingSegment;
 use crate::segment::sealed::{self, SealedSegment};
 use crate::segment::Location;
@@ -156,7 +156,7 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
     let copied_runs = copy
         .as_ref()
         .and_then(|record| record.runs.as_ref())
-        .map(|runs| runs.files().collect::<Vec<_>>())
+        .map(|runs| runs.file_names())
         .unwrap_or_default();
     let tracked = meta.load_wal_files()?;
     replay::precheck(&wal_dir, resolved.manifest.checkpoint, tracked.as_ref())?;
@@ -199,6 +199,14 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
         }
     };
     let behaviour = Behaviour::open(&runs_dir, &runs, opts.history_len)?;
+    // The trending counts: format 6's file, or an older store's record in
+    // sled (written to a file at the next checkpoint); None: counted again.
+    let trending_record = match runs.trending {
+        Some(id) => Some(super::trending::file::read(&runs_dir, id)?),
+        None if legacy => meta.load_trending()?,
+        None => None,
+    };
+    let trending_from_sled = legacy && trending_record.is_some();
     let dead_rows = meta.dead_rows()?;
     let clock = Arc::new(crate::segment::visibility::Clock::default());
     let mut spaces = Vec::with_capacity(resolved.spaces.len());
@@ -234,7 +242,7 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
         blocked: Blocked::load(Arc::clone(&meta))?,
         attributes: ItemAttributes::load(&behaviour)?,
         trending: Trending::load(
-            Arc::clone(&meta),
+            trending_record,
             opts.trending,
             !read_only,
             opts.trending_window,
@@ -257,8 +265,13 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
         read_only,
         clock,
     });
+    if trending_from_sled && !read_only {
+        // Into a file at the next checkpoint (the sled record is gone).
+        shared.trending.mark_dirty();
+    }
     let mut core = ManifestState {
-        next_seq: manifest.next_seq,
+        // Runs flushed since the checkpoint hold events past it.
+        next_seq: manifest.next_seq.max(runs.through_seq),
         runs,
         manifest: manifest.clone(),
         snapshot_marks,
@@ -522,7 +535,7 @@ fn remove_orphans(
 fn remove_orphan_runs(
     dir: &Path,
     live: Option<&RunManifest>,
-    keep: &[(RunKind, u64)],
+    keep: &[String],
     access: Access,
     report: &mut RecoveryReport,
 ) -> Result<()> {
@@ -531,18 +544,20 @@ fn remove_orphan_runs(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e).at(dir),
     };
-    let named: std::collections::HashSet<(RunKind, u64)> = live
+    let named: std::collections::HashSet<String> = live
         .into_iter()
-        .flat_map(|r| r.files())
-        .chain(keep.iter().copied())
+        .flat_map(|r| r.file_names())
+        .chain(keep.iter().cloned())
         .collect();
     let mut removed = false;
     for entry in entries {
         let entry = entry.at(dir)?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let orphan = match runs::parse_name(&name) {
-            Some(file) => !named.contains(&file),
-            None => name.ends_with(TMP_SUFFIX),
+        let ours = runs::parse_name(&name).is_some() || super::trending::file::parse_name(&name).is_some();
+        let orphan = if ours {
+            !named.contains(&name)
+        } else {
+            name.ends_with(TMP_SUFFIX)
         };
         if orphan && access == Access::ReadOnly {
             report.leftover_files.push(entry.path());

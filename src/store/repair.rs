@@ -397,6 +397,10 @@ fn check_runs(path: &Path, record: &RecoveryRecord) -> Result<usize> {
         }
         checked += 1;
     }
+    if let Some(id) = runs.trending {
+        super::trending::file::read(&dir, id)?;
+        checked += 1;
+    }
     Ok(checked)
 }
 

@@ -70,7 +70,7 @@ impl Store {
         w.wal.sync_all()?;
         w.checkpoint_at_end(|core, end| seal::checkpoint(&self.shared, core, end))?;
         let mut live = live_segment_files(&w.core.manifest);
-        live.extend(w.core.runs.files().map(|(kind, id)| crate::runs::file_name(kind, id)));
+        live.extend(w.core.runs.file_names());
         let mut info = SnapshotInfo {
             path: dest.to_path_buf(),
             next_seq: w.core.next_seq,

@@ -67,6 +67,13 @@ impl Behaviour {
                 }
             }
         }
+        if let Some(id) = listed.trending {
+            named.insert(crate::store::trending::file::file_name(id));
+            out.files += 1;
+            if let Err(e) = crate::store::trending::file::read(&self.dir, id) {
+                out.problems.push(e.to_string());
+            }
+        }
         if let Ok(entries) = std::fs::read_dir(&self.dir) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();

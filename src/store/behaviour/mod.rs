@@ -20,6 +20,7 @@
 //! history reads the same before and after a merge.
 
 pub(crate) mod check;
+pub(crate) mod flush;
 pub(crate) mod merger;
 pub(crate) mod recent;
 pub(crate) mod scan;
@@ -303,12 +304,8 @@ impl Behaviour {
             attributes: None,
         };
         if v.recent.events.entries() > 0 {
-            let users = v.recent.events.sorted();
-            let run = event_run::write_event_run(
-                &self.dir,
-                header(runs, RunKind::Events),
-                users.iter().flat_map(|(_, list)| list.iter().copied()),
-            )?;
+            let sorted = v.recent.events.sorted();
+            let run = event_run::write_event_run(&self.dir, header(runs, RunKind::Events), sorted)?;
             runs.events.push(record_of_events(&run));
             flushed.events = Some(run);
         }

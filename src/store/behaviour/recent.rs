@@ -18,66 +18,106 @@ pub(crate) type PairSet = Vec<(String, String)>;
 
 const SHARDS: usize = 64;
 
-/// One shard of the recent events: users to their entries.
-type Shard = Mutex<HashMap<u64, Vec<EventEntry>>>;
+/// Where a chain ends.
+const NONE: u32 = u32::MAX;
 
-/// Bytes a new user's entry in the table costs beyond its events (the map
-/// slot and the vector's header), as the budget counts it.
-const USER_BYTES: usize = 64;
-const ENTRY_BYTES: usize = std::mem::size_of::<EventEntry>();
+/// One shard's events, in the order applied: every entry in one vector
+/// (no allocation per user), each user's linked from its first to its last
+/// by `next`, so a user's entries are found without a scan and come out in
+/// sequence order.
+#[derive(Default)]
+struct Shard {
+    entries: Vec<EventEntry>,
+    next: Vec<u32>,
+    /// user -> (first entry, last entry)
+    users: HashMap<u64, (u32, u32)>,
+}
+
+impl Shard {
+    fn bytes(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<EventEntry>()
+            + self.next.capacity() * 4
+            // A map slot (key, value, control byte) at its load factor.
+            + self.users.capacity() * 32
+    }
+}
 
 /// Events since the last checkpoint, by user, in the order applied (which
 /// is sequence order: the log applies them in order).
 pub(crate) struct RecentEvents {
-    shards: Box<[Shard]>,
-    bytes: AtomicUsize,
+    shards: Box<[Mutex<Shard>]>,
     entries: AtomicUsize,
+    /// `Shard::bytes` summed, kept at each push (no lock to read it).
+    bytes: AtomicUsize,
 }
 
 impl Default for RecentEvents {
     fn default() -> Self {
         RecentEvents {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            bytes: AtomicUsize::new(0),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             entries: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
         }
     }
 }
 
 impl RecentEvents {
-    fn shard(&self, user: u64) -> &Shard {
+    fn shard(&self, user: u64) -> &Mutex<Shard> {
         // Fibonacci hashing spreads sequential user ids over the shards.
         &self.shards[(user.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS]
     }
 
     pub fn push(&self, entry: EventEntry) {
         let mut shard = self.shard(entry.user).lock();
-        let list = shard.entry(entry.user).or_insert_with(|| {
-            self.bytes.fetch_add(USER_BYTES, Ordering::Relaxed);
-            Vec::new()
-        });
-        list.push(entry);
-        self.bytes.fetch_add(ENTRY_BYTES, Ordering::Relaxed);
+        let shard = &mut *shard;
+        let before = shard.bytes();
+        // A shard holds far fewer than 2^32 entries: the budget
+        // (`Options::recent_bytes`, at most a few GiB) bounds it well below.
+        let at = u32::try_from(shard.entries.len()).unwrap_or(NONE - 1);
+        shard.entries.push(entry);
+        shard.next.push(NONE);
+        match shard.users.get_mut(&entry.user) {
+            Some((_, last)) => {
+                if let Some(link) = shard.next.get_mut(*last as usize) {
+                    *link = at;
+                }
+                *last = at;
+            }
+            None => {
+                shard.users.insert(entry.user, (at, at));
+            }
+        }
         self.entries.fetch_add(1, Ordering::Relaxed);
+        // Reservations only grow while the part is current.
+        self.bytes
+            .fetch_add(shard.bytes().saturating_sub(before), Ordering::Relaxed);
     }
 
-    /// Appends `user`'s entries to `out`.
+    /// Appends `user`'s entries to `out`, in sequence order.
     pub fn extend_user(&self, user: u64, out: &mut Vec<EventEntry>) {
-        if let Some(list) = self.shard(user).lock().get(&user) {
-            out.extend_from_slice(list);
+        let shard = self.shard(user).lock();
+        let Some(&(first, _)) = shard.users.get(&user) else {
+            return;
+        };
+        let mut at = first;
+        while let (Some(e), Some(&next)) = (shard.entries.get(at as usize), shard.next.get(at as usize)) {
+            out.push(*e);
+            at = next;
         }
     }
 
-    /// Every user's entries, sorted by user (a copy: bounded by the budget).
-    pub fn sorted(&self) -> Vec<(u64, Vec<EventEntry>)> {
-        let mut out: Vec<(u64, Vec<EventEntry>)> = Vec::new();
+    /// Every entry, sorted by (user, seq): a copy (bounded by the budget),
+    /// each shard locked only while it is copied.
+    pub fn sorted(&self) -> Vec<EventEntry> {
+        let mut out: Vec<EventEntry> = Vec::with_capacity(self.entries());
         for shard in self.shards.iter() {
-            out.extend(shard.lock().iter().map(|(u, list)| (*u, list.clone())));
+            out.extend_from_slice(&shard.lock().entries);
         }
-        out.sort_unstable_by_key(|(u, _)| *u);
+        out.sort_unstable_by_key(|e| (e.user, e.seq));
         out
     }
 
+    /// Bytes held (what the vectors and maps reserve).
     pub fn bytes(&self) -> usize {
         self.bytes.load(Ordering::Relaxed)
     }
@@ -87,7 +127,7 @@ impl RecentEvents {
     }
 
     pub fn users(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().len()).sum()
+        self.shards.iter().map(|s| s.lock().users.len()).sum()
     }
 }
 

@@ -23,7 +23,7 @@ pub(crate) fn histories(
 ) -> Result<()> {
     let recent = recent.events.sorted();
     let mut sources: Vec<Groups<'_>> = runs.iter().map(|r| Box::new(r.entries()) as Groups<'_>).collect();
-    sources.push(Box::new(recent.iter().map(|(_, list)| Ok(&list[..]))));
+    sources.push(Box::new(recent.chunk_by(|a, b| a.user == b.user).map(Ok)));
     let mut heads = Vec::with_capacity(sources.len());
     for source in sources.iter_mut() {
         heads.push(next_group(source)?);

@@ -42,6 +42,7 @@
 //! cannot hold the window's "now" in the future.
 
 mod counts;
+pub(crate) mod file;
 
 use std::cmp::Reverse;
 use std::ops::Bound;
@@ -53,7 +54,6 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::error::Result;
 use crate::meta::records::TrendingRecord;
-use crate::meta::MetaStore;
 use crate::validate::latest_timestamp;
 
 /// Buckets a window is cut into.
@@ -116,7 +116,6 @@ const MAX_QUEUED: usize = 65_536;
 const TICK: Duration = Duration::from_millis(2);
 
 pub(crate) struct Trending {
-    meta: Arc<dyn MetaStore>,
     /// `Options::trending(false)`: nothing counted, nothing served.
     enabled: bool,
     core: Arc<Core>,
@@ -167,7 +166,7 @@ impl Trending {
     /// (a read-only open, which starts no thread), queued events are
     /// counted only by the readers that catch up.
     pub fn load(
-        meta: Arc<dyn MetaStore>,
+        record: Option<TrendingRecord>,
         enabled: bool,
         background: bool,
         window: Option<u64>,
@@ -175,7 +174,6 @@ impl Trending {
         histories: &mut dyn FnMut(&mut EventVisitor<'_>) -> Result<()>,
     ) -> Result<Self> {
         let latest = latest_timestamp();
-        let record = meta.load_trending()?;
         let kept_window = record
             .as_ref()
             .map(|r| {
@@ -197,7 +195,6 @@ impl Trending {
         });
         if !enabled {
             return Ok(Trending {
-                meta,
                 enabled,
                 core: Arc::new(Core {
                     counts: RwLock::new(Counts::new(window)),
@@ -242,12 +239,7 @@ impl Trending {
                     source: e,
                 })?;
         }
-        Ok(Trending {
-            meta,
-            enabled,
-            core,
-            queue,
-        })
+        Ok(Trending { enabled, core, queue })
     }
 
     /// Whether the channel is on (`Options::trending`).
@@ -345,16 +337,16 @@ impl Trending {
         self.current().items.len()
     }
 
-    /// Writes the counts to the metadata store if they changed (not
-    /// flushed): the checkpoint's part. With the channel off, a record of
-    /// window 0 replaces them once, so that the next open with it on
-    /// counts again.
-    pub fn persist_dirty(&self) -> Result<()> {
+    /// The record to write at a checkpoint, if the counts changed since
+    /// the last one taken (`mark_dirty` if it could not be written). With
+    /// the channel off, a record of window 0 replaces them once, so that
+    /// the next open with it on counts again.
+    pub fn take_dirty_record(&self) -> Option<TrendingRecord> {
         let counts = self.current();
         if !self.core.dirty.swap(false, Ordering::AcqRel) {
-            return Ok(());
+            return None;
         }
-        let record = if self.enabled {
+        Some(if self.enabled {
             counts.record()
         } else {
             TrendingRecord {
@@ -362,12 +354,11 @@ impl Trending {
                 applied_seq: counts.window,
                 buckets: Vec::new(),
             }
-        };
-        drop(counts);
-        if let Err(e) = self.meta.save_trending(&record) {
-            self.core.dirty.store(true, Ordering::Release);
-            return Err(e);
-        }
-        Ok(())
+        })
+    }
+
+    /// The counts are to be written at the next checkpoint.
+    pub fn mark_dirty(&self) {
+        self.core.dirty.store(true, Ordering::Release);
     }
 }
