@@ -379,28 +379,25 @@ impl Behaviour {
     }
 }
 
+/// The manifest's record of a run (`count` entries, `bytes` long).
+fn record_of(id: u64, count: u64, bytes: u64, header: RunHeader) -> RunRecord {
+    RunRecord {
+        id,
+        entries: count,
+        bytes,
+        from_seq: header.from_seq,
+        to_seq: header.to_seq,
+    }
+}
+
 /// The manifest's record of an event run.
 pub(crate) fn record_of_events(run: &EventRun) -> RunRecord {
-    let h = run.header();
-    RunRecord {
-        id: run.id(),
-        entries: run.count(),
-        bytes: run.bytes(),
-        from_seq: h.from_seq,
-        to_seq: h.to_seq,
-    }
+    record_of(run.id(), run.count(), run.bytes(), run.header())
 }
 
 /// The manifest's record of a keyed run.
 pub(crate) fn record_of_keyed(run: &KeyedRun) -> RunRecord {
-    let h = run.header();
-    RunRecord {
-        id: run.id(),
-        entries: run.count(),
-        bytes: run.bytes(),
-        from_seq: h.from_seq,
-        to_seq: h.to_seq,
-    }
+    record_of(run.id(), run.count(), run.bytes(), run.header())
 }
 
 /// The runs that hold the store's behaviour, and the part in memory.
