@@ -285,3 +285,42 @@ fn read_only_errors_name_the_stores_own_files() {
     assert!(text.contains(&path.display().to_string()), "{text}");
     assert!(!text.contains("emberdb-read-only"), "{text}");
 }
+
+/// An open reads only a trainer state's header (the matrices are for
+/// rounds): a damaged body does not stop the store from opening and
+/// serving, the next round fails with `Corruption` naming the file, and
+/// `verify` reports it.
+#[test]
+fn a_damaged_trainer_body_fails_the_round_not_the_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    build(&path);
+    let before = answers(&path);
+    let trainer = first_file(&path.join("segments"), "trainer-", ".emb");
+    let len = std::fs::metadata(&trainer).unwrap().len();
+    common::flip_bit(&trainer, len - 3);
+    let store = Store::open(&path, Options::existing()).unwrap();
+    let trainer_stats = store.stats().unwrap().trainer.unwrap();
+    assert!(
+        trainer_stats.generation >= 1 && trainer_stats.items > 0,
+        "{trainer_stats:?}"
+    );
+    assert_eq!(store.history(1).unwrap(), before.1);
+    let report = store.verify().unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains(&*trainer.file_name().unwrap().to_string_lossy())),
+        "{:?}",
+        report.problems
+    );
+    store.append_events(&planted_events(20, 3, 10, 6, 2)).unwrap();
+    for _ in 0..2 {
+        let err = store.train_space("trained").unwrap_err();
+        assert!(
+            matches!(err, Error::Corruption { ref file, .. } if *file == trainer),
+            "{err}"
+        );
+    }
+}

@@ -7,7 +7,7 @@
 //! | bytes | field | meaning |
 //! |---|---|---|
 //! | 0..8 | magic | `EMBEREVR` (events) or `EMBERKVR` (keyed) |
-//! | 8..12 | version u32 | 1 |
+//! | 8..12 | version u32 | events 2 (1 is read: no directory); keyed 1 |
 //! | 12..16 | entry_bytes u32 | 40 (events) or 32 (keyed) |
 //! | 16..20 | block_entries u32 | 256 (events) or 128 (keyed) |
 //! | 20..24 | field u32 | events: history_len (0 = a flush); keyed: kind (1 features, 2 attributes) |
@@ -22,7 +22,8 @@
 //! entries are 8-aligned in the map and cast in place), the sparse index at
 //! `index_offset` (`blocks` x u64: the first key of each block), the crc
 //! table at `crc_offset` (`blocks` x u32: crc32 of each block's entry
-//! bytes, zero-padded to 8), then keyed runs' values, then the footer.
+//! bytes, zero-padded to 8), then event runs' directory (version 2 on) or
+//! keyed runs' values, then the footer.
 //! `blocks = ceil(count / block_entries)`.
 //!
 //! Footer (a stamp block, the last 64 bytes):
@@ -38,7 +39,7 @@
 //! | 40..48 | crc_offset u64 | `index_offset + 8 * blocks` |
 //! | 48..52 | index_crc u32 | crc32 of the sparse index |
 //! | 52..56 | table_crc u32 | crc32 of the crc table with its padding |
-//! | 56..60 | reserved | zero |
+//! | 56..60 | directory_crc u32 | event runs from version 2: crc32 of the [`super::directory`]'s seed and crc table; otherwise zero |
 //! | 60..64 | footer_crc u32 | crc32 of 0..60 |
 //!
 //! The counts are in the footer so a writer can stream entries without
@@ -54,19 +55,16 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use memmap2::Mmap;
-
 use super::RunHeader;
-use crate::error::{Error, IoContext, Result};
-use crate::faults::{self, Op};
+use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::stamp::{Header, HeaderWriter, HEADER_LEN};
+use crate::stamp::{HeaderWriter, HEADER_LEN};
 
 pub(crate) const FOOTER_LEN: usize = 64;
-const FOOTER_MAGIC: &[u8; 8] = b"EMBRFOOT";
-const FOOTER_VERSION: u32 = 1;
+pub(crate) const FOOTER_MAGIC: &[u8; 8] = b"EMBRFOOT";
+pub(crate) const FOOTER_VERSION: u32 = 1;
 /// Header flag: the merge that wrote the run included the oldest run.
-const FLAG_BOTTOM: u32 = 1;
+pub(crate) const FLAG_BOTTOM: u32 = 1;
 /// Index keys per fence key: 512 u64 keys are one 4 KiB page of the index,
 /// so a lookup touches one index page after the (heap) fence.
 pub(crate) const FENCE_STRIDE: usize = 512;
@@ -93,6 +91,10 @@ pub(crate) struct Format {
     /// Keyed runs: one entry per key, so index keys strictly ascend (event
     /// runs' may repeat: a user can fill several blocks).
     pub strict_keys: bool,
+    /// Event runs: files of this version or later carry a
+    /// [`super::directory`] of `aux` users after the crc table, its crc in
+    /// the footer's field at 56.
+    pub directory_since: Option<u32>,
 }
 
 impl Format {
@@ -190,7 +192,8 @@ impl BlockWriter {
 }
 
 /// The footer closing a run whose sections are `s`.
-pub(crate) fn encode_footer(s: &Sections, aux: u64) -> [u8; FOOTER_LEN] {
+/// `directory_crc` is the crc of an event run's directory (0 without one).
+pub(crate) fn encode_footer(s: &Sections, aux: u64, directory_crc: u32) -> [u8; FOOTER_LEN] {
     HeaderWriter::new(FOOTER_MAGIC, FOOTER_VERSION)
         .u64(16, s.count)
         .u64(24, aux)
@@ -198,6 +201,7 @@ pub(crate) fn encode_footer(s: &Sections, aux: u64) -> [u8; FOOTER_LEN] {
         .u64(40, s.crc_offset)
         .u32(48, s.index_crc)
         .u32(52, s.table_crc)
+        .u32(56, directory_crc)
         .finish()
 }
 
@@ -302,277 +306,10 @@ impl Fence {
     }
 }
 
-/// A run file whose header, footer, length, index and crc table have been
-/// checked, mapped.
-pub(crate) struct Frame {
-    pub map: Mmap,
-    pub header: RunHeader,
-    /// The header's field at 20 (history_len or kind).
-    pub field20: u32,
-    pub count: usize,
-    /// The footer's field at 24 (users or values_len).
-    pub aux: u64,
-    pub blocks: usize,
-    pub index_offset: usize,
-    pub crc_offset: usize,
-    /// The end of the padded crc table: keyed runs' values start here.
-    pub tail_offset: usize,
-    pub fence: Fence,
-    pub check: BlockCheck,
-}
-
-fn read_at(file: &File, path: &Path, at: u64, buf: &mut [u8]) -> Result<()> {
-    std::os::unix::fs::FileExt::read_exact_at(file, buf, at).at(path)
-}
-
-/// A stamp check's Corruption moved to where the block sits in the file.
-fn at_offset(e: Error, offset: u64) -> Error {
-    match e {
-        Error::Corruption { file, reason, .. } => Error::Corruption { file, offset, reason },
-        other => other,
-    }
-}
-
-fn le_u64(b: &[u8]) -> u64 {
+pub(crate) fn le_u64(b: &[u8]) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[..8]);
     u64::from_le_bytes(a)
-}
-
-impl Frame {
-    /// Gives the pages of `range` (bytes of the file) that this process
-    /// touched back from its resident set; they stay in the page cache.
-    /// Scans call it behind their cursor so that reading every run (a
-    /// merge, a round's gather, an export, verify) does not hold the
-    /// whole file resident. Best effort: a refusal changes nothing.
-    pub fn release(&self, range: std::ops::Range<usize>) {
-        const PAGE: usize = 4096;
-        let start = range.start.div_ceil(PAGE) * PAGE;
-        let end = (range.end.min(self.map.len()) / PAGE) * PAGE;
-        if end <= start {
-            return;
-        }
-        // SAFETY: MADV_DONTNEED on this read-only, shared mapping of an
-        // immutable file only drops the page-table entries of the range:
-        // a later read of any byte in it (a slice still held, another
-        // reader) faults the same bytes back in from the page cache or the
-        // file, so nothing can observe a change. The range lies inside the
-        // mapping (clamped above) and starts on a page boundary.
-        let _ = unsafe {
-            self.map
-                .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
-        };
-    }
-
-    /// Opens run `id` of `format` at `path`: checks everything but the
-    /// blocks (see the module documentation), then maps the file.
-    pub fn open(path: &Path, id: u64, format: &Format) -> Result<Frame> {
-        let bad = |offset: u64, reason: String| corrupt(path, offset, reason);
-        let file = File::open(path).at(path)?;
-        let len = file.metadata().at(path)?.len();
-        let mut h = [0u8; HEADER_LEN];
-        let n = len.min(HEADER_LEN as u64) as usize;
-        read_at(&file, path, 0, &mut h[..n])?;
-        let header = Header::check(&h[..n], format.magic, format.version, path, format.what)?;
-        if header.u32(8) == 0 {
-            return Err(bad(8, format!("{} format version 0 does not exist", format.what)));
-        }
-        if header.u32(12) as usize != format.entry_bytes || header.u32(16) as usize != format.block_entries {
-            return Err(bad(
-                12,
-                format!(
-                    "entries of {} bytes in blocks of {}, version 1 has {} in {}",
-                    header.u32(12),
-                    header.u32(16),
-                    format.entry_bytes,
-                    format.block_entries
-                ),
-            ));
-        }
-        if header.u64(24) != id {
-            return Err(bad(
-                24,
-                format!("header names run {}, file name says {id}", header.u64(24)),
-            ));
-        }
-        let (from_seq, to_seq) = (header.u64(32), header.u64(40));
-        if from_seq > to_seq {
-            return Err(bad(32, format!("seq range [{from_seq}, {to_seq}) is reversed")));
-        }
-        let flags = header.u32(48);
-        if flags & !FLAG_BOTTOM != 0 {
-            return Err(bad(48, format!("unknown flags {flags:#x}")));
-        }
-        if header.u32(52) != 0 || header.u32(56) != 0 {
-            return Err(bad(52, "reserved header bytes are not zero".into()));
-        }
-        let min_len = (HEADER_LEN + FOOTER_LEN) as u64;
-        if len < min_len {
-            return Err(bad(
-                len,
-                format!("file of {len} bytes cannot hold a header and a footer"),
-            ));
-        }
-        let footer_at = len - FOOTER_LEN as u64;
-        let mut f = [0u8; FOOTER_LEN];
-        read_at(&file, path, footer_at, &mut f)?;
-        let footer =
-            Header::check(&f, FOOTER_MAGIC, FOOTER_VERSION, path, "run footer").map_err(|e| at_offset(e, footer_at))?;
-        if footer.u32(8) == 0 {
-            return Err(bad(footer_at + 8, "run footer version 0 does not exist".into()));
-        }
-        if footer.u32(12) != 0 || footer.u32(56) != 0 {
-            return Err(bad(footer_at + 12, "reserved footer bytes are not zero".into()));
-        }
-        let (count, aux) = (footer.u64(16), footer.u64(24));
-        let (index_offset, crc_offset) = (footer.u64(32), footer.u64(40));
-        let (index_crc, table_crc) = (footer.u32(48), footer.u32(52));
-
-        // Every size from disk is checked arithmetic: the footer may lie.
-        let entry_bytes = format.entry_bytes as u64;
-        let blocks = count.div_ceil(format.block_entries as u64);
-        let layout = (|| {
-            let index_at = count.checked_mul(entry_bytes)?.checked_add(HEADER_LEN as u64)?;
-            let crc_at = index_at.checked_add(blocks.checked_mul(8)?)?;
-            let tail_at = crc_at.checked_add(blocks.checked_mul(4)?.checked_next_multiple_of(8)?)?;
-            let values = if format.has_values { aux } else { 0 };
-            let end = tail_at.checked_add(values)?.checked_add(FOOTER_LEN as u64)?;
-            Some((index_at, crc_at, tail_at, end))
-        })();
-        let Some((index_at, crc_at, tail_at, expected_len)) = layout else {
-            return Err(bad(footer_at + 16, format!("entry count {count} is out of range")));
-        };
-        if index_offset != index_at || crc_offset != crc_at {
-            return Err(bad(
-                footer_at + 32,
-                "section offsets disagree with the entry count".into(),
-            ));
-        }
-        if len != expected_len {
-            return Err(bad(
-                len.min(expected_len),
-                format!("file is {len} bytes, its footer implies {expected_len}"),
-            ));
-        }
-        if !format.has_values && (aux > count || (aux == 0) != (count == 0)) {
-            return Err(bad(footer_at + 24, format!("{aux} users for {count} entries")));
-        }
-        let too_big = || bad(0, format!("file of {len} bytes is too large to map here"));
-        let to_usize = |v: u64| usize::try_from(v).map_err(|_| too_big());
-        let (count, blocks) = (to_usize(count)?, to_usize(blocks)?);
-        let (index_offset, crc_offset, tail_offset) = (to_usize(index_at)?, to_usize(crc_at)?, to_usize(tail_at)?);
-
-        faults::check(Op::Mmap, path).at(path)?;
-        // SAFETY: mapping a file is sound as long as nobody modifies or
-        // truncates it while mapped. Run files are immutable by protocol:
-        // written once under a temporary name, renamed into place, never
-        // opened for writing again, and removed only after no version
-        // references them (unlinking does not disturb an existing mapping).
-        // The store directory is locked against other emberdb processes;
-        // an outside process writing into it is beyond what we can defend.
-        let map = unsafe { Mmap::map(&file) }.at(path)?;
-        if map.len() as u64 != len {
-            return Err(bad(0, "file changed size while it was opened".into()));
-        }
-        let index_bytes = &map[index_offset..crc_offset];
-        if crc32fast::hash(index_bytes) != index_crc {
-            return Err(bad(index_at, "sparse index checksum mismatch".into()));
-        }
-        let table_bytes = &map[crc_offset..tail_offset];
-        if crc32fast::hash(table_bytes) != table_crc {
-            return Err(bad(crc_at, "crc table checksum mismatch".into()));
-        }
-        if table_bytes[4 * blocks..].iter().any(|&b| b != 0) {
-            return Err(bad(crc_at, "crc table padding is not zero".into()));
-        }
-        let index: &[u64] =
-            bytemuck::try_cast_slice(index_bytes).map_err(|_| bad(index_at, "sparse index is misaligned".into()))?;
-        let disordered = index
-            .windows(2)
-            .position(|w| if format.strict_keys { w[0] >= w[1] } else { w[0] > w[1] });
-        if let Some(i) = disordered {
-            return Err(bad(
-                index_at + 8 * (i as u64 + 1),
-                format!("sparse index goes down at block {}", i + 1),
-            ));
-        }
-        let fence = Fence::build(index);
-        Ok(Frame {
-            header: RunHeader {
-                id,
-                from_seq,
-                to_seq,
-                history_len: 0,
-                bottom: flags & FLAG_BOTTOM != 0,
-            },
-            field20: header.u32(20),
-            count,
-            aux,
-            blocks,
-            index_offset,
-            crc_offset,
-            tail_offset,
-            fence,
-            check: BlockCheck::new(blocks),
-            map,
-        })
-    }
-
-    /// The sparse index: the first key of each block.
-    pub fn index(&self, path: &Path) -> Result<&[u64]> {
-        bytemuck::try_cast_slice(&self.map[self.index_offset..self.crc_offset])
-            .map_err(|_| corrupt(path, self.index_offset as u64, "sparse index is misaligned"))
-    }
-
-    /// The key of block `b`'s first entry per the index (checked at open).
-    pub fn index_key(&self, b: usize) -> Option<u64> {
-        if b >= self.blocks {
-            return None;
-        }
-        let at = self.index_offset + 8 * b;
-        self.map.get(at..at + 8).map(le_u64)
-    }
-
-    /// All entry bytes.
-    pub fn entry_bytes(&self) -> &[u8] {
-        &self.map[HEADER_LEN..self.index_offset]
-    }
-
-    /// The entry indexes of block `b`.
-    pub fn block_range(&self, format: &Format, b: usize) -> std::ops::Range<usize> {
-        let start = (b * format.block_entries).min(self.count);
-        start..((b + 1) * format.block_entries).min(self.count)
-    }
-
-    /// Checks block `b` once (its crc, then `typed` over its entry bytes);
-    /// a failure is `Corruption` at the block's start, every time.
-    pub fn check_block(
-        &self,
-        path: &Path,
-        format: &Format,
-        b: usize,
-        typed: impl FnOnce(&[u8]) -> std::result::Result<(), String>,
-    ) -> Result<()> {
-        self.check
-            .run(b, || {
-                let range = self.block_range(format, b);
-                let bytes = self
-                    .entry_bytes()
-                    .get(range.start * format.entry_bytes..range.end * format.entry_bytes)
-                    .ok_or_else(|| format!("block {b} is past the entries"))?;
-                let at = self.crc_offset + 4 * b;
-                let stored = self
-                    .map
-                    .get(at..at + 4)
-                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .ok_or_else(|| format!("block {b} has no crc"))?;
-                if crc32fast::hash(bytes) != stored {
-                    return Err(format!("block {b} checksum mismatch"));
-                }
-                typed(bytes)
-            })
-            .map_err(|reason| corrupt(path, format.block_offset(b), reason))
-    }
 }
 
 /// Restamps every checksum of a run file's `bytes` of `format` that the

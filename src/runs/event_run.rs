@@ -2,7 +2,7 @@
 //! user's events are one contiguous, zero-copy `&[EventEntry]`.
 //!
 //! Header and footer as in [`super::blocks`], with magic `EMBEREVR`,
-//! version 1, entry_bytes 40, block_entries 256 (10 KiB a block: its crc
+//! version 2, entry_bytes 40, block_entries 256 (10 KiB a block: its crc
 //! on first touch costs about a microsecond), the header's field at 20 the
 //! history length L the writing merge kept per user (0 = a flush, nothing
 //! truncated), and the footer's field at 24 the number of distinct users.
@@ -13,6 +13,7 @@
 //! | 64.. | entries | count x [`EventEntry`], strictly ascending by (user, seq) |
 //! | index_offset.. | sparse index | blocks x u64: the first user of each block |
 //! | crc_offset.. | crc table | blocks x u32: crc32 of each block's entries; zero-padded to 8 |
+//! | .. | directory | version 2: where each user begins ([`super::directory`]); absent when empty |
 //! | len-64.. | footer | |
 //!
 //! [`EventEntry`] (40 bytes, `#[repr(C)]`, cast in place):
@@ -35,13 +36,17 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::blocks::{self, corrupt, encode_footer, encode_header, refuse, BlockWriter, Format, Frame};
+use super::blocks::{self, corrupt, encode_footer, encode_header, refuse, BlockWriter, Format};
+use super::directory;
+use super::frame::Frame;
 use super::{file_name, RunHeader, RunKind};
 use crate::error::{Error, Result};
 use crate::stamp::HEADER_LEN;
 
 pub(crate) const MAGIC: &[u8; 8] = b"EMBEREVR";
-pub(crate) const VERSION: u32 = 1;
+/// Version 2 added the directory; version 1 files (no directory) are read
+/// by binary search over the sparse index.
+pub(crate) const VERSION: u32 = 2;
 pub(crate) const BLOCK_ENTRIES: usize = 256;
 const ENTRY_BYTES: usize = std::mem::size_of::<EventEntry>();
 
@@ -53,6 +58,7 @@ pub(crate) const FORMAT: Format = Format {
     block_entries: BLOCK_ENTRIES,
     has_values: false,
     strict_keys: false,
+    directory_since: Some(2),
 };
 
 /// One event as a run stores it.
@@ -141,8 +147,11 @@ pub(crate) fn write_event_run_from(
         out.write_all(&encode_header(&FORMAT, header.history_len, &header))?;
         let mut writer = BlockWriter::new(&FORMAT);
         let mut prev: Option<(u64, u64)> = None;
-        let mut users = 0u64;
-        for e in entries {
+        // Each user and its first entry, for the directory: 16 bytes a
+        // user on the heap while the run is written (16 MiB for a run of
+        // 1 M users).
+        let mut starts: Vec<(u64, u64)> = Vec::new();
+        for (written, e) in (0u64..).zip(entries) {
             let e = e.map_err(|err| refuse(refused, err))?;
             if let Err(reason) = check_entry(&e, &header, prev) {
                 return Err(refuse(
@@ -155,13 +164,14 @@ pub(crate) fn write_event_run_from(
                 ));
             }
             if prev.is_none_or(|(user, _)| user != e.user) {
-                users += 1;
+                starts.push((e.user, written));
             }
             prev = Some(e.key());
             writer.push(out, e.user, bytemuck::bytes_of(&e))?;
         }
         let sections = writer.finish(out, ENTRY_BYTES)?;
-        out.write_all(&encode_footer(&sections, users))
+        let directory_crc = directory::write(out, &starts)?;
+        out.write_all(&encode_footer(&sections, starts.len() as u64, directory_crc))
     })?;
     Ok(Arc::new(EventRun::open(&path, header.id)?))
 }
@@ -265,6 +275,9 @@ impl EventRun {
     /// `user`'s entries in seq order (empty if the run has none), read in
     /// place; each block they touch is checked once.
     pub fn user_slice(&self, user: u64) -> Result<&[EventEntry]> {
+        if let Some(dir) = &self.frame.directory {
+            return self.user_slice_by_directory(dir, user);
+        }
         let index = self.frame.index(&self.path)?;
         let past = self.frame.fence.partition_point(index, |k| k <= user);
         if past == 0 {
@@ -289,6 +302,55 @@ impl EventRun {
             }
         }
         Ok(&window[start..end])
+    }
+
+    /// Loads the cache lines a lookup of `user` will read first (its
+    /// directory slot and the entry it names), unchecked, and returns a
+    /// value only for `std::hint::black_box`. Called on every run before
+    /// the first [`Self::user_slice`], so that the misses of all runs
+    /// overlap instead of queueing one run after another (measured: p50
+    /// of a history over 11 runs, ARCHITECTURE "Limits of one machine").
+    pub fn touch(&self, user: u64) -> u64 {
+        let Some(dir) = &self.frame.directory else {
+            return 0;
+        };
+        let Some(pos) = dir.peek(&self.frame.map, user) else {
+            return 0;
+        };
+        let at = HEADER_LEN + pos as usize * ENTRY_BYTES;
+        self.frame.map.get(at..at + 8).map_or(0, blocks::le_u64)
+    }
+
+    /// [`Self::user_slice`] through the directory: a probe or two, then the
+    /// user's own entries (see [`directory`] for what is checked).
+    fn user_slice_by_directory(&self, dir: &directory::Directory, user: u64) -> Result<&[EventEntry]> {
+        let all = self.all()?;
+        let found = dir.find(&self.frame.map, &self.path, user, |pos| {
+            let at = usize::try_from(pos).ok().filter(|&p| p < all.len()).ok_or_else(|| {
+                corrupt(
+                    &self.path,
+                    dir.offset(),
+                    format!("the directory points at entry {pos}, past the run's {}", all.len()),
+                )
+            })?;
+            self.block(at / BLOCK_ENTRIES)?;
+            Ok(all[at].user == user)
+        })?;
+        let Some(start) = found else {
+            return Ok(&[]);
+        };
+        let start = start as usize;
+        if let Some(before) = start.checked_sub(1) {
+            self.block(before / BLOCK_ENTRIES)?;
+            if all[before].user == user {
+                return Err(corrupt(
+                    &self.path,
+                    FORMAT.block_offset(before / BLOCK_ENTRIES),
+                    format!("the directory says user {user} begins at entry {start}, entry {before} is theirs too"),
+                ));
+            }
+        }
+        Ok(self.user_at(start)?.0)
     }
 
     /// The entries of the user whose first entry is at `pos`, and where the
@@ -349,7 +411,42 @@ impl EventRun {
                 format!("footer counts {} users, the entries hold {users}", self.frame.aux),
             ));
         }
+        if let Some(dir) = &self.frame.directory {
+            self.verify_directory(dir)?;
+        }
         Ok(self.count())
+    }
+
+    /// Every user is found by the directory at its first entry, and the
+    /// table holds nothing else.
+    fn verify_directory(&self, dir: &directory::Directory) -> Result<()> {
+        let mut scan = self.entries();
+        let mut pos = 0u64;
+        while let Some(slice) = scan.next().transpose()? {
+            let Some(first) = slice.first() else { break };
+            let found = dir.find(&self.frame.map, &self.path, first.user, |at| Ok(at == pos))?;
+            if found != Some(pos) {
+                return Err(corrupt(
+                    &self.path,
+                    dir.offset(),
+                    format!(
+                        "the directory does not find user {} at its first entry {pos}",
+                        first.user
+                    ),
+                ));
+            }
+            pos += slice.len() as u64;
+        }
+        let occupied = dir.occupied(&self.frame.map, &self.path)?;
+        if occupied != self.frame.aux {
+            return Err(corrupt(
+                &self.path,
+                dir.offset(),
+                format!("the directory holds {occupied} slots for {} users", self.frame.aux),
+            ));
+        }
+        self.frame.release(0..self.frame.map.len());
+        Ok(())
     }
 }
 
@@ -393,7 +490,32 @@ impl<'a> Iterator for EventScan<'a> {
 
 /// Restamps every checksum of event run `bytes` (tests and fuzzing).
 pub(crate) fn restamp(bytes: &mut [u8]) {
+    restamp_directory(bytes);
     blocks::restamp(bytes, &FORMAT);
+}
+
+/// The directory's crcs and the footer's field at 56, where the bytes say
+/// there is a directory and hold it.
+fn restamp_directory(bytes: &mut [u8]) {
+    let version = bytes.get(8..12).map(|v| u32::from_le_bytes([v[0], v[1], v[2], v[3]]));
+    if version.is_none_or(|v| v < 2) {
+        return;
+    }
+    let Some(footer_at) = bytes.len().checked_sub(blocks::FOOTER_LEN).filter(|&f| f >= HEADER_LEN) else {
+        return;
+    };
+    let field = |at: usize| blocks::le_u64(&bytes[footer_at + at..]);
+    let (count, users, crc_at) = (field(16), field(24), field(40));
+    let dir_at = count
+        .div_ceil(BLOCK_ENTRIES as u64)
+        .checked_mul(4)
+        .and_then(|t| t.checked_next_multiple_of(8))
+        .and_then(|t| t.checked_add(crc_at))
+        .and_then(|at| usize::try_from(at).ok());
+    let Some(dir_at) = dir_at else { return };
+    if let Some(crc) = directory::restamp(&mut bytes[..footer_at], dir_at, users) {
+        bytes[footer_at + 56..footer_at + 60].copy_from_slice(&crc.to_le_bytes());
+    }
 }
 
 #[cfg(test)]

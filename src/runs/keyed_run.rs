@@ -37,7 +37,8 @@ use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::blocks::{self, corrupt, encode_footer, encode_header, refuse, BlockWriter, Format, Frame};
+use super::blocks::{self, corrupt, encode_footer, encode_header, refuse, BlockWriter, Format};
+use super::frame::Frame;
 use super::{file_name, RunHeader, RunKind};
 use crate::error::{Error, IoContext, Result};
 use crate::event::{MAX_FEATURES, MAX_FEATURE_BYTES};
@@ -59,6 +60,7 @@ pub(crate) const FORMAT: Format = Format {
     block_entries: BLOCK_ENTRIES,
     has_values: true,
     strict_keys: true,
+    directory_since: None,
 };
 
 /// One id's entry as a run stores it.
@@ -225,7 +227,7 @@ pub(crate) fn write_keyed_run_from(
         if copied != values_len {
             return Err(std::io::Error::other("the values scratch file came back short"));
         }
-        out.write_all(&encode_footer(&sections, values_len))
+        out.write_all(&encode_footer(&sections, values_len, 0))
     });
     drop(spill);
     let _ = std::fs::remove_file(&spill_path);

@@ -16,12 +16,15 @@
 //! store's segment id counter, so a run id is unique across the store.
 //!
 //! Files: [`blocks`] (the per-block crc table, lazy block checks, the
-//! fence for lookups, the shared header and footer), [`event_run`],
+//! fence for lookups, the shared header and footer), [`frame`] (an open,
+//! mapped run), [`directory`] (event runs' hash directory), [`event_run`],
 //! [`keyed_run`], [`merge`] (k-way merges), [`policy`] (which runs to
 //! merge).
 
 pub(crate) mod blocks;
+pub(crate) mod directory;
 pub(crate) mod event_run;
+pub(crate) mod frame;
 pub(crate) mod keyed_run;
 pub(crate) mod merge;
 pub(crate) mod policy;

@@ -67,6 +67,7 @@ const LEGACY_REBUILD_ENTRIES: u64 = 100_000;
 
 pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Store> {
     opts.validate()?;
+    let mut phases = Phases::start();
     let read_only = access == Access::ReadOnly;
     if (opts.from_store || read_only) && !path.join("meta").is_dir() {
         return Err(Error::NotAStore {
@@ -103,6 +104,7 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
     } else {
         Arc::new(SledMeta::open(&path.join("meta"), has_data, opts.meta_cache_bytes)?)
     };
+    phases.end("metadata");
     let config = meta.load_config()?;
     if has_data && config.is_none() {
         // Creating metadata here would make every segment file an orphan.
@@ -198,7 +200,9 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
             })
         }
     };
+    phases.end("layout and leftovers");
     let behaviour = Behaviour::open(&runs_dir, &runs, opts.history_len)?;
+    phases.end("runs");
     // The trending counts: format 6's file, or an older store's record in
     // sled (written to a file at the next checkpoint); None: counted again.
     let trending_record = match runs.trending {
@@ -207,6 +211,7 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
         None => None,
     };
     let trending_from_sled = legacy && trending_record.is_some();
+    phases.end("trending file");
     let dead_rows = meta.dead_rows()?;
     let clock = Arc::new(crate::segment::visibility::Clock::default());
     let mut spaces = Vec::with_capacity(resolved.spaces.len());
@@ -217,6 +222,7 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
         spaces.push(state);
         snapshot_marks.push(mark);
     }
+    phases.end("segments");
     // Every space's files opened: now the layout may change on disk (in a
     // read-only open, only in the private copy of the metadata).
     resolved.save(meta.as_ref())?;
@@ -234,28 +240,35 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
         meta.rebuild()?;
     }
     let manifest = resolved.manifest;
+    phases.end("layout saved");
 
+    let blocked = Blocked::load(Arc::clone(&meta))?;
+    phases.end("blocklist");
+    let attributes = ItemAttributes::load(&behaviour)?;
+    phases.end("attribute postings");
+    let trending = Trending::load(
+        trending_record,
+        opts.trending,
+        !read_only,
+        opts.trending_window,
+        manifest.next_seq,
+        &mut |count| {
+            behaviour.for_each_history(u64::MAX, &mut |_, history| {
+                for e in history {
+                    count(e.seq, e.item, e.ts);
+                }
+                Ok(())
+            })
+        },
+    )?;
+    phases.end("trending counts");
     let shared = Arc::new(Shared {
         path: path.to_path_buf(),
         wal_dir: wal_dir.clone(),
         segments_dir: segments_dir.clone(),
-        blocked: Blocked::load(Arc::clone(&meta))?,
-        attributes: ItemAttributes::load(&behaviour)?,
-        trending: Trending::load(
-            trending_record,
-            opts.trending,
-            !read_only,
-            opts.trending_window,
-            manifest.next_seq,
-            &mut |count| {
-                behaviour.for_each_history(u64::MAX, &mut |_, history| {
-                    for e in history {
-                        count(e.seq, e.item, e.ts);
-                    }
-                    Ok(())
-                })
-            },
-        )?,
+        blocked,
+        attributes,
+        trending,
         behaviour,
         merge_signal: Arc::default(),
         indexer: Indexer::start(segments_dir.clone()),
@@ -290,6 +303,7 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
     } else {
         ReplayMode::Recover
     };
+    phases.end("indexes queued");
     let end = replay::replay(
         &wal_dir,
         manifest.checkpoint,
@@ -302,6 +316,7 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
     for space in shared.trained_spaces() {
         shared.blocked.kill_in(&space.catalog.version.load());
     }
+    phases.end("log replay");
     report.replayed_bytes = end.replayed_bytes;
     report.truncated_tail = end.truncated;
     let wal = if read_only {
@@ -332,6 +347,7 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
             remove_orphan_runs(&runs_dir, Some(&core.runs), &[], access, &mut report)?;
         }
     }
+    phases.end("recovery copy");
     let sync = wal.shared();
     let write = Arc::new(Mutex::new(WriteState {
         checkpointed_at: wal.end(),
@@ -346,12 +362,15 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
     } else {
         Some(Merger::start(Arc::clone(&shared), Arc::clone(&write))?)
     };
+    let background = if read_only {
+        None
+    } else {
+        training::spawn_background(Arc::clone(&shared), Arc::clone(&write))
+    };
+    phases.end("background threads");
+    phases.log(path);
     Ok(Store {
-        background: if read_only {
-            None
-        } else {
-            training::spawn_background(Arc::clone(&shared), Arc::clone(&write))
-        },
+        background,
         merger,
         compaction: Mutex::new(()),
         write,
@@ -361,6 +380,45 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
         crash_on_drop: false,
         _lock: lock,
     })
+}
+
+/// How long each step of an open took, logged at debug level (`RUST_LOG=emberdb=debug`)
+/// so that a slow open can be told apart without a profiler.
+struct Phases {
+    last: std::time::Instant,
+    took: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Phases {
+    fn start() -> Self {
+        Phases {
+            last: std::time::Instant::now(),
+            took: Vec::new(),
+        }
+    }
+
+    fn end(&mut self, phase: &'static str) {
+        let now = std::time::Instant::now();
+        self.took.push((phase, now - self.last));
+        self.last = now;
+    }
+
+    fn log(&self, path: &Path) {
+        if log::log_enabled!(log::Level::Debug) {
+            let total: std::time::Duration = self.took.iter().map(|(_, d)| *d).sum();
+            let parts: Vec<String> = self
+                .took
+                .iter()
+                .map(|(phase, d)| format!("{phase} {:.1} ms", d.as_secs_f64() * 1e3))
+                .collect();
+            log::debug!(
+                "opened {} in {:.1} ms: {}",
+                path.display(),
+                total.as_secs_f64() * 1e3,
+                parts.join(", ")
+            );
+        }
+    }
 }
 
 /// The log writer records its files in the metadata.
@@ -390,11 +448,15 @@ fn open_space(
     let trainer_path = files.trainer.map(|t| dir.join(state::file_name(t.file_id)));
     let model: Option<(ModelOptions, Model)> = match (&space.train, &space.dnn) {
         (Some(train), _) => {
-            let state = match &trainer_path {
-                Some(path) => TrainerState::read(path, space.dim)?,
-                None => TrainerState::empty(space.dim),
+            let model = match &trainer_path {
+                Some(path) => Model::Item2vecStored {
+                    path: path.clone(),
+                    dim: space.dim,
+                    summary: TrainerState::read_summary(path, space.dim)?,
+                },
+                None => Model::Item2vec(Arc::new(TrainerState::empty(space.dim))),
             };
-            Some((ModelOptions::Item2vec(train.clone()), Model::Item2vec(Arc::new(state))))
+            Some((ModelOptions::Item2vec(train.clone()), model))
         }
         (None, Some(dnn)) => {
             let state = match &trainer_path {
@@ -412,7 +474,8 @@ fn open_space(
     let (trainer, directory) = match model {
         None => (None, None),
         Some((options, model)) => {
-            let mut directory = HashMap::new();
+            let rows: usize = sealed.iter().map(|s| s.count()).sum();
+            let mut directory = HashMap::with_capacity(rows);
             for segment in &sealed {
                 let (ids, _) = segment.data()?;
                 for (row, id) in ids.iter().enumerate() {

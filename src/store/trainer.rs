@@ -2,6 +2,7 @@
 //! generation, and the counters the background policy and `Stats` read.
 //! Held by `state::Shared`; rounds are run by `training`.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,43 +11,52 @@ use parking_lot::Mutex;
 
 use crate::train::dnn::state::DnnState;
 use crate::train::round::TrainReport;
-use crate::train::state::TrainerState;
+use crate::train::state::{StateSummary, TrainerState};
 use crate::train::{DnnOptions, TrainOptions, TrainPolicy};
 
 /// A trained space's model: its published state.
 #[derive(Clone)]
 pub(crate) enum Model {
     Item2vec(Arc<TrainerState>),
+    /// An item2vec state on disk, not read yet: only a round needs its
+    /// matrices (serving reads the segments), so an open reads its header
+    /// and the first round reads the rest (see `training::load_model`).
+    Item2vecStored {
+        path: PathBuf,
+        dim: usize,
+        summary: StateSummary,
+    },
     Dnn(Arc<DnnState>),
 }
 
 impl Model {
-    pub fn generation(&self) -> u64 {
+    fn summary(&self) -> StateSummary {
         match self {
-            Model::Item2vec(s) => s.generation,
-            Model::Dnn(s) => s.generation,
+            Model::Item2vec(s) => s.summary(),
+            Model::Item2vecStored { summary, .. } => *summary,
+            Model::Dnn(s) => StateSummary {
+                items: s.len(),
+                generation: s.generation,
+                watermark: s.watermark,
+                rounds: s.rounds,
+            },
         }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.summary().generation
     }
 
     pub fn items(&self) -> usize {
-        match self {
-            Model::Item2vec(s) => s.len(),
-            Model::Dnn(s) => s.len(),
-        }
+        self.summary().items
     }
 
     pub fn rounds(&self) -> u64 {
-        match self {
-            Model::Item2vec(s) => s.rounds,
-            Model::Dnn(s) => s.rounds,
-        }
+        self.summary().rounds
     }
 
     pub fn watermark(&self) -> u64 {
-        match self {
-            Model::Item2vec(s) => s.watermark,
-            Model::Dnn(s) => s.watermark,
-        }
+        self.summary().watermark
     }
 }
 

@@ -13,13 +13,14 @@ use parking_lot::Mutex;
 use super::publish;
 use super::space::SpaceState;
 use super::state::{Shared, WriteState};
-use super::trainer::{Model, ModelOptions};
+use super::trainer::{Model, ModelOptions, Trainer};
 use super::Store;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::segment::visibility::Seen;
 use crate::train::dnn;
 use crate::train::round::{self, Stopped, TrainReport};
+use crate::train::state::TrainerState;
 use crate::train::{RoundOverrides, RunStats};
 
 /// Items of the user's recent history whose vectors make a new item's
@@ -65,7 +66,7 @@ pub(crate) fn round(
         (w.core.next_seq, trainer.events_since_round.load(Ordering::Relaxed))
     };
     let users = shared.behaviour.round_events(cut)?;
-    let current = trainer.current.lock().clone();
+    let current = load_model(trainer)?;
     let keep_going = || !trainer.stop.load(Ordering::Acquire);
     let full = kind == RoundKind::Full || trainer.opts.full_retrain();
     let unchanged = |gather_seconds: f64| TrainReport {
@@ -153,6 +154,23 @@ pub(crate) fn round(
     *trainer.last_round.lock() = Instant::now();
     *trainer.last_report.lock() = Some(report.clone());
     Ok(report)
+}
+
+/// The trainer's published model, read from disk first if the store was
+/// opened since the last round (`Model::Item2vecStored`): the body's crc is
+/// checked here, so a damaged state fails the round with `Corruption`
+/// naming the file (and `verify` reports it without a round).
+fn load_model(trainer: &Trainer) -> Result<Model> {
+    let current = trainer.current.lock().clone();
+    let Model::Item2vecStored { path, dim, .. } = &current else {
+        return Ok(current);
+    };
+    // Read outside the lock (hundreds of MiB): `Stats` keeps answering from
+    // the summary meanwhile. Rounds are one at a time, so nobody else
+    // replaces the stored model while it is read.
+    let loaded = Model::Item2vec(Arc::new(TrainerState::read(path, *dim)?));
+    *trainer.current.lock() = loaded.clone();
+    Ok(loaded)
 }
 
 /// Provisional vectors in trained `space` for the items of `events` that

@@ -40,6 +40,44 @@ pub(crate) fn parse_name(name: &str) -> Option<u64> {
     name.strip_prefix("trainer-")?.strip_suffix(".emb")?.parse().ok()
 }
 
+/// What a trainer state's header says: enough for `Stats` and the policy
+/// before the state itself is read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct StateSummary {
+    pub items: usize,
+    pub generation: u64,
+    pub watermark: u64,
+    pub rounds: u64,
+}
+
+/// The header's summary, checked against the store's `dim` and the
+/// file's `len`.
+fn summary_of(h: &Header<'_>, dim: usize, len: u64, path: &Path) -> Result<StateSummary> {
+    let corrupt = |offset: u64, reason: String| Error::Corruption {
+        file: path.to_path_buf(),
+        offset,
+        reason,
+    };
+    if h.u32(12) as usize != dim {
+        return Err(corrupt(
+            12,
+            format!("dimension {} in a store of dimension {dim}", h.u32(12)),
+        ));
+    }
+    let n = h.u64(16);
+    n.checked_mul(16 + 8 * dim as u64)
+        .and_then(|b| b.checked_add(HEADER_LEN as u64))
+        .filter(|&expected| expected == len)
+        .and_then(|_| usize::try_from(n).ok())
+        .map(|items| StateSummary {
+            items,
+            generation: h.u64(24),
+            watermark: h.u64(32),
+            rounds: h.u64(40),
+        })
+        .ok_or_else(|| corrupt(16, format!("{n} items do not fit a file of {len} bytes")))
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct TrainerState {
     pub dim: usize,
@@ -70,6 +108,15 @@ impl TrainerState {
 
     pub fn len(&self) -> usize {
         self.ids.len()
+    }
+
+    pub fn summary(&self) -> StateSummary {
+        StateSummary {
+            items: self.len(),
+            generation: self.generation,
+            watermark: self.watermark,
+            rounds: self.rounds,
+        }
     }
 
     #[cfg(test)]
@@ -137,6 +184,22 @@ impl TrainerState {
         })
     }
 
+    /// Reads and checks only the header of the state at `path` against the
+    /// file's length (not the body's crc: [`TrainerState::read`] checks it
+    /// when a round first needs the vectors). Opening a store reads this
+    /// much: the state can be hundreds of MiB (1 M items at dim 64 is 528
+    /// MiB) that only training needs.
+    pub fn read_summary(path: &Path, dim: usize) -> Result<StateSummary> {
+        let mut file = std::fs::File::open(path).at(path)?;
+        let len = file.metadata().at(path)?.len();
+        let mut h = [0u8; HEADER_LEN];
+        let n = (len as usize).min(HEADER_LEN);
+        std::io::Read::read_exact(&mut file, &mut h[..n]).at(path)?;
+        let header = Header::check(&h[..n], MAGIC, STATE_VERSION, path, "trainer state")?;
+        let summary = summary_of(&header, dim, len, path)?;
+        Ok(summary)
+    }
+
     /// Reads and checks the state at `path` for a store of dimension `dim`.
     pub fn read(path: &Path, dim: usize) -> Result<Self> {
         let bytes = std::fs::read(path).at(path)?;
@@ -146,26 +209,15 @@ impl TrainerState {
             reason,
         };
         let h = Header::check(&bytes, MAGIC, STATE_VERSION, path, "trainer state")?;
-        if h.u32(12) as usize != dim {
-            return Err(corrupt(
-                12,
-                format!("dimension {} in a store of dimension {dim}", h.u32(12)),
-            ));
-        }
-        let n = h.u64(16);
-        let expected = n
-            .checked_mul(16 + 8 * dim as u64)
-            .and_then(|b| b.checked_add(HEADER_LEN as u64))
-            .filter(|&len| len == bytes.len() as u64)
-            .ok_or_else(|| corrupt(16, format!("{n} items do not fit a file of {} bytes", bytes.len())))?;
-        let body = &bytes[HEADER_LEN..expected as usize];
+        let summary = summary_of(&h, dim, bytes.len() as u64, path)?;
+        let body = &bytes[HEADER_LEN..];
         if crc32fast::hash(body) != h.u32(48) {
             return Err(corrupt(
                 HEADER_LEN as u64,
                 "trainer state body checksum mismatch".into(),
             ));
         }
-        let n = n as usize;
+        let n = summary.items;
         let (ids_b, rest) = body.split_at(8 * n);
         let (counts_b, rest) = rest.split_at(8 * n);
         let (input_b, output_b) = rest.split_at(4 * n * dim);

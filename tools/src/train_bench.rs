@@ -41,15 +41,15 @@ pub struct TrainBenchArgs {
     /// trained and queried side by side.
     #[arg(long, default_value = "item2vec")]
     space_kind: String,
-    /// Memory for user histories, MiB (the store's default is 1,024). Below
-    /// the histories' size, events of evicted users read and rewrite their
-    /// whole record in the metadata store (ARCHITECTURE, "Known limits").
-    #[arg(long)]
-    history_cache_mib: Option<usize>,
     /// Log bytes between checkpoints, MiB (the store's default is 256).
-    /// Each checkpoint rewrites every changed user's whole history record.
+    /// Each checkpoint writes the events since the last one as a run.
     #[arg(long)]
     checkpoint_wal_mib: Option<u64>,
+    /// Only reopen the store in `--dir` (made by an earlier run with the
+    /// same `--users`) and time the open and history lookups, warm and
+    /// cold: no ingest, no round.
+    #[arg(long, requires = "dir")]
+    reopen_only: bool,
 }
 
 /// Peak resident memory of this process (VmHWM), in MiB.
@@ -119,11 +119,11 @@ pub fn run(a: TrainBenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
         }
         other => anyhow::bail!("--space-kind must be item2vec or youtube-dnn, not {other}"),
     };
-    if let Some(mib) = a.history_cache_mib {
-        opts = opts.history_cache_bytes(mib << 20);
-    }
     if let Some(mib) = a.checkpoint_wal_mib {
         opts = opts.checkpoint_wal_bytes(mib << 20);
+    }
+    if a.reopen_only {
+        return reopen_and_look_up(&dir, &a, out);
     }
     let store = Store::open(&dir, opts.durability(Durability::Buffered))?;
     writeln!(
@@ -223,14 +223,20 @@ pub fn run(a: TrainBenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
         peak_file
     )?;
     drop(store);
+    reopen_and_look_up(&dir, &a, out)
+}
+
+/// Reopens the store at `dir`, warm then with the page cache dropped, and
+/// times each open and the history lookups after it.
+fn reopen_and_look_up(dir: &std::path::Path, a: &TrainBenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let started = Instant::now();
-    let store = Store::open(&dir, Options::existing())?;
+    let store = Store::open(dir, Options::existing())?;
     writeln!(
         out,
         "reopen (warm, in this process): {:.0} ms",
         started.elapsed().as_secs_f64() * 1e3
     )?;
-    history_latency(&store, &a, "after reopen, warm", out)?;
+    history_latency(&store, a, "after reopen, warm", out)?;
     drop(store);
     // Cold: the page cache dropped (needs root; said when it cannot be).
     let dropped = std::process::Command::new("sh")
@@ -239,13 +245,13 @@ pub fn run(a: TrainBenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
         .is_ok_and(|s| s.success());
     if dropped {
         let started = Instant::now();
-        let store = Store::open(&dir, Options::existing())?;
+        let store = Store::open(dir, Options::existing())?;
         writeln!(
             out,
             "reopen (page cache dropped): {:.0} ms",
             started.elapsed().as_secs_f64() * 1e3
         )?;
-        history_latency(&store, &a, "cold (page cache dropped)", out)?;
+        history_latency(&store, a, "cold (page cache dropped)", out)?;
     } else {
         writeln!(
             out,

@@ -161,8 +161,13 @@ fn every_bit_flip_outside_the_blocks_is_refused_at_open() {
     let (run, bytes) = small(dir.path());
     let path = run.path().to_path_buf();
     let index_at = run.frame.index_offset;
+    // The directory's slots are checked on first touch, like the blocks
+    // (see `a_damaged_directory_never_gives_a_wrong_history`).
+    let slots = run.frame.directory.as_ref().unwrap().slot_range();
     drop(run);
-    let outside = (0..HEADER_LEN).chain(index_at..bytes.len());
+    let outside = (0..HEADER_LEN)
+        .chain(index_at..bytes.len())
+        .filter(|b| !slots.contains(b));
     for byte in outside {
         for bit in 0..8 {
             let mut bad = bytes.clone();
@@ -254,4 +259,115 @@ fn disorder_with_restamped_checksums_is_caught_at_first_touch() {
     let mut same = bytes.clone();
     restamp(&mut same);
     assert_eq!(same, bytes);
+}
+
+#[test]
+fn the_directory_finds_what_the_binary_search_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut entries = sample(5_000, 3);
+    let seq = entries.last().unwrap().seq + 1;
+    entries.extend((0..700).map(|i| entry(1 << 40, seq + i, i)));
+    let run = write(dir.path(), &entries);
+    let table = run.frame.directory.as_ref().expect("version 2 runs carry a directory");
+    assert!(table.slot_range().len() / 8 >= 2 * run.users() as usize);
+    let users = by_user(&entries);
+    let index = run.frame.index(run.path()).unwrap().to_vec();
+    for user in &users {
+        let u = user[0].user;
+        assert_eq!(run.user_slice(u).unwrap(), &user[..], "user {u}");
+        // The sparse index alone gives the same slice.
+        let past = index.partition_point(|&k| k <= u);
+        let first = index.partition_point(|&k| k < u).saturating_sub(1);
+        let window = &run.all().unwrap()[first * BLOCK_ENTRIES..(past * BLOCK_ENTRIES).min(entries.len())];
+        let (lo, hi) = (
+            window.partition_point(|e| e.user < u),
+            window.partition_point(|e| e.user <= u),
+        );
+        assert_eq!(&window[lo..hi], &user[..]);
+    }
+    for absent in (0..20_000u64).filter(|u| u % 3 != 1).chain([u64::MAX, (1 << 40) + 1]) {
+        assert!(run.user_slice(absent).unwrap().is_empty(), "user {absent}");
+    }
+    assert_eq!(run.verify().unwrap(), entries.len() as u64);
+}
+
+/// A version-1 run (before the directory) written from a version-2 one:
+/// the directory cut out, the version and footer set back, restamped.
+fn as_version_1(bytes: &[u8], run: &EventRun) -> Vec<u8> {
+    let dir_at = run.frame.directory.as_ref().unwrap().offset() as usize;
+    let footer_at = bytes.len() - blocks::FOOTER_LEN;
+    let mut old = bytes[..dir_at].to_vec();
+    old.extend_from_slice(&bytes[footer_at..]);
+    old[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let new_footer = old.len() - blocks::FOOTER_LEN;
+    old[new_footer + 56..new_footer + 60].fill(0);
+    restamp(&mut old);
+    old
+}
+
+#[test]
+fn version_1_runs_without_a_directory_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let entries = sample(400, 5);
+    let run = write(dir.path(), &entries);
+    let bytes = std::fs::read(run.path()).unwrap();
+    let old = as_version_1(&bytes, &run);
+    let path = run.path().to_path_buf();
+    drop(run);
+    std::fs::write(&path, &old).unwrap();
+    let run = EventRun::open(&path, 9).unwrap();
+    assert!(run.frame.directory.is_none());
+    for user in by_user(&entries) {
+        assert_eq!(run.user_slice(user[0].user).unwrap(), &user[..]);
+    }
+    assert!(run.user_slice(2).unwrap().is_empty());
+    assert_eq!(run.verify().unwrap(), entries.len() as u64);
+}
+
+#[test]
+fn a_damaged_directory_never_gives_a_wrong_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let entries = sample(300, 4);
+    let users = by_user(&entries);
+    let run = write(dir.path(), &entries);
+    let path = run.path().to_path_buf();
+    let slots = run.frame.directory.as_ref().unwrap().slot_range();
+    let bytes = std::fs::read(&path).unwrap();
+    drop(run);
+    let occupied: Vec<usize> = (slots.start..slots.end)
+        .step_by(8)
+        .filter(|&at| bytes[at..at + 8] != [0xff; 8])
+        .collect();
+    assert_eq!(occupied.len(), users.len());
+    // A flip in any slot byte, with and without its crcs restamped: every
+    // lookup is the true history or Corruption naming the file; verify
+    // fails.
+    for (n, &at) in occupied.iter().enumerate().step_by(7) {
+        for (byte, bit) in [(0, 0), (3, 5), (4, 1), (5, 7), (7, 2)] {
+            for restamped in [false, true] {
+                let mut bad = bytes.clone();
+                bad[at + byte] ^= 1 << bit;
+                if restamped {
+                    restamp(&mut bad);
+                }
+                std::fs::write(&path, &bad).unwrap();
+                let run = EventRun::open(&path, 9).unwrap();
+                for user in &users {
+                    match run.user_slice(user[0].user) {
+                        Ok(slice) if slice == &user[..] => {}
+                        Ok(slice) if restamped && slice.is_empty() => {
+                            // The damaged slot no longer finds its user:
+                            // only `verify` can tell (below).
+                        }
+                        Err(Error::Corruption { file, .. }) => assert_eq!(file, path),
+                        other => panic!("slot {n} byte {byte} bit {bit}: {other:?}"),
+                    }
+                }
+                assert!(
+                    matches!(run.verify(), Err(Error::Corruption { ref file, .. }) if *file == path),
+                    "slot {n} byte {byte} bit {bit}, restamped {restamped}"
+                );
+            }
+        }
+    }
 }

@@ -177,9 +177,16 @@ impl Behaviour {
     /// The user's history, oldest first.
     pub fn history(&self, user: u64) -> Result<Vec<EventEntry>> {
         let v = self.load();
-        let mut out = Vec::new();
+        let touched = v.events.iter().fold(0, |acc, run| acc ^ run.touch(user));
+        std::hint::black_box(touched);
+        // The slices first, so the history is allocated once.
+        let mut slices: Vec<&[EventEntry]> = Vec::with_capacity(v.events.len());
         for run in &v.events {
-            out.extend_from_slice(run.user_slice(user)?);
+            slices.push(run.user_slice(user)?);
+        }
+        let mut out = Vec::with_capacity(slices.iter().map(|s| s.len()).sum::<usize>() + 8);
+        for slice in slices {
+            out.extend_from_slice(slice);
         }
         v.recent.events.extend_user(user, &mut out);
         history_of(&mut out, self.history_len);

@@ -231,6 +231,11 @@ impl Counts {
         };
         buckets.retain(|(b, _)| b.saturating_add(BUCKETS) > newest);
         counts.newest = Some(newest);
+        // Sized once for the largest bucket (every item of it is counted):
+        // growing a map of 1 M items step by step was most of an open.
+        counts
+            .items
+            .reserve(buckets.iter().map(|(_, pairs)| pairs.len()).max().unwrap_or(0));
         for (bucket, pairs) in buckets {
             let mut map = HashMap::with_capacity(pairs.len());
             for (item, n) in pairs {

@@ -206,6 +206,13 @@ impl Trending {
             });
         }
         let stored = stored.as_ref().filter(|r| r.window == window.max(BUCKETS));
+        log::debug!(
+            "trending counts: {}",
+            match stored {
+                Some(r) => format!("from their file ({} buckets)", r.buckets.len()),
+                None => format!("counted from the histories (no file of window {})", window.max(BUCKETS)),
+            }
+        );
         let counts = match stored {
             Some(record) => Counts::from_record(record, latest),
             None => {
