@@ -39,7 +39,7 @@
 //! | 40..48 | crc_offset u64 | `index_offset + 8 * blocks` |
 //! | 48..52 | index_crc u32 | crc32 of the sparse index |
 //! | 52..56 | table_crc u32 | crc32 of the crc table with its padding |
-//! | 56..60 | directory_crc u32 | event runs from version 2: crc32 of the [`super::directory`]'s seed and crc table; otherwise zero |
+//! | 56..60 | directory_crc u32 | event runs from version 2: crc32 of the `runs/directory.rs`'s seed and crc table; otherwise zero |
 //! | 60..64 | footer_crc u32 | crc32 of 0..60 |
 //!
 //! The counts are in the footer so a writer can stream entries without
@@ -92,7 +92,7 @@ pub(crate) struct Format {
     /// runs' may repeat: a user can fill several blocks).
     pub strict_keys: bool,
     /// Event runs: files of this version or later carry a
-    /// [`super::directory`] of `aux` users after the crc table, its crc in
+    /// `runs/directory.rs` of `aux` users after the crc table, its crc in
     /// the footer's field at 56.
     pub directory_since: Option<u32>,
 }

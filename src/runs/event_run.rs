@@ -317,8 +317,13 @@ impl EventRun {
         let Some(pos) = dir.peek(&self.frame.map, user) else {
             return 0;
         };
-        let at = HEADER_LEN + pos as usize * ENTRY_BYTES;
-        self.frame.map.get(at..at + 8).map_or(0, blocks::le_u64)
+        // An unchecked position: any byte of the map is a harmless hint.
+        let at = usize::try_from(pos)
+            .ok()
+            .and_then(|p| p.checked_mul(ENTRY_BYTES))
+            .and_then(|b| b.checked_add(HEADER_LEN));
+        at.and_then(|at| self.frame.map.get(at..at.checked_add(8)?))
+            .map_or(0, blocks::le_u64)
     }
 
     /// [`Self::user_slice`] through the directory: a probe or two, then the

@@ -1,5 +1,7 @@
 //! Opening a store: lock, layout (spaces) check, segments, recovery.
 
+mod phases;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -9,6 +11,7 @@ use parking_lot::Mutex;
 use super::apply;
 use super::attributes::ItemAttributes;
 use super::behaviour::merger::Merger;
+use super::behaviour::orphans::remove_orphan_runs;
 use super::behaviour::{upgrade, Behaviour};
 use super::blocked::Blocked;
 use super::indexer::{self, IndexConfig, Indexer};
@@ -38,6 +41,7 @@ use crate::version::Version;
 use crate::wal::replay::{self, ReplayMode};
 use crate::wal::tracked::{LogCatalog, TrackedFiles};
 use crate::wal::writer::WalWriter;
+use phases::Phases;
 
 /// What recovery found, for `Stats` and the tools.
 #[derive(Debug, Clone, Default)]
@@ -177,8 +181,9 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
         &runs_dir,
         stored_runs.as_ref().filter(|_| !legacy),
         &copied_runs,
-        if legacy && read_only { Access::Write } else { access },
-        &mut report,
+        read_only && !legacy,
+        &mut report.removed_garbage,
+        &mut report.leftover_files,
     )?;
     let runs = match (config.is_some(), legacy, stored_runs) {
         (false, _, _) => {
@@ -344,7 +349,14 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
             remove_orphans(&segments_dir, &core.manifest, &[], access, &mut report)?;
         }
         if !copied_runs.is_empty() {
-            remove_orphan_runs(&runs_dir, Some(&core.runs), &[], access, &mut report)?;
+            remove_orphan_runs(
+                &runs_dir,
+                Some(&core.runs),
+                &[],
+                read_only,
+                &mut report.removed_garbage,
+                &mut report.leftover_files,
+            )?;
         }
     }
     phases.end("recovery copy");
@@ -380,45 +392,6 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
         crash_on_drop: false,
         _lock: lock,
     })
-}
-
-/// How long each step of an open took, logged at debug level (`RUST_LOG=emberdb=debug`)
-/// so that a slow open can be told apart without a profiler.
-struct Phases {
-    last: std::time::Instant,
-    took: Vec<(&'static str, std::time::Duration)>,
-}
-
-impl Phases {
-    fn start() -> Self {
-        Phases {
-            last: std::time::Instant::now(),
-            took: Vec::new(),
-        }
-    }
-
-    fn end(&mut self, phase: &'static str) {
-        let now = std::time::Instant::now();
-        self.took.push((phase, now - self.last));
-        self.last = now;
-    }
-
-    fn log(&self, path: &Path) {
-        if log::log_enabled!(log::Level::Debug) {
-            let total: std::time::Duration = self.took.iter().map(|(_, d)| *d).sum();
-            let parts: Vec<String> = self
-                .took
-                .iter()
-                .map(|(phase, d)| format!("{phase} {:.1} ms", d.as_secs_f64() * 1e3))
-                .collect();
-            log::debug!(
-                "opened {} in {:.1} ms: {}",
-                path.display(),
-                total.as_secs_f64() * 1e3,
-                parts.join(", ")
-            );
-        }
-    }
 }
 
 /// The log writer records its files in the metadata.
@@ -587,51 +560,6 @@ fn remove_orphans(
             std::fs::remove_file(entry.path()).at(&entry.path())?;
             report.removed_garbage.push(entry.path());
         }
-    }
-    Ok(())
-}
-
-/// Removes the files of `dir` (the runs) that `live` does not name and
-/// `keep` does not either (the `RECOVERY` copy's), and temporary files;
-/// with no `live` list (an older store before its upgrade) every run file
-/// is a leftover of an earlier attempt.
-fn remove_orphan_runs(
-    dir: &Path,
-    live: Option<&RunManifest>,
-    keep: &[String],
-    access: Access,
-    report: &mut RecoveryReport,
-) -> Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).at(dir),
-    };
-    let named: std::collections::HashSet<String> = live
-        .into_iter()
-        .flat_map(|r| r.file_names())
-        .chain(keep.iter().cloned())
-        .collect();
-    let mut removed = false;
-    for entry in entries {
-        let entry = entry.at(dir)?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let ours = runs::parse_name(&name).is_some() || super::trending::file::parse_name(&name).is_some();
-        let orphan = if ours {
-            !named.contains(&name)
-        } else {
-            name.ends_with(TMP_SUFFIX)
-        };
-        if orphan && access == Access::ReadOnly {
-            report.leftover_files.push(entry.path());
-        } else if orphan {
-            std::fs::remove_file(entry.path()).at(&entry.path())?;
-            report.removed_garbage.push(entry.path());
-            removed = true;
-        }
-    }
-    if removed {
-        fsutil::sync_dir(dir)?;
     }
     Ok(())
 }

@@ -22,6 +22,7 @@
 pub(crate) mod check;
 pub(crate) mod flush;
 pub(crate) mod merger;
+pub(crate) mod orphans;
 pub(crate) mod recent;
 pub(crate) mod scan;
 pub(crate) mod upgrade;
