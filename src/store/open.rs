@@ -1,6 +1,7 @@
 //! Opening a store: lock, layout (spaces) check, segments, recovery.
 
 mod phases;
+mod segments;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -32,8 +33,7 @@ use crate::meta::sled_meta::SledMeta;
 use crate::meta::MetaStore;
 use crate::options::{Options, SpaceSpec};
 use crate::runs;
-use crate::segment::growing::GrowingSegment;
-use crate::segment::sealed::{self, SealedSegment};
+use crate::segment::sealed;
 use crate::segment::Location;
 use crate::train::dnn::state::DnnState;
 use crate::train::state::{self, TrainerState};
@@ -42,6 +42,7 @@ use crate::wal::replay::{self, ReplayMode};
 use crate::wal::tracked::{LogCatalog, TrackedFiles};
 use crate::wal::writer::WalWriter;
 use phases::Phases;
+use segments::{load_growing_snapshot, open_segments};
 
 /// What recovery found, for `Stats` and the tools.
 #[derive(Debug, Clone, Default)]
@@ -562,44 +563,4 @@ fn remove_orphans(
         }
     }
     Ok(())
-}
-
-/// Opens a space's sealed segments.
-fn open_segments(dir: &Path, files: &SpaceManifest, dim: usize) -> Result<Vec<Arc<SealedSegment>>> {
-    let mut segments = Vec::with_capacity(files.segments.len());
-    for entry in &files.segments {
-        let path = dir.join(sealed::file_name(entry.id));
-        let segment = SealedSegment::open(&path, entry.id, dim)?;
-        if segment.count() as u64 != entry.rows {
-            return Err(Error::Corruption {
-                file: path,
-                offset: 16,
-                reason: format!(
-                    "segment holds {} rows, the manifest says {}",
-                    segment.count(),
-                    entry.rows
-                ),
-            });
-        }
-        segments.push(Arc::new(segment));
-    }
-    segments.sort_by_key(|s| s.id());
-    Ok(segments)
-}
-
-/// The growing segment as of the checkpoint: the manifest's snapshot loaded
-/// back into memory (checksum verified first), or an empty segment.
-fn load_growing_snapshot(dir: &Path, files: &SpaceManifest, dim: usize, segment_rows: usize) -> Result<GrowingSegment> {
-    let Some(entry) = &files.growing else {
-        return Ok(GrowingSegment::new(dim, segment_rows));
-    };
-    let path = dir.join(sealed::snapshot_file_name(entry.id));
-    let snapshot = SealedSegment::open(&path, entry.id, dim)?;
-    let (ids, values) = snapshot.data()?;
-    // Room for every snapshot row even if `segment_rows` shrank since.
-    let growing = GrowingSegment::new(dim, segment_rows.max(ids.len()));
-    for (id, row) in ids.iter().zip(values.chunks_exact(dim)) {
-        growing.push(*id, row);
-    }
-    Ok(growing)
 }
