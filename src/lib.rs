@@ -30,6 +30,7 @@ pub mod faults;
 mod fsutil;
 #[doc(hidden)]
 pub mod fuzz;
+mod idmap;
 mod index;
 mod kernels;
 mod meta;
@@ -58,8 +59,8 @@ pub use kernels::{simd_level, SimdLevel};
 pub use metric::Metric;
 pub use options::DEFAULT_TRENDING_WINDOW;
 pub use options::{
-    Options, SpaceKind, SpaceSpec, DEFAULT_RECENT_BYTES, DEFAULT_SPACE, MAX_DIM, MAX_SPACE_NAME, MIN_META_CACHE_BYTES,
-    MIN_RECENT_BYTES,
+    Options, SpaceKind, SpaceSpec, DEFAULT_MERGE_THREADS, DEFAULT_RECENT_BYTES, DEFAULT_SPACE, MAX_DIM, MAX_SPACE_NAME,
+    MIN_META_CACHE_BYTES, MIN_RECENT_BYTES,
 };
 pub use query::{
     Filter, Hit, Pooling, Query, MAX_EF_SEARCH, MAX_FILTER_DEPTH, MAX_FILTER_NODES, MAX_K, MAX_NPROBE, MAX_RECENT,

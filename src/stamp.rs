@@ -92,6 +92,44 @@ impl<'a> Header<'a> {
     }
 }
 
+/// A whole-body file's header: body length at 12, body crc32 at 20 (the
+/// recovery file's and the trending counts' layout).
+pub(crate) fn body_header(magic: &[u8; 8], version: u32, body: &[u8]) -> [u8; HEADER_LEN] {
+    HeaderWriter::new(magic, version)
+        .u64(12, body.len() as u64)
+        .u32(20, crc32fast::hash(body))
+        .finish()
+}
+
+/// Checks a file written with [`body_header`] (`bytes` whole, from `path`,
+/// a `what` file) and returns its header and body: the header as
+/// [`Header::check`] does, then the body's length and crc.
+pub(crate) fn checked_body<'a>(
+    bytes: &'a [u8],
+    magic: &[u8; 8],
+    max_version: u32,
+    path: &Path,
+    what: &str,
+) -> Result<(Header<'a>, &'a [u8])> {
+    let corrupt = |offset: u64, reason: String| Error::Corruption {
+        file: path.to_path_buf(),
+        offset,
+        reason,
+    };
+    let header = Header::check(bytes, magic, max_version, path, what)?;
+    let body = &bytes[HEADER_LEN.min(bytes.len())..];
+    if header.u64(12) != body.len() as u64 {
+        return Err(corrupt(
+            12,
+            format!("body of {} bytes, the header says {}", body.len(), header.u64(12)),
+        ));
+    }
+    if crc32fast::hash(body) != header.u32(20) {
+        return Err(corrupt(HEADER_LEN as u64, format!("{what} body checksum mismatch")));
+    }
+    Ok((header, body))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,9 +4,9 @@
 //! growing-segment rows are the two things that change under a version, both
 //! append-only and lock-free (see their modules).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::idmap::IdMap;
 use crate::segment::growing::GrowingSegment;
 use crate::segment::sealed::SealedSegment;
 use crate::segment::visibility::Seen;
@@ -22,7 +22,7 @@ pub(crate) struct Version {
     /// (a generation switch changes both in one swap). Host-fed stores find
     /// rows through their segments' id orders instead (None here; see
     /// [`Version::live_sealed`]).
-    pub directory: Option<Arc<HashMap<u64, Location>>>,
+    pub directory: Option<Arc<IdMap<u64, Location>>>,
     /// YouTube DNN spaces: the model of this generation (its tower makes
     /// the user vectors searched here), swapped with the segments.
     pub model: Option<Arc<DnnState>>,

@@ -2,7 +2,8 @@
 //! answer as an in-memory model says across checkpoints, merges and
 //! reopens; a repair after losing sled's database brings every one back;
 //! a damaged run is `Corruption` naming it, never a wrong history; readers
-//! never see a history go backwards while runs are flushed and merged; a
+//! never see a history go backwards while runs are flushed and merged;
+//! merges in flight at once take disjoint runs and lose nothing; a
 //! format-5 store's behaviour moves into runs and answers as before.
 
 mod common;
@@ -48,6 +49,7 @@ fn opts(len: usize) -> Options {
         .durability(Durability::Buffered)
         .history_len(len)
         .recent_bytes(1 << 20)
+        .merge_threads(2)
 }
 
 fn check(store: &Store, model: &Model, len: usize, users: u64, items: u64, when: &str) {
@@ -116,7 +118,11 @@ fn behaviour_answers_as_a_model_across_checkpoints_merges_crashes_and_reopens() 
                 store.set_attributes(item, &pairs(&set)).unwrap();
                 model.attributes.insert(item, set);
             }
-            80..=89 => store.flush().unwrap(),
+            80..=86 => store.flush().unwrap(),
+            87..=89 => {
+                store.flush().unwrap();
+                store.merge_runs().unwrap();
+            }
             90..=92 => {
                 store.compact().unwrap();
                 let runs = store.stats().unwrap().runs;
@@ -328,7 +334,8 @@ fn readers_never_see_a_history_go_backwards_while_runs_are_flushed_and_merged() 
             Options::new(DIM)
                 .durability(Durability::None)
                 .history_len(1_000_000)
-                .recent_bytes(1 << 20),
+                .recent_bytes(1 << 20)
+                .merge_threads(2),
         )
         .unwrap(),
     );
@@ -400,6 +407,91 @@ fn readers_never_see_a_history_go_backwards_while_runs_are_flushed_and_merged() 
     assert!(batches > 20 && reads > 0, "{batches} batches, {reads} reads");
     let stats = store.stats().unwrap();
     assert!(stats.runs.merges > 0 || ms < 1_000, "no merge ran: {:?}", stats.runs);
+}
+
+#[test]
+fn merges_at_once_take_disjoint_runs_and_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let users = 30u64;
+    let opts = || {
+        Options::new(DIM)
+            .durability(Durability::Sync)
+            .history_len(1_000_000)
+            .merge_threads(0)
+    };
+    let store = Arc::new(Store::open(&path, opts()).unwrap());
+    let mut expected: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    let mut ts = 1_000u64;
+    let next_batch = |store: &Store, expected: &mut BTreeMap<u64, Vec<u64>>, ts: &mut u64| {
+        let batch: Vec<Event> = (0..300)
+            .map(|i| {
+                *ts += 1;
+                Event::new(i % users, *ts % 97, *ts)
+            })
+            .collect();
+        store.append_events(&batch).unwrap();
+        for e in &batch {
+            expected.entry(e.user).or_default().push(e.item);
+        }
+        store.flush().unwrap();
+    };
+    let ms: u64 = std::env::var("EMBER_RACE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
+    let started = Instant::now();
+    let mut rounds = 0;
+    // Rounds of 16 flushed runs and four threads merging them at once,
+    // until two merges were seen in flight together (or time is up).
+    while rounds == 0
+        || (store.stats().unwrap().runs.most_merges_at_once < 2 && started.elapsed() < Duration::from_millis(ms))
+    {
+        rounds += 1;
+        for _ in 0..16 {
+            next_batch(&store, &mut expected, &mut ts);
+        }
+        let before = store.stats().unwrap().runs.event_runs;
+        assert!(before >= 16, "{before} runs");
+        let go = Arc::new(std::sync::Barrier::new(5));
+        let mergers: Vec<_> = (0..4)
+            .map(|_| {
+                let (store, go) = (Arc::clone(&store), Arc::clone(&go));
+                std::thread::spawn(move || {
+                    go.wait();
+                    store.merge_runs().unwrap()
+                })
+            })
+            .collect();
+        go.wait();
+        // Readers during the merges: every history whole, every time.
+        for _ in 0..3 {
+            for (user, items) in &expected {
+                assert_eq!(&store.history(*user).unwrap(), items, "user {user} during merges");
+            }
+        }
+        let merged: u64 = mergers.into_iter().map(|m| m.join().unwrap()).sum();
+        assert!(merged >= 4, "round {rounds}: {merged} merges of {before} runs");
+        let runs = store.stats().unwrap().runs;
+        assert_eq!(runs.merges_in_flight, 0);
+        assert!(runs.event_runs < before, "{runs:?}");
+    }
+    let runs = store.stats().unwrap().runs;
+    assert!(
+        runs.most_merges_at_once >= 2,
+        "four threads merging 16 runs never had two merges in flight ({rounds} rounds): {runs:?}"
+    );
+    for (user, items) in &expected {
+        assert_eq!(&store.history(*user).unwrap(), items, "user {user}");
+    }
+    let report = store.verify().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    drop(store);
+    let store = Store::open(&path, opts()).unwrap();
+    for (user, items) in &expected {
+        assert_eq!(&store.history(*user).unwrap(), items, "user {user} after reopen");
+    }
+    assert!(store.verify().unwrap().problems.is_empty());
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::path::Path;
 /// import each other in a cycle.
 const LAYERS: &[&[&str]] = &[
     &["error", "faults"],
-    &["event", "codec", "stamp", "fsutil", "metric", "durability"],
+    &["event", "codec", "stamp", "fsutil", "idmap", "metric", "durability"],
     &["kernels", "validate"],
     &["wal", "index", "train"],
     &["segment", "options", "runs"],

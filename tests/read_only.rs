@@ -90,6 +90,7 @@ fn a_read_only_open_answers_as_a_writable_one_and_writes_nothing() {
     refused("flush", ro.flush());
     refused("seal", ro.seal());
     refused("compact", ro.compact().map(drop));
+    refused("merge_runs", ro.merge_runs().map(drop));
     refused("snapshot", ro.snapshot(dir.path().join("snap")).map(drop));
     refused(
         "space upsert",

@@ -39,10 +39,9 @@ use serde::{Deserialize, Serialize};
 use super::records::{Forward, Manifest, RunManifest, StoredConfig, StoredSpace};
 use super::MetaStore;
 use crate::codec;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{IoContext, Result};
 use crate::fsutil;
 use crate::segment::Location;
-use crate::stamp::{Header, HeaderWriter, HEADER_LEN};
 
 const MAGIC: &[u8; 8] = b"EMBRECOV";
 const VERSION: u32 = 2;
@@ -97,10 +96,7 @@ pub(crate) fn write_from(store: &Path, meta: &dyn MetaStore) -> Result<()> {
         runs: meta.load_runs()?,
     };
     let body = codec::encode(&record, "the recovery record")?;
-    let header = HeaderWriter::new(MAGIC, VERSION)
-        .u64(12, body.len() as u64)
-        .u32(20, crc32fast::hash(&body))
-        .finish();
+    let header = crate::stamp::body_header(MAGIC, VERSION, &body);
     fsutil::write_atomically_with(&path(store), |out| {
         out.write_all(&header)?;
         out.write_all(&body)
@@ -120,23 +116,7 @@ pub(crate) fn read(store: &Path) -> Result<Option<RecoveryRecord>> {
 
 /// Decodes a recovery file's bytes (`path` names it in errors).
 pub(crate) fn decode(bytes: &[u8], path: &Path) -> Result<RecoveryRecord> {
-    let corrupt = |offset: u64, reason: String| Error::Corruption {
-        file: path.to_path_buf(),
-        offset,
-        reason,
-    };
-    let head = &bytes[..bytes.len().min(HEADER_LEN)];
-    let header = Header::check(head, MAGIC, VERSION, path, "recovery file")?;
-    let body = &bytes[HEADER_LEN.min(bytes.len())..];
-    if header.u64(12) != body.len() as u64 {
-        return Err(corrupt(
-            12,
-            format!("body of {} bytes, the header says {}", body.len(), header.u64(12)),
-        ));
-    }
-    if crc32fast::hash(body) != header.u32(20) {
-        return Err(corrupt(HEADER_LEN as u64, "body checksum mismatch".into()));
-    }
+    let (header, body) = crate::stamp::checked_body(bytes, MAGIC, VERSION, path, "recovery file")?;
     let what = format!("the recovery record in {}", path.display());
     if header.u32(8) == 1 {
         let v1: RecoveryRecordV1 = codec::decode(body, &what)?;

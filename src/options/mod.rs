@@ -35,8 +35,8 @@ pub struct Options {
     /// Whether sealed segments get their indexes loaded or built in the
     /// background (else every segment is searched exactly).
     pub(crate) background_indexing: bool,
-    /// Merges of runs in the background.
-    pub(crate) background_merges: bool,
+    /// Merger threads (0: no merges in the background).
+    pub(crate) merge_threads: usize,
     /// Kept for hosts that set it; histories live in runs now.
     pub(crate) history_cache_bytes: usize,
     /// Memory for the behaviour applied since the last checkpoint.
@@ -55,6 +55,9 @@ pub struct Options {
     /// Whether the trending channel counts events (`Options::trending`).
     pub(crate) trending: bool,
 }
+
+/// Merger threads by default (see [`Options::merge_threads`]).
+pub const DEFAULT_MERGE_THREADS: usize = 1;
 
 /// The smallest metadata page cache (`Options::meta_cache_bytes`): sled
 /// cannot run with less.
@@ -93,7 +96,7 @@ impl Options {
             ivf_points_per_list: crate::index::ivf_training::DEFAULT_POINTS_PER_LIST,
             share_ivf_centroids: true,
             background_indexing: true,
-            background_merges: true,
+            merge_threads: DEFAULT_MERGE_THREADS,
             history_cache_bytes: 1 << 30,
             recent_bytes: DEFAULT_RECENT_BYTES,
             meta_cache_bytes: 64 << 20,
@@ -298,13 +301,30 @@ impl Options {
         self
     }
 
-    /// Whether a thread of the store's merges runs of histories, features
-    /// and attributes in the background (default true): one merge at a
-    /// time, so merges take at most one core. Off, runs accumulate (one per
-    /// checkpoint, each a binary search per history read) until
-    /// `Store::compact` merges them. May change between opens.
+    /// Whether runs of histories, features and attributes are merged in the
+    /// background: `false` is [`Options::merge_threads`]`(0)`, `true` keeps
+    /// the threads set (one by default, or one if it was 0). May change
+    /// between opens.
     pub fn background_merges(mut self, on: bool) -> Self {
-        self.background_merges = on;
+        self.merge_threads = match (on, self.merge_threads) {
+            (false, _) => 0,
+            (true, 0) => DEFAULT_MERGE_THREADS,
+            (true, n) => n,
+        };
+        self
+    }
+
+    /// The merge concurrency budget: how many merges of runs may run at once
+    /// in the background, each on a thread of the store's (default 1, so
+    /// merges take at most one core beside ingest and queries). Merges in
+    /// flight at once have disjoint inputs. 0 turns background merges off:
+    /// runs accumulate (one per checkpoint, each a probe per history read)
+    /// until [`crate::Store::merge_runs`] or [`crate::Store::compact`]
+    /// merges them. More than one helps when several tiers fill at once
+    /// (a large backlog after a bulk load); ARCHITECTURE ("Limits of one
+    /// machine") has the measurements. May change between opens.
+    pub fn merge_threads(mut self, threads: usize) -> Self {
+        self.merge_threads = threads;
         self
     }
 

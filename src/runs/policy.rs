@@ -41,12 +41,12 @@ pub(crate) fn tier(bytes: u64, flush_bytes: u64) -> u32 {
     tier
 }
 
-/// The newest `width` adjacent runs of one tier, if any.
-fn newest_group(tiers: &[u32], width: usize) -> Option<Range<usize>> {
-    (width..=tiers.len())
-        .rev()
-        .map(|end| end - width..end)
-        .find(|r| tiers[r.clone()].iter().all(|&t| t == tiers[r.start]))
+/// The newest `width` adjacent free runs of one tier (any tier with
+/// `same_tier` false), if any.
+fn newest_group(tiers: &[u32], free: &[bool], width: usize, same_tier: bool) -> Option<Range<usize>> {
+    (width..=tiers.len()).rev().map(|end| end - width..end).find(|r| {
+        free[r.clone()].iter().all(|&f| f) && (!same_tier || tiers[r.clone()].iter().all(|&t| t == tiers[r.start]))
+    })
 }
 
 /// The runs to merge next, given their sizes in bytes (oldest first) and the
@@ -61,11 +61,24 @@ fn newest_group(tiers: &[u32], width: usize) -> Option<Range<usize>> {
 /// a growing run rewritten every 3 flushes (write amplification 43 over
 /// 1,000 flushes, 674 over 5,000, in the test below's simulation). Merging
 /// 3 of one tier keeps the sizes graded oldest to newest: 3.8 and 5.6.
+#[cfg(test)]
 pub(crate) fn pick(sizes: &[u64], flush_bytes: u64) -> Option<Range<usize>> {
+    pick_free(sizes, &vec![true; sizes.len()], flush_bytes)
+}
+
+/// [`pick`] among the runs that `free` marks (the others are inputs of
+/// merges in flight, see `Options::merge_threads`): a group never spans a
+/// busy run, and the guard still counts every run.
+pub(crate) fn pick_free(sizes: &[u64], free: &[bool], flush_bytes: u64) -> Option<Range<usize>> {
+    debug_assert_eq!(sizes.len(), free.len());
     let tiers: Vec<u32> = sizes.iter().map(|&b| tier(b, flush_bytes)).collect();
-    let n = sizes.len();
-    newest_group(&tiers, FAN_IN)
-        .or_else(|| (n > MAX_RUNS).then(|| newest_group(&tiers, FAN_IN - 1).unwrap_or(n - FAN_IN..n)))
+    let free = &free[..tiers.len().min(free.len())];
+    let tiers = &tiers[..free.len()];
+    newest_group(tiers, free, FAN_IN, true).or_else(|| {
+        (sizes.len() > MAX_RUNS)
+            .then(|| newest_group(tiers, free, FAN_IN - 1, true).or_else(|| newest_group(tiers, free, FAN_IN, false)))
+            .flatten()
+    })
 }
 
 #[cfg(test)]
@@ -88,6 +101,24 @@ mod tests {
         assert_eq!(pick(&graded, 1), Some(10..13));
         let mixed = [4096, 1024, 256, 1024, 256, 64, 256, 64, 16, 64, 16, 4, 16];
         assert_eq!(pick(&mixed, 1), Some(9..13));
+    }
+
+    #[test]
+    fn busy_runs_are_never_picked_or_spanned() {
+        let sizes = [10u64; 8];
+        let mut free = [true; 8];
+        assert_eq!(pick_free(&sizes, &free, 10), Some(4..8));
+        free[4..8].fill(false);
+        assert_eq!(pick_free(&sizes, &free, 10), Some(0..4));
+        free[1] = false;
+        assert_eq!(pick_free(&sizes, &free, 10), None, "no 4 free adjacent runs");
+        // Past the guard, the newest free group of any tier.
+        let sizes = [4096, 1024, 256, 1024, 256, 64, 256, 64, 16, 64, 16, 4, 16];
+        let mut free = [true; 13];
+        free[9..13].fill(false);
+        assert_eq!(pick_free(&sizes, &free, 1), Some(5..9));
+        free.fill(false);
+        assert_eq!(pick_free(&sizes, &free, 1), None);
     }
 
     #[test]

@@ -224,6 +224,10 @@ impl SealedSegment {
         })
     }
 
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn id(&self) -> u64 {
         self.id
     }

@@ -81,6 +81,16 @@ impl Store {
         self.run_compaction(Compaction::Run, None)
     }
 
+    /// Runs, in the calling thread, every merge of runs (histories,
+    /// features, attributes) that the background merger would pick now,
+    /// beside any merges in flight, and returns how many it made: for hosts
+    /// that set [`crate::Options::merge_threads`]`(0)` and merge at times of
+    /// their choosing. Readers never wait for it.
+    pub fn merge_runs(&self) -> Result<u64> {
+        self.shared.refuse_if_read_only()?;
+        super::behaviour::merger::merge_due(&self.shared, &self.write, None)
+    }
+
     /// What [`Store::compact`] would do now, without doing it.
     pub fn compact_dry_run(&self) -> Result<CompactReport> {
         self.run_compaction(Compaction::DryRun, None)
@@ -122,7 +132,7 @@ impl Store {
         report.runs_before = count_runs();
         if mode == Compaction::Run && only.is_none() {
             let written = shared.behaviour.merge_stats.bytes_written();
-            super::behaviour::merger::merge_due(shared, &self.write, true)?;
+            super::behaviour::merger::merge_all(shared, &self.write)?;
             report.run_bytes_written = shared.behaviour.merge_stats.bytes_written() - written;
         }
         report.runs_after = count_runs();

@@ -26,7 +26,7 @@
 //! the old ones. The next open removes either. Readers keep the version
 //! they loaded, so a query sees one set of segments from start to end.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -90,7 +90,7 @@ pub(crate) enum Placement {
     /// segments' id orders, and ignores this).
     Moved(Vec<(u64, Location)>),
     /// A new trained generation's whole directory.
-    Directory(HashMap<u64, Location>),
+    Directory(crate::idmap::IdMap<u64, Location>),
 }
 
 /// One change of the manifest and of one space's version (see the module

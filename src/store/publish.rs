@@ -15,7 +15,7 @@
 //! the next open removes likewise. Readers hold whichever version they
 //! loaded, so a query sees one generation from start to end.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -101,7 +101,7 @@ pub(crate) fn publish(
 
     // (1) Everything of the new generation, written aside.
     let mut segments = Vec::with_capacity(pieces);
-    let mut directory = HashMap::with_capacity(kept_ids.len());
+    let mut directory = crate::idmap::with_capacity(kept_ids.len());
     let mut row = Vec::with_capacity(dim);
     for (p, ids) in kept_ids.chunks(per_segment.max(1)).enumerate() {
         let id = first_id + p as u64;
@@ -159,7 +159,11 @@ pub(crate) fn publish(
 
 /// The live rows of `version` whose items the new generation does not hold:
 /// provisional vectors of items first seen after the round's cut.
-fn carry_over(version: &Version, directory: &HashMap<u64, Location>, dim: usize) -> Result<(Vec<u64>, Vec<f32>)> {
+fn carry_over(
+    version: &Version,
+    directory: &crate::idmap::IdMap<u64, Location>,
+    dim: usize,
+) -> Result<(Vec<u64>, Vec<f32>)> {
     let (mut ids, mut values) = (Vec::new(), Vec::new());
     let mut taken = HashSet::new();
     let (g_ids, g_values) = version.growing.live_copy();

@@ -48,7 +48,7 @@ impl Store {
         let shared = &self.shared;
         // No merge removes a run while it is checked; the list and the
         // version are taken together.
-        let _no_merge = shared.behaviour.merging.lock();
+        let _no_merge = shared.behaviour.merging.write();
         let (manifest, runs, behaviour) = {
             let w = self.write.lock();
             (

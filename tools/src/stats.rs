@@ -210,14 +210,16 @@ pub fn print_stats(store: &Store, only: Option<&str>, out: &mut impl Write) -> a
     )?;
     writeln!(
         out,
-        "features, attrs  {} users, {} items ({} and {}, {}); {} merges wrote {}",
+        "features, attrs  {} users, {} items ({} and {}, {}); {} merges wrote {} ({} now, at most {} at once)",
         s.users_with_features,
         s.items_with_attributes,
         count(r.feature_runs as u64, "feature run", "feature runs"),
         count(r.attribute_runs as u64, "attribute run", "attribute runs"),
         HumanBytes(r.keyed_run_bytes),
         r.merges,
-        HumanBytes(r.merged_bytes)
+        HumanBytes(r.merged_bytes),
+        r.merges_in_flight,
+        r.most_merges_at_once
     )?;
     writeln!(out, "wal files        {}", HumanBytes(s.wal_bytes))?;
     writeln!(out, "metadata         {}", HumanBytes(s.meta_bytes))?;

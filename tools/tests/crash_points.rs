@@ -27,6 +27,7 @@ fn every_crash_point_of_every_operation_holds() {
         "fixture-v5-trained",
         "compact",
         "compact-rebuild",
+        "merge-runs",
         "round-item2vec",
         "round-dnn",
         "snapshot",

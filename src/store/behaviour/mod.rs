@@ -74,8 +74,11 @@ pub(crate) struct Behaviour {
     dir: PathBuf,
     history_len: usize,
     version: ArcSwap<BehaviourVersion>,
-    /// One merge at a time (the background merger and `compact`).
-    pub merging: parking_lot::Mutex<()>,
+    /// Held shared by each merge the policy picks, alone by a merge of
+    /// everything (`compact`) and by `verify` (see `merger`).
+    pub merging: parking_lot::RwLock<()>,
+    /// The inputs of the merges in flight, by kind and id.
+    pub merging_runs: parking_lot::Mutex<std::collections::HashSet<(RunKind, u64)>>,
     pub merge_stats: merger::MergeStats,
     /// Users with features (counted at open, kept by `set_features`).
     users_with_features: std::sync::atomic::AtomicUsize,
@@ -106,7 +109,8 @@ impl Behaviour {
                 attributes: keyed(RunKind::Attributes)?,
                 recent: Arc::new(Recent::default()),
             }),
-            merging: parking_lot::Mutex::new(()),
+            merging: parking_lot::RwLock::new(()),
+            merging_runs: parking_lot::Mutex::default(),
             merge_stats: merger::MergeStats::default(),
             users_with_features: std::sync::atomic::AtomicUsize::new(0),
         };
@@ -383,6 +387,8 @@ impl Behaviour {
             recent_bytes: v.recent.bytes() as u64,
             merges: self.merge_stats.merges(),
             merged_bytes: self.merge_stats.bytes_written(),
+            merges_in_flight: self.merge_stats.in_flight(),
+            most_merges_at_once: self.merge_stats.most_at_once(),
         }
     }
 }
@@ -427,4 +433,9 @@ pub struct RunFileStats {
     /// Merges of runs since the store was opened, and the bytes they wrote.
     pub merges: u64,
     pub merged_bytes: u64,
+    /// Merges running now, and the most that ran at once since the store
+    /// was opened (at most `Options::merge_threads`, plus callers of
+    /// `Store::merge_runs`).
+    pub merges_in_flight: usize,
+    pub most_merges_at_once: usize,
 }

@@ -3,9 +3,10 @@
 //! ranking of the most counted items (see the parent module).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 use super::BUCKETS;
+use crate::idmap::IdMap;
 use crate::meta::records::TrendingRecord;
 
 /// Items the kept ranking holds (the most counted); `popular` reads past
@@ -43,7 +44,7 @@ pub(super) struct Counts {
     /// a pair). Only ever walked whole (when the bucket leaves, and into
     /// the record), so a list: opening a store rebuilds no map per bucket.
     closed: VecDeque<(u64, Vec<(u64, u32)>)>,
-    pub items: HashMap<u64, Entry>,
+    pub items: IdMap<u64, Entry>,
     pub top: BTreeSet<Ranked>,
 }
 
@@ -56,7 +57,7 @@ impl Counts {
             applied_seq: 0,
             newest: None,
             closed: VecDeque::new(),
-            items: HashMap::new(),
+            items: IdMap::default(),
             top: BTreeSet::new(),
         }
     }
@@ -228,12 +229,12 @@ impl Counts {
     /// The counts of `record`, without buckets past `latest` (a time no
     /// event may now carry) or out of the window that the newest of the
     /// rest ends.
-    pub fn from_record(record: &TrendingRecord, latest: u64) -> Self {
+    pub fn from_record(record: TrendingRecord, latest: u64) -> Self {
         let mut counts = Counts::new(record.window);
         counts.applied_seq = record.applied_seq;
         // Bytes from disk: keep the buckets sorted and the sums bounded
         // whatever they say.
-        let mut buckets = record.buckets.clone();
+        let mut buckets = record.buckets;
         buckets.sort_by_key(|(b, _)| *b);
         buckets.dedup_by_key(|(b, _)| *b);
         let last_bucket = latest / counts.width;
@@ -278,7 +279,7 @@ impl Counts {
             }
         }
         merged.extend(current);
-        counts.items = HashMap::with_capacity(merged.len());
+        counts.items = crate::idmap::with_capacity(merged.len());
         counts.items.extend(merged);
         for (bucket, pairs) in buckets {
             if bucket != newest {
@@ -352,7 +353,7 @@ mod tests {
             c.add(i, ts, u64::MAX);
         }
         c.applied_seq = 7;
-        let back = Counts::from_record(&c.record(), u64::MAX);
+        let back = Counts::from_record(c.record(), u64::MAX);
         assert_eq!(totals(&back), totals(&c));
         assert_eq!(back.record(), c.record());
         assert_eq!(back.top, c.top);
@@ -422,7 +423,7 @@ mod tests {
         // it, and the window ends at the newest believable event.
         let mut record = c.record();
         record.buckets.push((u64::MAX / 10, vec![(9, 5)]));
-        let back = Counts::from_record(&record, 1_000);
+        let back = Counts::from_record(record.clone(), 1_000);
         assert_eq!(totals(&back), vec![(1, 1), (3, 1)]);
         assert_eq!(ranking(&back), vec![(1, 1), (3, 1)]);
     }
@@ -438,7 +439,7 @@ mod tests {
             c.add(item, 150, u64::MAX); // bucket 1
         }
         c.add(7, 250, u64::MAX); // bucket 2 opens: bucket 1 closes
-        let mut expected: HashMap<u64, u32> = (0..50).map(|i| (i, 1)).collect();
+        let mut expected: std::collections::HashMap<u64, u32> = (0..50).map(|i| (i, 1)).collect();
         *expected.entry(7).or_default() += 1;
         for n in 0..10_000u64 {
             let item = n % 60;
@@ -454,7 +455,7 @@ mod tests {
         for (_, pairs) in &record.buckets {
             assert!(pairs.windows(2).all(|w| w[0].0 < w[1].0), "one pair per item, sorted");
         }
-        let mut back = Counts::from_record(&record, u64::MAX);
+        let mut back = Counts::from_record(record.clone(), u64::MAX);
         assert_eq!(totals(&back), want);
         assert_eq!(ranking(&back), best(&back, TOP));
         // Bucket 1 leaves the window when bucket 25 opens: what is left is

@@ -20,10 +20,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::codec;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{IoContext, Result};
 use crate::fsutil;
 use crate::meta::records::TrendingRecord;
-use crate::stamp::{Header, HeaderWriter, HEADER_LEN};
 
 const MAGIC: &[u8; 8] = b"EMBRTRND";
 const VERSION: u32 = 1;
@@ -48,10 +47,7 @@ pub(crate) fn path(dir: &Path, id: u64) -> PathBuf {
 pub(crate) fn write(dir: &Path, id: u64, record: &TrendingRecord) -> Result<()> {
     std::fs::create_dir_all(dir).at(dir)?;
     let body = codec::encode(record, "the trending counts")?;
-    let header = HeaderWriter::new(MAGIC, VERSION)
-        .u64(12, body.len() as u64)
-        .u32(20, crc32fast::hash(&body))
-        .finish();
+    let header = crate::stamp::body_header(MAGIC, VERSION, &body);
     fsutil::write_atomically_with(&path(dir, id), |out| {
         out.write_all(&header)?;
         out.write_all(&body)
@@ -62,29 +58,14 @@ pub(crate) fn write(dir: &Path, id: u64, record: &TrendingRecord) -> Result<()> 
 pub(crate) fn read(dir: &Path, id: u64) -> Result<TrendingRecord> {
     let path = path(dir, id);
     let bytes = std::fs::read(&path).at(&path)?;
-    let corrupt = |offset: u64, reason: String| Error::Corruption {
-        file: path.clone(),
-        offset,
-        reason,
-    };
-    let head = &bytes[..bytes.len().min(HEADER_LEN)];
-    let header = Header::check(head, MAGIC, VERSION, &path, "trending counts")?;
-    let body = &bytes[HEADER_LEN.min(bytes.len())..];
-    if header.u64(12) != body.len() as u64 {
-        return Err(corrupt(
-            12,
-            format!("body of {} bytes, the header says {}", body.len(), header.u64(12)),
-        ));
-    }
-    if crc32fast::hash(body) != header.u32(20) {
-        return Err(corrupt(HEADER_LEN as u64, "body checksum mismatch".into()));
-    }
+    let (_, body) = crate::stamp::checked_body(&bytes, MAGIC, VERSION, &path, "trending counts")?;
     codec::decode(body, &format!("the trending counts in {}", path.display()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     #[test]
     fn round_trip_names_and_damage() {

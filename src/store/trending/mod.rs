@@ -205,10 +205,11 @@ impl Trending {
                 queue,
             });
         }
-        let stored = stored.as_ref().filter(|r| r.window == window.max(BUCKETS));
+        let stored = stored.filter(|r| r.window == window.max(BUCKETS));
+        let from_file = stored.is_some();
         log::debug!(
             "trending counts: {}",
-            match stored {
+            match &stored {
                 Some(r) => format!("from their file ({} buckets)", r.buckets.len()),
                 None => format!("counted from the histories (no file of window {})", window.max(BUCKETS)),
             }
@@ -234,7 +235,7 @@ impl Trending {
         };
         let core = Arc::new(Core {
             counts: RwLock::new(counts),
-            dirty: AtomicBool::new(stored.is_none()),
+            dirty: AtomicBool::new(!from_file),
         });
         if background {
             let (weak, thread_queue) = (Arc::downgrade(&core), Arc::clone(&queue));

@@ -27,6 +27,7 @@ pub const SCENARIOS: &[&str] = &[
     "fixture-v5-trained",
     "compact",
     "compact-rebuild",
+    "merge-runs",
     "round-item2vec",
     "round-dnn",
     "snapshot",
@@ -69,6 +70,10 @@ pub fn options() -> Options {
 pub fn options_for(scenario: &str) -> Options {
     if scenario.starts_with("fixture-") {
         Options::existing()
+    } else if scenario == "merge-runs" {
+        // Merges run in the child's own thread, where the points are
+        // counted, not in the background.
+        options().merge_threads(0)
     } else if scenario == "ingest" {
         // The recent behaviour goes out as runs every few writes, between
         // checkpoints: those flushes are killed at every write too.
@@ -220,6 +225,24 @@ fn build_rich(dir: &Path, tail: bool, extra_dead: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Eight more checkpoints, each adding a run of events, of features and
+/// of attributes, none merged: what `merge-runs` merges.
+fn add_runs(dir: &Path) -> anyhow::Result<()> {
+    let store = Store::open(dir, options_for("merge-runs"))?;
+    for round in 0..8u64 {
+        store.append_events(&events(40, 30_000 + round * 100, 3 + round))?;
+        let user = round % USERS;
+        store.set_user_features(user, &[("gender", "X"), ("round", &round.to_string())])?;
+        store.set_attributes(round * 3, &[("genre", &format!("r{round}"))])?;
+        store.flush()?;
+    }
+    let runs = store.stats()?.runs;
+    if runs.event_runs < 8 || runs.feature_runs < 4 || runs.attribute_runs < 4 {
+        bail!("the merge-runs base holds too few runs: {runs:?}");
+    }
+    Ok(())
+}
+
 pub fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
     for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
@@ -242,6 +265,10 @@ pub fn build(scenario: &str, base: &Path, inputs: &Path, fixtures: Option<&Path>
             build_rich(base, false, 0)?
         }
         "replay" => build_rich(base, true, 0)?,
+        "merge-runs" => {
+            build_rich(base, false, 0)?;
+            add_runs(base)?
+        }
         "compact-rebuild" => build_rich(base, false, 40)?,
         "repair-lost" | "repair-damaged" => {
             build_rich(base, true, 0)?;
@@ -299,6 +326,12 @@ pub fn run(scenario: &str, work: &Path, inputs: &Path) -> anyhow::Result<()> {
     match scenario {
         "compact" | "compact-rebuild" => {
             store.compact()?;
+        }
+        "merge-runs" => {
+            let merged = store.merge_runs()?;
+            if merged == 0 {
+                bail!("nothing to merge in the base store");
+            }
         }
         "round-item2vec" => {
             store.train_space("i2v")?;
