@@ -45,6 +45,9 @@ pub struct TrainBenchArgs {
     /// Each checkpoint writes the events since the last one as a run.
     #[arg(long)]
     checkpoint_wal_mib: Option<u64>,
+    /// Merger threads (`Options::merge_threads`; the store's default is 1).
+    #[arg(long)]
+    merge_threads: Option<usize>,
     /// Only reopen the store in `--dir` (made by an earlier run with the
     /// same `--users`) and time the open and history lookups, warm and
     /// cold: no ingest, no round.
@@ -122,6 +125,9 @@ pub fn run(a: TrainBenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
     if let Some(mib) = a.checkpoint_wal_mib {
         opts = opts.checkpoint_wal_bytes(mib << 20);
     }
+    if let Some(n) = a.merge_threads {
+        opts = opts.merge_threads(n);
+    }
     if a.reopen_only {
         // Once first, so that "warm" means the store's files are in the
         // page cache (an earlier run may have dropped it).
@@ -182,6 +188,16 @@ pub fn run(a: TrainBenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(" "),
         stretches.iter().cloned().fold(f64::INFINITY, f64::min)
+    )?;
+    let runs = store.stats()?.runs;
+    writeln!(
+        out,
+        "  runs after ingest: {} event runs; {} merges wrote {:.0} MiB, at most {} at once ({} merger threads)",
+        runs.event_runs,
+        runs.merges,
+        runs.merged_bytes as f64 / (1u64 << 20) as f64,
+        runs.most_merges_at_once,
+        a.merge_threads.unwrap_or(emberdb::DEFAULT_MERGE_THREADS)
     )?;
     history_latency(&store, &a, "warm", out)?;
     // Rounds are timed alone: a background index build (Faiss on every

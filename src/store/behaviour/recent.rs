@@ -5,7 +5,7 @@
 //! bounded by `Options::recent_bytes`: past that the write path
 //! checkpoints.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -30,7 +30,7 @@ struct Shard {
     entries: Vec<EventEntry>,
     next: Vec<u32>,
     /// user -> (first entry, last entry)
-    users: HashMap<u64, (u32, u32)>,
+    users: crate::idmap::IdMap<u64, (u32, u32)>,
 }
 
 impl Shard {

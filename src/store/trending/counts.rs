@@ -46,6 +46,8 @@ pub(super) struct Counts {
     closed: VecDeque<(u64, Vec<(u64, u32)>)>,
     pub items: IdMap<u64, Entry>,
     pub top: BTreeSet<Ranked>,
+    /// [`Counts::add_many`]'s sums per item, kept for its next batch.
+    pending: IdMap<u64, u32>,
 }
 
 impl Counts {
@@ -59,6 +61,7 @@ impl Counts {
             closed: VecDeque::new(),
             items: IdMap::default(),
             top: BTreeSet::new(),
+            pending: IdMap::default(),
         }
     }
 
@@ -111,6 +114,50 @@ impl Counts {
         entry.total += 1;
         let (total, in_top) = (entry.total, entry.in_top);
         self.raised(item, total - 1, total, in_top);
+    }
+
+    /// [`Counts::add`] of each of `events` (item, ts) in turn, with the
+    /// events of the newest bucket summed per item first and each item
+    /// raised once: a batch of a popular item's events costs one ranking
+    /// update, not one each (the ranking's two `BTreeSet` operations per
+    /// event were most of the counting thread's time at 1 M events/s).
+    /// The result is the same: `top` is the best of the counts whatever
+    /// order they rose in.
+    pub fn add_many(&mut self, events: impl IntoIterator<Item = (u64, u64)>, latest: u64) {
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.clear();
+        for (item, ts) in events {
+            if ts > latest {
+                continue;
+            }
+            let bucket = ts / self.width;
+            if self.newest == Some(bucket) {
+                let n = pending.entry(item).or_default();
+                *n = n.saturating_add(1);
+                continue;
+            }
+            // A new bucket (it rolls the window) or a late event: the
+            // newest bucket's sums go in first, in their place.
+            self.add_pending(&mut pending);
+            self.add(item, ts, latest);
+        }
+        self.add_pending(&mut pending);
+        self.pending = pending;
+    }
+
+    /// Adds `pending`'s counts to the newest bucket, and empties it.
+    fn add_pending(&mut self, pending: &mut IdMap<u64, u32>) {
+        for (item, n) in pending.drain() {
+            let entry = self.items.entry(item).or_default();
+            let n = n.min(u32::MAX - entry.total);
+            if n == 0 {
+                continue;
+            }
+            entry.newest += n;
+            entry.total += n;
+            let (total, in_top) = (entry.total, entry.in_top);
+            self.raised(item, total - n, total, in_top);
+        }
     }
 
     /// Keeps `top` true after `item`'s count rose from `old` to `new`.
@@ -319,6 +366,39 @@ mod tests {
         let mut t: Vec<(u64, u32)> = c.items.iter().map(|(i, e)| (*i, e.total)).collect();
         t.sort_unstable();
         t
+    }
+
+    #[test]
+    fn counting_a_batch_at_once_counts_as_each_event_in_turn() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let (mut one_by_one, mut batched) = (Counts::new(48_000), Counts::new(48_000));
+        let mut now = 0u64;
+        for round in 0..200 {
+            let batch: Vec<(u64, u64)> = (0..rng.gen_range(1..2_000))
+                .map(|_| {
+                    now += rng.gen_range(0..2);
+                    // Zipf-like items (a few hot ones), some late events,
+                    // some past `latest`.
+                    let item = if rng.gen_bool(0.5) { rng.gen_range(0..8) } else { rng.gen_range(0..100_000) };
+                    let ts = if rng.gen_bool(0.05) { now.saturating_sub(rng.gen_range(0..3_000)) } else { now };
+                    (item, ts)
+                })
+                .collect();
+            let latest = now.saturating_sub(if round % 7 == 0 { 2 } else { 0 });
+            for &(item, ts) in &batch {
+                one_by_one.add(item, ts, latest);
+            }
+            batched.add_many(batch, latest);
+            assert!(batched.pending.is_empty());
+            assert_eq!(totals(&batched), totals(&one_by_one), "round {round}");
+            assert_eq!(batched.top, one_by_one.top, "round {round}");
+            assert_eq!(batched.record(), one_by_one.record(), "round {round}");
+        }
+        // Both regimes were crossed: the ranking full (items entering and
+        // leaving it) and buckets leaving the window.
+        assert_eq!(one_by_one.top.len(), TOP);
+        assert!(now > 2 * 48_000, "the window slid: {now}");
     }
 
     #[test]

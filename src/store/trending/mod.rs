@@ -97,13 +97,17 @@ impl Core {
             return;
         }
         let latest = latest_timestamp();
-        for (seq, item, ts) in batch {
-            if seq < counts.applied_seq {
-                continue;
-            }
-            counts.applied_seq = seq.saturating_add(1);
-            counts.add(item, ts, latest);
-        }
+        // An event before one already counted is skipped (replay).
+        let mut applied = counts.applied_seq;
+        let fresh = batch.into_iter().filter_map(|(seq, item, ts)| {
+            (seq >= applied).then(|| {
+                applied = seq.saturating_add(1);
+                (item, ts)
+            })
+        });
+        let fresh: Vec<(u64, u64)> = fresh.collect();
+        counts.add_many(fresh, latest);
+        counts.applied_seq = counts.applied_seq.max(applied);
         self.dirty.store(true, Ordering::Release);
     }
 }
