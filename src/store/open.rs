@@ -2,6 +2,7 @@
 
 mod phases;
 mod segments;
+mod trending;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -221,7 +222,7 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
         let loading = std::thread::Builder::new()
             .name("emberdb-open-trending".into())
             .spawn_scoped(scope, || {
-                load_trending(
+                trending::load_trending(
                     &runs,
                     &runs_dir,
                     legacy,
@@ -400,44 +401,6 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
         crash_on_drop: false,
         _lock: lock,
     })
-}
-
-/// The trending counts: format 6's file, or an older store's record in
-/// sled (written to a file at the next checkpoint; the bool says so);
-/// without either, counted again from the histories.
-#[allow(clippy::too_many_arguments)]
-fn load_trending(
-    runs: &RunManifest,
-    runs_dir: &Path,
-    legacy: bool,
-    meta: &dyn MetaStore,
-    behaviour: &Behaviour,
-    opts: &Options,
-    read_only: bool,
-    next_seq: u64,
-) -> Result<(Trending, bool)> {
-    let record = match runs.trending {
-        Some(id) => Some(super::trending::file::read(runs_dir, id)?),
-        None if legacy => meta.load_trending()?,
-        None => None,
-    };
-    let from_sled = legacy && record.is_some();
-    let trending = Trending::load(
-        record,
-        opts.trending,
-        !read_only,
-        opts.trending_window,
-        next_seq,
-        &mut |count| {
-            behaviour.for_each_history(u64::MAX, &mut |_, history| {
-                for e in history {
-                    count(e.seq, e.item, e.ts);
-                }
-                Ok(())
-            })
-        },
-    )?;
-    Ok((trending, from_sled))
 }
 
 /// The log writer records its files in the metadata.

@@ -380,8 +380,16 @@ mod tests {
                     now += rng.gen_range(0..2);
                     // Zipf-like items (a few hot ones), some late events,
                     // some past `latest`.
-                    let item = if rng.gen_bool(0.5) { rng.gen_range(0..8) } else { rng.gen_range(0..100_000) };
-                    let ts = if rng.gen_bool(0.05) { now.saturating_sub(rng.gen_range(0..3_000)) } else { now };
+                    let item = if rng.gen_bool(0.5) {
+                        rng.gen_range(0..8)
+                    } else {
+                        rng.gen_range(0..100_000)
+                    };
+                    let ts = if rng.gen_bool(0.05) {
+                        now.saturating_sub(rng.gen_range(0..3_000))
+                    } else {
+                        now
+                    };
                     (item, ts)
                 })
                 .collect();

@@ -99,15 +99,15 @@ impl Core {
         let latest = latest_timestamp();
         // An event before one already counted is skipped (replay).
         let mut applied = counts.applied_seq;
-        let fresh = batch.into_iter().filter_map(|(seq, item, ts)| {
-            (seq >= applied).then(|| {
+        let fresh = batch.into_iter().filter(|&(seq, _, _)| {
+            let keep = seq >= applied;
+            if keep {
                 applied = seq.saturating_add(1);
-                (item, ts)
-            })
+            }
+            keep
         });
-        let fresh: Vec<(u64, u64)> = fresh.collect();
-        counts.add_many(fresh, latest);
-        counts.applied_seq = counts.applied_seq.max(applied);
+        counts.add_many(fresh.map(|(_, item, ts)| (item, ts)), latest);
+        counts.applied_seq = applied;
         self.dirty.store(true, Ordering::Release);
     }
 }
