@@ -304,20 +304,20 @@ impl EventRun {
         Ok(&window[start..end])
     }
 
-    /// Loads the cache lines a lookup of `user` will read first (its
-    /// directory slot and the entry it names), unchecked, and returns a
-    /// value only for `std::hint::black_box`. Called on every run before
-    /// the first [`Self::user_slice`], so that the misses of all runs
-    /// overlap instead of queueing one run after another (measured: p50
-    /// of a history over 11 runs, ARCHITECTURE "Limits of one machine").
-    pub fn touch(&self, user: u64) -> u64 {
-        let Some(dir) = &self.frame.directory else {
-            return 0;
-        };
-        let Some(pos) = dir.peek(&self.frame.map, user) else {
-            return 0;
-        };
-        // An unchecked position: any byte of the map is a harmless hint.
+    /// The entry position `user`'s home directory slot names, read
+    /// unchecked: the first half of a prefetch (see [`Self::touch_entry`]),
+    /// never an answer. Loading every run's slot before any run's entry
+    /// lets the misses of all runs overlap instead of queueing one run
+    /// after another (measured: p50 of a history over 12 runs,
+    /// ARCHITECTURE "Limits of one machine").
+    pub fn peek(&self, user: u64) -> Option<u64> {
+        self.frame.directory.as_ref()?.peek(&self.frame.map, user)
+    }
+
+    /// Loads the cache line of entry `pos` (a [`Self::peek`] hint,
+    /// unchecked: any byte of the map is a harmless hint) and returns a
+    /// value only for `std::hint::black_box`.
+    pub fn touch_entry(&self, pos: u64) -> u64 {
         let at = usize::try_from(pos)
             .ok()
             .and_then(|p| p.checked_mul(ENTRY_BYTES))
@@ -369,7 +369,7 @@ impl EventRun {
         loop {
             let block_end = ((b + 1) * BLOCK_ENTRIES).min(all.len());
             // From `pos` on, the block ascends, so the user's entries are a prefix.
-            end += all[end..block_end].partition_point(|e| e.user == user);
+            end += prefix_of(&all[end..block_end], user);
             if end < block_end || end == all.len() {
                 return Ok((&all[pos..end], end));
             }
@@ -388,6 +388,37 @@ impl EventRun {
             released: 0,
             failed: false,
         }
+    }
+
+    /// Every user's entries from the first user at or above `user` on, like
+    /// [`Self::entries`]; the scan may first yield a few users below it
+    /// (from the start of the block it begins in), which a caller skips.
+    /// A gather split by user range starts each part's scans here.
+    pub fn entries_from(&self, user: u64) -> Result<EventScan<'_>> {
+        let index = self.frame.index(&self.path)?;
+        // The last block whose first user is below `user` (or the first
+        // block): a user at or above it cannot begin before that block.
+        let block = self.frame.fence.partition_point(index, |k| k < user).saturating_sub(1);
+        let pos = block * BLOCK_ENTRIES;
+        Ok(EventScan {
+            run: self,
+            pos,
+            released: HEADER_LEN + pos * ENTRY_BYTES,
+            failed: false,
+        })
+    }
+
+    /// `parts - 1` users that split this run's entries into `parts` parts
+    /// of about as many blocks each (ascending; fewer when the run has
+    /// fewer blocks): where a parallel gather divides the user space.
+    pub fn user_quantiles(&self, parts: usize) -> Result<Vec<u64>> {
+        let index = self.frame.index(&self.path)?;
+        let mut keys: Vec<u64> = (1..parts.max(1))
+            .filter_map(|i| index.get(index.len() * i / parts))
+            .copied()
+            .collect();
+        keys.dedup();
+        Ok(keys)
     }
 
     /// The full check: every block, (user, seq) order across blocks, and the
@@ -453,6 +484,21 @@ impl EventRun {
         self.frame.release(0..self.frame.map.len());
         Ok(())
     }
+}
+
+/// How many of `entries` (ascending by user from `user`'s first entry
+/// on, or not `user`'s at all) are `user`'s: an exponential search, so a
+/// lookup touches the lines near the user's own entries and not the
+/// middle of a 10 KiB block, as a binary search over the block's rest
+/// did (a cache miss a step, in every run of a history).
+fn prefix_of(entries: &[EventEntry], user: u64) -> usize {
+    let mut bound = 1;
+    while bound < entries.len() && entries[bound].user == user {
+        bound *= 2;
+    }
+    let from = bound / 2;
+    let to = bound.min(entries.len());
+    from + entries[from..to].partition_point(|e| e.user == user)
 }
 
 /// Every user's entries of a run, in user order ([`EventRun::entries`]).

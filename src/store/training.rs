@@ -66,7 +66,12 @@ pub(crate) fn round(
         (w.core.next_seq, trainer.events_since_round.load(Ordering::Relaxed))
     };
     let users = shared.behaviour.round_events(cut)?;
+    let gathered = started.elapsed().as_secs_f64();
     let current = load_model(trainer)?;
+    log::debug!(
+        "round gather: histories {gathered:.2} s, model {:.2} s",
+        started.elapsed().as_secs_f64() - gathered
+    );
     let keep_going = || !trainer.stop.load(Ordering::Acquire);
     let full = kind == RoundKind::Full || trainer.opts.full_retrain();
     let unchanged = |gather_seconds: f64| TrainReport {
@@ -89,7 +94,7 @@ pub(crate) fn round(
     let report = match (&current, &round_opts) {
         (Model::Item2vec(state), ModelOptions::Item2vec(opts)) => {
             let gather_seconds = started.elapsed().as_secs_f64();
-            match round::run(state, &users, cut, opts, full, &keep_going, progress) {
+            match round::run(state, users, cut, opts, full, &keep_going, progress) {
                 None => unchanged(gather_seconds),
                 Some(Err(Stopped)) => return Err(stopped()),
                 Some(Ok((next, mut report))) => {

@@ -371,3 +371,16 @@ fn a_damaged_directory_never_gives_a_wrong_history() {
         }
     }
 }
+
+#[test]
+fn the_exponential_search_counts_a_users_prefix_as_a_linear_count_does() {
+    for len in 0..70u64 {
+        for mine in 0..=len {
+            let entries: Vec<EventEntry> = (0..len)
+                .map(|i| entry(if i < mine { 5 } else { 6 + i }, i, i))
+                .collect();
+            assert_eq!(prefix_of(&entries, 5), mine as usize, "{mine} of {len}");
+            assert_eq!(prefix_of(&entries, 4), 0, "another user's entries, {len}");
+        }
+    }
+}

@@ -204,10 +204,21 @@ fn merge_one(shared: &Shared, write: &Mutex<WriteState>, plan: Plan) -> Result<(
     // and new runs go last.
     let bottom = plan.range.start == 0;
     let dir = behaviour.dir();
+    // The inputs are found by id in the version loaded now, not at the
+    // plan's range: a merge of older runs installed since the plan was
+    // made shifts them down the list (a merge that read the plan's range
+    // here merged other runs than it had reserved, and installed them in
+    // the reserved runs' place).
+    let moved = |listed: Vec<u64>| crate::error::Error::Corruption {
+        file: dir.to_path_buf(),
+        offset: 0,
+        reason: format!("runs {:?} changed before their merge (now {listed:?})", plan.ids),
+    };
     // Written without the lock; `record` is what the manifest will list.
     let (record, bytes, replace): (_, u64, Replace) = match plan.kind {
         RunKind::Events => {
-            let inputs = &v.events[plan.range.clone()];
+            let inputs = reserved_inputs(&v.events, &plan.ids, |r| r.id())
+                .ok_or_else(|| moved(v.events.iter().map(|r| r.id()).collect()))?;
             let header = RunHeader {
                 id,
                 from_seq: inputs[0].header().from_seq,
@@ -231,7 +242,9 @@ fn merge_one(shared: &Shared, write: &Mutex<WriteState>, plan: Plan) -> Result<(
             )
         }
         kind => {
-            let inputs = &v.keyed(kind)[plan.range.clone()];
+            let runs = v.keyed(kind);
+            let inputs = reserved_inputs(runs, &plan.ids, |r| r.id())
+                .ok_or_else(|| moved(runs.iter().map(|r| r.id()).collect()))?;
             let header = RunHeader {
                 id,
                 from_seq: inputs[0].header().from_seq,
@@ -306,6 +319,15 @@ fn merge_one(shared: &Shared, write: &Mutex<WriteState>, plan: Plan) -> Result<(
     Ok(())
 }
 
+/// The runs of `list` with the ids `ids`, if they are adjacent there in
+/// that order.
+fn reserved_inputs<'a, R>(list: &'a [R], ids: &[u64], id_of: impl Fn(&R) -> u64) -> Option<&'a [R]> {
+    let first = *ids.first()?;
+    let start = list.iter().position(|r| id_of(r) == first)?;
+    let inputs = list.get(start..start.checked_add(ids.len())?)?;
+    inputs.iter().map(id_of).eq(ids.iter().copied()).then_some(inputs)
+}
+
 /// The background merger threads: woken by each checkpoint ([`wake`]).
 pub(crate) struct Merger {
     signal: Arc<(Mutex<bool>, Condvar)>,
@@ -376,3 +398,6 @@ pub(crate) fn wake(signal: &(Mutex<bool>, Condvar)) {
     *signal.0.lock() = true;
     signal.1.notify_one();
 }
+
+#[cfg(test)]
+mod tests;

@@ -33,15 +33,25 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::event::Event;
 use crate::meta::records::{RunManifest, RunRecord};
 use crate::runs::event_run::{self, EventEntry, EventRun};
 use crate::runs::keyed_run::{self, KeyedRun};
 use crate::runs::merge::history_of;
 use crate::runs::{self, RunHeader, RunKind};
-use crate::train::round::{RoundEvent, UserEvents};
+use crate::train::round::{Histories, HistoriesPart, RoundEvent};
 use recent::{PairSet, Recent};
+
+/// At most this many threads gather a round's histories side by side (one
+/// merge over the runs per part of the user space): the gather reads
+/// mapped runs and writes the round's events, so past a few threads it is
+/// bound by memory, not by the cores.
+pub(crate) const GATHER_THREADS: usize = 4;
+
+/// Below this many entries (runs and recent part) a round's gather runs on
+/// the caller's thread: starting threads would cost more than it saves.
+const GATHER_SPLIT_ENTRIES: u64 = 1_000_000;
 
 /// One consistent set of runs and the recent part read with them.
 pub(crate) struct BehaviourVersion {
@@ -182,8 +192,7 @@ impl Behaviour {
     /// The user's history, oldest first.
     pub fn history(&self, user: u64) -> Result<Vec<EventEntry>> {
         let v = self.load();
-        let touched = v.events.iter().fold(0, |acc, run| acc ^ run.touch(user));
-        std::hint::black_box(touched);
+        prefetch(&v.events, user);
         // The slices first, so the history is allocated once.
         let mut slices: Vec<&[EventEntry]> = Vec::with_capacity(v.events.len());
         for run in &v.events {
@@ -252,24 +261,82 @@ impl Behaviour {
     }
 
     /// Every user's events below `cut`, sorted by user: what a training
-    /// round trains on (gathered by one merge over the runs).
-    pub fn round_events(&self, cut: u64) -> Result<Vec<UserEvents>> {
-        let mut out = Vec::new();
-        self.for_each_history(cut, &mut |user, entries| {
-            out.push(UserEvents {
-                user,
-                events: entries
-                    .iter()
-                    .map(|e| RoundEvent {
+    /// round trains on. Gathered by merges over the runs, one per part of
+    /// the user space, side by side on up to [`GATHER_THREADS`] threads
+    /// (split where the largest run's blocks split evenly), then joined in
+    /// user order.
+    pub fn round_events(&self, cut: u64) -> Result<Histories> {
+        let v = self.load();
+        let entries: u64 = v.events.iter().map(|r| r.count()).sum::<u64>() + v.recent.events.entries() as u64;
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(GATHER_THREADS);
+        self.round_events_in(cut, if entries < GATHER_SPLIT_ENTRIES { 1 } else { threads })
+    }
+
+    /// [`Self::round_events`] in (up to) `parts` parts side by side.
+    pub(crate) fn round_events_in(&self, cut: u64, parts: usize) -> Result<Histories> {
+        let v = self.load_full();
+        let recent = v.recent.events.sorted();
+        let bounds = match v.events.iter().max_by_key(|r| r.count()) {
+            Some(largest) if parts > 1 => largest.user_quantiles(parts)?,
+            _ => Vec::new(),
+        };
+        let ranges: Vec<(u64, Option<u64>)> = std::iter::once(0)
+            .chain(bounds.iter().copied())
+            .zip(bounds.iter().copied().map(Some).chain(std::iter::once(None)))
+            .collect();
+        // Room for every entry, spread over the parts (reserved address
+        // space, touched only as it fills; a history's truncation and the
+        // cut only make it less).
+        let entries = v.events.iter().map(|r| r.count() as usize).sum::<usize>() + recent.len();
+        let room = entries.div_ceil(ranges.len()) + entries / 8;
+        let gather = |(from, to): (u64, Option<u64>)| -> Result<HistoriesPart> {
+            let started = std::time::Instant::now();
+            let mut part = HistoriesPart::with_capacity(room);
+            scan::histories_between(&v.events, &recent, self.history_len, from, to, &mut |user, entries| {
+                part.push(
+                    user,
+                    entries.iter().filter(|e| e.seq < cut).map(|e| RoundEvent {
                         item: e.item,
                         seq: e.seq,
                         ts: e.ts,
+                    }),
+                );
+                Ok(())
+            })?;
+            log::debug!(
+                "gathered users [{from}, {to:?}) in {:.2} s",
+                started.elapsed().as_secs_f64()
+            );
+            Ok(part)
+        };
+        if ranges.len() == 1 {
+            return Ok(Histories::from_parts(vec![gather(ranges[0])?]));
+        }
+        let parts: Vec<Result<HistoriesPart>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = ranges
+                .iter()
+                .map(|&range| {
+                    std::thread::Builder::new()
+                        .name("emberdb-gather".into())
+                        .spawn_scoped(scope, move || gather(range))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.at(&self.dir)?.join().unwrap_or_else(|_| {
+                        Err(Error::Corruption {
+                            file: self.dir.clone(),
+                            offset: 0,
+                            reason: "gathering the histories failed (a gather thread panicked)".into(),
+                        })
                     })
-                    .collect(),
-            });
-            Ok(())
-        })?;
-        Ok(out)
+                })
+                .collect()
+        });
+        Ok(Histories::from_parts(parts.into_iter().collect::<Result<Vec<_>>>()?))
     }
 
     /// Calls `f` with every user's features (or item's attributes), in id
@@ -439,3 +506,25 @@ pub struct RunFileStats {
     pub merges_in_flight: usize,
     pub most_merges_at_once: usize,
 }
+
+/// Loads the cache lines a history of `user` reads first, every run's
+/// directory slot and then every run's first entry, so that the misses
+/// of all runs overlap (two rounds of misses, not two a run in turn).
+fn prefetch(runs: &[Arc<EventRun>], user: u64) {
+    const AT_ONCE: usize = 32;
+    for chunk in runs.chunks(AT_ONCE) {
+        let mut hints = [None; AT_ONCE];
+        for (hint, run) in hints.iter_mut().zip(chunk) {
+            *hint = run.peek(user);
+        }
+        let touched = hints
+            .iter()
+            .zip(chunk)
+            .filter_map(|(hint, run)| hint.map(|pos| run.touch_entry(pos)))
+            .fold(0, |acc, v| acc ^ v);
+        std::hint::black_box(touched);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -22,14 +22,36 @@ pub(crate) fn histories(
     f: &mut dyn FnMut(u64, &[EventEntry]) -> Result<()>,
 ) -> Result<()> {
     let recent = recent.events.sorted();
-    let mut sources: Vec<Groups<'_>> = runs.iter().map(|r| Box::new(r.entries()) as Groups<'_>).collect();
+    histories_between(runs, &recent, len, 0, None, f)
+}
+
+/// [`histories`] of the users in `[from, to)` (`to` `None`: to the last
+/// user), with the recent part given as its entries sorted by (user, seq).
+/// Each run is read from the block where `from` can begin, so parts of the
+/// user space can be walked side by side.
+pub(crate) fn histories_between(
+    runs: &[Arc<EventRun>],
+    recent: &[EventEntry],
+    len: usize,
+    from: u64,
+    to: Option<u64>,
+    f: &mut dyn FnMut(u64, &[EventEntry]) -> Result<()>,
+) -> Result<()> {
+    let recent = &recent[recent.partition_point(|e| e.user < from)..];
+    let mut sources: Vec<Groups<'_>> = Vec::with_capacity(runs.len() + 1);
+    for run in runs {
+        sources.push(Box::new(run.entries_from(from)?));
+    }
     sources.push(Box::new(recent.chunk_by(|a, b| a.user == b.user).map(Ok)));
     let mut heads = Vec::with_capacity(sources.len());
     for source in sources.iter_mut() {
-        heads.push(next_group(source)?);
+        heads.push(next_group_from(source, from)?);
     }
     let mut buf: Vec<EventEntry> = Vec::new();
     while let Some(user) = heads.iter().flatten().map(|g| g[0].user).min() {
+        if to.is_some_and(|to| user >= to) {
+            break;
+        }
         buf.clear();
         for (head, source) in heads.iter_mut().zip(sources.iter_mut()) {
             if let Some(group) = head.filter(|g| g[0].user == user) {
@@ -41,6 +63,16 @@ pub(crate) fn histories(
         f(user, &buf)?;
     }
     Ok(())
+}
+
+/// The first non-empty group of a source whose user is at least `from`.
+fn next_group_from<'a>(source: &mut Groups<'a>, from: u64) -> Result<Option<&'a [EventEntry]>> {
+    loop {
+        match next_group(source)? {
+            Some(group) if group[0].user < from => continue,
+            found => return Ok(found),
+        }
+    }
 }
 
 /// The next non-empty group of a source.

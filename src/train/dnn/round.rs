@@ -18,7 +18,7 @@ use super::state::DnnState;
 use super::train::{self, Control, DnnRunStats, Schedule};
 use super::vocab::FeatureVocab;
 use crate::train::rng::Rng;
-use crate::train::round::{Stopped, UserEvents};
+use crate::train::round::{Histories, Stopped};
 
 /// What a DNN round did (beside the generation, reported by the store's
 /// `TrainReport`).
@@ -38,7 +38,7 @@ pub(crate) struct DnnRound {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
     current: &DnnState,
-    users: &[UserEvents],
+    users: &Histories,
     features: &HashMap<u64, Vec<(String, String)>>,
     cut: u64,
     opts: &DnnOptions,
