@@ -219,10 +219,16 @@ pub(crate) fn search(version: &View, metric: Metric, query: &[f32], plan: &Plan)
             } else {
                 Vec::new()
             };
+            // Live as this reader sees the segment: a row killed after the
+            // reader began is still its to find (the new version is past
+            // what it sees). `live_rows()` counts it dead already, and a
+            // search that asked for that many stopped one row short.
+            let dead_seen: usize = dead.iter().map(|b| b.count_ones() as usize).sum();
+            let live = segment.count().saturating_sub(dead_seen);
             // Ask for enough that `k` survive the excluded ids (and, under a
             // filter, the ids it does not allow).
             let asked = ((plan.k as f64 * overfetch).ceil() as usize).saturating_add(plan.excluded);
-            let want = asked.min(segment.live_rows());
+            let want = asked.min(live);
             let mut knobs = if overfetch > 1.0 {
                 index.widened(plan.knobs, overfetch / OVERFETCH)
             } else {
@@ -246,7 +252,7 @@ pub(crate) fn search(version: &View, metric: Metric, query: &[f32], plan: &Plan)
                 }
                 // Every candidate this segment has was looked at, or `k`
                 // survived: this segment's part is complete.
-                if kept >= plan.k || want == segment.live_rows() || plan.filter.is_none() {
+                if kept >= plan.k || want == live || plan.filter.is_none() {
                     continue;
                 }
             }
