@@ -177,36 +177,18 @@ impl Inner {
 
 impl ItemAttributes {
     /// Every item's attributes, from the runs (one scan in item order).
-    ///
-    /// A key or value is copied only the first time it is seen, and a
-    /// value of one item (a title) is held without a tree: item by item
-    /// with a `String` pair copied per pair and a tree per value, this
-    /// took 2.7-3.1 s of an open at a million items with a title and two
-    /// attributes each.
+    /// `Inner::set` copies a key or value only the first time it is seen
+    /// and holds a value of one item (a title) without a tree: copying a
+    /// `String` pair per pair and a tree per value took 2.7-3.1 s of an
+    /// open at a million items with a title and two attributes each.
     pub fn load(behaviour: &Behaviour) -> Result<Self> {
-        let mut items: IdMap<u64, Arc<FeatureSet>> = IdMap::default();
-        let mut postings: StrMap<StrMap<Posting>> = StrMap::default();
+        let mut inner = Inner::default();
         behaviour.for_each_keyed(RunKind::Attributes, &mut |item, set| {
-            if set.is_empty() {
-                return Ok(());
-            }
-            for (k, v) in &set {
-                let values = match postings.get_mut(k.as_str()) {
-                    Some(values) => values,
-                    None => postings.entry(k.clone()).or_default(),
-                };
-                match values.get_mut(v.as_str()) {
-                    Some(ids) => ids.insert(item),
-                    None => {
-                        values.insert(v.clone(), Posting::One(item));
-                    }
-                }
-            }
-            items.insert(item, Arc::new(set));
+            inner.set(item, set);
             Ok(())
         })?;
         Ok(ItemAttributes {
-            inner: RwLock::new(Inner { items, postings }),
+            inner: RwLock::new(inner),
         })
     }
 
