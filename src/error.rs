@@ -3,8 +3,10 @@
 
 use std::path::PathBuf;
 
-/// Everything that can go wrong in emberdb.
+/// Everything that can go wrong in emberdb. New variants may come in a
+/// minor release: match the ones you handle and keep a `_` arm.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// An operating-system I/O call failed on `path`.
     #[error("I/O error on {path}: {source}")]
@@ -113,6 +115,11 @@ pub enum Error {
     #[error("codec error in {context}: {reason}")]
     Codec { context: String, reason: String },
 
+    /// A batch call's parts do not go together (ids and rows of different
+    /// counts).
+    #[error("invalid batch: {0}")]
+    InvalidBatch(String),
+
     /// Faiss failed to build, load or search the index of a segment.
     #[error("index of segment {segment}: {reason}")]
     Index { segment: u64, reason: String },
@@ -142,12 +149,13 @@ pub enum Error {
     #[error("training round on {path} stopped: the store is closing")]
     TrainingStopped { path: PathBuf },
 
-    /// sled reported an error.
+    /// The metadata database reported an error (its own type is not part
+    /// of this API: the database behind the metadata may change).
     #[error("metadata store error at {path}: {source}")]
     Meta {
         path: PathBuf,
         #[source]
-        source: sled::Error,
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 
     /// An earlier write or fsync of the log, or of the metadata store,

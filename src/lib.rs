@@ -25,9 +25,16 @@ mod codec;
 mod durability;
 mod error;
 mod event;
+/// Injected I/O failures for the crate's own crash and fault tests
+/// (feature `test-hooks`; never in a host's build).
+#[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 pub mod faults;
+#[cfg(not(feature = "test-hooks"))]
+mod faults;
 mod fsutil;
+/// Decoder entry points for the fuzzers (feature `test-hooks`).
+#[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 pub mod fuzz;
 mod idmap;
@@ -49,12 +56,19 @@ mod wal;
 pub use durability::Durability;
 pub use error::{Error, Result};
 pub use event::Event;
-pub use index::ivf_training::{
-    training_sample as ivf_training_sample, DEFAULT_POINTS_PER_LIST as IVF_DEFAULT_POINTS_PER_LIST,
-    MIN_POINTS_PER_LIST as IVF_MIN_POINTS_PER_LIST,
-};
+/// What the benches (`ember bench`, `ember bench-dnn`) measure the
+/// library's pieces with, beside the references they compare against
+/// (feature `test-hooks`).
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub mod bench_support {
+    pub use crate::index::ivf_training::{
+        training_sample as ivf_training_sample, DEFAULT_POINTS_PER_LIST as IVF_DEFAULT_POINTS_PER_LIST,
+        MIN_POINTS_PER_LIST as IVF_MIN_POINTS_PER_LIST,
+    };
+    pub use crate::kernels::gemm::{measure_gemm, GemmKernel};
+}
 pub use index::{faiss_compile_options, IndexSpec};
-pub use kernels::gemm::{measure_gemm, GemmKernel};
 pub use kernels::{simd_level, SimdLevel};
 pub use metric::Metric;
 pub use options::DEFAULT_TRENDING_WINDOW;
@@ -73,8 +87,9 @@ pub use store::{
     check_events_parquet, check_vectors_parquet, ExportOptions, ExportReport, ImportOptions, ImportReport,
 };
 pub use store::{
-    restore, CompactReport, RecoveryReport, RepairOptions, RepairReport, RoundKind, RunFileStats, SnapshotInfo, Space,
-    SpaceStats, Stats, Store, TrainerStats, VerifyReport, RECOMMEND_POPULAR_WEIGHT, RECOMMEND_USER_WEIGHT, TITLE_KEY,
+    restore, CompactOptions, CompactReport, Progress, RecoveryReport, RepairOptions, RepairReport, RoundKind,
+    RunFileStats, SnapshotInfo, Space, SpaceStats, Stats, Store, TrainRequest, TrainerStats, VectorRows, VerifyOptions,
+    VerifyReport, RECOMMEND_POPULAR_WEIGHT, RECOMMEND_USER_WEIGHT, TITLE_KEY,
 };
 pub use train::{DnnOptions, DnnRunStats, RoundOverrides, RunStats, Sigmoid, TrainOptions, TrainPolicy, TrainReport};
 pub use validate::{check_event, check_vector, MAX_FUTURE_MS};

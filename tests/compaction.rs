@@ -32,7 +32,7 @@ fn deleting_ninety_percent_then_compacting_gives_back_the_space() {
         assert!(store.delete(id).unwrap());
     }
     store.flush().unwrap();
-    let dry = store.compact_dry_run().unwrap();
+    let dry = store.compact_with(&emberdb::CompactOptions::new().dry_run()).unwrap();
     assert_eq!(dry.segments_in, 10);
     assert_eq!(dry.rows_kept, 4_000);
     let report = store.compact().unwrap();

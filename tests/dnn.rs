@@ -184,7 +184,8 @@ fn the_inner_product_search_is_the_softmax_top_k() {
     store.append_events(&sequential_events(300, 10, 4)).unwrap();
     store.train().unwrap();
     let space = store.space("dnn").unwrap();
-    assert_eq!(space.dim(), 17, "item vectors are stored as [v, b]");
+    assert_eq!(space.dim(), 16, "the dimension asked for");
+    assert_eq!(space.row_dim(), 17, "item vectors are stored as [v, b]");
     for user in 0..30u64 {
         let u = space.user_vector(user).unwrap().unwrap();
         assert_eq!(u.len(), 17);

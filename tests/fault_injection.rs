@@ -90,7 +90,7 @@ fn workload(store: &Store, acked: &mut Acked) -> Option<(Pending, String)> {
                 (Pending::Events(batch.clone()), store.append_events(&batch))
             }
             9 => (Pending::Other, store.flush()),
-            10 if step % 36 == 10 => (Pending::Other, store.train_space("i2v").map(drop)),
+            10 if step % 36 == 10 => (Pending::Other, store.space("i2v").and_then(|s| s.train()).map(drop)),
             10 => (Pending::Other, store.seal()),
             _ if step % 48 == 11 => (Pending::Other, store.compact().map(drop)),
             _ => (Pending::Other, Ok(())),

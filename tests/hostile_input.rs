@@ -83,12 +83,18 @@ fn bad_options_and_unknown_spaces_are_refused() {
     assert!(err.to_string().contains("meta_cache_bytes"), "{err}");
     assert!(!path.join("meta").exists(), "a refused option created a store");
     let store = trained(&path);
+    let err = store.knn(&Query::item(1).space("nope").k(3)).unwrap_err();
+    assert!(matches!(err, Error::UnknownSpace { .. }), "{err}");
+    // Kinds that span spaces take no space at all: refused, not ignored.
     for query in [
         Query::popular().space("nope").k(3),
         Query::recommend(1).space("nope").k(3),
     ] {
         let err = store.knn(&query).unwrap_err();
-        assert!(matches!(err, Error::UnknownSpace { .. }), "{err}");
+        assert!(
+            matches!(err, Error::InvalidQuery(ref m) if m.contains("`space`")),
+            "{err}"
+        );
     }
 }
 

@@ -115,7 +115,7 @@ fn run_sequence(dir: &Path, seed: u64, steps: usize) {
                 "events"
             }
             70..=74 => {
-                s.train_space("i2v").unwrap();
+                s.space("i2v").unwrap().train().unwrap();
                 "train"
             }
             75..=79 => {

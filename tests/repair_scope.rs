@@ -317,7 +317,7 @@ fn a_damaged_trainer_body_fails_the_round_not_the_open() {
     );
     store.append_events(&planted_events(20, 3, 10, 6, 2)).unwrap();
     for _ in 0..2 {
-        let err = store.train_space("trained").unwrap_err();
+        let err = store.space("trained").and_then(|s| s.train()).unwrap_err();
         assert!(
             matches!(err, Error::Corruption { ref file, .. } if *file == trainer),
             "{err}"

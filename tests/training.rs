@@ -405,7 +405,7 @@ fn killed_during_training_reopens_at_the_last_generation() {
 /// with the stored options again, and bad overrides change nothing.
 #[test]
 fn round_overrides_apply_to_one_round_and_are_not_saved() {
-    use emberdb::{RoundKind, RoundOverrides};
+    use emberdb::{RoundOverrides, TrainRequest};
     let events = planted_events(120, CLUSTERS, PER_CLUSTER, 10, 3);
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), opts()).unwrap();
@@ -415,9 +415,12 @@ fn round_overrides_apply_to_one_round_and_are_not_saved() {
         seed: Some(99),
         ..RoundOverrides::default()
     };
-    let r = store
-        .train_space_with("default", RoundKind::Full, &overrides, &|_| {})
+    let reports = store
+        .train_with(&TrainRequest::full().space("default").overrides(overrides))
         .unwrap();
+    assert_eq!(reports.len(), 1);
+    let r = &reports[0];
+    assert_eq!(r.space, "default");
     assert_eq!(r.epochs, 2);
     let overridden = all_vectors(&store);
     // The same round from a store created with those options.
@@ -436,7 +439,7 @@ fn round_overrides_apply_to_one_round_and_are_not_saved() {
         ..RoundOverrides::default()
     };
     assert!(matches!(
-        store.train_space_with("default", RoundKind::Full, &bad, &|_| {}),
+        store.train_with(&TrainRequest::full().space("default").overrides(bad)),
         Err(Error::InvalidOptions(_))
     ));
     assert_eq!(all_vectors(&store), overridden);

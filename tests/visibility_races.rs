@@ -99,7 +99,7 @@ fn a_deleted_item_is_never_served_while_rounds_publish() {
     while Instant::now() < deadline {
         for space in ["default", "dnn"] {
             // (The DNN space stores [v, b]: one component more.)
-            let probe = vector_for(1, store.space(space).unwrap().stats().dim);
+            let probe = vector_for(1, store.space(space).unwrap().stats().row_dim);
             // What was deleted before the query began.
             let before: Vec<bool> = deleted.iter().map(|d| d.load(Ordering::SeqCst)).collect();
             let hits = store

@@ -151,9 +151,9 @@ impl Engine {
     /// Opens the database in `path`; errors name `shown` (the store's own
     /// directory, where a read-only open works on a private copy).
     pub(super) fn open(path: &Path, shown: &Path, cache_bytes: u64) -> Result<Self> {
-        let wrap = |source| Error::Meta {
+        let wrap = |source: sled::Error| Error::Meta {
             path: shown.to_path_buf(),
-            source,
+            source: Box::new(source),
         };
         remove_unfinished_snapshots(path)?;
         let db = open_db(path, cache_bytes).map_err(wrap)?;
@@ -180,7 +180,7 @@ impl Engine {
     pub(super) fn err(&self, source: sled::Error) -> Error {
         Error::Meta {
             path: self.path.clone(),
-            source,
+            source: Box::new(source),
         }
     }
 

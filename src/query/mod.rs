@@ -71,6 +71,29 @@ pub const USER_RECENT_ITEMS: usize = 2;
 pub const SEED_RECENT_ITEMS: usize = 20;
 
 /// A nearest-neighbour query, built as `Query::item(id).k(10)`.
+///
+/// Every kind takes `k`, `filter` and `exclude`. The other setters apply
+/// to some kinds only; a setter that a kind does not take is refused with
+/// `Error::InvalidQuery` (naming the setter and the kind) when the query
+/// runs, never silently ignored:
+///
+/// | kind | also takes |
+/// |---|---|
+/// | `vector`, `item` | `space`, `exact`, `ef_search`, `nprobe` |
+/// | `user` | the same, and `pooling`, `recent`, `include_seen` |
+/// | `seeds` | the same as `user` but `pooling` |
+/// | `popular` | `for_user`, `include_seen` |
+/// | `blend` | `add` (each channel names its own space and settings) |
+/// | `recommend` | nothing more |
+///
+/// ```
+/// use emberdb::Query;
+/// let similar = Query::item(42).k(10).space("text");
+/// let for_you = Query::user(7).k(50).recent(5).include_seen();
+/// let trending = Query::popular().for_user(7).k(20);
+/// let mixed = Query::blend().add(Query::user(7), 1.0).add(Query::popular().for_user(7), 8.0).k(50);
+/// # let _ = (similar, for_you, trending, mixed);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Query {
     pub(crate) target: Target,
@@ -87,7 +110,14 @@ pub struct Query {
     pub(crate) excluded: Vec<u64>,
     /// Only items this lets through (`filter`).
     pub(crate) filter: Option<Filter>,
+    /// The first setter called that this kind of query does not take:
+    /// refused by `check` rather than silently ignored.
+    pub(crate) misapplied: Option<&'static str>,
 }
+
+/// The setters a query kind takes beyond `k`, `filter` and `exclude`
+/// (which every kind takes).
+const SEARCH_SETTERS: &[&str] = &["space", "exact", "ef_search", "nprobe"];
 
 impl Query {
     /// The neighbours of a vector the host brings (10 by default).
@@ -125,10 +155,11 @@ impl Query {
     }
 
     /// On a `popular` query: leave out the items `user` interacted with.
-    /// On other kinds it changes nothing.
+    /// Other kinds refuse it (`Error::InvalidQuery` when the query runs).
     pub fn for_user(mut self, user: u64) -> Self {
-        if let Target::Popular { user: u } = &mut self.target {
-            *u = Some(user);
+        match &mut self.target {
+            Target::Popular { user: u } => *u = Some(user),
+            _ => self.misapply("for_user"),
         }
         self
     }
@@ -144,11 +175,14 @@ impl Query {
         Query::with_target(Target::Blend(Vec::new()))
     }
 
-    /// Adds a channel of weight `weight` to a blend (ignored on other
-    /// kinds of query; a weight that is negative or not finite is refused
-    /// when the query runs, and so is a channel that is itself a blend or
-    /// a `recommend`: a blend is one level of channels).
+    /// Adds a channel of weight `weight` to a blend. Refused when the
+    /// query runs: on other kinds of query, a weight that is negative or
+    /// not finite, and a channel that is itself a blend or a `recommend`
+    /// (a blend is one level of channels).
     pub fn add(mut self, channel: Query, weight: f32) -> Self {
+        if !matches!(self.target, Target::Blend(_)) {
+            self.misapply("add");
+        }
         if let Target::Blend(channels) = &mut self.target {
             // A nested blend is kept as a stand-in, its channels dropped
             // here, so that no blend is ever deeper than one level (no
@@ -197,6 +231,47 @@ impl Query {
             space: None,
             excluded: Vec::new(),
             filter: None,
+            misapplied: None,
+        }
+    }
+
+    /// The kind of query, as errors name it.
+    pub(crate) fn kind_name(&self) -> &'static str {
+        match self.target {
+            Target::NestedBlend | Target::Blend(_) => "blend",
+            Target::Vector(_) => "vector",
+            Target::Item(_) => "item",
+            Target::User(_) => "user",
+            Target::Seeds(_) => "seeds",
+            Target::Popular { .. } => "popular",
+            Target::Recommend(_) => "recommend",
+        }
+    }
+
+    /// The setters this kind takes besides `k`, `filter` and `exclude`.
+    fn setters(&self) -> &'static [&'static str] {
+        match self.target {
+            Target::Vector(_) | Target::Item(_) => SEARCH_SETTERS,
+            Target::User(_) => &[
+                "space",
+                "exact",
+                "ef_search",
+                "nprobe",
+                "pooling",
+                "recent",
+                "include_seen",
+            ],
+            Target::Seeds(_) => &["space", "exact", "ef_search", "nprobe", "recent", "include_seen"],
+            Target::Popular { .. } => &["for_user", "include_seen"],
+            Target::Blend(_) | Target::NestedBlend => &["add"],
+            Target::Recommend(_) => &[],
+        }
+    }
+
+    /// Notes `setter` as refused if this kind does not take it.
+    fn misapply(&mut self, setter: &'static str) {
+        if self.misapplied.is_none() && !self.setters().contains(&setter) {
+            self.misapplied = Some(setter);
         }
     }
 
@@ -220,12 +295,14 @@ impl Query {
     /// vector in that space, and user queries pool the user's items'
     /// vectors there.
     pub fn space(mut self, name: &str) -> Self {
+        self.misapply("space");
         self.space = Some(name.to_string());
         self
     }
 
     /// How `user` queries pool the recent items' vectors.
     pub fn pooling(mut self, pooling: Pooling) -> Self {
+        self.misapply("pooling");
         self.pooling = pooling;
         self
     }
@@ -234,6 +311,7 @@ impl Query {
     /// `seeds` query searches from (defaults: [`USER_RECENT_ITEMS`],
     /// [`SEED_RECENT_ITEMS`]).
     pub fn recent(mut self, items: usize) -> Self {
+        self.misapply("recent");
         self.recent = Some(items);
         self
     }
@@ -241,24 +319,28 @@ impl Query {
     /// Keep the items the user already interacted with in `user` and
     /// `seeds` results.
     pub fn include_seen(mut self) -> Self {
+        self.misapply("include_seen");
         self.include_seen = true;
         self
     }
 
     /// Scan every row instead of using the segments' indexes.
     pub fn exact(mut self) -> Self {
+        self.misapply("exact");
         self.exact = true;
         self
     }
 
     /// HNSW search depth for this query (default: the index spec's).
     pub fn ef_search(mut self, ef: usize) -> Self {
+        self.misapply("ef_search");
         self.ef_search = Some(ef);
         self
     }
 
     /// IVF lists probed for this query (default: the index spec's).
     pub fn nprobe(mut self, nprobe: usize) -> Self {
+        self.misapply("nprobe");
         self.nprobe = Some(nprobe);
         self
     }
@@ -267,6 +349,16 @@ impl Query {
     /// gives outside its documented range, before anything is allocated
     /// for it.
     pub(crate) fn check(&self) -> crate::Result<()> {
+        if let Some(setter) = self.misapplied {
+            let takes = match self.setters() {
+                [] => "none but k, filter and exclude".to_string(),
+                setters => setters.join(", "),
+            };
+            return Err(crate::Error::InvalidQuery(format!(
+                "`{setter}` does not apply to a {} query (it takes {takes})",
+                self.kind_name()
+            )));
+        }
         if self.k == 0 || self.k > MAX_K {
             return Err(crate::Error::InvalidK { k: self.k, max: MAX_K });
         }

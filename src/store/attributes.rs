@@ -17,8 +17,8 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use super::behaviour::Behaviour;
-use super::features::{FeatureSet, MAX_FEATURES, MAX_FEATURE_BYTES};
-use super::Store;
+use super::features::FeatureSet;
+use super::{Store, Written};
 use crate::error::{Error, Result};
 use crate::idmap::IdMap;
 use crate::runs::RunKind;
@@ -39,19 +39,15 @@ impl Store {
     /// 256 bytes, more than 256 pairs.
     pub fn set_attributes(&self, item: u64, attributes: &[(&str, &str)]) -> Result<()> {
         check(item, attributes)?;
-        let end = {
-            let _in_flight = self.begin_write();
-            let mut w = self.write.lock();
+        self.mutate(|w| {
             let seq = w.core.next_seq;
             let (_, end) = w.log(|out| record::encode_attributes(out, seq, item, attributes))?;
             w.core.next_seq += 1;
             let set: FeatureSet = attributes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             self.shared.behaviour.set_attributes(seq, item, set.clone());
             self.shared.attributes.set(item, set);
-            self.maybe_checkpoint(&mut w)?;
-            end
-        };
-        self.wait_durable(end)
+            Ok(Written::At(end, ()))
+        })
     }
 
     /// `item`'s attributes, in the order they were set (empty if none).
@@ -261,23 +257,11 @@ impl crate::query::filter::Postings for ItemAttributes {
 }
 
 /// Refuses attributes a store would not keep: an empty key, a key or value
-/// longer than [`MAX_FEATURE_BYTES`], or more than [`MAX_FEATURES`] pairs:
+/// longer than [`crate::MAX_FEATURE_BYTES`], or more than [`crate::MAX_FEATURES`] pairs:
 /// what `Store::set_attributes` refuses, for readers that check a whole
 /// input before writing any of it.
 pub fn check(item: u64, attributes: &[(&str, &str)]) -> Result<()> {
-    let bad = |reason: String| Err(Error::InvalidAttributes { item, reason });
-    if attributes.len() > MAX_FEATURES {
-        return bad(format!("{} pairs, at most {MAX_FEATURES}", attributes.len()));
-    }
-    for (k, v) in attributes {
-        if k.is_empty() {
-            return bad("an empty key".into());
-        }
-        if k.len() > MAX_FEATURE_BYTES || v.len() > MAX_FEATURE_BYTES {
-            return bad(format!("key or value of more than {MAX_FEATURE_BYTES} bytes"));
-        }
-    }
-    Ok(())
+    super::features::check_pairs(attributes).map_err(|reason| Error::InvalidAttributes { item, reason })
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ const SMALL_SHARE: f64 = 0.25;
 
 /// What a compaction did (or, for a dry run, would do).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct CompactReport {
     /// Segments rewritten, and the segments written in their place.
     pub segments_in: usize,
@@ -72,13 +73,74 @@ fn choose(version: &Version, segment_rows: usize) -> Vec<Arc<SealedSegment>> {
     chosen
 }
 
+/// What [`Store::compact_with`] does: by default, compact every space.
+///
+/// ```no_run
+/// # fn main() -> emberdb::Result<()> {
+/// # let store = emberdb::Store::open("s", emberdb::Options::new(4))?;
+/// let would = store.compact_with(&emberdb::CompactOptions::new().space("text").dry_run())?;
+/// println!("would reclaim {} bytes", would.bytes_before - would.bytes_after);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactOptions {
+    dry_run: bool,
+    space: Option<String>,
+}
+
+impl CompactOptions {
+    /// Compact every space.
+    pub fn new() -> Self {
+        CompactOptions::default()
+    }
+
+    /// Report what would be done, without doing it.
+    pub fn dry_run(mut self) -> Self {
+        self.dry_run = true;
+        self
+    }
+
+    /// Compact the space `name` only (its segments; the runs of
+    /// histories, features and attributes are store-wide and left).
+    pub fn space(mut self, name: &str) -> Self {
+        self.space = Some(name.to_string());
+        self
+    }
+
+    /// Whether this is a dry run.
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// The one space compacted, if one is named.
+    pub fn only_space(&self) -> Option<&str> {
+        self.space.as_deref()
+    }
+}
+
 impl Store {
     /// Rewrites the sealed segments whose dead rows (at least 20%) or size
     /// (under a quarter of `segment_rows`) warrant it, keeping only live
-    /// rows, rebuilding their indexes and trimming the log. Runs while other
-    /// threads query and write.
+    /// rows, rebuilding their indexes, merging the runs and trimming the
+    /// log. Runs while other threads query and write.
+    /// [`Store::compact_with`] takes a dry run and one space.
     pub fn compact(&self) -> Result<CompactReport> {
-        self.run_compaction(Compaction::Run, None)
+        self.compact_with(&CompactOptions::new())
+    }
+
+    /// [`Store::compact`] as `options` say: a dry run (nothing changes;
+    /// the report says what would), one space, or both.
+    pub fn compact_with(&self, options: &CompactOptions) -> Result<CompactReport> {
+        let mode = if options.dry_run {
+            Compaction::DryRun
+        } else {
+            Compaction::Run
+        };
+        let only = match &options.space {
+            Some(name) => Some(self.shared.space(name)?),
+            None => None,
+        };
+        self.run_compaction(mode, only)
     }
 
     /// Runs, in the calling thread, every merge of runs (histories,
@@ -92,14 +154,15 @@ impl Store {
     }
 
     /// What [`Store::compact`] would do now, without doing it.
+    #[deprecated(note = "use Store::compact_with(&CompactOptions::new().dry_run())")]
     pub fn compact_dry_run(&self) -> Result<CompactReport> {
-        self.run_compaction(Compaction::DryRun, None)
+        self.compact_with(&CompactOptions::new().dry_run())
     }
 
     /// [`Store::compact`] of the space `name` only.
+    #[deprecated(note = "use Store::compact_with(&CompactOptions::new().space(name))")]
     pub fn compact_space(&self, name: &str) -> Result<CompactReport> {
-        let space = self.shared.space(name)?;
-        self.run_compaction(Compaction::Run, Some(space))
+        self.compact_with(&CompactOptions::new().space(name))
     }
 
     fn run_compaction(&self, mode: Compaction, only: Option<&SpaceState>) -> Result<CompactReport> {

@@ -4,7 +4,7 @@
 
 use super::apply;
 use super::space::SpaceState;
-use super::Store;
+use super::{Store, Written};
 use crate::error::Result;
 use crate::wal::record;
 
@@ -16,16 +16,13 @@ impl Store {
     /// context in histories and training. It comes back only when the host
     /// says so: [`Store::undelete`] (trained spaces serve it again from
     /// their next round that publishes), or an upsert into a host-fed space
-    /// (an explicit write says the item exists). In a store with a trained
-    /// An item can be deleted before it appears (a blocklist: neither a
+    /// (an explicit write says the item exists). An item can be deleted before it appears (a blocklist: neither a
     /// round nor the trending channel will bring it in). Returns whether it
     /// was live in some space; deleting an item that is already deleted
     /// and live nowhere logs nothing. Logged, durable as the store's
     /// durability says.
     pub fn delete(&self, id: u64) -> Result<bool> {
-        let end = {
-            let _in_flight = self.begin_write();
-            let mut w = self.write.lock();
+        self.mutate(|w| {
             let mut live = false;
             for space in &self.shared.spaces {
                 live |= is_live(space, id)?;
@@ -33,17 +30,14 @@ impl Store {
             // An item live nowhere is still worth blocking: events can
             // bring it into a trained space or the trending channel.
             if !live && self.shared.blocked.contains(id) {
-                return Ok(false);
+                return Ok(Written::Nothing(false));
             }
             let seq = w.core.next_seq;
             let (_, end) = w.log(|out| record::encode_block(out, seq, id, true))?;
             w.core.next_seq += 1;
             apply::apply_block(&self.shared, id)?;
-            self.maybe_checkpoint(&mut w)?;
-            (end, live)
-        };
-        self.wait_durable(end.0)?;
-        Ok(end.1)
+            Ok(Written::At(end, live))
+        })
     }
 
     /// Lifts [`Store::delete`]: trained spaces serve the item again from
@@ -52,21 +46,16 @@ impl Store {
     /// host-fed spaces need it upserted again (its rows were retired).
     /// Returns whether it was deleted.
     pub fn undelete(&self, id: u64) -> Result<bool> {
-        let end = {
-            let _in_flight = self.begin_write();
-            let mut w = self.write.lock();
+        self.mutate(|w| {
             if !self.shared.blocked.contains(id) {
-                return Ok(false);
+                return Ok(Written::Nothing(false));
             }
             let seq = w.core.next_seq;
             let (_, end) = w.log(|out| record::encode_block(out, seq, id, false))?;
             w.core.next_seq += 1;
             self.shared.blocked.remove(id);
-            self.maybe_checkpoint(&mut w)?;
-            end
-        };
-        self.wait_durable(end)?;
-        Ok(true)
+            Ok(Written::At(end, true))
+        })
     }
 
     /// Whether `id` was deleted with [`Store::delete`] (and not undeleted
@@ -77,21 +66,16 @@ impl Store {
 
     pub(crate) fn delete_in(&self, space: &SpaceState, id: u64) -> Result<bool> {
         self.refuse_if_trained(space, "delete")?;
-        let end = {
-            let _in_flight = self.begin_write();
-            let mut w = self.write.lock();
+        self.mutate(|w| {
             if !is_live(space, id)? {
-                return Ok(false);
+                return Ok(Written::Nothing(false));
             }
             let seq = w.core.next_seq;
             let (_, end) = w.log(|out| record::encode_delete(out, seq, space.number, id))?;
             w.core.next_seq += 1;
             apply::apply_delete(space, id)?;
-            self.maybe_checkpoint(&mut w)?;
-            end
-        };
-        self.wait_durable(end)?;
-        Ok(true)
+            Ok(Written::At(end, true))
+        })
     }
 }
 

@@ -17,16 +17,22 @@ pub(crate) type FeatureSet = Vec<(String, String)>;
 /// Refuses features a store would not keep: an empty key, a key or value
 /// longer than [`MAX_FEATURE_BYTES`], or more than [`MAX_FEATURES`] pairs.
 pub fn check(user: u64, features: &[(&str, &str)]) -> Result<()> {
-    let bad = |reason: String| Err(Error::InvalidFeatures { user, reason });
-    if features.len() > MAX_FEATURES {
-        return bad(format!("{} pairs, at most {MAX_FEATURES}", features.len()));
+    check_pairs(features).map_err(|reason| Error::InvalidFeatures { user, reason })
+}
+
+/// What features and attributes share: why `pairs` cannot be kept, if
+/// they cannot (an empty key, a key or value longer than
+/// [`MAX_FEATURE_BYTES`], more than [`MAX_FEATURES`] pairs).
+pub(crate) fn check_pairs(pairs: &[(&str, &str)]) -> std::result::Result<(), String> {
+    if pairs.len() > MAX_FEATURES {
+        return Err(format!("{} pairs, at most {MAX_FEATURES}", pairs.len()));
     }
-    for (k, v) in features {
+    for (k, v) in pairs {
         if k.is_empty() {
-            return bad("an empty key".into());
+            return Err("an empty key".into());
         }
         if k.len() > MAX_FEATURE_BYTES || v.len() > MAX_FEATURE_BYTES {
-            return bad(format!("key or value of more than {MAX_FEATURE_BYTES} bytes"));
+            return Err(format!("key or value of more than {MAX_FEATURE_BYTES} bytes"));
         }
     }
     Ok(())

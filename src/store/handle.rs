@@ -10,19 +10,25 @@ use crate::options::SpaceKind;
 
 /// A handle on one space of an open store (`Store::space`): its vectors
 /// are written, read and counted here; queries name it with
-/// `Query::space`.
-#[derive(Clone, Copy)]
-pub struct Space<'a> {
-    store: &'a Store,
-    state: &'a SpaceState,
+/// `Query::space`. It owns a clone of its [`Store`], so a service can keep
+/// it in its own state; the store stays open while it lives.
+#[derive(Clone)]
+pub struct Space {
+    store: Store,
+    /// Its place in the store's list of spaces, fixed while the store is open.
+    index: usize,
 }
 
 /// What one space holds.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct SpaceStats {
     pub name: String,
     pub kind: SpaceKind,
+    /// The dimension it was created with, and the components of a stored
+    /// row (one more in a YouTube DNN space: `[v, b]`).
     pub dim: usize,
+    pub row_dim: usize,
     pub metric: Metric,
     /// How its sealed segments are indexed.
     pub index: IndexSpec,
@@ -41,42 +47,69 @@ pub struct SpaceStats {
     pub trainer: Option<TrainerStats>,
 }
 
-impl<'a> Space<'a> {
-    pub(super) fn new(store: &'a Store, state: &'a SpaceState) -> Self {
-        Space { store, state }
+impl Space {
+    pub(super) fn new(store: Store, index: usize) -> Self {
+        Space { store, index }
+    }
+
+    fn state(&self) -> &SpaceState {
+        &self.store.shared().spaces[self.index]
+    }
+
+    /// The store this space belongs to.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     pub fn name(&self) -> &str {
-        &self.state.name
+        &self.state().name
     }
 
     pub fn kind(&self) -> SpaceKind {
-        self.state.kind
+        self.state().kind
     }
 
+    /// The dimension the space was created with (`SpaceSpec::youtube_dnn(64)`:
+    /// 64).
+    // The dimension asked for is the model's; `dim` in the state is the
+    // row's (one more in a DNN space).
+    #[allow(clippy::misnamed_getters)]
     pub fn dim(&self) -> usize {
-        self.state.dim
+        self.state().model_dim
+    }
+
+    /// Components of a stored row, which `get` returns and a `vector`
+    /// query in this space takes: the dimension, and one more in a YouTube
+    /// DNN space (its item rows are `[v, b]`, its user vectors `[u, 1]`).
+    pub fn row_dim(&self) -> usize {
+        self.state().dim
     }
 
     pub fn metric(&self) -> Metric {
-        self.state.metric
+        self.state().metric
     }
 
     /// Inserts or replaces the vector of `id` in this space (host-fed
     /// spaces only). It is searchable when this returns.
     pub fn upsert(&self, id: u64, vector: &[f32]) -> Result<()> {
-        self.store.upsert_in(self.state, id, vector)
+        self.store.upsert_in(self.state(), id, vector)
+    }
+
+    /// Inserts or replaces the vectors of `ids` in this space (host-fed
+    /// spaces only), as [`Store::upsert_batch`] does in the default space.
+    pub fn upsert_batch<R: super::VectorRows + ?Sized>(&self, ids: &[u64], vectors: &R) -> Result<()> {
+        self.store.upsert_batch_in(self.state(), ids, vectors)
     }
 
     /// Deletes `id` from this space (host-fed spaces only); false if it
     /// was not there.
     pub fn delete(&self, id: u64) -> Result<bool> {
-        self.store.delete_in(self.state, id)
+        self.store.delete_in(self.state(), id)
     }
 
     /// The stored vector of `id` in this space (normalised under cosine).
     pub fn get(&self, id: u64) -> Result<Option<Vec<f32>>> {
-        lookup::get(self.state, id)
+        lookup::get(self.state(), id)
     }
 
     /// The vector `Query::user(user).space(..)` searches with in this space:
@@ -84,28 +117,35 @@ impl<'a> Space<'a> {
     /// `[v, b]`), or the pooled vectors of the user's recent items. None
     /// before the model's first round, or when no recent item has a vector.
     pub fn user_vector(&self, user: u64) -> Result<Option<Vec<f32>>> {
-        let query = crate::Query::user(user).space(&self.state.name).include_seen();
+        let query = crate::Query::user(user).space(&self.state().name).include_seen();
         self.store.query_vector(&query)
     }
 
     /// Every live item id of this space.
     pub fn ids(&self) -> Result<Vec<u64>> {
-        super::ids_in(self.state)
+        super::ids_in(self.state())
     }
 
-    /// One incremental training round of this space (trained spaces).
+    /// One incremental training round of this space (trained spaces);
+    /// `Store::train_with` with `TrainRequest::space` takes options.
     pub fn train(&self) -> Result<TrainReport> {
-        self.store.train_space(&self.state.name)
+        let request = super::TrainRequest::new().space(&self.state().name);
+        let mut reports = self.store.train_with(&request)?;
+        reports.pop().ok_or_else(|| crate::Error::NotTrained {
+            path: self.store.path().to_path_buf(),
+            space: self.state().name.clone(),
+        })
     }
 
     pub fn stats(&self) -> SpaceStats {
-        let version = self.state.catalog.version.load_full();
+        let version = self.state().catalog.version.load_full();
         SpaceStats {
-            name: self.state.name.clone(),
-            kind: self.state.kind,
-            dim: self.state.dim,
-            metric: self.state.metric,
-            index: self.state.indexing.spec,
+            name: self.state().name.clone(),
+            kind: self.state().kind,
+            dim: self.state().model_dim,
+            row_dim: self.state().dim,
+            metric: self.state().metric,
+            index: self.state().indexing.spec,
             rows: version.rows(),
             live_rows: version.live_rows(),
             sealed_segments: version.sealed.len(),
@@ -117,7 +157,7 @@ impl<'a> Space<'a> {
                 .iter()
                 .map(|s| s.index().map_or_else(|| "exact".to_string(), |i| i.describe()))
                 .collect(),
-            trainer: self.state.trainer.as_ref().map(|t| t.stats()),
+            trainer: self.state().trainer.as_ref().map(|t| t.stats()),
         }
     }
 }

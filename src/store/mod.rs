@@ -5,6 +5,7 @@
 
 pub(crate) mod apply;
 pub(crate) mod attributes;
+pub(crate) mod batch;
 pub(crate) mod behaviour;
 pub(crate) mod blocked;
 pub(crate) mod compact;
@@ -28,6 +29,7 @@ pub(crate) mod seal;
 pub(crate) mod snapshot;
 pub(crate) mod space;
 pub(crate) mod state;
+pub(crate) mod train_request;
 pub(crate) mod trainer;
 pub(crate) mod training;
 pub(crate) mod trending;
@@ -51,8 +53,9 @@ use crate::wal::record::{self, EVENT_BYTES};
 use crate::wal::writer::SyncShared;
 use crate::wal::{frame, Position};
 pub use attributes::TITLE_KEY;
+pub use batch::VectorRows;
 pub use behaviour::RunFileStats;
-pub use compact::CompactReport;
+pub use compact::{CompactOptions, CompactReport};
 pub use handle::{Space, SpaceStats};
 use lock::DirLock;
 pub use open::RecoveryReport;
@@ -65,9 +68,10 @@ pub use repair::{RepairOptions, RepairReport};
 pub use snapshot::{restore, SnapshotInfo};
 use space::SpaceState;
 use state::{Shared, WriteState};
+pub use train_request::{Progress, TrainRequest};
 pub use trainer::TrainerStats;
 pub use training::RoundKind;
-pub use verify::VerifyReport;
+pub use verify::{VerifyOptions, VerifyReport};
 
 /// Events per log record: keeps a frame well under `frame::MAX_PAYLOAD`.
 const EVENTS_PER_RECORD: usize = (frame::MAX_PAYLOAD - 64) / EVENT_BYTES / 2;
@@ -75,6 +79,7 @@ const EVENTS_PER_RECORD: usize = (frame::MAX_PAYLOAD - 64) / EVENT_BYTES / 2;
 /// Counts of what a store holds and occupies. Row and segment counts are
 /// totals over every space; `spaces` has each space's own.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Stats {
     /// Rows in all segments, including dead (deleted or superseded) ones.
     pub rows: usize,
@@ -137,21 +142,45 @@ pub struct Stats {
 }
 
 /// An embedded vector store. See the crate documentation.
+///
+/// A `Store` is a cheap handle: cloning it clones a few `Arc`s, and every
+/// clone reads and writes the same open store. It is `Send + Sync`, so a
+/// service keeps one in its state and hands clones to its threads (or
+/// shares one by reference). The store closes (background threads stopped,
+/// a final flush and checkpoint, the directory unlocked) when the last
+/// clone, and the last [`Space`] handle taken from it, is dropped.
+#[derive(Clone)]
 pub struct Store {
     shared: Arc<Shared>,
     write: Arc<Mutex<WriteState>>,
     /// One compaction at a time.
-    compaction: Mutex<()>,
-    /// The background trainer (trained stores with a policy).
-    background: Option<std::thread::JoinHandle<()>>,
-    /// The background merger of runs (stores open for writing).
-    merger: Option<behaviour::merger::Merger>,
+    compaction: Arc<Mutex<()>>,
     sync: Arc<SyncShared>,
-    recovery: RecoveryReport,
-    crash_on_drop: bool,
+    recovery: Arc<RecoveryReport>,
+    /// Shared by every clone: closes the store when the last one goes.
+    life: Arc<Lifetime>,
+}
+
+/// What closing a store needs, owned once for all of a store's handles.
+struct Lifetime {
+    shared: Arc<Shared>,
+    write: Arc<Mutex<WriteState>>,
+    /// The background trainer (trained stores with a policy).
+    background: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The background merger of runs (stores open for writing).
+    merger: Mutex<Option<behaviour::merger::Merger>>,
+    crash_on_drop: std::sync::atomic::AtomicBool,
     // Dropped last: the directory stays locked until everything is closed.
     _lock: DirLock,
 }
+
+// Every handle is shared across threads by hosts: keep that a compile-time
+// fact rather than an accident of today's fields.
+const _: fn() = || {
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    shareable::<Store>();
+    shareable::<Space>();
+};
 
 impl Store {
     /// Creates a store at `path`, or opens (and recovers) the one there.
@@ -202,6 +231,11 @@ impl Store {
         &self.recovery
     }
 
+    /// The store's shared state, for the rooms of this module.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// Records one event durably (per the store's `Durability`).
     pub fn append_event(&self, event: Event) -> Result<()> {
         self.append_events(std::slice::from_ref(&event))
@@ -214,9 +248,7 @@ impl Store {
         if events.is_empty() {
             return Ok(());
         }
-        let end = {
-            let _in_flight = self.begin_write();
-            let mut w = self.write.lock();
+        self.mutate(|w| {
             let mut end = w.wal.end();
             for chunk in events.chunks(EVENTS_PER_RECORD) {
                 let seq = w.core.next_seq;
@@ -234,13 +266,11 @@ impl Store {
                         .fetch_add(events.len() as u64, Ordering::Relaxed);
                 }
                 for (id, vector) in training::provisional_vectors(&self.shared, space, events)? {
-                    end = self.log_upsert(&mut w, space, id, &vector)?;
+                    end = self.log_upsert(w, space, id, &vector)?;
                 }
             }
-            self.maybe_checkpoint(&mut w)?;
-            end
-        };
-        self.wait_durable(end)
+            Ok(Written::At(end, ()))
+        })
     }
 
     /// Sets `user`'s categorical features, replacing any set before:
@@ -252,18 +282,14 @@ impl Store {
     /// most 256 bytes, at most 256 pairs.
     pub fn set_user_features(&self, user: u64, features: &[(&str, &str)]) -> Result<()> {
         features::check(user, features)?;
-        let end = {
-            let _in_flight = self.begin_write();
-            let mut w = self.write.lock();
+        self.mutate(|w| {
             let seq = w.core.next_seq;
             let (_, end) = w.log(|out| record::encode_features(out, seq, user, features))?;
             w.core.next_seq += 1;
             let set = features.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             self.shared.behaviour.set_features(seq, user, set);
-            self.maybe_checkpoint(&mut w)?;
-            end
-        };
-        self.wait_durable(end)
+            Ok(Written::At(end, ()))
+        })
     }
 
     /// `user`'s features (empty if none were set). A run that cannot be
@@ -290,14 +316,7 @@ impl Store {
     pub(crate) fn upsert_in(&self, space: &SpaceState, id: u64, vector: &[f32]) -> Result<()> {
         self.refuse_if_trained(space, "upsert")?;
         let vector = validate::prepare_vector(space.metric, space.dim, vector, || item_context(space, id))?;
-        let end = {
-            let _in_flight = self.begin_write();
-            let mut w = self.write.lock();
-            let end = self.log_upsert(&mut w, space, id, &vector)?;
-            self.maybe_checkpoint(&mut w)?;
-            end
-        };
-        self.wait_durable(end)
+        self.mutate(|w| Ok(Written::At(self.log_upsert(w, space, id, &vector)?, ())))
     }
 
     /// Logs and applies an upsert of a validated vector; returns the log end.
@@ -333,13 +352,22 @@ impl Store {
 
     /// The space named `name` (the default space is [`crate::DEFAULT_SPACE`]):
     /// a handle to write, read and count its vectors.
-    pub fn space(&self, name: &str) -> Result<Space<'_>> {
-        Ok(Space::new(self, self.shared.space(name)?))
+    pub fn space(&self, name: &str) -> Result<Space> {
+        let state = self.shared.space(name)?;
+        let index = self
+            .shared
+            .spaces
+            .iter()
+            .position(|s| std::ptr::eq(s, state))
+            .unwrap_or_default(); // `space` found it in this very list.
+        Ok(Space::new(self.clone(), index))
     }
 
     /// Every space of the store, the default one first.
-    pub fn spaces(&self) -> Vec<Space<'_>> {
-        self.shared.spaces.iter().map(|s| Space::new(self, s)).collect()
+    pub fn spaces(&self) -> Vec<Space> {
+        (0..self.shared.spaces.len())
+            .map(|i| Space::new(self.clone(), i))
+            .collect()
     }
 
     /// Every live item id of the default space (sealed segments in id
@@ -388,12 +416,7 @@ impl Store {
     /// Makes every earlier write durable and checkpoints, so that reopening
     /// replays little.
     pub fn flush(&self) -> Result<()> {
-        let mut w = self.write.lock();
-        w.wal.sync_all()?;
-        // A checkpoint frees whole log files only: start a new one so the
-        // bytes before the checkpoint can go.
-        w.wal.rotate_if_above(1 << 20)?;
-        w.checkpoint_at_end(|core, end| seal::checkpoint(&self.shared, core, end))
+        flush(&self.shared, &self.write)
     }
 
     /// Seals the growing segment of every space that has rows in it into
@@ -457,10 +480,13 @@ impl Store {
     }
 
     /// Closes the store like a crash would: no checkpoint, no final flush of
-    /// buffered log bytes. For recovery tests.
+    /// buffered log bytes. For recovery tests. Other clones of this handle
+    /// keep the store open until they are dropped, and then close it the
+    /// same way.
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
-    pub fn close_without_checkpoint(mut self) {
-        self.crash_on_drop = true;
+    pub fn close_without_checkpoint(self) {
+        self.life.crash_on_drop.store(true, Ordering::Release);
     }
 
     fn maybe_checkpoint(&self, w: &mut WriteState) -> Result<()> {
@@ -481,6 +507,27 @@ impl Store {
         w.checkpoint_at_end(|core, end| seal::checkpoint(&self.shared, core, end))
     }
 
+    /// The write path of every mutation: tell the group commit a synced
+    /// write is coming, take the write lock, log and apply (`f`, in the
+    /// order replay will use), checkpoint if one is due, release the lock,
+    /// then wait until the log is durable up to what `f` wrote. A write
+    /// that logs nothing (`Written::Nothing`) returns at once.
+    pub(crate) fn mutate<T>(&self, f: impl FnOnce(&mut WriteState) -> Result<Written<T>>) -> Result<T> {
+        let (end, value) = {
+            let _in_flight = self.begin_write();
+            let mut w = self.write.lock();
+            match f(&mut w)? {
+                Written::Nothing(value) => return Ok(value),
+                Written::At(end, value) => {
+                    self.maybe_checkpoint(&mut w)?;
+                    (end, value)
+                }
+            }
+        };
+        self.wait_durable(end)?;
+        Ok(value)
+    }
+
     /// Tells the group commit that a synced write is on its way.
     fn begin_write(&self) -> Option<crate::wal::writer::InFlight<'_>> {
         (self.shared.opts.durability == Durability::Sync).then(|| self.sync.begin_write())
@@ -492,6 +539,13 @@ impl Store {
             Durability::Buffered | Durability::None => Ok(()),
         }
     }
+}
+
+/// What a mutation's step under the write lock did: logged up to a
+/// position, or nothing (nothing to wait for).
+pub(crate) enum Written<T> {
+    At(Position, T),
+    Nothing(T),
 }
 
 /// What query planning needs to know of `space`'s vectors.
@@ -540,24 +594,34 @@ fn ids_in(space: &SpaceState) -> Result<Vec<u64>> {
     Ok(out)
 }
 
-impl Drop for Store {
+/// Makes every earlier write durable and checkpoints.
+fn flush(shared: &Shared, write: &Mutex<WriteState>) -> Result<()> {
+    let mut w = write.lock();
+    w.wal.sync_all()?;
+    // A checkpoint frees whole log files only: start a new one so the
+    // bytes before the checkpoint can go.
+    w.wal.rotate_if_above(1 << 20)?;
+    w.checkpoint_at_end(|core, end| seal::checkpoint(shared, core, end))
+}
+
+impl Drop for Lifetime {
     fn drop(&mut self) {
         for trainer in self.shared.spaces.iter().filter_map(|s| s.trainer.as_ref()) {
             trainer.stop.store(true, Ordering::Release);
         }
-        if let Some(background) = self.background.take() {
+        if let Some(background) = self.background.get_mut().take() {
             background.thread().unpark();
             let _ = background.join();
         }
-        if let Some(mut merger) = self.merger.take() {
+        if let Some(mut merger) = self.merger.get_mut().take() {
             merger.stop();
         }
-        if self.crash_on_drop || self.shared.read_only {
+        if self.crash_on_drop.load(Ordering::Acquire) || self.shared.read_only {
             return;
         }
         // A clean close: log bytes to disk, checkpoint so reopening is quick.
         // Errors cannot be returned from `drop`; whatever did not make it is
         // recovered from the log on the next open.
-        let _ = self.flush();
+        let _ = flush(&self.shared, &self.write);
     }
 }

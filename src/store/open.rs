@@ -46,6 +46,7 @@ use segments::{load_growing_snapshot, open_segments};
 
 /// What recovery found, for `Stats` and the tools.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct RecoveryReport {
     /// Bytes of log replayed since the last checkpoint.
     pub replayed_bytes: u64,
@@ -390,16 +391,21 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
     };
     phases.end("background threads");
     phases.log(path);
+    let life = Arc::new(super::Lifetime {
+        shared: Arc::clone(&shared),
+        write: Arc::clone(&write),
+        background: Mutex::new(background),
+        merger: Mutex::new(merger),
+        crash_on_drop: std::sync::atomic::AtomicBool::new(false),
+        _lock: lock,
+    });
     Ok(Store {
-        background,
-        merger,
-        compaction: Mutex::new(()),
+        compaction: Arc::new(Mutex::new(())),
         write,
         sync,
         shared,
-        recovery: report,
-        crash_on_drop: false,
-        _lock: lock,
+        recovery: Arc::new(report),
+        life,
     })
 }
 

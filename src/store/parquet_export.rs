@@ -73,6 +73,7 @@ impl Default for ExportOptions {
 
 /// What was written.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct ExportReport {
     pub items: u64,
     pub neighbours: u64,

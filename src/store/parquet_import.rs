@@ -56,6 +56,7 @@ impl Default for ImportOptions {
 
 /// What an import did.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct ImportReport {
     /// Rows in the file.
     pub rows: u64,

@@ -49,6 +49,7 @@ impl RepairOptions {
 
 /// What `Store::repair` did and what it could not bring back.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RepairReport {
     /// Nothing was changed: the report says what a repair would do.
     pub dry_run: bool,

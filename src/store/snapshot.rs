@@ -29,6 +29,7 @@ use crate::train::state;
 
 /// What a snapshot captured.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SnapshotInfo {
     pub path: PathBuf,
     /// Operations (events, upserts, deletes) with a smaller sequence number

@@ -99,6 +99,7 @@ pub(crate) struct Trainer {
 
 /// What `Stats` reports of the trainer.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct TrainerStats {
     /// The published generation (0: never trained).
     pub generation: u64,

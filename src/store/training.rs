@@ -14,7 +14,6 @@ use super::publish;
 use super::space::SpaceState;
 use super::state::{Shared, WriteState};
 use super::trainer::{Model, ModelOptions, Trainer};
-use super::Store;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::segment::visibility::Seen;
@@ -37,6 +36,20 @@ pub enum RoundKind {
     Incremental,
     /// Every history, from scratch.
     Full,
+}
+
+/// Refuses a round of `space` with `overrides` before anything runs: a
+/// host-fed space, a read-only store, overrides its options refuse.
+pub(crate) fn check_round(shared: &Shared, space: &SpaceState, overrides: &RoundOverrides) -> Result<()> {
+    let trainer = space.trainer.as_ref().ok_or_else(|| Error::NotTrained {
+        path: shared.path.clone(),
+        space: space.name.clone(),
+    })?;
+    shared.refuse_if_read_only()?;
+    match &trainer.opts {
+        ModelOptions::Item2vec(o) => overrides.item2vec(o).map(drop),
+        ModelOptions::Dnn(o) => overrides.dnn(o).map(drop),
+    }
 }
 
 /// Runs one round of `kind` on `space` (full also when the options, or a
@@ -75,6 +88,7 @@ pub(crate) fn round(
     let keep_going = || !trainer.stop.load(Ordering::Acquire);
     let full = kind == RoundKind::Full || trainer.opts.full_retrain();
     let unchanged = |gather_seconds: f64| TrainReport {
+        space: space.name.clone(),
         generation: current.generation(),
         full: false,
         new_events: 0,
@@ -102,6 +116,7 @@ pub(crate) fn round(
                     publish::publish(shared, write, space, &publish::Generation::Item2vec(&next))?;
                     report.publish_seconds = publishing.elapsed().as_secs_f64();
                     report.gather_seconds = gather_seconds;
+                    report.space = space.name.clone();
                     *trainer.current.lock() = Model::Item2vec(Arc::new(next));
                     report
                 }
@@ -124,6 +139,7 @@ pub(crate) fn round(
                     let publishing = Instant::now();
                     publish::publish(shared, write, space, &publish::Generation::Dnn(&next))?;
                     let report = TrainReport {
+                        space: space.name.clone(),
                         generation: next.generation,
                         full: round.full,
                         new_events: round.new_events,
@@ -303,97 +319,5 @@ pub(crate) fn spawn_background(shared: Arc<Shared>, write: Arc<Mutex<WriteState>
             log::error!("could not start the background trainer: {e}");
             None
         }
-    }
-}
-
-/// The host's calls that run rounds.
-impl Store {
-    /// Trains one round of every trained space on the events that arrived
-    /// since its last one (incremental, warm-started; or a full retrain if
-    /// its options ask for it, or it was never trained) and publishes each
-    /// new generation of item vectors. Readers keep answering from the old
-    /// generation until the new one is swapped in whole. A space with
-    /// nothing new returns at once. Returns the default space's report (or,
-    /// when the default space is host-fed, the first trained space's);
-    /// [`Store::train_space`] trains one space.
-    pub fn train(&self) -> Result<TrainReport> {
-        self.train_all(RoundKind::Incremental, &|_| {})
-    }
-
-    /// Retrains every trained space from scratch on every history, then
-    /// publishes.
-    pub fn train_full(&self) -> Result<TrainReport> {
-        self.train_all(RoundKind::Full, &|_| {})
-    }
-
-    /// `train` ([`RoundKind::Incremental`]) or `train_full`
-    /// ([`RoundKind::Full`]), calling `progress` with the fraction done
-    /// (of each space's round in turn).
-    pub fn train_with_progress(&self, kind: RoundKind, progress: &(dyn Fn(f64) + Sync)) -> Result<TrainReport> {
-        self.train_all(kind, progress)
-    }
-
-    /// One incremental round of the trained space `name`.
-    pub fn train_space(&self, name: &str) -> Result<TrainReport> {
-        self.train_space_with_progress(name, RoundKind::Incremental, &|_| {})
-    }
-
-    /// A round of `kind` of the trained space `name`, calling `progress`
-    /// with the fraction done.
-    pub fn train_space_with_progress(
-        &self,
-        name: &str,
-        kind: RoundKind,
-        progress: &(dyn Fn(f64) + Sync),
-    ) -> Result<TrainReport> {
-        self.train_space_with(name, kind, &RoundOverrides::default(), progress)
-    }
-
-    /// A round of `kind` of the trained space `name` with some of its
-    /// options changed for this round only (`overrides`; nothing is saved:
-    /// the next round uses the stored options again). Overrides that the
-    /// options' own checks refuse are `Error::InvalidOptions`, and nothing
-    /// runs.
-    pub fn train_space_with(
-        &self,
-        name: &str,
-        kind: RoundKind,
-        overrides: &RoundOverrides,
-        progress: &(dyn Fn(f64) + Sync),
-    ) -> Result<TrainReport> {
-        let space = self.shared.space(name)?;
-        round(&self.shared, &self.write, space, kind, overrides, progress)
-    }
-
-    /// A round of every trained space; one failing does not keep the
-    /// others from their round (the first error is returned after all ran).
-    fn train_all(&self, kind: RoundKind, progress: &(dyn Fn(f64) + Sync)) -> Result<TrainReport> {
-        let mut first = None;
-        let mut failed = None;
-        for space in self.shared.trained_spaces() {
-            match round(
-                &self.shared,
-                &self.write,
-                space,
-                kind,
-                &RoundOverrides::default(),
-                progress,
-            ) {
-                Ok(report) => {
-                    first.get_or_insert(report);
-                }
-                Err(e) => {
-                    log::error!("training round of {} failed: {e}", space.describe());
-                    failed.get_or_insert(e);
-                }
-            }
-        }
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        first.ok_or_else(|| Error::NotTrained {
-            path: self.shared.path.clone(),
-            space: String::new(),
-        })
     }
 }

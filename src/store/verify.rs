@@ -22,8 +22,36 @@ use crate::segment::sealed::{self, SealedSegment};
 use crate::train::dnn::state::DnnState;
 use crate::train::state::{self, TrainerState};
 
+/// What [`Store::verify_with`] checks: by default, the whole store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyOptions {
+    space: Option<String>,
+}
+
+impl VerifyOptions {
+    /// Check the whole store.
+    pub fn new() -> Self {
+        VerifyOptions::default()
+    }
+
+    /// Check the files of the space `name` only (its segments, indexes,
+    /// growing snapshot, trainer state) and its segments' id orders; the
+    /// log, the runs, the metadata's other records and leftover files are
+    /// store-wide, checked by a whole-store verify.
+    pub fn space(mut self, name: &str) -> Self {
+        self.space = Some(name.to_string());
+        self
+    }
+
+    /// The one space checked, if one is named.
+    pub fn only_space(&self) -> Option<&str> {
+        self.space.as_deref()
+    }
+}
+
 /// What `verify` found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct VerifyReport {
     /// Files whose checksums were checked.
     pub files_checked: usize,
@@ -45,6 +73,19 @@ impl Store {
     /// writes carry on meanwhile (the checks run on the version current
     /// when it starts, under no lock).
     pub fn verify(&self) -> Result<VerifyReport> {
+        self.verify_with(&VerifyOptions::new())
+    }
+
+    /// [`Store::verify`] of what `options` name: the whole store, or one
+    /// space's files.
+    pub fn verify_with(&self, options: &VerifyOptions) -> Result<VerifyReport> {
+        match &options.space {
+            Some(name) => self.verify_one_space(name),
+            None => self.verify_store(),
+        }
+    }
+
+    fn verify_store(&self) -> Result<VerifyReport> {
         let shared = &self.shared;
         // No merge removes a run while it is checked; the list and the
         // version are taken together.
@@ -209,7 +250,12 @@ impl Store {
     /// snapshot, trainer state) and its segments' id orders:
     /// [`Store::verify`] restricted to one space (the log, the metadata's
     /// other records and leftover files are store-wide, checked there).
+    #[deprecated(note = "use Store::verify_with(&VerifyOptions::new().space(name))")]
     pub fn verify_space(&self, name: &str) -> Result<VerifyReport> {
+        self.verify_with(&VerifyOptions::new().space(name))
+    }
+
+    fn verify_one_space(&self, name: &str) -> Result<VerifyReport> {
         let space = self.shared.space(name)?;
         let manifest = self.write.lock().core.manifest.clone();
         let files = &manifest.spaces[space.slot()];

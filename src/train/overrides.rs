@@ -1,5 +1,5 @@
 //! Options changed for one training round only (`ember train --epochs 5`,
-//! `Store::train_space_with`): applied to a copy of the space's stored
+//! `TrainRequest::overrides`): applied to a copy of the space's stored
 //! options, checked like them, and never saved.
 
 use super::{DnnOptions, TrainOptions};

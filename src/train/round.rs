@@ -111,7 +111,10 @@ impl<'a> IntoIterator for &'a Histories {
 
 /// What a round did.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct TrainReport {
+    /// The space the round trained.
+    pub space: String,
     /// The generation the round published (unchanged if it had nothing to do).
     pub generation: u64,
     /// A full retrain rather than an incremental round.
@@ -243,6 +246,8 @@ pub(crate) fn run(
     next.watermark = cut;
     next.rounds += 1;
     let report = TrainReport {
+        // Set by the store, which knows the space's name.
+        space: String::new(),
         generation: next.generation,
         full,
         new_events,

@@ -36,6 +36,7 @@ pub(crate) struct Hyper {
 
 /// What a run did.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[non_exhaustive]
 pub struct RunStats {
     /// Positive pairs trained (after subsampling), over all epochs.
     pub pairs: u64,

@@ -52,7 +52,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub segment_rows: Option<usize>,
     /// IVF quantiser training: points per list (ours and raw Faiss alike).
-    #[arg(long, default_value_t = emberdb::IVF_DEFAULT_POINTS_PER_LIST)]
+    #[arg(long, default_value_t = emberdb::bench_support::IVF_DEFAULT_POINTS_PER_LIST)]
     pub train_points: usize,
     /// Train each segment's IVF quantiser anew instead of sharing the first.
     #[arg(long)]
@@ -246,7 +246,12 @@ fn bench_kind(kind: &str, args: &BenchArgs, data: &Data, rows: usize, out: &mut 
     }
     if let IndexSpec::Ivf { nlist, .. } = first {
         let nlist = nlist.unwrap_or_else(|| default_nlist(segment_rows(args, rows)));
-        faiss_index.train(&emberdb::ivf_training_sample(&data.base, dim, nlist, args.train_points))?;
+        faiss_index.train(&emberdb::bench_support::ivf_training_sample(
+            &data.base,
+            dim,
+            nlist,
+            args.train_points,
+        ))?;
     }
     faiss_index.add(&data.base)?;
     let faiss_build = t.elapsed();

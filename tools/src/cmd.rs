@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 use clap::Args;
-use emberdb::{Durability, Filter, Options, Query, RoundKind, RoundOverrides, Store, TrainReport, DEFAULT_SPACE};
+use emberdb::{
+    Durability, Filter, Options, Query, RoundKind, RoundOverrides, Store, TrainReport, TrainRequest, DEFAULT_SPACE,
+};
 
 use crate::hits;
 use crate::input::{count, shown};
@@ -115,11 +117,25 @@ pub fn train(a: TrainArgs, out: &mut impl Write) -> anyhow::Result<()> {
     };
     for name in names {
         let bar = progress(1_000, "training");
-        let r = store.train_space_with(&name, kind, &overrides, &|f| bar.set_position((f * 1_000.0) as u64))?;
+        let progress = |_: &str, f: f64| bar.set_position((f * 1_000.0) as u64);
+        let request = TrainRequest::new()
+            .space(&name)
+            .kind(kind)
+            .overrides(overrides.clone())
+            .progress(&progress);
+        let r = one_report(store.train_with(&request)?)?;
         bar.finish_and_clear();
         print_round(out, &name, &r)?;
     }
     Ok(())
+}
+
+/// The one report of a request that named one space.
+pub fn one_report(reports: Vec<TrainReport>) -> anyhow::Result<TrainReport> {
+    reports
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("the round returned no report"))
 }
 
 fn print_round(out: &mut impl Write, space: &str, r: &TrainReport) -> anyhow::Result<()> {
@@ -205,6 +221,9 @@ pub fn knn(a: KnnArgs, out: &mut impl Write) -> anyhow::Result<()> {
         query = query.filter(parse_filter(f)?);
     }
     let query = match &a.space {
+        Some(_) if a.popular || a.recommend.is_some() => bail!(
+            "--space goes with --item, --user, --seeds or --vector: --popular and --recommend span the store's spaces"
+        ),
         Some(name) => query.space(name),
         None => query,
     };

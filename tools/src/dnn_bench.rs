@@ -6,7 +6,8 @@
 use std::io::Write;
 use std::time::Instant;
 
-use emberdb::{measure_gemm, GemmKernel, Query, Store, DEFAULT_SPACE};
+use emberdb::bench_support::{measure_gemm, GemmKernel};
+use emberdb::{Query, Store, DEFAULT_SPACE};
 
 use crate::eval_dnn::SPACE;
 use crate::input::count;
@@ -20,7 +21,7 @@ pub(crate) fn p50_us(mut times: Vec<f64>) -> f64 {
 
 pub fn train_and_query(store: &Store, users: &[u64], out: &mut impl Write) -> anyhow::Result<()> {
     let started = Instant::now();
-    let r = store.train_space(SPACE)?;
+    let r = store.space(SPACE)?.train()?;
     let wall = started.elapsed().as_secs_f64();
     let run = r.dnn.unwrap_or_default();
     let rows_gemm = [GemmKernel::Packed, GemmKernel::Rows].map(|k| measure_gemm(k, 256, 256, 256, 0.5));

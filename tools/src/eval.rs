@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use anyhow::bail;
 use clap::Args;
-use emberdb::{Durability, Event, Options, Pooling, Query, RoundKind, Sigmoid, Store, TrainOptions, TrainReport};
+use emberdb::{Durability, Event, Options, Pooling, Query, Sigmoid, Store, TrainOptions, TrainReport};
 
 use crate::eval_report::{JsonDnn, JsonIncremental, JsonMethod, JsonRound, JsonSweep, Report};
 use crate::events::{self, Layout};
@@ -437,9 +437,11 @@ fn evaluate(a: &EvalArgs, out: &mut impl Write) -> anyhow::Result<Report> {
     }
     let started = Instant::now();
     let bar = crate::cmd::progress(1_000, "training");
-    let full = store.train_space_with_progress(emberdb::DEFAULT_SPACE, RoundKind::Full, &|f| {
-        bar.set_position((f * 1_000.0) as u64)
-    })?;
+    let progress = |_: &str, f: f64| bar.set_position((f * 1_000.0) as u64);
+    let request = emberdb::TrainRequest::full()
+        .space(emberdb::DEFAULT_SPACE)
+        .progress(&progress);
+    let full = crate::cmd::one_report(store.train_with(&request)?)?;
     bar.finish_and_clear();
     let full_wall = started.elapsed().as_secs_f64();
     report.full_training = Some(print_round(out, "full training", &full, full_wall)?);

@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use anyhow::bail;
 use clap::Args;
-use emberdb::{measure_gemm, DnnOptions, GemmKernel, RoundKind, SpaceSpec, Store};
+use emberdb::bench_support::{measure_gemm, GemmKernel};
+use emberdb::{DnnOptions, SpaceSpec, Store, TrainRequest};
 use serde::Serialize;
 
 use crate::input::{count, report_bad};
@@ -134,7 +135,8 @@ pub struct DnnFigures {
 pub fn train(out: &mut impl Write, store: &Store) -> anyhow::Result<DnnFigures> {
     let started = Instant::now();
     let bar = crate::cmd::progress(1_000, "DNN");
-    let r = store.train_space_with_progress(SPACE, RoundKind::Full, &|f| bar.set_position((f * 1_000.0) as u64))?;
+    let progress = |_: &str, f: f64| bar.set_position((f * 1_000.0) as u64);
+    let r = crate::cmd::one_report(store.train_with(&TrainRequest::full().space(SPACE).progress(&progress))?)?;
     bar.finish_and_clear();
     let wall = started.elapsed().as_secs_f64();
     let Some(run) = r.dnn else {

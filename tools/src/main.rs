@@ -3,6 +3,7 @@
 mod bench;
 mod cmd;
 mod crash_points;
+mod create;
 mod delimited;
 mod demo;
 mod dnn_bench;
@@ -61,6 +62,9 @@ enum Command {
         #[arg(long, default_value_t = 200_000)]
         events: u64,
     },
+    /// Create a store with named spaces (item2vec, YouTube DNN, host-fed),
+    /// or add spaces to one: --space NAME=KIND:DIM[:METRIC], repeated.
+    Create(create::CreateArgs),
     /// Benchmark the store against the identical Faiss index on a TEXMEX
     /// data set (base.fvecs, query.fvecs, groundtruth.ivecs in DATA).
     Bench(bench::BenchArgs),
@@ -172,6 +176,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => ("verify", maintain::verify(args, out)),
         Command::Repair(args) => ("repair", maintain::repair(args, out)),
         Command::Compact(args) => ("compact", maintain::compact(args, out)),
+        Command::Create(args) => ("create", create::create(args, out)),
         Command::Export(args) => ("export", export::export(args, out)),
         Command::Eval(args) => ("eval", eval::run(*args, out)),
         Command::BenchTrain(args) => ("bench-train", train_bench::run(args, out)),

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
+use emberdb::{CompactOptions, VerifyOptions};
 use indicatif::HumanBytes;
 
 use crate::cmd::{open_existing, open_read_only};
@@ -82,7 +83,7 @@ pub fn verify(a: VerifyArgs, out: &mut impl Write) -> anyhow::Result<()> {
     // cut, no leftover removed, no index rebuilt), nor after.
     let store = open_read_only(&a.store).context("cannot open the store")?;
     let report = match &a.space {
-        Some(name) => store.verify_space(name)?,
+        Some(name) => store.verify_with(&VerifyOptions::new().space(name))?,
         None => store.verify()?,
     };
     for note in &report.notes {
@@ -116,12 +117,14 @@ pub struct CompactArgs {
 
 pub fn compact(a: CompactArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let store = open_existing(&a.store)?;
-    let r = match (&a.space, a.dry_run) {
-        (Some(_), true) => bail!("--dry-run covers every space; leave out --space"),
-        (Some(name), false) => store.compact_space(name),
-        (None, true) => store.compact_dry_run(),
-        (None, false) => store.compact(),
-    }?;
+    let mut options = CompactOptions::new();
+    if let Some(name) = &a.space {
+        options = options.space(name);
+    }
+    if a.dry_run {
+        options = options.dry_run();
+    }
+    let r = store.compact_with(&options)?;
     if r.runs_before > r.runs_after {
         writeln!(
             out,

@@ -112,7 +112,7 @@ pub fn child(a: ChildArgs) -> anyhow::Result<()> {
             94..=95 => {
                 writeln!(out, "W T")?;
                 out.flush()?;
-                store.train_space(TRAINED)?;
+                store.space(TRAINED)?.train()?;
             }
             96..=97 => {
                 writeln!(out, "W C")?;

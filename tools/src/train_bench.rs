@@ -205,7 +205,7 @@ pub fn run(a: TrainBenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
     // measured against fewer free cores than one. The wait is printed.
     wait_for_indexes(&store, out)?;
     let started = Instant::now();
-    let r = store.train_space(emberdb::DEFAULT_SPACE)?;
+    let r = store.space(emberdb::DEFAULT_SPACE)?.train()?;
     let wall = started.elapsed().as_secs_f64();
     writeln!(
         out,

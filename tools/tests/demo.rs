@@ -17,11 +17,17 @@ fn demo_runs_and_reports_identical_results_after_reopen() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("the same query gives identical results"), "{stdout}");
-    assert!(
-        stdout.contains("trained item2vec: full round, generation 1"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("then incremental round, generation 2"), "{stdout}");
+    // Both trained channels in one call, each named.
+    for space in ["default", "dnn"] {
+        assert!(
+            stdout.contains(&format!("trained {space}: full round, generation 1")),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("  trained {space}: incremental round, generation 2")),
+            "{stdout}"
+        );
+    }
     // Users mostly watch one genre, so trained neighbours and recall are
     // mostly in it (chance: 1 in 40).
     let share = |marker: &str| -> usize {
@@ -40,6 +46,22 @@ fn demo_runs_and_reports_identical_results_after_reopen() {
     assert!(share("share its genre") >= 8, "{stdout}");
     assert!(share("Query::user .recent(30)") >= 7, "{stdout}");
     assert!(share("queryable at once") >= 7, "{stdout}");
+    // Every channel and both blends find the user's genre far above chance.
+    assert!(share("Query::blend of item2vec, the DNN") >= 6, "{stdout}");
+    // Averaged over 1000 users, each trained channel and the blend are far
+    // above chance (0.25/10).
+    let average = |marker: &str| -> f64 {
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(marker))
+            .unwrap_or_else(|| panic!("{marker}: {stdout}"));
+        let at = line.find("/10").unwrap();
+        line[..at].rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(stdout.contains("recall for 1000 users per channel"), "{stdout}");
+    assert!(average("Query::user(u).recent(30)") >= 6.0, "{stdout}");
+    assert!(average("Query::user(u).space(\"dnn\")") >= 3.0, "{stdout}");
+    assert!(average("blend of the three channels") >= 6.0, "{stdout}");
     assert!(store.join("meta").is_dir(), "the store was kept in the given directory");
 
     let stats = Command::new(env!("CARGO_BIN_EXE_ember"))

@@ -483,6 +483,7 @@ pub(crate) fn record_of_keyed(run: &KeyedRun) -> RunRecord {
 
 /// The runs that hold the store's behaviour, and the part in memory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RunFileStats {
     /// Event runs, their entries and bytes.
     pub event_runs: usize,

@@ -26,6 +26,7 @@ use crate::train::sampler::{probabilities, NegativeSampler};
 
 /// What a run did.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[non_exhaustive]
 pub struct DnnRunStats {
     /// Training examples seen, over all epochs, and gradient steps.
     pub examples: u64,

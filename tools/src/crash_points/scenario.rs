@@ -334,10 +334,10 @@ pub fn run(scenario: &str, work: &Path, inputs: &Path) -> anyhow::Result<()> {
             }
         }
         "round-item2vec" => {
-            store.train_space("i2v")?;
+            store.space("i2v")?.train()?;
         }
         "round-dnn" => {
-            store.train_space("dnn")?;
+            store.space("dnn")?.train()?;
         }
         "snapshot" => {
             store.snapshot(snapshot_dest(work))?;
