@@ -80,8 +80,8 @@ pub use query::{
     Filter, Hit, Pooling, Query, MAX_EF_SEARCH, MAX_FILTER_DEPTH, MAX_FILTER_NODES, MAX_K, MAX_NPROBE, MAX_RECENT,
     SEED_RECENT_ITEMS, USER_RECENT_ITEMS,
 };
-pub use store::attributes::check as check_attributes;
-pub use store::features::{check as check_user_features, MAX_FEATURES, MAX_FEATURE_BYTES};
+pub use store::behaviour::attributes::check as check_attributes;
+pub use store::behaviour::features::{check as check_user_features, MAX_FEATURES, MAX_FEATURE_BYTES};
 #[cfg(feature = "parquet")]
 pub use store::{
     check_events_parquet, check_vectors_parquet, ExportOptions, ExportReport, ImportOptions, ImportReport,

@@ -23,6 +23,43 @@ const LAYERS: &[&[&str]] = &[
     &["crate", "fuzz"],
 ];
 
+/// The rooms of `store` by layer, lowest first (ARCHITECTURE.md, "Rooms
+/// of the store"): a room's modules may import rooms of their own or a
+/// lower layer. Every room may name the facade and the open store's state
+/// (`store` itself, `state`, `space`, and the facade's files), which
+/// assemble the rooms' parts and are above them all.
+const ROOMS: &[&[&str]] = &[
+    &["behaviour", "trending"],
+    &["write", "segments"],
+    &["training"],
+    &["open", "maintenance", "interop"],
+];
+
+/// The room of a module under `store`, if it is in one (None for the
+/// facade and the state, and for modules outside `store`).
+fn room_of(module: &str) -> Option<usize> {
+    let mut parts = module.split("::");
+    if parts.next() != Some("store") {
+        return None;
+    }
+    let room = parts.next()?;
+    ROOMS.iter().position(|layer| layer.contains(&room))
+}
+
+/// Imports between rooms of `store` that point up a layer.
+fn upward_room_imports(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (from, tos) in graph {
+        let Some(from_layer) = room_of(from) else { continue };
+        for to in tos {
+            if room_of(to).is_some_and(|to_layer| to_layer > from_layer) {
+                out.push(format!("{from} -> {to}"));
+            }
+        }
+    }
+    out
+}
+
 fn layer_of(top: &str) -> usize {
     LAYERS
         .iter()
@@ -141,6 +178,22 @@ fn modules_import_only_downward_and_without_cycles() {
         }
     }
     assert!(upward.is_empty(), "imports pointing up a layer: {upward:#?}");
+    let upward_rooms = upward_room_imports(&graph);
+    assert!(
+        upward_rooms.is_empty(),
+        "imports pointing up a layer of the store's rooms: {upward_rooms:#?}"
+    );
+    // Every directory under store/ is a room in the table (or the facade's).
+    for name in graph.keys() {
+        let parts: Vec<&str> = name.split("::").collect();
+        if parts.len() >= 3 && parts[0] == "store" {
+            assert!(
+                room_of(name).is_some(),
+                "store::{} is a room missing from ROOMS (and ARCHITECTURE.md)",
+                parts[1]
+            );
+        }
+    }
 
     // Cycles: a submodule naming its parent's facade (`super::Store`) is the
     // one allowed way up, so edges into an ancestor are left out.
@@ -195,4 +248,22 @@ fn the_checker_sees_an_upward_import_and_a_cycle() {
     let b = imports(&modules, "store::b", &modules["store::b"]);
     assert!(a.contains("store::b"), "{a:?}");
     assert!(b.contains("store::a") && b.contains("store"), "{b:?}");
+
+    // A table room importing the training room is upward; the other way
+    // round, and naming the facade's `Store`, are not.
+    modules.insert("store::behaviour".to_string(), String::new());
+    modules.insert("store::training".to_string(), String::new());
+    modules.insert(
+        "store::behaviour::x".to_string(),
+        "use crate::store::training::Trainer; use crate::store::Store;".to_string(),
+    );
+    modules.insert(
+        "store::training::y".to_string(),
+        "use crate::store::behaviour::Behaviour;".to_string(),
+    );
+    let graph: BTreeMap<String, BTreeSet<String>> = modules
+        .iter()
+        .map(|(name, code)| (name.clone(), imports(&modules, name, code)))
+        .collect();
+    assert_eq!(upward_room_imports(&graph), ["store::behaviour::x -> store::training"]);
 }

@@ -48,8 +48,10 @@ impl<'a> Operand<'a> {
     }
 }
 
-/// Which implementation runs a product.
+/// Which implementation runs a product. `Rows` and the measuring below
+/// serve the benches (`bench_support`, feature `test-hooks`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
 pub enum GemmKernel {
     /// The `matrixmultiply` crate.
     Packed,
@@ -58,6 +60,7 @@ pub enum GemmKernel {
     Rows,
 }
 
+#[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
 impl GemmKernel {
     pub fn name(self) -> &'static str {
         match self {
@@ -201,6 +204,7 @@ impl WithIsa for RowsProduct<'_> {
 }
 
 /// Floating-point operations of one `m x k` by `k x n` product.
+#[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
 pub fn gemm_flops(m: usize, k: usize, n: usize) -> f64 {
     2.0 * m as f64 * k as f64 * n as f64
 }
@@ -209,6 +213,7 @@ pub fn gemm_flops(m: usize, k: usize, n: usize) -> f64 {
 /// transpose), measured for at least `seconds`: the reference the deep
 /// model's achieved rate is compared with (`ember bench-train
 /// --space-kind youtube-dnn`).
+#[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
 pub fn measure_gemm(kernel: GemmKernel, m: usize, k: usize, n: usize, seconds: f64) -> f64 {
     let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
     let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();

@@ -316,6 +316,7 @@ pub(crate) fn le_u64(b: &[u8]) -> u64 {
 /// bytes are long enough to hold: block crcs, the index and table crcs, the
 /// header and footer crcs (for tests and `fuzz::fix_checksums`, so damage
 /// reaches the checks behind the checksums). Never panics on any bytes.
+#[cfg(any(test, feature = "test-hooks"))]
 pub(crate) fn restamp(bytes: &mut [u8], format: &Format) {
     fn put(bytes: &mut [u8], at: usize, of: std::ops::Range<usize>) {
         if at.checked_add(4).is_some_and(|e| e <= bytes.len()) && of.start <= of.end && of.end <= bytes.len() {

@@ -271,6 +271,7 @@ impl Directory {
 /// Restamps the directory crcs of a run whose directory section starts at
 /// `at` (tests and fuzzing), returning the crc for the footer's field at
 /// 56, if the bytes hold the section.
+#[cfg(any(test, feature = "test-hooks"))]
 pub(crate) fn restamp(bytes: &mut [u8], at: usize, users: u64) -> Option<u32> {
     let slots = usize::try_from(slots_for(users)?).ok()?;
     if slots == 0 {

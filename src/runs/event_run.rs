@@ -540,6 +540,7 @@ impl<'a> Iterator for EventScan<'a> {
 }
 
 /// Restamps every checksum of event run `bytes` (tests and fuzzing).
+#[cfg(any(test, feature = "test-hooks"))]
 pub(crate) fn restamp(bytes: &mut [u8]) {
     restamp_directory(bytes);
     blocks::restamp(bytes, &FORMAT);
@@ -547,6 +548,7 @@ pub(crate) fn restamp(bytes: &mut [u8]) {
 
 /// The directory's crcs and the footer's field at 56, where the bytes say
 /// there is a directory and hold it.
+#[cfg(any(test, feature = "test-hooks"))]
 fn restamp_directory(bytes: &mut [u8]) {
     let version = bytes.get(8..12).map(|v| u32::from_le_bytes([v[0], v[1], v[2], v[3]]));
     if version.is_none_or(|v| v < 2) {

@@ -284,6 +284,7 @@ impl KeyedRun {
         self.frame.map.len() as u64
     }
 
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -476,6 +477,7 @@ impl Iterator for KeyedIter<'_> {
 
 /// Restamps every checksum of keyed run `bytes`, the values' too (tests
 /// and fuzzing). Never panics on any bytes.
+#[cfg(any(test, feature = "test-hooks"))]
 pub(crate) fn restamp(bytes: &mut [u8]) {
     let len = bytes.len();
     if len >= HEADER_LEN + blocks::FOOTER_LEN {

@@ -4,10 +4,10 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::space::SpaceState;
-use super::{item_context, Store, Written};
 use crate::error::{Error, Result};
 use crate::query::{Hit, Query};
+use crate::store::space::SpaceState;
+use crate::store::{item_context, Store, Written};
 use crate::validate;
 
 /// Rows of vectors for [`Store::upsert_batch`]: one flat slice of

@@ -1,12 +1,12 @@
 //! [`Space`]: the public handle on one space of an open store.
 
-use super::lookup;
-use super::space::SpaceState;
-use super::{Store, TrainReport, TrainerStats};
 use crate::error::Result;
 use crate::index::IndexSpec;
 use crate::metric::Metric;
 use crate::options::SpaceKind;
+use crate::store::segments::lookup;
+use crate::store::space::SpaceState;
+use crate::store::{Store, TrainReport, TrainerStats};
 
 /// A handle on one space of an open store (`Store::space`): its vectors
 /// are written, read and counted here; queries name it with
@@ -97,7 +97,7 @@ impl Space {
 
     /// Inserts or replaces the vectors of `ids` in this space (host-fed
     /// spaces only), as [`Store::upsert_batch`] does in the default space.
-    pub fn upsert_batch<R: super::VectorRows + ?Sized>(&self, ids: &[u64], vectors: &R) -> Result<()> {
+    pub fn upsert_batch<R: crate::store::VectorRows + ?Sized>(&self, ids: &[u64], vectors: &R) -> Result<()> {
         self.store.upsert_batch_in(self.state(), ids, vectors)
     }
 
@@ -123,13 +123,13 @@ impl Space {
 
     /// Every live item id of this space.
     pub fn ids(&self) -> Result<Vec<u64>> {
-        super::ids_in(self.state())
+        crate::store::ids_in(self.state())
     }
 
     /// One incremental training round of this space (trained spaces);
     /// `Store::train_with` with `TrainRequest::space` takes options.
     pub fn train(&self) -> Result<TrainReport> {
-        let request = super::TrainRequest::new().space(&self.state().name);
+        let request = crate::store::TrainRequest::new().space(&self.state().name);
         let mut reports = self.store.train_with(&request)?;
         reports.pop().ok_or_else(|| crate::Error::NotTrained {
             path: self.store.path().to_path_buf(),

@@ -1,39 +1,30 @@
 //! The public facade: [`Store`]. Writes go through one write lock (log,
 //! then apply, in the same order replay will use), release it, and then wait
-//! for durability in the group commit. Reads load the current [`Version`]
-//! and never take the write lock.
+//! for durability in the group commit ([`Store::mutate`]). Reads load the
+//! current [`Version`] and never take the write lock.
+//!
+//! The facade's own files (this one, `handle`, `batch`, `recall`, `state`,
+//! `space`) sit above the rooms, each a concern of its own: `open` (open,
+//! recovery, lock, layout), `write` (applying records, deletes, seals and
+//! checkpoints), `segments` (installing, indexing, looking up), `behaviour`
+//! and `trending` (the tables of record), `training` (rounds, publishing,
+//! the trainer), `maintenance` (compaction, snapshots, verify, repair) and
+//! `interop` (Parquet). ARCHITECTURE.md, "Rooms of the store", says which
+//! room may import which; `tests/layers.rs` enforces it.
 
-pub(crate) mod apply;
-pub(crate) mod attributes;
 pub(crate) mod batch;
 pub(crate) mod behaviour;
-pub(crate) mod blocked;
-pub(crate) mod compact;
-pub(crate) mod delete;
-pub(crate) mod features;
 pub(crate) mod handle;
-pub(crate) mod indexer;
-pub(crate) mod install;
-pub(crate) mod layout;
-pub(crate) mod lock;
-pub(crate) mod lookup;
+pub(crate) mod interop;
+pub(crate) mod maintenance;
 pub(crate) mod open;
-#[cfg(feature = "parquet")]
-pub(crate) mod parquet_export;
-#[cfg(feature = "parquet")]
-pub(crate) mod parquet_import;
-pub(crate) mod publish;
 pub(crate) mod recall;
-pub(crate) mod repair;
-pub(crate) mod seal;
-pub(crate) mod snapshot;
+pub(crate) mod segments;
 pub(crate) mod space;
 pub(crate) mod state;
-pub(crate) mod train_request;
-pub(crate) mod trainer;
 pub(crate) mod training;
 pub(crate) mod trending;
-pub(crate) mod verify;
+pub(crate) mod write;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -52,26 +43,26 @@ use crate::validate;
 use crate::wal::record::{self, EVENT_BYTES};
 use crate::wal::writer::SyncShared;
 use crate::wal::{frame, Position};
-pub use attributes::TITLE_KEY;
 pub use batch::VectorRows;
+pub use behaviour::attributes::TITLE_KEY;
 pub use behaviour::RunFileStats;
-pub use compact::{CompactOptions, CompactReport};
 pub use handle::{Space, SpaceStats};
-use lock::DirLock;
+#[cfg(feature = "parquet")]
+pub use interop::parquet_export::{ExportOptions, ExportReport};
+#[cfg(feature = "parquet")]
+pub use interop::parquet_import::{check_events_parquet, check_vectors_parquet, ImportOptions, ImportReport};
+pub use maintenance::compact::{CompactOptions, CompactReport};
+pub use maintenance::repair::{RepairOptions, RepairReport};
+pub use maintenance::snapshot::{restore, SnapshotInfo};
+pub use maintenance::verify::{VerifyOptions, VerifyReport};
+use open::lock::DirLock;
 pub use open::RecoveryReport;
-#[cfg(feature = "parquet")]
-pub use parquet_export::{ExportOptions, ExportReport};
-#[cfg(feature = "parquet")]
-pub use parquet_import::{check_events_parquet, check_vectors_parquet, ImportOptions, ImportReport};
 pub use recall::{RECOMMEND_POPULAR_WEIGHT, RECOMMEND_USER_WEIGHT};
-pub use repair::{RepairOptions, RepairReport};
-pub use snapshot::{restore, SnapshotInfo};
 use space::SpaceState;
 use state::{Shared, WriteState};
-pub use train_request::{Progress, TrainRequest};
-pub use trainer::TrainerStats;
+pub use training::request::{Progress, TrainRequest};
+pub use training::trainer::TrainerStats;
 pub use training::RoundKind;
-pub use verify::{VerifyOptions, VerifyReport};
 
 /// Events per log record: keeps a frame well under `frame::MAX_PAYLOAD`.
 const EVENTS_PER_RECORD: usize = (frame::MAX_PAYLOAD - 64) / EVENT_BYTES / 2;
@@ -157,7 +148,9 @@ pub struct Store {
     compaction: Arc<Mutex<()>>,
     sync: Arc<SyncShared>,
     recovery: Arc<RecoveryReport>,
-    /// Shared by every clone: closes the store when the last one goes.
+    /// Shared by every clone: closes the store when the last one goes
+    /// (held for its `Drop`; read only by the test hooks).
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     life: Arc<Lifetime>,
 }
 
@@ -281,7 +274,7 @@ impl Store {
     /// slice removes them. Keys must not be empty; keys and values are at
     /// most 256 bytes, at most 256 pairs.
     pub fn set_user_features(&self, user: u64, features: &[(&str, &str)]) -> Result<()> {
-        features::check(user, features)?;
+        behaviour::features::check(user, features)?;
         self.mutate(|w| {
             let seq = w.core.next_seq;
             let (_, end) = w.log(|out| record::encode_features(out, seq, user, features))?;
@@ -329,7 +322,7 @@ impl Store {
             // the file before the checkpoint names a later position.
             w.wal.write_pending()?;
         }
-        apply::apply_upsert(&self.shared, &mut w.core, space, start, id, vector)?;
+        write::apply::apply_upsert(&self.shared, &mut w.core, space, start, id, vector)?;
         Ok(end)
     }
 
@@ -347,7 +340,7 @@ impl Store {
     /// The stored vector of `id` in the default space (normalised under
     /// cosine), if it is live.
     pub fn get(&self, id: u64) -> Result<Option<Vec<f32>>> {
-        lookup::get(self.shared.default_space(), id)
+        segments::lookup::get(self.shared.default_space(), id)
     }
 
     /// The space named `name` (the default space is [`crate::DEFAULT_SPACE`]):
@@ -391,7 +384,12 @@ impl Store {
         let shared = &*self.shared;
         let space = self.query_space(query)?;
         let version = space.catalog.view();
-        plan::knn(&lookup::SpaceLookups { shared }, &version, geometry(space), query)
+        plan::knn(
+            &segments::lookup::SpaceLookups { shared },
+            &version,
+            geometry(space),
+            query,
+        )
     }
 
     /// The space a query names (the default one when it names none).
@@ -410,7 +408,7 @@ impl Store {
         let crate::query::Target::User(user) = query.target else {
             return Ok(None);
         };
-        let lookups = lookup::SpaceLookups { shared };
+        let lookups = segments::lookup::SpaceLookups { shared };
         Ok(plan::user_query(&lookups, &version, geometry(space), user, query)?.map(|(v, _)| v))
     }
     /// Makes every earlier write durable and checkpoints, so that reopening
@@ -426,12 +424,12 @@ impl Store {
         let mut sealed = false;
         for space in &self.shared.spaces {
             if space.catalog.version.load().growing.len() > 0 {
-                w.checkpoint_at_end(|core, end| seal::seal(&self.shared, core, space, end))?;
+                w.checkpoint_at_end(|core, end| write::seal::seal(&self.shared, core, space, end))?;
                 sealed = true;
             }
         }
         if !sealed {
-            w.checkpoint_at_end(|core, end| seal::checkpoint(&self.shared, core, end))?;
+            w.checkpoint_at_end(|core, end| write::seal::checkpoint(&self.shared, core, end))?;
         }
         Ok(())
     }
@@ -504,7 +502,7 @@ impl Store {
             }
             return Ok(());
         }
-        w.checkpoint_at_end(|core, end| seal::checkpoint(&self.shared, core, end))
+        w.checkpoint_at_end(|core, end| write::seal::checkpoint(&self.shared, core, end))
     }
 
     /// The write path of every mutation: tell the group commit a synced
@@ -601,7 +599,7 @@ fn flush(shared: &Shared, write: &Mutex<WriteState>) -> Result<()> {
     // A checkpoint frees whole log files only: start a new one so the
     // bytes before the checkpoint can go.
     w.wal.rotate_if_above(1 << 20)?;
-    w.checkpoint_at_end(|core, end| seal::checkpoint(shared, core, end))
+    w.checkpoint_at_end(|core, end| write::seal::checkpoint(shared, core, end))
 }
 
 impl Drop for Lifetime {

@@ -4,13 +4,13 @@
 
 use std::collections::HashSet;
 
-use super::lookup::SpaceLookups;
-use super::Store;
 use crate::error::{Error, Result};
 use crate::kernels::nearness;
 use crate::metric::Metric;
 use crate::query::plan::Rules;
 use crate::query::{blend, Hit, Query, Target, MAX_K};
+use crate::store::segments::lookup::SpaceLookups;
+use crate::store::Store;
 
 /// `Query::recommend`'s weight on the user channel (`Query::user` in the
 /// default space) and on the trending channel (`Query::popular().for_user`),

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
-use super::indexer::IndexConfig;
-use super::trainer::Trainer;
 use crate::error::Result;
 use crate::meta::Placed;
 use crate::metric::Metric;
 use crate::options::SpaceKind;
 use crate::segment::visibility::{Clock, Seen, Stamp};
 use crate::segment::Location;
+use crate::store::segments::indexer::IndexConfig;
+use crate::store::training::trainer::Trainer;
 use crate::version::{Version, View};
 
 pub(crate) struct SpaceState {

@@ -13,13 +13,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::behaviour::Behaviour;
-use super::indexer;
-use super::space::SpaceState;
 use crate::error::{Error, Result};
 use crate::meta::records::{Manifest, RunManifest};
 use crate::meta::MetaStore;
 use crate::options::Options;
+use crate::store::behaviour::Behaviour;
+use crate::store::segments::indexer;
+use crate::store::space::SpaceState;
 use crate::wal::writer::WalWriter;
 use crate::wal::{frame, Position};
 
@@ -41,11 +41,11 @@ pub(crate) struct Shared {
     /// Opened with `Store::open_read_only`: nothing may be written.
     pub read_only: bool,
     /// Items deleted from the whole store.
-    pub blocked: super::blocked::Blocked,
+    pub blocked: crate::store::write::blocked::Blocked,
     /// Items' attributes and their posting lists.
-    pub attributes: super::attributes::ItemAttributes,
+    pub attributes: crate::store::behaviour::attributes::ItemAttributes,
     /// Recent popularity (`Query::popular`).
-    pub trending: super::trending::Trending,
+    pub trending: crate::store::trending::Trending,
     /// Which writes readers see (every space's catalog holds it too).
     pub clock: Arc<crate::segment::visibility::Clock>,
 }

@@ -5,9 +5,9 @@
 
 use std::collections::HashSet;
 
-use super::{Behaviour, BehaviourVersion};
 use crate::meta::records::RunManifest;
 use crate::runs::{self, RunKind};
+use crate::store::behaviour::{Behaviour, BehaviourVersion};
 
 /// What checking the runs found.
 #[derive(Default)]

@@ -15,8 +15,8 @@
 //! (only a merge removes runs, and a merge rewrites it), and the log holds
 //! what the newer ones do.
 
-use super::merger;
 use crate::error::Result;
+use crate::store::behaviour::merger;
 use crate::store::state::{Shared, WriteState};
 
 /// Writes the recent part as runs and installs them (see the module docs).

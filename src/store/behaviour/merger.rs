@@ -27,9 +27,9 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::{record_of_events, record_of_keyed, BehaviourVersion};
 use crate::error::{IoContext, Result};
 use crate::runs::{self, merge, policy, RunHeader, RunKind};
+use crate::store::behaviour::{record_of_events, record_of_keyed, BehaviourVersion};
 use crate::store::state::{Shared, WriteState};
 
 /// Counts for `Stats`.

@@ -19,7 +19,9 @@
 //! that length, which cannot change the union's newest `history_len`, so a
 //! history reads the same before and after a merge.
 
+pub(crate) mod attributes;
 pub(crate) mod check;
+pub(crate) mod features;
 pub(crate) mod flush;
 pub(crate) mod merger;
 pub(crate) mod orphans;

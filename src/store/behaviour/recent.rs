@@ -1,7 +1,7 @@
 //! The behaviour applied since the last checkpoint, in memory: each user's
 //! new events, and the users' features and items' attributes set since.
 //! The log is the record of all of it; a checkpoint writes it out as runs
-//! (`super::Behaviour::write_recent`) and starts an empty one. Its size is
+//! (`crate::store::behaviour::Behaviour::write_recent`) and starts an empty one. Its size is
 //! bounded by `Options::recent_bytes`: past that the write path
 //! checkpoints.
 

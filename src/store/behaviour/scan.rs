@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
-use super::recent::{PairSet, Recent};
 use crate::error::Result;
 use crate::runs::event_run::{EventEntry, EventRun};
 use crate::runs::keyed_run::KeyedRun;
 use crate::runs::merge::history_of;
+use crate::store::behaviour::recent::{PairSet, Recent};
 
 type Groups<'a> = Box<dyn Iterator<Item = Result<&'a [EventEntry]>> + 'a>;
 
@@ -93,7 +93,7 @@ type Values<'a> = Box<dyn Iterator<Item = Result<(u64, Option<PairSet>)>> + 'a>;
 /// `recent` is the newest source.
 pub(crate) fn keyed(
     runs: &[Arc<KeyedRun>],
-    recent: &[(u64, super::recent::RecentValue)],
+    recent: &[(u64, crate::store::behaviour::recent::RecentValue)],
     f: &mut dyn FnMut(u64, PairSet) -> Result<()>,
 ) -> Result<()> {
     let mut sources: Vec<Values<'_>> = runs

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use rand::{Rng, SeedableRng};
 
-use super::Behaviour;
 use crate::event::Event;
 use crate::meta::records::RunManifest;
+use crate::store::behaviour::Behaviour;
 
 const HISTORY_LEN: usize = 40;
 

@@ -20,13 +20,13 @@
 
 use std::path::Path;
 
-use super::{record_of_events, record_of_keyed};
 use crate::error::Result;
 use crate::meta::records::RunManifest;
 use crate::meta::MetaStore;
 use crate::runs::event_run::{self, EventEntry};
 use crate::runs::keyed_run;
 use crate::runs::{RunHeader, RunKind};
+use crate::store::behaviour::{record_of_events, record_of_keyed};
 
 /// Entries handed from the reading thread to the writer at a time.
 const CHUNK: usize = 1 << 16;

@@ -1,5 +1,5 @@
 //! The trending counts at open, loaded on a thread of their own beside the
-//! segments (see `store/open.rs`).
+//! segments (see `store/open/mod.rs`).
 
 use std::path::Path;
 

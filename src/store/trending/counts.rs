@@ -5,9 +5,9 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, VecDeque};
 
-use super::BUCKETS;
 use crate::idmap::IdMap;
 use crate::meta::records::TrendingRecord;
+use crate::store::trending::BUCKETS;
 
 /// Items the kept ranking holds (the most counted); `popular` reads past
 /// them only for a filter that leaves out nearly all of them.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{merge_one, reserve_next};
+use crate::store::behaviour::merger::{merge_one, reserve_next};
 use crate::{Durability, Event, Options, Store};
 
 #[test]

@@ -12,11 +12,11 @@
 
 use std::sync::Arc;
 
-use super::install::{self, Growing, Installation, Placement};
-use super::space::SpaceState;
-use super::state::{ManifestState, Shared};
 use crate::error::Result;
 use crate::segment::Location;
+use crate::store::segments::install::{self, Growing, Installation, Placement};
+use crate::store::space::SpaceState;
+use crate::store::state::{ManifestState, Shared};
 use crate::wal::Position;
 
 /// Writes the live rows of `space`'s growing segment to a new sealed

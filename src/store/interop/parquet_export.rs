@@ -27,9 +27,9 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
-use super::Store;
 use crate::error::{Error, IoContext, Result};
 use crate::query::Query;
+use crate::store::Store;
 
 /// A parquet or arrow error as ours, naming the file.
 pub(crate) fn parquet_error(path: &Path, what: impl std::fmt::Display) -> Error {

@@ -1,7 +1,7 @@
 //! Item attributes (`Store::set_attributes`): string key/value pairs, a key
 //! may repeat (`genre` = `Comedy`, `genre` = `Drama`). Each item's whole set
 //! is logged as one record (kind 9, replacing the last), kept with the
-//! rest of the behaviour (`super::behaviour`: in memory until the next
+//! rest of the behaviour (`crate::store::behaviour`: in memory until the next
 //! checkpoint, then in a keyed run), and held in memory with a posting
 //! list per (key, value), built at open by one scan of the runs. Memory is
 //! bounded by items times attributes, not by events or users: filters
@@ -16,12 +16,12 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use super::behaviour::Behaviour;
-use super::features::FeatureSet;
-use super::{Store, Written};
 use crate::error::{Error, Result};
 use crate::idmap::IdMap;
 use crate::runs::RunKind;
+use crate::store::behaviour::features::FeatureSet;
+use crate::store::behaviour::Behaviour;
+use crate::store::{Store, Written};
 use crate::wal::record;
 
 /// The attribute key `ember ingest --items` stores titles under, and that
@@ -261,7 +261,8 @@ impl crate::query::filter::Postings for ItemAttributes {
 /// what `Store::set_attributes` refuses, for readers that check a whole
 /// input before writing any of it.
 pub fn check(item: u64, attributes: &[(&str, &str)]) -> Result<()> {
-    super::features::check_pairs(attributes).map_err(|reason| Error::InvalidAttributes { item, reason })
+    crate::store::behaviour::features::check_pairs(attributes)
+        .map_err(|reason| Error::InvalidAttributes { item, reason })
 }
 
 #[cfg(test)]

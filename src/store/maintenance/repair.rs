@@ -19,8 +19,6 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::lock::DirLock;
-use super::Store;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::meta::records::{RunManifest, StoredConfig, FORMAT_VERSION, RUNS_FORMAT};
@@ -30,6 +28,8 @@ use crate::meta::{Commit, MetaStore};
 use crate::options::{Options, SpaceKind};
 use crate::segment::sealed::{self, SealedSegment};
 use crate::segment::Location;
+use crate::store::open::lock::DirLock;
+use crate::store::Store;
 
 /// How `Store::repair_with` runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -399,7 +399,7 @@ fn check_runs(path: &Path, record: &RecoveryRecord) -> Result<usize> {
         checked += 1;
     }
     if let Some(id) = runs.trending {
-        super::trending::file::read(&dir, id)?;
+        crate::store::trending::file::read(&dir, id)?;
         checked += 1;
     }
     Ok(checked)

@@ -3,10 +3,10 @@
 //! directory (trained spaces). This is the store's side of a query; the planning is
 //! `query::plan`'s.
 
-use super::space::SpaceState;
-use super::state::Shared;
 use crate::error::Result;
 use crate::query::plan::{Lookups, UserVector};
+use crate::store::space::SpaceState;
+use crate::store::state::Shared;
 use crate::version::View;
 
 /// The stored vector of `id` live in `view`.

@@ -86,15 +86,15 @@ impl ModelOptions {
 pub(crate) struct Trainer {
     pub opts: ModelOptions,
     /// The state of the published generation.
-    pub(super) current: Mutex<Model>,
+    pub(in crate::store) current: Mutex<Model>,
     /// One round at a time.
-    pub(super) round: Mutex<()>,
+    pub(in crate::store) round: Mutex<()>,
     /// Set when the store closes: a round in progress gives up.
     pub stop: AtomicBool,
     /// Events appended since the last round began (for the policy).
     pub events_since_round: AtomicU64,
-    pub(super) last_round: Mutex<Instant>,
-    pub(super) last_report: Mutex<Option<TrainReport>>,
+    pub(in crate::store) last_round: Mutex<Instant>,
+    pub(in crate::store) last_report: Mutex<Option<TrainReport>>,
 }
 
 /// What `Stats` reports of the trainer.

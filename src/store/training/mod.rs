@@ -2,6 +2,10 @@
 //! publish), provisional vectors for items first seen in events, and the
 //! background policy. The trainer's own state is `trainer::Trainer`.
 
+pub(crate) mod publish;
+pub(crate) mod request;
+pub(crate) mod trainer;
+
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,13 +14,12 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::publish;
-use super::space::SpaceState;
-use super::state::{Shared, WriteState};
-use super::trainer::{Model, ModelOptions, Trainer};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::segment::visibility::Seen;
+use crate::store::space::SpaceState;
+use crate::store::state::{Shared, WriteState};
+use crate::store::training::trainer::{Model, ModelOptions, Trainer};
 use crate::train::dnn;
 use crate::train::round::{self, Stopped, TrainReport};
 use crate::train::state::TrainerState;

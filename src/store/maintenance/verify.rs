@@ -12,13 +12,13 @@
 
 use std::collections::HashSet;
 
-use super::space::SpaceState;
-use super::Store;
 use crate::error::Result;
 use crate::index::file as index_file;
 use crate::meta::records::SpaceManifest;
 use crate::options::SpaceKind;
 use crate::segment::sealed::{self, SealedSegment};
+use crate::store::space::SpaceState;
+use crate::store::Store;
 use crate::train::dnn::state::DnnState;
 use crate::train::state::{self, TrainerState};
 
@@ -139,7 +139,7 @@ impl Store {
         }
         for id in shared.blocked.ids() {
             for space in &shared.spaces {
-                if super::delete::is_live(space, id)? {
+                if crate::store::write::delete::is_live(space, id)? {
                     report.problems.push(format!(
                         "item {id} was deleted from the store, but {} serves it",
                         space.describe()

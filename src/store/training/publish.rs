@@ -20,13 +20,13 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::install::{self, Growing, Installation, Placement};
-use super::space::SpaceState;
-use super::state::{Shared, WriteState};
 use crate::error::Result;
 use crate::meta::records::TrainerEntry;
 use crate::segment::growing::GrowingSegment;
 use crate::segment::Location;
+use crate::store::segments::install::{self, Growing, Installation, Placement};
+use crate::store::space::SpaceState;
+use crate::store::state::{Shared, WriteState};
 use crate::train::dnn::state::DnnState;
 use crate::train::state::{self, TrainerState};
 use crate::version::Version;

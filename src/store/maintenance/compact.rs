@@ -14,12 +14,12 @@
 
 use std::sync::Arc;
 
-use super::install::{self, Growing, Installation};
-use super::space::SpaceState;
-use super::Store;
 use crate::error::Result;
 use crate::segment::sealed::SealedSegment;
 use crate::segment::Location;
+use crate::store::segments::install::{self, Growing, Installation};
+use crate::store::space::SpaceState;
+use crate::store::Store;
 use crate::version::Version;
 
 /// A segment is rewritten when at least this share of its rows is dead...
@@ -150,7 +150,7 @@ impl Store {
     /// their choosing. Readers never wait for it.
     pub fn merge_runs(&self) -> Result<u64> {
         self.shared.refuse_if_read_only()?;
-        super::behaviour::merger::merge_due(&self.shared, &self.write, None)
+        crate::store::behaviour::merger::merge_due(&self.shared, &self.write, None)
     }
 
     /// What [`Store::compact`] would do now, without doing it.
@@ -195,7 +195,7 @@ impl Store {
         report.runs_before = count_runs();
         if mode == Compaction::Run && only.is_none() {
             let written = shared.behaviour.merge_stats.bytes_written();
-            super::behaviour::merger::merge_all(shared, &self.write)?;
+            crate::store::behaviour::merger::merge_all(shared, &self.write)?;
             report.run_bytes_written = shared.behaviour.merge_stats.bytes_written() - written;
         }
         report.runs_after = count_runs();

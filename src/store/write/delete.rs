@@ -2,10 +2,10 @@
 //! the set they go into is `blocked.rs`) and from one host-fed space
 //! (`Space::delete`).
 
-use super::apply;
-use super::space::SpaceState;
-use super::{Store, Written};
 use crate::error::Result;
+use crate::store::space::SpaceState;
+use crate::store::write::apply;
+use crate::store::{Store, Written};
 use crate::wal::record;
 
 impl Store {

@@ -1,7 +1,7 @@
 //! Users' categorical features (`Store::set_user_features`): the YouTube
 //! DNN's demographic and context inputs. Each user's whole set is logged
 //! as one record (replacing the last) and kept with the rest of the
-//! behaviour (`super::behaviour`): in memory until the next checkpoint,
+//! behaviour (`crate::store::behaviour`): in memory until the next checkpoint,
 //! then in a keyed run, the newest run holding a user deciding.
 
 use crate::error::{Error, Result};

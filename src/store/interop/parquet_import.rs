@@ -26,11 +26,11 @@ use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::parquet_export::parquet_error;
-use super::Store;
 use crate::error::{Error, IoContext, Result};
 use crate::event::Event;
 use crate::metric::Metric;
+use crate::store::interop::parquet_export::parquet_error;
+use crate::store::Store;
 use crate::validate;
 
 /// How to import.

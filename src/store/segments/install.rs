@@ -30,14 +30,14 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::space::SpaceState;
-use super::state::{GrowingMark, ManifestState, Shared};
 use crate::error::{IoContext, Result};
 use crate::meta::records::{SegmentEntry, TrainerEntry};
 use crate::meta::{Commit, Placed};
 use crate::segment::growing::GrowingSegment;
 use crate::segment::sealed::{self, SealedSegment};
 use crate::segment::Location;
+use crate::store::space::SpaceState;
+use crate::store::state::{GrowingMark, ManifestState, Shared};
 use crate::train::dnn::state::DnnState;
 use crate::train::state as trainer_file;
 use crate::version::Version;
@@ -253,7 +253,7 @@ pub(crate) fn install(
     if let Some(record) = &trending {
         let id = runs.next_id;
         runs.next_id += 1;
-        if let Err(e) = super::trending::file::write(shared.behaviour.dir(), id, record) {
+        if let Err(e) = crate::store::trending::file::write(shared.behaviour.dir(), id, record) {
             shared.trending.mark_dirty();
             return Err(e);
         }
@@ -291,7 +291,7 @@ pub(crate) fn install(
     core.runs = runs;
     shared.behaviour.install_flushed(flushed);
     if added_runs {
-        super::behaviour::merger::wake(&shared.merge_signal);
+        crate::store::behaviour::merger::wake(&shared.merge_signal);
     }
     core.snapshot_marks = marks;
 
@@ -353,7 +353,7 @@ impl Obsolete {
         }
         if let Some(id) = self.trending {
             let runs = shared.behaviour.dir();
-            if remove_existing(runs, &[super::trending::file::file_name(id)])? {
+            if remove_existing(runs, &[crate::store::trending::file::file_name(id)])? {
                 crate::fsutil::sync_dir(runs)?;
             }
         }

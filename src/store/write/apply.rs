@@ -2,12 +2,12 @@
 //! same functions serve the live write path (after the WAL append) and
 //! recovery (replaying the WAL), so both reach the same state.
 
-use super::seal;
-use super::space::SpaceState;
-use super::state::{ManifestState, Shared};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::segment::visibility::Stamp;
+use crate::store::space::SpaceState;
+use crate::store::state::{ManifestState, Shared};
+use crate::store::write::seal;
 use crate::wal::record::Record;
 use crate::wal::Position;
 
@@ -135,7 +135,7 @@ pub(crate) fn apply_block(shared: &Shared, id: u64) -> Result<bool> {
     let mut any = false;
     for space in &shared.spaces {
         any |= match space.trainer {
-            Some(_) => super::blocked::Blocked::kill_one(&space.catalog.version.load(), id, stamp),
+            Some(_) => crate::store::write::blocked::Blocked::kill_one(&space.catalog.version.load(), id, stamp),
             None => delete_at(space, id, stamp)?,
         };
     }

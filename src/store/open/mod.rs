@@ -1,5 +1,8 @@
 //! Opening a store: lock, layout (spaces) check, segments, recovery.
 
+pub(crate) mod layout;
+pub(crate) mod lock;
+
 mod phases;
 mod segments;
 mod trending;
@@ -9,21 +12,6 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::apply;
-use super::attributes::ItemAttributes;
-use super::behaviour::merger::Merger;
-use super::behaviour::orphans::remove_orphan_runs;
-use super::behaviour::{upgrade, Behaviour};
-use super::blocked::Blocked;
-use super::indexer::{self, IndexConfig, Indexer};
-use super::layout::{self, Layout, ResolvedSpace};
-use super::lock::DirLock;
-use super::space::{Catalog, SpaceState};
-use super::state::{GrowingMark, ManifestState, Shared, WriteState};
-use super::trainer::{Model, ModelOptions, Trainer};
-use super::training;
-use super::trending::Trending;
-use super::Store;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{self, TMP_SUFFIX};
 use crate::index::file as index_file;
@@ -35,6 +23,21 @@ use crate::options::{Options, SpaceSpec};
 use crate::runs;
 use crate::segment::sealed;
 use crate::segment::Location;
+use crate::store::behaviour::attributes::ItemAttributes;
+use crate::store::behaviour::merger::Merger;
+use crate::store::behaviour::orphans::remove_orphan_runs;
+use crate::store::behaviour::{upgrade, Behaviour};
+use crate::store::open::layout::{Layout, ResolvedSpace};
+use crate::store::open::lock::DirLock;
+use crate::store::segments::indexer::{self, IndexConfig, Indexer};
+use crate::store::space::{Catalog, SpaceState};
+use crate::store::state::{GrowingMark, ManifestState, Shared, WriteState};
+use crate::store::training;
+use crate::store::training::trainer::{Model, ModelOptions, Trainer};
+use crate::store::trending::Trending;
+use crate::store::write::apply;
+use crate::store::write::blocked::Blocked;
+use crate::store::Store;
 use crate::train::dnn::state::DnnState;
 use crate::train::state::{self, TrainerState};
 use crate::version::Version;
@@ -391,7 +394,7 @@ pub(crate) fn open(path: &Path, mut opts: Options, access: Access) -> Result<Sto
     };
     phases.end("background threads");
     phases.log(path);
-    let life = Arc::new(super::Lifetime {
+    let life = Arc::new(crate::store::Lifetime {
         shared: Arc::clone(&shared),
         write: Arc::clone(&write),
         background: Mutex::new(background),

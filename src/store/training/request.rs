@@ -4,10 +4,10 @@
 //! callback. The older calls (`train`, `train_full`, `train_space`, ...)
 //! are thin wrappers over it.
 
-use super::space::SpaceState;
-use super::training::{self, RoundKind};
-use super::Store;
 use crate::error::{Error, Result};
+use crate::store::space::SpaceState;
+use crate::store::training::{self, RoundKind};
+use crate::store::Store;
 use crate::train::{RoundOverrides, TrainReport};
 
 /// A progress callback: the space being trained and the fraction of its

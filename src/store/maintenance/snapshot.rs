@@ -20,11 +20,11 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use super::{seal, Store};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::index::file as index_file;
 use crate::segment::sealed;
+use crate::store::{write::seal, Store};
 use crate::train::state;
 
 /// What a snapshot captured.
