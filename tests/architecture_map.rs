@@ -87,7 +87,7 @@ fn every_source_file_is_in_the_map_and_the_map_names_only_what_exists() {
     assert!(stale.is_empty(), "the Map names what does not exist: {stale:?}");
     // The parser itself: it must have found the tree, not an empty block.
     assert!(listed.contains("src/store/behaviour/merger.rs"), "{listed:?}");
-    assert!(listed.contains("tools/src/crash_points/scenario.rs"), "{listed:?}");
+    assert!(listed.contains("tools/src/crash/scenario.rs"), "{listed:?}");
 }
 
 #[test]

@@ -236,6 +236,94 @@ fn modules_import_only_downward_and_without_cycles() {
     assert!(cycles.is_empty(), "import cycles: {cycles:#?}");
 }
 
+/// The tools binary's rooms by layer, lowest first (ARCHITECTURE.md, the
+/// Map): the readers and the printers, then the store commands, then
+/// evaluation, benchmarks and the crash drivers, which use the commands'
+/// helpers. `main` dispatches to all of them.
+const TOOL_ROOMS: &[&[&str]] = &[&["input", "output"], &["commands"], &["eval", "bench", "crash"]];
+
+#[test]
+fn the_tools_rooms_import_downward_and_without_cycles() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/src");
+    let mut modules = modules(&src);
+    // The binary's root is main.rs.
+    if let Some(main) = modules.remove("main") {
+        modules.insert("crate".to_string(), main);
+    }
+    let graph: BTreeMap<String, BTreeSet<String>> = modules
+        .iter()
+        .map(|(name, code)| (name.clone(), imports(&modules, name, code)))
+        .collect();
+    // The graph is the binary's: its rooms' modules and their imports.
+    assert!(graph.len() > 30, "{:?}", graph.keys());
+    assert!(
+        graph["bench::train"].contains("eval::dnn"),
+        "{:?}",
+        graph["bench::train"]
+    );
+    let layer = |m: &str| {
+        let room = m.split("::").next().unwrap_or(m);
+        TOOL_ROOMS.iter().position(|l| l.contains(&room))
+    };
+    let mut upward = Vec::new();
+    for (from, tos) in &graph {
+        if from == "crate" {
+            continue;
+        }
+        let from_layer = layer(from).unwrap_or_else(|| panic!("tools module `{from}` is in no room of TOOL_ROOMS"));
+        for to in tos.iter().filter(|to| to.as_str() != "crate") {
+            if layer(to).is_some_and(|l| l > from_layer) {
+                upward.push(format!("{from} -> {to}"));
+            }
+        }
+    }
+    assert!(upward.is_empty(), "tools imports pointing up a room: {upward:#?}");
+    let cycles = cycles(&graph);
+    assert!(cycles.is_empty(), "tools import cycles: {cycles:#?}");
+}
+
+/// Import cycles in `graph`, leaving out edges into an ancestor (a module
+/// naming its parent's own items: a room's modules its `mod.rs`).
+fn cycles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
+    let edges = |m: &str| -> Vec<String> {
+        graph[m]
+            .iter()
+            .filter(|to| !m.starts_with(&format!("{to}::")) && to.as_str() != "crate" && graph.contains_key(*to))
+            .cloned()
+            .collect()
+    };
+    let mut state: BTreeMap<String, u8> = BTreeMap::new();
+    let mut found = Vec::new();
+    fn visit(
+        m: &str,
+        edges: &dyn Fn(&str) -> Vec<String>,
+        state: &mut BTreeMap<String, u8>,
+        stack: &mut Vec<String>,
+        found: &mut Vec<String>,
+    ) {
+        state.insert(m.to_string(), 1);
+        stack.push(m.to_string());
+        for next in edges(m) {
+            match state.get(&next) {
+                Some(1) => {
+                    let start = stack.iter().position(|s| *s == next).unwrap_or(0);
+                    found.push(format!("{} -> {next}", stack[start..].join(" -> ")));
+                }
+                Some(_) => {}
+                None => visit(&next, edges, state, stack, found),
+            }
+        }
+        stack.pop();
+        state.insert(m.to_string(), 2);
+    }
+    for m in graph.keys() {
+        if !state.contains_key(m) {
+            visit(m, &edges, &mut state, &mut Vec::new(), &mut found);
+        }
+    }
+    found
+}
+
 #[test]
 fn the_checker_sees_an_upward_import_and_a_cycle() {
     let mut modules = BTreeMap::new();

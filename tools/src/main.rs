@@ -1,38 +1,11 @@
 //! `ember`: drive an emberdb store from the shell.
 
 mod bench;
-mod cmd;
-mod crash_points;
-mod create;
-mod delimited;
-mod demo;
-mod dnn_bench;
+mod commands;
+mod crash;
 mod eval;
-mod eval_dnn;
-mod eval_report;
-mod eval_temporal;
-mod events;
-mod export;
-mod filter_bench;
-mod fvecs;
-mod hits;
-mod ingest;
 mod input;
-mod items;
-mod jsonl;
-mod keyed;
-mod maintain;
-mod memory_bench;
-mod open_bench;
-mod proc_status;
-mod remove;
-mod show;
-mod stats;
-mod torture;
-mod train_bench;
-mod trending_bench;
-mod users;
-mod vectors;
+mod output;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -64,77 +37,77 @@ enum Command {
     },
     /// Create a store with named spaces (item2vec, YouTube DNN, host-fed),
     /// or add spaces to one: --space NAME=KIND:DIM[:METRIC], repeated.
-    Create(create::CreateArgs),
+    Create(commands::create::CreateArgs),
     /// Benchmark the store against the identical Faiss index on a TEXMEX
     /// data set (base.fvecs, query.fvecs, groundtruth.ivecs in DATA).
-    Bench(bench::BenchArgs),
+    Bench(bench::ann::BenchArgs),
     /// Append events (CSV, TSV or JSON lines) or, with --vectors, item
     /// vectors (.fvecs or CSV).
-    Ingest(ingest::IngestArgs),
+    Ingest(commands::ingest::IngestArgs),
     /// Run one training round (or --full) and print its figures.
-    Train(cmd::TrainArgs),
+    Train(commands::store::TrainArgs),
     /// Nearest neighbours: --item, --user, --seeds or --vector.
-    Knn(cmd::KnnArgs),
+    Knn(commands::store::KnnArgs),
     /// Write a consistent point-in-time copy of a store.
-    Snapshot(maintain::SnapshotArgs),
+    Snapshot(commands::maintain::SnapshotArgs),
     /// Make a store from a snapshot.
-    Restore(maintain::RestoreArgs),
+    Restore(commands::maintain::RestoreArgs),
     /// Check every checksum and cross-reference; exit 0 when healthy.
-    Verify(maintain::VerifyArgs),
+    Verify(commands::maintain::VerifyArgs),
     /// New metadata for a store whose metadata database is lost or damaged,
     /// from its recovery copy, segments and log; says what was lost.
-    Repair(maintain::RepairArgs),
+    Repair(commands::maintain::RepairArgs),
     /// Rewrite segments with many dead rows; --dry-run reports only.
-    Compact(maintain::CompactArgs),
+    Compact(commands::maintain::CompactArgs),
     /// Item vectors to .fvecs, and every item's top-N similar items to CSV,
     /// JSON or JSON lines (by the file's extension).
-    Export(export::ExportArgs),
+    Export(commands::export::ExportArgs),
     /// Evaluate item2vec recall on ratings (leave the last event of each
     /// user out; HR@10 and NDCG@10).
     Eval(Box<eval::EvalArgs>),
     /// The trainer at scale on a synthetic event stream: ingest rate,
     /// training throughput, peak memory, publish time.
-    BenchTrain(train_bench::TrainBenchArgs),
+    BenchTrain(bench::train::TrainBenchArgs),
     /// The matrix product the deep model uses, alone, on 1 and 2 threads.
-    BenchGemm(dnn_bench::GemmArgs),
+    BenchGemm(bench::dnn::GemmArgs),
     /// Resident memory over a long stream of events and updates: it must level off.
-    BenchMemory(memory_bench::MemoryBenchArgs),
+    BenchMemory(bench::memory::MemoryBenchArgs),
     /// Filtered queries at 50%, 10%, 1% and 0.1% selectivity against the
     /// unfiltered query and an exact scan of the matching rows.
-    BenchFilter(filter_bench::FilterBenchArgs),
+    BenchFilter(bench::filter::FilterBenchArgs),
     /// What the trending channel costs an event and a popular query with
     /// many items in its window (on against off, side by side).
-    BenchTrending(trending_bench::TrendingBenchArgs),
+    BenchTrending(bench::trending::TrendingBenchArgs),
     /// Print the counts and sizes of a store, space by space.
-    Stats(stats::StatsArgs),
+    Stats(commands::stats::StatsArgs),
     /// Print an item's stored vector.
-    Get(show::GetArgs),
+    Get(commands::show::GetArgs),
     /// Print a user's stored item history, oldest first (the most recent
     /// items, up to the store's history length).
-    History(show::HistoryArgs),
+    History(commands::show::HistoryArgs),
     /// Take items out of every space of the store (trained ones too).
-    Delete(remove::DeleteArgs),
+    Delete(commands::remove::DeleteArgs),
     /// Lift `ember delete`.
-    Undelete(remove::DeleteArgs),
+    Undelete(commands::remove::DeleteArgs),
     /// Kill a writing child process with SIGKILL again and again, reopen,
     /// and check every acknowledged write (the crash-safety claim, against
     /// this binary).
-    Torture(torture::TortureArgs),
+    Torture(crash::torture::TortureArgs),
     /// Kill an operation (open, replay, fixture upgrades, compaction,
     /// rounds, snapshot, Parquet import, repair, acknowledged writes) with
     /// SIGKILL at each of its writes, fsyncs and renames in turn, reopen,
     /// and compare every answer with what it must be.
-    CrashPoints(crash_points::CrashPointsArgs),
+    CrashPoints(crash::CrashPointsArgs),
     /// Open a store in a fresh process, run queries, print time and memory
     /// (for `ember bench`; not for direct use).
     #[command(hide = true)]
-    BenchOpen(open_bench::OpenBenchArgs),
+    BenchOpen(bench::open::OpenBenchArgs),
     /// The writing child of `torture` (not for direct use).
     #[command(hide = true)]
-    TortureChild(torture::ChildArgs),
+    TortureChild(crash::torture::ChildArgs),
     /// The operation that `crash-points` kills (not for direct use).
     #[command(hide = true)]
-    CrashPointChild(crash_points::ChildArgs),
+    CrashPointChild(crash::ChildArgs),
 }
 
 /// The library reports through `log` (an index rebuilt, a file it could
@@ -166,34 +139,34 @@ fn main() -> ExitCode {
     // write that fails comes back as an error (println! would panic).
     let out = &mut std::io::stdout().lock();
     let (name, outcome) = match cli.command {
-        Command::Demo { dir, items, events } => ("demo", demo::run(dir, items, events, out)),
-        Command::Stats(args) => ("stats", stats::run(args, out)),
-        Command::Ingest(args) => ("ingest", ingest::ingest(args, out)),
-        Command::Train(args) => ("train", cmd::train(args, out)),
-        Command::Knn(args) => ("knn", cmd::knn(args, out)),
-        Command::Snapshot(args) => ("snapshot", maintain::snapshot(args, out)),
-        Command::Restore(args) => ("restore", maintain::restore(args, out)),
-        Command::Verify(args) => ("verify", maintain::verify(args, out)),
-        Command::Repair(args) => ("repair", maintain::repair(args, out)),
-        Command::Compact(args) => ("compact", maintain::compact(args, out)),
-        Command::Create(args) => ("create", create::create(args, out)),
-        Command::Export(args) => ("export", export::export(args, out)),
+        Command::Demo { dir, items, events } => ("demo", commands::demo::run(dir, items, events, out)),
+        Command::Stats(args) => ("stats", commands::stats::run(args, out)),
+        Command::Ingest(args) => ("ingest", commands::ingest::ingest(args, out)),
+        Command::Train(args) => ("train", commands::store::train(args, out)),
+        Command::Knn(args) => ("knn", commands::store::knn(args, out)),
+        Command::Snapshot(args) => ("snapshot", commands::maintain::snapshot(args, out)),
+        Command::Restore(args) => ("restore", commands::maintain::restore(args, out)),
+        Command::Verify(args) => ("verify", commands::maintain::verify(args, out)),
+        Command::Repair(args) => ("repair", commands::maintain::repair(args, out)),
+        Command::Compact(args) => ("compact", commands::maintain::compact(args, out)),
+        Command::Create(args) => ("create", commands::create::create(args, out)),
+        Command::Export(args) => ("export", commands::export::export(args, out)),
         Command::Eval(args) => ("eval", eval::run(*args, out)),
-        Command::BenchTrain(args) => ("bench-train", train_bench::run(args, out)),
-        Command::BenchGemm(args) => ("bench-gemm", dnn_bench::gemm(args, out)),
-        Command::BenchFilter(args) => ("bench-filter", filter_bench::run(args, out)),
-        Command::BenchTrending(args) => ("bench-trending", trending_bench::run(args, out)),
-        Command::BenchMemory(args) => ("bench-memory", memory_bench::run(args, out)),
-        Command::Bench(args) => ("bench", bench::run(args, out)),
-        Command::Get(args) => ("get", show::get(args, out)),
-        Command::History(args) => ("history", show::history(args, out)),
-        Command::Torture(args) => ("torture", torture::run(args, out)),
-        Command::Delete(args) => ("delete", remove::delete(args, out)),
-        Command::Undelete(args) => ("undelete", remove::undelete(args, out)),
-        Command::BenchOpen(args) => ("bench-open", open_bench::run(args, out)),
-        Command::TortureChild(args) => ("torture-child", torture::child(args)),
-        Command::CrashPoints(args) => ("crash-points", crash_points::run(args, out)),
-        Command::CrashPointChild(args) => ("crash-point-child", crash_points::child(args)),
+        Command::BenchTrain(args) => ("bench-train", bench::train::run(args, out)),
+        Command::BenchGemm(args) => ("bench-gemm", bench::dnn::gemm(args, out)),
+        Command::BenchFilter(args) => ("bench-filter", bench::filter::run(args, out)),
+        Command::BenchTrending(args) => ("bench-trending", bench::trending::run(args, out)),
+        Command::BenchMemory(args) => ("bench-memory", bench::memory::run(args, out)),
+        Command::Bench(args) => ("bench", bench::ann::run(args, out)),
+        Command::Get(args) => ("get", commands::show::get(args, out)),
+        Command::History(args) => ("history", commands::show::history(args, out)),
+        Command::Torture(args) => ("torture", crash::torture::run(args, out)),
+        Command::Delete(args) => ("delete", commands::remove::delete(args, out)),
+        Command::Undelete(args) => ("undelete", commands::remove::undelete(args, out)),
+        Command::BenchOpen(args) => ("bench-open", bench::open::run(args, out)),
+        Command::TortureChild(args) => ("torture-child", crash::torture::child(args)),
+        Command::CrashPoints(args) => ("crash-points", crash::run(args, out)),
+        Command::CrashPointChild(args) => ("crash-point-child", crash::child(args)),
     };
     finish(name, outcome.and_then(|()| Ok(out.flush()?)))
 }

@@ -1,0 +1,3 @@
+//! What the commands print: query results as a table or JSON.
+
+pub mod hits;
