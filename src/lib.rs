@@ -1,17 +1,23 @@
 //! emberdb: an embedded vector store for recommendation recall.
 //!
-//! ```no_run
+//! ```
 //! use emberdb::{Durability, Event, Metric, Options, Query, Store};
-//! # fn main() -> emberdb::Result<()> {
-//! let store = Store::open("path/to/store", Options::new(4).metric(Metric::Cosine).durability(Durability::Sync))?;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("store");
+//! let store = Store::open(&path, Options::new(4).metric(Metric::Cosine).durability(Durability::Sync))?;
 //! store.append_event(Event::new(7, 42, 1_700_000_000_000))?;
 //! store.upsert(42, &[0.1, 0.2, 0.3, 0.4])?;
+//! store.upsert(43, &[0.4, 0.3, 0.2, 0.1])?;
 //! let hits = store.knn(&Query::vector(&[0.1, 0.2, 0.3, 0.5]).k(10))?;
+//! assert_eq!(hits[0].id, 42);
+//! assert_eq!(store.history(7)?, vec![42]);
 //! # Ok(()) }
 //! ```
 //!
 //! See `ARCHITECTURE.md` for the layers and the on-disk formats.
 
+#![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 

@@ -127,6 +127,13 @@ fn reopening_with_another_dim_or_metric_is_refused() {
         Err(Error::ConfigMismatch { field: "metric", .. }) => {}
         other => panic!("expected a metric mismatch, got {:?}", other.map(|_| ())),
     }
+    // `Options::existing()` takes the store's settings, but a metric it
+    // names must be the store's: refused, not ignored.
+    match Store::open(dir.path(), Options::existing().metric(Metric::InnerProduct)) {
+        Err(Error::ConfigMismatch { field: "metric", .. }) => {}
+        other => panic!("expected a metric mismatch, got {:?}", other.map(|_| ())),
+    }
+    drop(Store::open(dir.path(), Options::existing().metric(Metric::Cosine)).unwrap());
     // Durability is not part of the persisted configuration.
     drop(Store::open(dir.path(), opts(Metric::Cosine).durability(Durability::Sync)).unwrap());
 }

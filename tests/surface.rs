@@ -248,6 +248,19 @@ fn a_batch_of_queries_answers_as_one_by_one_and_fails_on_the_first_error() {
         assert_eq!(hits, &store.knn(query).unwrap(), "{query:?}");
     }
     assert!(store.knn_batch(&[]).unwrap().is_empty());
+    // Top-N for every item: as item queries one by one, in order, an id
+    // with no vector in the space left out.
+    let ids: Vec<u64> = vec![3, 1, 999_999, 2];
+    let neighbours = store.neighbours("dnn", &ids, 4).unwrap();
+    let expected: Vec<(u64, Vec<emberdb::Hit>)> = [3u64, 1, 2]
+        .iter()
+        .map(|id| (*id, store.knn(&Query::item(*id).k(4).space("dnn")).unwrap()))
+        .collect();
+    assert_eq!(neighbours, expected);
+    assert!(matches!(
+        store.neighbours("nope", &ids, 4),
+        Err(Error::UnknownSpace { .. })
+    ));
     queries.insert(30, Query::item(1).k(0));
     queries.insert(60, Query::item(1).space("nope"));
     assert!(matches!(store.knn_batch(&queries), Err(Error::InvalidK { k: 0, .. })));

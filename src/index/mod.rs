@@ -29,15 +29,30 @@ use ivf_training::{Centroids, IvfTraining};
 pub enum IndexSpec {
     /// No index: every row is scanned (exact).
     Flat,
-    /// Faiss `HNSW{m},Flat`. `ef_search` is the default per query.
+    /// Faiss `HNSW{m},Flat`: a graph searched approximately.
     Hnsw {
+        /// Links per node in the graph, 2 to 256 (32 by default): more is
+        /// better recall for more memory and a slower build.
         m: usize,
+        /// The candidate list's length while building, at least 1 (100 by
+        /// default): more is a better graph for a slower build.
         ef_construction: usize,
+        /// The candidate list's length while searching, at least 1 (96 by
+        /// default): the default of a query that does not set
+        /// `Query::ef_search`.
         ef_search: usize,
     },
-    /// Faiss `IVF{nlist},Flat`; `nlist` defaults to about 4 * sqrt(rows).
-    /// `nprobe` is the default per query.
-    Ivf { nlist: Option<usize>, nprobe: usize },
+    /// Faiss `IVF{nlist},Flat`: rows clustered into lists, of which a
+    /// search scans the ones nearest the query.
+    Ivf {
+        /// The number of lists (k-means clusters), at least 1; `None`
+        /// chooses about 4 * sqrt(rows) for each segment, fewer where a
+        /// list would get under 39 training points.
+        nlist: Option<usize>,
+        /// Lists scanned per search, at least 1 (16 by default): the
+        /// default of a query that does not set `Query::nprobe`.
+        nprobe: usize,
+    },
 }
 
 impl IndexSpec {

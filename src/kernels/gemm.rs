@@ -62,6 +62,8 @@ pub enum GemmKernel {
 
 #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
 impl GemmKernel {
+    /// How the benches' reports name the implementation:
+    /// `matrixmultiply` or `rows (ours)`.
     pub fn name(self) -> &'static str {
         match self {
             GemmKernel::Packed => "matrixmultiply",

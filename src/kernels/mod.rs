@@ -16,6 +16,20 @@ pub(crate) use isa::{dispatch, Isa, Portable, WithIsa};
 
 use crate::metric::Metric;
 
+/// Adds `weight * row / |row|` to `acc`: one term of the pooled mean of
+/// unit vectors that a user query (`Query::user`) and a new item's
+/// provisional vector both build from recent items. Returns false, adding
+/// nothing, for a row of zero norm.
+pub(crate) fn add_unit(acc: &mut [f32], row: &[f32], weight: f32) -> bool {
+    let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm == 0.0 || !norm.is_finite() {
+        return false;
+    }
+    let scale = weight / norm;
+    acc.iter_mut().zip(row).for_each(|(a, x)| *a += x * scale);
+    true
+}
+
 /// Scores of consecutive `query.len()`-wide rows of `rows` into `out` (one
 /// per row; `out` is as long as the rows it scores).
 #[inline]

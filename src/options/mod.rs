@@ -27,6 +27,9 @@ pub struct Options {
     /// Whether `index` was given (else an existing store's stored spec is
     /// kept).
     pub(crate) index_given: bool,
+    /// Whether `metric` was called: with `existing()`, the store's metric
+    /// must then be that one.
+    pub(crate) metric_given: bool,
     pub(crate) flat_below: usize,
     /// IVF quantiser training: points per list, and whether segments share
     /// centroids (see [`Options::ivf_training`]).
@@ -63,8 +66,9 @@ pub const DEFAULT_MERGE_THREADS: usize = 1;
 /// cannot run with less.
 pub const MIN_META_CACHE_BYTES: u64 = 1 << 20;
 
-/// The default and the smallest `Options::recent_bytes`.
+/// The default `Options::recent_bytes`: 64 MiB.
 pub const DEFAULT_RECENT_BYTES: usize = 64 << 20;
+/// The smallest `Options::recent_bytes` accepted: 4 KiB.
 pub const MIN_RECENT_BYTES: usize = 4 << 10;
 
 /// The trending window unless `Options::trending_window` says otherwise:
@@ -81,6 +85,22 @@ impl Options {
     /// HNSW (m 32, ef_construction 100, ef_search 96), histories of the last
     /// 1,000 items per user. The host brings the vectors (`upsert`); see
     /// [`Options::trained`] for a store that learns them from events.
+    ///
+    /// ```
+    /// use emberdb::{Durability, IndexSpec, Metric, Options, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("store");
+    /// let opts = Options::new(2)
+    ///     .metric(Metric::Cosine)
+    ///     .index(IndexSpec::hnsw())
+    ///     .durability(Durability::Buffered);
+    /// let store = Store::open(&path, opts)?;
+    /// store.upsert(7, &[3.0, 4.0])?;
+    /// // Under cosine, vectors are stored normalised.
+    /// assert_eq!(store.get(7)?, Some(vec![0.6, 0.8]));
+    /// # Ok(()) }
+    /// ```
     pub fn new(dim: usize) -> Self {
         Options {
             dim,
@@ -92,6 +112,7 @@ impl Options {
             checkpoint_wal_bytes: 256 << 20,
             index: IndexSpec::default(),
             index_given: false,
+            metric_given: false,
             flat_below: 10_000,
             ivf_points_per_list: crate::index::ivf_training::DEFAULT_POINTS_PER_LIST,
             share_ivf_centroids: true,
@@ -147,6 +168,37 @@ impl Options {
     /// [`TrainOptions`]), searched by cosine. Whether a space is trained or
     /// host-fed is fixed when it is created: a trained space refuses
     /// `upsert` and `delete`.
+    ///
+    /// The default [`TrainOptions`] train 20 epochs on every core; pass
+    /// your own with [`Options::train_options`]. The space has no vectors
+    /// until its first round ([`Store::train`](crate::Store::train), or a
+    /// [`TrainPolicy`](crate::TrainPolicy) in the background).
+    ///
+    /// ```
+    /// use emberdb::{Durability, Error, Event, Options, Query, Store, TrainOptions};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("store");
+    /// let opts = Options::trained(8)
+    ///     .train_options(TrainOptions::default().epochs(5).threads(1))
+    ///     .durability(Durability::None);
+    /// let store = Store::open(&path, opts)?;
+    /// // The store learns the item vectors: the host cannot write them.
+    /// assert!(matches!(store.upsert(1, &[0.5; 8]), Err(Error::TrainedStore { .. })));
+    ///
+    /// // Users 0..20 each touch five of the items 0..10.
+    /// let events: Vec<Event> = (0..20u64)
+    ///     .flat_map(|u| (0..5u64).map(move |i| Event::new(u, (u + i) % 10, 1_700_000_000_000 + i)))
+    ///     .collect();
+    /// store.append_events(&events)?;
+    /// assert!(store.get(1)?.is_none()); // nothing trained yet
+    ///
+    /// let report = store.train()?; // the first round is a full one
+    /// assert_eq!((report.generation, report.items), (1, 10));
+    /// assert_eq!(store.get(1)?.map(|v| v.len()), Some(8));
+    /// assert_eq!(store.knn(&Query::item(1).k(3))?.len(), 3);
+    /// # Ok(()) }
+    /// ```
     pub fn trained(dim: usize) -> Self {
         Options::new(dim).train_options(TrainOptions::default())
     }
@@ -221,9 +273,11 @@ impl Options {
         self.train.as_ref()
     }
 
-    /// The metric (persisted: reopening with another metric is an error).
+    /// The metric (persisted: reopening with another metric is an error,
+    /// `Error::ConfigMismatch`, with [`Options::existing`] too).
     pub fn metric(mut self, metric: Metric) -> Self {
         self.metric = metric;
+        self.metric_given = true;
         self
     }
 

@@ -141,14 +141,21 @@ impl SpaceSpec {
         self
     }
 
+    /// The dimension of the space's vectors, as given to the constructor
+    /// (a YouTube DNN space stores one more component per row, see
+    /// [`SpaceKind::row_dim`]).
     pub fn dim(&self) -> usize {
         self.dim
     }
 
+    /// The metric the space is searched by (set with
+    /// [`SpaceSpec::metric`]; cosine unless a YouTube DNN space).
     pub fn metric_kind(&self) -> Metric {
         self.metric
     }
 
+    /// Where the space's vectors come from: the host, or training of which
+    /// kind.
     pub fn kind(&self) -> SpaceKind {
         self.kind
     }

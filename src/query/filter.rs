@@ -25,6 +25,35 @@ pub const MAX_FILTER_NODES: u32 = 4096;
 /// [`Filter::range`], combine with [`Filter::and`], [`Filter::or`] and
 /// [`Filter::not`].
 ///
+/// ```
+/// use emberdb::{Durability, Filter, Options, Query, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("store");
+/// let store = Store::open(&path, Options::new(2).durability(Durability::None))?;
+/// for (id, v) in [(1, [1.0, 0.0]), (2, [0.9, 0.1]), (3, [0.8, 0.2]), (4, [0.7, 0.3])] {
+///     store.upsert(id, &v)?;
+/// }
+/// store.set_attributes(1, &[("genre", "drama"), ("year", "1972")])?;
+/// store.set_attributes(2, &[("genre", "comedy"), ("year", "1984")])?;
+/// store.set_attributes(3, &[("genre", "comedy"), ("genre", "drama"), ("year", "1994")])?;
+/// store.set_attributes(4, &[("genre", "comedy"), ("year", "2004")])?;
+/// let ids = |q: Query| -> emberdb::Result<Vec<u64>> { Ok(store.knn(&q)?.iter().map(|h| h.id).collect()) };
+/// let near_1 = || Query::vector(&[1.0, 0.0]).k(10);
+///
+/// // One value of a key that has several matches: item 3 is a drama too.
+/// assert_eq!(ids(near_1().filter(Filter::eq("genre", "drama")))?, [1, 3]);
+/// // Ranges are over integer values, both ends included.
+/// let eighties_nineties = Filter::range("year", 1980, 1999);
+/// assert_eq!(ids(near_1().filter(eighties_nineties.clone()))?, [2, 3]);
+/// // Combined: comedies of 1980-1999 that are not dramas.
+/// let f = Filter::eq("genre", "comedy").and(eighties_nineties).and(Filter::not(Filter::eq("genre", "drama")));
+/// assert_eq!(ids(near_1().filter(f))?, [2]);
+/// // A value no item has matches nothing: an empty answer, not an error.
+/// assert!(ids(near_1().filter(Filter::eq("genre", "western")))?.is_empty());
+/// # Ok(()) }
+/// ```
+///
 /// A filter nested deeper than [`MAX_FILTER_DEPTH`] or holding more than
 /// [`MAX_FILTER_NODES`] parts is refused when a query runs it. Such a
 /// filter keeps none of its parts (combining stops at the limit), so no

@@ -24,7 +24,14 @@ pub const MAX_NPROBE: usize = 65_536;
 /// is nearer). Results come nearest first.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Hit {
+    /// The item's id.
     pub id: u64,
+    /// The item's score: the metric's similarity or distance to the query
+    /// for a vector, item or user query; the recency-weighted sum of
+    /// similarities for `Query::seeds`; the number of events in the
+    /// trending window for `Query::popular`; the weighted sum of
+    /// normalised channel scores (0 to the sum of the weights) for a blend
+    /// or `Query::recommend`.
     pub score: f32,
 }
 
@@ -150,6 +157,32 @@ impl Query {
     /// number of events in the window. Maintained from events as they
     /// arrive, it answers on every store, trained or not. Add
     /// [`Query::for_user`] to leave out what a user has seen.
+    ///
+    /// ```
+    /// use emberdb::{Durability, Event, Options, Query, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("store");
+    /// let store = Store::open(&path, Options::new(4).durability(Durability::None))?;
+    /// let t = 1_700_000_000_000;
+    /// // Item 10 has three events, item 11 two, item 12 one.
+    /// store.append_events(&[
+    ///     Event::new(1, 10, t),
+    ///     Event::new(2, 10, t + 1),
+    ///     Event::new(3, 10, t + 2),
+    ///     Event::new(2, 11, t + 3),
+    ///     Event::new(3, 11, t + 4),
+    ///     Event::new(3, 12, t + 5),
+    /// ])?;
+    /// let hits = store.knn(&Query::popular().k(3))?;
+    /// let ranked: Vec<(u64, f32)> = hits.iter().map(|h| (h.id, h.score)).collect();
+    /// assert_eq!(ranked, [(10, 3.0), (11, 2.0), (12, 1.0)]);
+    ///
+    /// // User 1 has seen item 10.
+    /// let for_1 = store.knn(&Query::popular().for_user(1).k(3))?;
+    /// assert_eq!(for_1.iter().map(|h| h.id).collect::<Vec<_>>(), [11, 12]);
+    /// # Ok(()) }
+    /// ```
     pub fn popular() -> Self {
         Query::with_target(Target::Popular { user: None })
     }
@@ -171,6 +204,32 @@ impl Query {
     /// several channels adds up. The blend's `k`, filter and exclusions
     /// apply to every channel; `k` hits come back whenever the channels
     /// together find `k` items. A hit's score is its blended score.
+    ///
+    /// ```
+    /// use emberdb::{Durability, Event, Options, Query, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("store");
+    /// let store = Store::open(&path, Options::new(2).durability(Durability::None))?;
+    /// store.upsert(1, &[1.0, 0.0])?;
+    /// store.upsert(2, &[0.9, 0.1])?; // near 1
+    /// store.upsert(3, &[0.6, 0.4])?; // farther from 1
+    /// store.upsert(4, &[0.0, 1.0])?;
+    /// let t = 1_700_000_000_000;
+    /// // Item 3 is by far the most popular; item 2 is not popular at all.
+    /// let mut events: Vec<Event> = (0..5).map(|u| Event::new(u, 3, t + u)).collect();
+    /// events.push(Event::new(9, 4, t + 9));
+    /// store.append_events(&events)?;
+    ///
+    /// // Similar to item 1 alone: 2 first. Weighted towards the trending
+    /// // channel, item 3 (found by both channels) wins.
+    /// assert_eq!(store.knn(&Query::item(1).k(1))?[0].id, 2);
+    /// let blended = Query::blend().add(Query::item(1), 1.0).add(Query::popular(), 2.0).k(3);
+    /// let hits = store.knn(&blended)?;
+    /// assert_eq!(hits[0].id, 3);
+    /// assert!(hits[0].score > hits[1].score);
+    /// # Ok(()) }
+    /// ```
     pub fn blend() -> Self {
         Query::with_target(Target::Blend(Vec::new()))
     }
@@ -202,6 +261,37 @@ impl Query {
     /// chose (see `Store::knn` and ARCHITECTURE.md, "Recall for a user").
     /// It works before the first training round (trending only) and gets
     /// better as spaces train.
+    ///
+    /// ```
+    /// use emberdb::{Durability, Event, Options, Query, Store, TrainOptions};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("store");
+    /// let opts = Options::trained(8)
+    ///     .train_options(TrainOptions::default().epochs(5).threads(1))
+    ///     .durability(Durability::None);
+    /// let store = Store::open(&path, opts)?;
+    /// let t = 1_700_000_000_000;
+    /// // Users 0..20 each touch five of the items 0..10; item 0 most often.
+    /// let mut events: Vec<Event> = (0..20u64)
+    ///     .flat_map(|u| (0..5u64).map(move |i| Event::new(u, (u + i) % 10, t + i)))
+    ///     .collect();
+    /// events.extend((0..20u64).map(|u| Event::new(u, 0, t + 10)));
+    /// store.append_events(&events)?;
+    /// store.append_event(Event::new(99, 5, t + 20))?; // a new user
+    ///
+    /// // Before any training round: the trending items user 99 has not seen.
+    /// let hits = store.knn(&Query::recommend(99).k(5))?;
+    /// assert_eq!(hits[0].id, 0);
+    /// assert!(hits.iter().all(|h| h.id != 5));
+    ///
+    /// // After one, the user's own recall joins in.
+    /// store.train()?;
+    /// let hits = store.knn(&Query::recommend(99).k(5))?;
+    /// assert_eq!(hits.len(), 5);
+    /// assert!(hits.iter().all(|h| h.id != 5));
+    /// # Ok(()) }
+    /// ```
     pub fn recommend(user: u64) -> Self {
         Query::with_target(Target::Recommend(user))
     }

@@ -272,12 +272,14 @@ fn pool(
             Pooling::Mean | Pooling::Weighted => vec![0.0; dim],
             Pooling::Max => vec![f32::NEG_INFINITY; dim],
         });
-        for (a, x) in acc.iter_mut().zip(&v) {
-            match pooling {
-                Pooling::Mean => *a += x / norm,
-                Pooling::Weighted => *a += weight * x / norm,
-                Pooling::Max => *a = a.max(x / norm),
+        match pooling {
+            Pooling::Mean => {
+                crate::kernels::add_unit(acc, &v, 1.0);
             }
+            Pooling::Weighted => {
+                crate::kernels::add_unit(acc, &v, *weight);
+            }
+            Pooling::Max => acc.iter_mut().zip(&v).for_each(|(a, x)| *a = a.max(x / norm)),
         }
     }
     let Some(v) = pooled else { return Ok(None) };

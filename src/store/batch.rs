@@ -118,13 +118,26 @@ impl Store {
     /// durability. `vectors` holds a row of the space's dimension per id
     /// (flat, row after row, or one slice per row). Every row is checked
     /// first: if any is refused, nothing is written. A repeated id takes
-    /// its last row. Every row is searchable when this returns.
+    /// its last row. Every row is searchable when this returns; like
+    /// `upsert`, each lifts a store-wide [`Store::delete`] of its id.
     ///
-    /// ```no_run
-    /// # fn main() -> emberdb::Result<()> {
-    /// let store = emberdb::Store::open("s", emberdb::Options::new(2))?;
+    /// ```
+    /// use emberdb::{Durability, Error, Options, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("store");
+    /// let store = Store::open(&path, Options::new(2).durability(Durability::None))?;
     /// store.upsert_batch(&[1, 2], &[0.1, 0.2, 0.3, 0.4])?; // flat
     /// store.upsert_batch(&[3, 4], &vec![vec![0.5, 0.6], vec![0.7, 0.8]])?; // rows
+    /// assert_eq!(store.stats()?.live_rows, 4);
+    ///
+    /// // Three numbers for two rows of two: refused, nothing written.
+    /// let refused = store.upsert_batch(&[5, 6], &[0.1, 0.2, 0.3]);
+    /// assert!(matches!(refused, Err(Error::InvalidBatch(_))));
+    /// // One bad row (NaN) refuses the batch too.
+    /// let refused = store.upsert_batch(&[5, 6], &vec![[0.1, 0.2], [f32::NAN, 0.0]]);
+    /// assert!(matches!(refused, Err(Error::NonFiniteVector { index: 0, .. })));
+    /// assert!(store.get(5)?.is_none());
     /// # Ok(()) }
     /// ```
     pub fn upsert_batch<R: VectorRows + ?Sized>(&self, ids: &[u64], vectors: &R) -> Result<()> {
@@ -169,15 +182,48 @@ impl Store {
     /// would, on up to one thread per core. The first query that fails (in
     /// the batch's order) fails the batch.
     ///
-    /// ```no_run
-    /// # fn main() -> emberdb::Result<()> {
-    /// # let store = emberdb::Store::open("s", emberdb::Options::trained(32))?;
-    /// use emberdb::Query;
-    /// let hits = store.knn_batch(&[Query::item(1).k(10), Query::user(7).k(10)])?;
-    /// assert_eq!(hits.len(), 2);
+    /// ```
+    /// use emberdb::{Durability, Error, Event, Options, Query, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("store");
+    /// let store = Store::open(&path, Options::new(2).durability(Durability::None))?;
+    /// store.upsert_batch(&[1, 2, 3], &vec![[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])?;
+    /// store.append_event(Event::new(7, 3, 1_700_000_000_000))?;
+    ///
+    /// let answers = store.knn_batch(&[Query::item(1).k(1), Query::user(7).k(1), Query::popular()])?;
+    /// let firsts: Vec<u64> = answers.iter().map(|hits| hits[0].id).collect();
+    /// assert_eq!(firsts, [2, 2, 3]); // in the order asked
+    ///
+    /// // One failing query fails the batch: user 8 has no events.
+    /// let failed = store.knn_batch(&[Query::item(1), Query::user(8)]);
+    /// assert!(matches!(failed, Err(Error::UnknownUser { id: 8 })));
     /// # Ok(()) }
     /// ```
     pub fn knn_batch(&self, queries: &[Query]) -> Result<Vec<Vec<Hit>>> {
+        self.knn_each(queries).into_iter().collect()
+    }
+
+    /// The top `k` similar items of each of `ids` in the space `space`
+    /// (`Query::item(id).k(k).space(space)`), on every core, in the order
+    /// of `ids`: what a "top-N for every item" export writes. An id with
+    /// no live vector there (deleted meanwhile, or never in the space) is
+    /// left out; any other failure fails the call.
+    pub fn neighbours(&self, space: &str, ids: &[u64], k: usize) -> Result<Vec<(u64, Vec<Hit>)>> {
+        let queries: Vec<Query> = ids.iter().map(|id| Query::item(*id).k(k).space(space)).collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, answer) in ids.iter().zip(self.knn_each(&queries)) {
+            match answer {
+                Ok(hits) => out.push((*id, hits)),
+                Err(Error::UnknownItem { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every query's answer, in order, on up to one thread per core.
+    fn knn_each(&self, queries: &[Query]) -> Vec<Result<Vec<Hit>>> {
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(queries.len());

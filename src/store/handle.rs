@@ -11,7 +11,8 @@ use crate::store::{Store, TrainReport, TrainerStats};
 /// A handle on one space of an open store (`Store::space`): its vectors
 /// are written, read and counted here; queries name it with
 /// `Query::space`. It owns a clone of its [`Store`], so a service can keep
-/// it in its own state; the store stays open while it lives.
+/// it in its own state; the store stays open while it lives. See
+/// [`Store::space`] for an example.
 #[derive(Clone)]
 pub struct Space {
     store: Store,
@@ -23,25 +24,36 @@ pub struct Space {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct SpaceStats {
+    /// The space's name (`"default"` for the default space).
     pub name: String,
+    /// Where its vectors come from: the host, or training of which kind.
     pub kind: SpaceKind,
-    /// The dimension it was created with, and the components of a stored
-    /// row (one more in a YouTube DNN space: `[v, b]`).
+    /// The dimension it was created with (as [`Space::dim`]).
     pub dim: usize,
+    /// Components of a stored row (as [`Space::row_dim`]): `dim`, or one
+    /// more in a YouTube DNN space (`[v, b]`).
     pub row_dim: usize,
+    /// The metric it is searched by.
     pub metric: Metric,
     /// How its sealed segments are indexed.
     pub index: IndexSpec,
-    /// Rows in all its segments, including dead ones, and the live ones.
+    /// Rows in all its segments, including dead (deleted or superseded)
+    /// ones.
     pub rows: usize,
+    /// Rows still live (neither deleted nor superseded): one per item with
+    /// a vector in this space.
     pub live_rows: usize,
+    /// Its sealed (immutable, on-disk) segments.
     pub sealed_segments: usize,
+    /// Rows in its growing (in-memory, logged) segment.
     pub growing_rows: usize,
     /// Bytes of its sealed segment files.
     pub segment_bytes: u64,
-    /// Its sealed segments with a Faiss index in use, and each segment's
-    /// search (`hnsw32`, `ivf894`, `exact`).
+    /// Its sealed segments with a Faiss index in use (the others are
+    /// searched exactly).
     pub indexed_segments: usize,
+    /// How each of its sealed segments is searched, one short description
+    /// per segment (`hnsw32`, `ivf894`, `exact`).
     pub segment_kinds: Vec<String>,
     /// Trained spaces: the generation, vocabulary and rounds.
     pub trainer: Option<TrainerStats>,
@@ -61,10 +73,14 @@ impl Space {
         &self.store
     }
 
+    /// The space's name, as `Store::space` and `Query::space` take it
+    /// (`"default"` for the default space).
     pub fn name(&self) -> &str {
         &self.state().name
     }
 
+    /// Where the space's vectors come from: the host (`upsert`), or
+    /// training of which kind.
     pub fn kind(&self) -> SpaceKind {
         self.state().kind
     }
@@ -85,12 +101,15 @@ impl Space {
         self.state().dim
     }
 
+    /// The metric the space is searched by, fixed at its creation (inner
+    /// product in a YouTube DNN space).
     pub fn metric(&self) -> Metric {
         self.state().metric
     }
 
     /// Inserts or replaces the vector of `id` in this space (host-fed
-    /// spaces only). It is searchable when this returns.
+    /// spaces only). It is searchable when this returns. Like
+    /// [`Store::upsert`], it lifts a store-wide [`Store::delete`] of `id`.
     pub fn upsert(&self, id: u64, vector: &[f32]) -> Result<()> {
         self.store.upsert_in(self.state(), id, vector)
     }
@@ -137,6 +156,7 @@ impl Space {
         })
     }
 
+    /// Counts of what this space holds now (its part of `Store::stats`).
     pub fn stats(&self) -> SpaceStats {
         let version = self.state().catalog.version.load_full();
         SpaceStats {

@@ -91,12 +91,18 @@ pub struct Stats {
     /// fsyncs of the log since the store was opened (group commit makes
     /// this far smaller than the number of synced writes).
     pub wal_fsyncs: u64,
-    /// Sealed segments whose Faiss index is in use, and a short
-    /// description of each segment's search (`hnsw32`, `ivf894`, `exact`).
+    /// Sealed segments whose Faiss index is in use (the others are
+    /// searched exactly: too small to index, not indexed yet, or their
+    /// build failed).
     pub indexed_segments: usize,
+    /// How each sealed segment is searched, one short description per
+    /// segment, space by space (`hnsw32`, `ivf894`, `exact`).
     pub segment_kinds: Vec<String>,
-    /// Indexes built, and index files loaded, since the store was opened.
+    /// Faiss indexes built since the store was opened (in the background
+    /// after a seal, or by a compaction).
     pub index_builds: u64,
+    /// Index files loaded from disk since the store was opened (at open,
+    /// mostly).
     pub index_loads: u64,
     /// Index builds that failed since the store was opened (logged; those
     /// segments are searched exactly).
@@ -106,10 +112,11 @@ pub struct Stats {
     pub trainer: Option<TrainerStats>,
     /// Every space, the default one first.
     pub spaces: Vec<SpaceStats>,
-    /// Users with events since the last checkpoint (their events are in
-    /// memory), and the bytes held in memory since it (bounded by
-    /// `Options::recent_bytes`); the rest of every history is in runs.
+    /// Users with events since the last checkpoint, whose newest events
+    /// are in memory; the rest of every history is in runs.
     pub cached_histories: usize,
+    /// Bytes of behaviour (events, features, attributes) held in memory
+    /// since the last checkpoint, bounded by `Options::recent_bytes`.
     pub cached_history_bytes: usize,
     /// Users with features (`Store::set_user_features`), kept in runs.
     pub users_with_features: usize,
@@ -177,6 +184,33 @@ const _: fn() = || {
 
 impl Store {
     /// Creates a store at `path`, or opens (and recovers) the one there.
+    ///
+    /// The directory is locked while any clone of the handle lives; the
+    /// last one to go closes the store (and checkpoints). A store's
+    /// dimension, metric and kind are fixed at its creation: reopen it
+    /// with the same ones, or with [`Options::existing`].
+    ///
+    /// ```
+    /// use emberdb::{Durability, Error, Options, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("store");
+    /// let store = Store::open(&path, Options::new(3).durability(Durability::None))?;
+    /// store.upsert(1, &[1.0, 0.0, 0.0])?;
+    /// drop(store); // the last handle: closes the store and unlocks it
+    ///
+    /// // Reopened, whatever its dimension and metric: they are read from it.
+    /// let store = Store::open(&path, Options::existing())?;
+    /// assert_eq!(store.get(1)?, Some(vec![1.0, 0.0, 0.0]));
+    ///
+    /// // A second open while it is open is refused...
+    /// assert!(matches!(Store::open(&path, Options::existing()), Err(Error::Locked { .. })));
+    /// drop(store);
+    /// // ...and so is another dimension than the one it was created with.
+    /// let refused = Store::open(&path, Options::new(4));
+    /// assert!(matches!(refused, Err(Error::ConfigMismatch { field: "dim", .. })));
+    /// # Ok(()) }
+    /// ```
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Store> {
         open::open(path.as_ref(), opts, open::Access::Write)
     }
@@ -235,7 +269,34 @@ impl Store {
     }
 
     /// Records a batch of events with one log write and one fsync. Batches
-    /// above about a million events are logged as several records.
+    /// above about a million events are logged as several records. Every
+    /// event is checked first ([`crate::check_event`]): if one is refused,
+    /// none is recorded.
+    ///
+    /// ```
+    /// use emberdb::{Durability, Error, Event, Options, Query, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("store");
+    /// let store = Store::open(&path, Options::new(4).durability(Durability::None))?;
+    /// let t = 1_700_000_000_000; // milliseconds since the Unix epoch
+    /// store.append_events(&[
+    ///     Event::new(7, 1, t),
+    ///     Event::new(7, 2, t + 1_000).with_weight(3.0), // a purchase, say
+    ///     Event::new(8, 2, t + 2_000),
+    /// ])?;
+    /// assert_eq!(store.history(7)?, vec![1, 2]); // oldest first
+    ///
+    /// // The trending channel counts them as they arrive.
+    /// let trending = store.knn(&Query::popular().k(2))?;
+    /// assert_eq!((trending[0].id, trending[0].score), (2, 2.0));
+    ///
+    /// // A refused event (a negative weight) refuses the whole batch.
+    /// let bad = [Event::new(9, 3, t), Event::new(9, 4, t).with_weight(-1.0)];
+    /// assert!(matches!(store.append_events(&bad), Err(Error::InvalidEvent { item: 4, .. })));
+    /// assert!(store.history(9)?.is_empty());
+    /// # Ok(()) }
+    /// ```
     pub fn append_events(&self, events: &[Event]) -> Result<()> {
         validate::check_events(events)?;
         if events.is_empty() {
@@ -302,6 +363,12 @@ impl Store {
 
     /// Inserts or replaces the vector of `id` in the default space. It is
     /// searchable when this returns.
+    ///
+    /// An upsert is an explicit write that says the item exists: if `id`
+    /// was deleted from the whole store ([`Store::delete`]), the upsert
+    /// lifts that delete as [`Store::undelete`] would (trained spaces serve
+    /// it again from their next round). The README's "Deletes" table has
+    /// every delete and what lifts it.
     pub fn upsert(&self, id: u64, vector: &[f32]) -> Result<()> {
         self.upsert_in(self.shared.default_space(), id, vector)
     }
@@ -345,6 +412,46 @@ impl Store {
 
     /// The space named `name` (the default space is [`crate::DEFAULT_SPACE`]):
     /// a handle to write, read and count its vectors.
+    ///
+    /// A host-fed space for text embeddings beside a trained default space;
+    /// item ids are the store's, shared by its spaces:
+    ///
+    /// ```
+    /// use emberdb::{Durability, Error, Event, Options, Query, SpaceKind, SpaceSpec, Store, TrainOptions};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("store");
+    /// let opts = Options::trained(8)
+    ///     .train_options(TrainOptions::default().epochs(5).threads(1))
+    ///     .space("text", SpaceSpec::host(3))
+    ///     .durability(Durability::None);
+    /// let store = Store::open(&path, opts)?;
+    ///
+    /// let text = store.space("text")?;
+    /// assert_eq!((text.kind(), text.dim()), (SpaceKind::Host, 3));
+    /// text.upsert(1, &[1.0, 0.0, 0.0])?;
+    /// text.upsert(2, &[0.9, 0.1, 0.0])?;
+    /// text.upsert(3, &[0.0, 0.0, 1.0])?;
+    /// let hits = store.knn(&Query::item(1).space("text").k(1))?;
+    /// assert_eq!(hits[0].id, 2);
+    ///
+    /// // The default space learns its vectors from the events, and refuses
+    /// // the host's.
+    /// let default = store.space(emberdb::DEFAULT_SPACE)?;
+    /// assert_eq!(default.kind(), SpaceKind::Item2vec);
+    /// assert!(matches!(default.upsert(1, &[0.0; 8]), Err(Error::TrainedStore { .. })));
+    /// let events: Vec<Event> = (0..10u64)
+    ///     .flat_map(|u| (1..=3u64).map(move |i| Event::new(u, i, 1_700_000_000_000 + i)))
+    ///     .collect();
+    /// store.append_events(&events)?;
+    /// default.train()?;
+    /// assert_eq!(default.stats().live_rows, 3);
+    /// assert_eq!(store.knn(&Query::item(1).k(2))?.len(), 2);
+    ///
+    /// // A space the store does not have.
+    /// assert!(matches!(store.space("image"), Err(Error::UnknownSpace { .. })));
+    /// # Ok(()) }
+    /// ```
     pub fn space(&self, name: &str) -> Result<Space> {
         let state = self.shared.space(name)?;
         let index = self
@@ -377,6 +484,39 @@ impl Store {
     /// The nearest neighbours for `query`, nearest first, in the query's
     /// space (the default one unless `Query::space` says otherwise). Never
     /// waits for writers: it searches the version current when it starts.
+    ///
+    /// The kinds of [`Query`] that search a space, on a host-fed store:
+    ///
+    /// ```
+    /// use emberdb::{Durability, Event, Options, Query, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("store");
+    /// let store = Store::open(&path, Options::new(3).durability(Durability::None))?;
+    /// store.upsert(1, &[1.0, 0.0, 0.0])?;
+    /// store.upsert(2, &[0.9, 0.1, 0.0])?; // near 1
+    /// store.upsert(3, &[0.0, 1.0, 0.0])?;
+    /// store.upsert(4, &[0.0, 0.9, 0.1])?; // near 3
+    /// store.upsert(5, &[0.7, 0.7, 0.0])?; // between 1 and 3
+    /// let ids = |hits: Vec<emberdb::Hit>| hits.iter().map(|h| h.id).collect::<Vec<_>>();
+    ///
+    /// // A vector the host brings: nearest first (cosine, higher is nearer).
+    /// let hits = store.knn(&Query::vector(&[1.0, 0.0, 0.0]).k(2))?;
+    /// assert_eq!(ids(hits), [1, 2]);
+    ///
+    /// // Items like item 1 (item 1 itself left out).
+    /// assert_eq!(ids(store.knn(&Query::item(1).k(2))?), [2, 5]);
+    ///
+    /// // User 7 touched items 1, then 3. Both user kinds leave out what
+    /// // the user has seen.
+    /// store.append_events(&[Event::new(7, 1, 1_700_000_000_000), Event::new(7, 3, 1_700_000_001_000)])?;
+    /// // `user`: near the mean of the user's recent items.
+    /// assert_eq!(ids(store.knn(&Query::user(7).k(1))?), [5]);
+    /// // `seeds`: near each recent item, the newest (3) weighing most, so
+    /// // 4 (near 3) comes before 2 (near 1).
+    /// assert_eq!(ids(store.knn(&Query::seeds(7).k(3))?), [5, 4, 2]);
+    /// # Ok(()) }
+    /// ```
     pub fn knn(&self, query: &Query) -> Result<Vec<Hit>> {
         if let Target::Popular { .. } | Target::Blend(_) | Target::Recommend(_) = query.target {
             return self.recall(query);

@@ -13,10 +13,15 @@ use crate::store::segments::lookup::SpaceLookups;
 use crate::store::Store;
 
 /// `Query::recommend`'s weight on the user channel (`Query::user` in the
-/// default space) and on the trending channel (`Query::popular().for_user`),
-/// chosen by `ember eval --split temporal` on MovieLens 100k (see
-/// ARCHITECTURE.md, "Recall for a user").
+/// default space), chosen with [`RECOMMEND_POPULAR_WEIGHT`] by `ember eval
+/// --split temporal` on MovieLens 100k (see ARCHITECTURE.md, "Recall for
+/// a user").
 pub const RECOMMEND_USER_WEIGHT: f32 = 1.0;
+/// `Query::recommend`'s weight on the trending channel
+/// (`Query::popular().for_user`), left out when the store's trending
+/// channel is off. Both weights apply to scores normalised to 0..1 per
+/// channel (see `Query::blend`), so their ratio, not their scale, decides
+/// the order.
 pub const RECOMMEND_POPULAR_WEIGHT: f32 = 8.0;
 
 impl Store {

@@ -21,7 +21,10 @@ pub struct RoundOverrides {
     /// item2vec's context window (0: the whole history); refused for a
     /// DNN space, which has none.
     pub window: Option<usize>,
+    /// Training threads for this round, at least 1 (both kinds).
     pub threads: Option<usize>,
+    /// The seed of this round's random draws (both kinds): with one
+    /// thread, the same seed trains the same vectors.
     pub seed: Option<u64>,
 }
 

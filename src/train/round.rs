@@ -121,18 +121,26 @@ pub struct TrainReport {
     pub full: bool,
     /// Events the round saw for the first time.
     pub new_events: u64,
-    /// Items in the vocabulary, and how many of them are new.
+    /// Items in the vocabulary after the round: each has a trained vector.
     pub items: usize,
+    /// Of those, the items this round added to the vocabulary.
     pub new_items: usize,
-    /// Histories trained: those with new events, and replayed older ones.
+    /// User histories trained because they have new events (every history
+    /// in a full round).
     pub fresh_histories: usize,
+    /// Older histories without new events, trained again beside them so
+    /// the model does not forget them (`replay_ratio`; 0 in a full round).
     pub replayed_histories: usize,
+    /// Passes over the histories: the options' `epochs` in a full round,
+    /// `incremental_epochs` in an incremental one; 0 when the round had
+    /// nothing new to train on.
     pub epochs: usize,
     /// Pairs, items read, seconds and threads of the training itself.
     pub run: RunStats,
-    /// Seconds to gather the histories, and to write and swap in the new
-    /// generation (segments, indexes, trainer state).
+    /// Seconds to gather the histories from the store before training.
     pub gather_seconds: f64,
+    /// Seconds to write and swap in the new generation (segments,
+    /// indexes, trainer state) after training.
     pub publish_seconds: f64,
     /// A YouTube DNN space's run: examples, steps, loss, achieved GFLOP/s
     /// (`run` then counts examples as pairs and tokens).

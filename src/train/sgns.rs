@@ -42,7 +42,10 @@ pub struct RunStats {
     pub pairs: u64,
     /// Items read (before subsampling), over all epochs.
     pub tokens: u64,
+    /// Wall-clock seconds of the training itself.
     pub seconds: f64,
+    /// Threads the run used: the options' `threads`, at most one per
+    /// history trained.
     pub threads: usize,
 }
 

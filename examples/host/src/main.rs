@@ -10,7 +10,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use emberdb::{Durability, Event, IndexSpec, Metric, Options, Query, Store, TrainOptions};
+use emberdb::{Durability, Event, IndexSpec, Metric, Options, Query, Store, TrainOptions, TrainRequest};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -81,7 +81,13 @@ fn smoke() -> Outcome {
         for chunk in clustered_events(60_000, 2_000, clusters, per_cluster, 1).chunks(5_000) {
             store.append_events(chunk)?;
         }
-        let report = store.train()?;
+        let reports = store.train_with(&TrainRequest::new())?;
+        let Some(report) = reports.first() else {
+            return Err("train_with returned no report".into());
+        };
+        if report.space != emberdb::DEFAULT_SPACE {
+            return Err(format!("the report names space {:?}", report.space).into());
+        }
         let stats = store.stats()?;
         println!(
             "trained {} items, {} pairs, {:.2} M pairs/s/thread; kernels {}, faiss {}",
@@ -100,10 +106,17 @@ fn smoke() -> Outcome {
                 return Err(format!("this CPU has AVX2 and FMA but the kernels run {}", stats.kernels).into());
             }
         }
-        // Similar items stay within their cluster.
+        // Similar items stay within their cluster: a batch of queries from
+        // a clone of the handle on another thread, as a service would.
+        let items: Vec<u64> = (0..clusters * per_cluster).step_by(7).collect();
+        let queries: Vec<Query> = items.iter().map(|i| Query::item(*i).k(10)).collect();
+        let shared = store.clone();
+        let answers = std::thread::spawn(move || shared.knn_batch(&queries))
+            .join()
+            .map_err(|_| "the query thread panicked")??;
         let (mut same, mut total) = (0, 0);
-        for item in (0..clusters * per_cluster).step_by(7) {
-            for hit in store.knn(&Query::item(item).k(10))? {
+        for (item, hits) in items.iter().zip(&answers) {
+            for hit in hits {
                 total += 1;
                 same += usize::from(hit.id / per_cluster == item / per_cluster);
             }

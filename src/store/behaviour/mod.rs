@@ -487,26 +487,33 @@ pub(crate) fn record_of_keyed(run: &KeyedRun) -> RunRecord {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RunFileStats {
-    /// Event runs, their entries and bytes.
+    /// Event runs (`ev-*.run` files) in use.
     pub event_runs: usize,
+    /// Events held in the event runs, summed over them.
     pub event_entries: u64,
+    /// Bytes of the event run files.
     pub event_run_bytes: u64,
-    /// Runs of user features and of item attributes, and their bytes.
+    /// Runs of user features (`Store::set_user_features`) in use.
     pub feature_runs: usize,
+    /// Runs of item attributes (`Store::set_attributes`) in use.
     pub attribute_runs: usize,
+    /// Bytes of the feature and attribute run files together.
     pub keyed_run_bytes: u64,
-    /// Events applied since the last checkpoint (in memory), their users,
-    /// and the bytes of everything held in memory since it.
+    /// Events applied since the last checkpoint, held in memory.
     pub recent_events: u64,
+    /// Distinct users of those events.
     pub recent_users: u64,
+    /// Bytes of everything held in memory since the last checkpoint
+    /// (events, features, attributes), as `Options::recent_bytes` bounds it.
     pub recent_bytes: u64,
-    /// Merges of runs since the store was opened, and the bytes they wrote.
+    /// Merges of runs finished since the store was opened.
     pub merges: u64,
+    /// Bytes of run files those merges wrote.
     pub merged_bytes: u64,
-    /// Merges running now, and the most that ran at once since the store
-    /// was opened (at most `Options::merge_threads`, plus callers of
-    /// `Store::merge_runs`).
+    /// Merges running now.
     pub merges_in_flight: usize,
+    /// The most merges that ran at once since the store was opened (at
+    /// most `Options::merge_threads`, plus callers of `Store::merge_runs`).
     pub most_merges_at_once: usize,
 }
 

@@ -28,7 +28,6 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
 use crate::error::{Error, IoContext, Result};
-use crate::query::Query;
 use crate::store::Store;
 
 /// A parquet or arrow error as ours, naming the file.
@@ -75,11 +74,20 @@ impl Default for ExportOptions {
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct ExportReport {
+    /// Rows of `items.parquet`: the space's live items with a vector (no
+    /// file is written when there are none).
     pub items: u64,
+    /// Rows of `neighbours.parquet`: (item, neighbour) pairs, up to
+    /// `ExportOptions::neighbours` per item; 0 when it was not asked for.
     pub neighbours: u64,
+    /// Rows of `events.parquet`: every event of every user's history as
+    /// the store holds it; 0 when it was not asked for.
     pub events: u64,
+    /// Rows of `user_vectors.parquet`: the users who have a query vector
+    /// in the space; 0 when it was not asked for.
     pub user_vectors: u64,
-    /// The files written, in the order above.
+    /// The files written, in the order above (`items`, `neighbours`,
+    /// `events`, `user_vectors`), each only if written.
     pub files: Vec<PathBuf>,
 }
 
@@ -258,14 +266,9 @@ impl Store {
             let per_batch = rows_per_group.checked_div(opts.neighbours).unwrap_or(1).max(1);
             for chunk in ids.chunks(per_batch) {
                 let (mut item, mut rank, mut neighbour, mut score) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-                for id in chunk {
-                    let hits = match self.knn(&Query::item(*id).k(opts.neighbours).space(&name)) {
-                        Ok(hits) => hits,
-                        Err(Error::UnknownItem { .. }) => continue,
-                        Err(e) => return Err(e),
-                    };
+                for (id, hits) in self.neighbours(&name, chunk, opts.neighbours)? {
                     for (r, h) in hits.iter().enumerate() {
-                        item.push(signed(*id, "item id")?);
+                        item.push(signed(id, "item id")?);
                         rank.push(r as i32 + 1);
                         neighbour.push(signed(h.id, "item id")?);
                         score.push(h.score);

@@ -466,7 +466,7 @@ impl Store {
             .clone()
             .unwrap_or_else(|| crate::options::DEFAULT_SPACE.to_string());
         let space = self.space(&name)?;
-        let shape = (name.as_str(), space.dim(), space.metric());
+        let shape = (name.as_str(), space.row_dim(), space.metric());
         import(
             path,
             opts,
@@ -475,13 +475,14 @@ impl Store {
             progress,
             |batch, first, report, write| {
                 let vectors = vectors_of(batch, first, path, shape, report)?;
-                if write {
-                    for (id, v) in &vectors {
-                        space.upsert(*id, v)?;
-                        // Counted one by one: a failure part way says
-                        // exactly how many were written.
-                        report.imported += 1;
-                    }
+                if write && !vectors.is_empty() {
+                    // One batch of the file, one write lock and one wait:
+                    // every row was checked above, so the batch goes in
+                    // whole or (on an I/O failure) not at all.
+                    let ids: Vec<u64> = vectors.iter().map(|(id, _)| *id).collect();
+                    let rows: Vec<&[f32]> = vectors.iter().map(|(_, v)| v.as_slice()).collect();
+                    space.upsert_batch(&ids, &rows)?;
+                    report.imported += ids.len() as u64;
                 }
                 Ok(())
             },

@@ -32,22 +32,31 @@ const SMALL_SHARE: f64 = 0.25;
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct CompactReport {
-    /// Segments rewritten, and the segments written in their place.
+    /// Sealed segments chosen for rewriting (for a dry run: that would be
+    /// rewritten), over every space compacted.
     pub segments_in: usize,
+    /// Segments written in their place; 0 for a dry run, which does not
+    /// plan the new segments.
     pub segments_out: usize,
-    /// Rows in the rewritten segments, and the live ones kept.
+    /// Rows in the segments chosen, dead ones included.
     pub rows_in: usize,
+    /// Live rows of those segments, copied into the new ones (for a dry
+    /// run: that would be).
     pub rows_kept: usize,
-    /// Bytes of the store before and after (for a dry run: the segment
-    /// files' bytes that would be reclaimed, in `bytes_after`'s place the
-    /// estimate).
+    /// Bytes of everything under the store directory before the
+    /// compaction.
     pub bytes_before: u64,
+    /// Bytes under the store directory after it; for a dry run, an
+    /// estimate: `bytes_before` less the chosen segment files' dead share.
     pub bytes_after: u64,
-    /// Runs of histories, features and attributes before and after (a
-    /// whole-store compaction merges each kind into one; a dry run and a
-    /// one-space compaction leave them), and the bytes the merges wrote.
+    /// Run files of histories, features and attributes before the
+    /// compaction.
     pub runs_before: usize,
+    /// Run files after it: a whole-store compaction merges each kind into
+    /// one; a dry run and a one-space compaction leave them as they were.
     pub runs_after: usize,
+    /// Bytes of run files that the compaction's merges wrote (0 when it
+    /// merged none).
     pub run_bytes_written: u64,
 }
 
@@ -75,11 +84,23 @@ fn choose(version: &Version, segment_rows: usize) -> Vec<Arc<SealedSegment>> {
 
 /// What [`Store::compact_with`] does: by default, compact every space.
 ///
-/// ```no_run
-/// # fn main() -> emberdb::Result<()> {
-/// # let store = emberdb::Store::open("s", emberdb::Options::new(4))?;
-/// let would = store.compact_with(&emberdb::CompactOptions::new().space("text").dry_run())?;
+/// ```
+/// use emberdb::{CompactOptions, Durability, Options, SpaceSpec, Store};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("store");
+/// let opts = Options::new(4).space("text", SpaceSpec::host(2)).durability(Durability::None);
+/// let store = Store::open(&path, opts)?;
+/// let text = store.space("text")?;
+/// text.upsert_batch(&[1, 2, 3, 4], &[1.0, 0.0, 0.0, 1.0, 0.7, 0.7, 0.6, 0.8])?;
+/// store.seal()?; // into a segment file
+/// text.delete(3)?;
+/// text.delete(4)?; // half its rows are dead now
+///
+/// let would = store.compact_with(&CompactOptions::new().space("text").dry_run())?;
+/// assert_eq!((would.segments_in, would.rows_in, would.rows_kept), (1, 4, 2));
 /// println!("would reclaim {} bytes", would.bytes_before - would.bytes_after);
+/// assert_eq!(store.space("text")?.stats().rows, 4); // a dry run changes nothing
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -72,13 +72,15 @@ pub struct RepairReport {
     pub deleted_items: usize,
     /// Log bytes replayed after the copy's checkpoint.
     pub replayed_bytes: u64,
-    /// Users with a history after the repair, and their entries.
+    /// Users with a history after the repair (0 in a dry run).
     pub users_with_history: usize,
+    /// Events in those histories, summed over the users.
     pub history_entries: u64,
     /// Run files (histories, features, attributes) read whole and kept.
     pub runs_checked: usize,
-    /// Users with features and items with attributes after the repair.
+    /// Users with features after the repair (0 in a dry run).
     pub users_with_features: usize,
+    /// Items with attributes after the repair (0 in a dry run).
     pub items_with_attributes: usize,
     /// Unfinished repairs of processes that died, removed first.
     pub removed_leftovers: Vec<PathBuf>,
@@ -95,6 +97,32 @@ impl Store {
     /// checkpoint writes, the segment files, the log and the trainer
     /// files; then opens the store once (replaying the log) and
     /// checkpoints. See [`Store::repair_with`].
+    ///
+    /// Here the metadata directory is lost whole; nothing acknowledged is:
+    ///
+    /// ```
+    /// use emberdb::{Durability, Error, Event, Options, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("store");
+    /// let store = Store::open(&path, Options::new(2).durability(Durability::None))?;
+    /// store.upsert(1, &[1.0, 0.0])?;
+    /// store.append_event(Event::new(7, 1, 1_700_000_000_000))?;
+    /// drop(store); // closing checkpoints, which writes the recovery copy
+    ///
+    /// // A healthy store is refused: a repair replaces only damaged metadata.
+    /// assert!(matches!(Store::repair(&path), Err(Error::NothingToRepair { .. })));
+    ///
+    /// std::fs::remove_dir_all(path.join("meta"))?; // the metadata is lost
+    /// assert!(Store::open(&path, Options::existing()).is_err());
+    /// let report = Store::repair(&path)?;
+    /// assert!(report.lost.is_empty() && report.moved_aside.is_none());
+    ///
+    /// let store = Store::open(&path, Options::existing())?;
+    /// assert_eq!(store.get(1)?, Some(vec![1.0, 0.0]));
+    /// assert_eq!(store.history(7)?, vec![1]);
+    /// # Ok(()) }
+    /// ```
     pub fn repair(path: impl AsRef<Path>) -> Result<RepairReport> {
         Store::repair_with(path, &RepairOptions::default())
     }

@@ -31,13 +31,19 @@ use crate::train::state;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SnapshotInfo {
+    /// The directory the copy was made at: the snapshot (`Store::snapshot`)
+    /// or the restored store (`restore`).
     pub path: PathBuf,
     /// Operations (events, upserts, deletes) with a smaller sequence number
     /// are in the snapshot; none with this one or later.
     pub next_seq: u64,
-    /// Files hard-linked, files copied, and bytes copied.
+    /// Immutable files (segments, indexes, runs, trainer state) hard-linked
+    /// from the source rather than copied.
     pub linked: usize,
+    /// Files copied byte for byte: the log, the metadata, and any file the
+    /// file system would not hard-link.
     pub copied: usize,
+    /// Bytes of the copied files, summed (hard links copy none).
     pub copied_bytes: u64,
     /// Temporary directories of earlier copies to the same destination
     /// whose process died before finishing (a kill), removed first.
@@ -47,7 +53,29 @@ pub struct SnapshotInfo {
 impl Store {
     /// A consistent copy of the store at `dest` (which must not exist),
     /// taken while other threads keep reading; writers wait for the copy.
-    /// Open it with `Store::open(dest, Options::existing())`.
+    /// Open it with `Store::open(dest, Options::existing())`, or make a
+    /// new store from it with [`restore`].
+    ///
+    /// ```
+    /// use emberdb::{Durability, Options, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("store");
+    /// let store = Store::open(&path, Options::new(2).durability(Durability::None))?;
+    /// store.upsert(1, &[1.0, 0.0])?;
+    /// let snap = dir.path().join("snap");
+    /// let info = store.snapshot(&snap)?;
+    /// store.upsert(2, &[0.0, 1.0])?; // after the snapshot: not in it
+    ///
+    /// let restored = dir.path().join("restored");
+    /// let restored_info = emberdb::restore(&snap, &restored)?;
+    /// assert_eq!(restored_info.next_seq, info.next_seq); // the same point of the log
+    /// let copy = Store::open(&restored, Options::existing())?;
+    /// assert!(copy.get(1)?.is_some());
+    /// assert!(copy.get(2)?.is_none());
+    /// assert!(store.get(2)?.is_some()); // the original carries on
+    /// # Ok(()) }
+    /// ```
     pub fn snapshot(&self, dest: impl AsRef<Path>) -> Result<SnapshotInfo> {
         let dest = dest.as_ref();
         self.shared.refuse_if_read_only()?;
@@ -87,7 +115,9 @@ impl Store {
 }
 
 /// Makes a store at `dest` from the snapshot at `snapshot` (hard links where
-/// possible), then opens it once to check it.
+/// possible), then opens it once to check it. `dest` must not exist; the
+/// snapshot is left as it was, to restore again. See [`Store::snapshot`]
+/// for an example.
 pub fn restore(snapshot: &Path, dest: &Path) -> Result<SnapshotInfo> {
     if !snapshot.join("meta").is_dir() {
         return Err(Error::NotAStore {

@@ -72,6 +72,21 @@ impl Store {
     /// module documentation). Reads every byte of every file; queries and
     /// writes carry on meanwhile (the checks run on the version current
     /// when it starts, under no lock).
+    ///
+    /// ```
+    /// use emberdb::{Durability, Event, Options, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("store");
+    /// let store = Store::open(&path, Options::new(2).durability(Durability::None))?;
+    /// store.upsert(1, &[1.0, 0.0])?;
+    /// store.append_event(Event::new(7, 1, 1_700_000_000_000))?;
+    /// store.flush()?;
+    /// let report = store.verify()?;
+    /// assert!(report.problems.is_empty(), "{:?}", report.problems);
+    /// assert!(report.files_checked > 0);
+    /// # Ok(()) }
+    /// ```
     pub fn verify(&self) -> Result<VerifyReport> {
         self.verify_with(&VerifyOptions::new())
     }

@@ -164,6 +164,23 @@ pub(crate) fn resolve(path: &Path, opts: &Options, meta: &dyn MetaStore) -> Resu
         }
     };
     check_numbering(path, &stored, &manifest)?;
+    // `Options::existing().metric(..)` names no space but the default
+    // space's metric: one the store does not have is refused, not ignored.
+    if let Some(default) = stored
+        .iter()
+        .find(|s| s.number == 0)
+        .filter(|_| opts.from_store && opts.metric_given)
+    {
+        if default.metric != opts.metric {
+            return Err(Error::ConfigMismatch {
+                path: path.to_path_buf(),
+                space: default.name.clone(),
+                field: "metric",
+                stored: format!("{:?}", default.metric),
+                requested: format!("{:?}", opts.metric),
+            });
+        }
+    }
 
     let mut spaces = Vec::with_capacity(stored.len() + requested.len());
     for space in &mut stored {

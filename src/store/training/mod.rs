@@ -231,12 +231,15 @@ pub(crate) fn provisional_vectors(
                 continue;
             }
             if let Some(row) = version.trained_row(*item, Seen::NOW)? {
-                let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
-                if norm > 0.0 {
-                    let weight = if cosine { 1.0 / norm } else { 1.0 };
-                    sum.iter_mut().zip(row).for_each(|(s, x)| *s += x * weight);
-                    found += 1;
-                }
+                // Cosine pools unit vectors, as a user query does; other
+                // metrics keep the rows' lengths (a DNN row's bias too).
+                let added = if cosine {
+                    crate::kernels::add_unit(&mut sum, row, 1.0)
+                } else {
+                    sum.iter_mut().zip(row).for_each(|(s, x)| *s += x);
+                    row.iter().any(|x| *x != 0.0)
+                };
+                found += usize::from(added);
             }
         }
         let norm = sum.iter().map(|x| x * x).sum::<f32>().sqrt();

@@ -17,17 +17,43 @@ pub type Progress<'a> = &'a (dyn Fn(&str, f64) + Sync);
 /// What [`Store::train_with`] runs: by default one incremental round of
 /// every trained space, with the stored options and no progress callback.
 ///
-/// ```no_run
-/// use emberdb::{RoundOverrides, Store, TrainRequest};
-/// # fn main() -> emberdb::Result<()> {
-/// # let store = Store::open("s", emberdb::Options::trained(32))?;
-/// let reports = store.train_with(&TrainRequest::full().space("dnn").overrides(RoundOverrides {
-///     epochs: Some(5),
+/// A full round of the YouTube DNN space `dnn` only, with one epoch for
+/// this round:
+///
+/// ```
+/// use emberdb::{DnnOptions, Durability, Event, Options, RoundOverrides, SpaceSpec, Store, TrainOptions, TrainRequest};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("store");
+/// // A small model, to train in a moment.
+/// let dnn = DnnOptions {
+///     hidden: vec![16],
+///     embed_dim: 8,
+///     feature_dim: 4,
+///     negatives: 8,
+///     batch: 16,
+///     epochs: 2,
+///     threads: 1,
+///     ..DnnOptions::default()
+/// };
+/// let opts = Options::trained(8)
+///     .train_options(TrainOptions::default().epochs(2).threads(1))
+///     .space("dnn", SpaceSpec::youtube_dnn(8).dnn_options(dnn))
+///     .durability(Durability::None);
+/// let store = Store::open(&path, opts)?;
+/// let events: Vec<Event> = (0..20u64)
+///     .flat_map(|u| (0..5u64).map(move |i| Event::new(u, (u + i) % 10, 1_700_000_000_000 + i)))
+///     .collect();
+/// store.append_events(&events)?;
+///
+/// let request = TrainRequest::full().space("dnn").overrides(RoundOverrides {
+///     epochs: Some(1),
 ///     ..RoundOverrides::default()
-/// }))?;
-/// for report in &reports {
-///     println!("{}: generation {}", report.space, report.generation);
-/// }
+/// });
+/// let reports = store.train_with(&request)?;
+/// assert_eq!(reports.len(), 1);
+/// assert_eq!((reports[0].space.as_str(), reports[0].generation), ("dnn", 1));
+/// assert_eq!((reports[0].full, reports[0].epochs), (true, 1));
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Default)]
@@ -117,6 +143,40 @@ impl Store {
     /// space's options refuse `Error::InvalidOptions`. One round failing
     /// does not keep the others from theirs; the first error is returned
     /// once all ran (and each is logged).
+    ///
+    /// ```
+    /// use emberdb::{Durability, Error, Event, Options, Query, Store, TrainOptions, TrainRequest};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("store");
+    /// let opts = Options::trained(8)
+    ///     .train_options(TrainOptions::default().epochs(5).incremental_epochs(2).threads(1))
+    ///     .durability(Durability::None);
+    /// let store = Store::open(&path, opts)?;
+    /// let t = 1_700_000_000_000;
+    /// let events: Vec<Event> = (0..20u64)
+    ///     .flat_map(|u| (0..5u64).map(move |i| Event::new(u, (u + i) % 10, t + i)))
+    ///     .collect();
+    /// store.append_events(&events)?;
+    /// // A trained space answers user queries from its first round on.
+    /// assert!(store.knn(&Query::user(3))?.is_empty());
+    ///
+    /// // Every trained space (here the default one), with a progress callback.
+    /// let progress = |space: &str, done: f64| assert!(space == "default" && (0.0..=1.0).contains(&done));
+    /// let reports = store.train_with(&TrainRequest::new().progress(&progress))?;
+    /// let first = &reports[0];
+    /// assert_eq!((first.generation, first.full, first.items), (1, true, 10));
+    /// assert!(!store.knn(&Query::user(3))?.is_empty());
+    ///
+    /// // The next round is incremental, on what arrived since.
+    /// store.append_event(Event::new(3, 9, t + 100))?;
+    /// let next = &store.train_with(&TrainRequest::new())?[0];
+    /// assert_eq!((next.generation, next.full, next.new_events), (2, false, 1));
+    ///
+    /// // A space the store does not have is refused before any round runs.
+    /// assert!(matches!(store.train_with(&TrainRequest::new().space("nope")), Err(Error::UnknownSpace { .. })));
+    /// # Ok(()) }
+    /// ```
     pub fn train_with(&self, request: &TrainRequest) -> Result<Vec<TrainReport>> {
         let shared = &*self.shared;
         let spaces: Vec<&SpaceState> = if request.spaces.is_empty() {

@@ -105,6 +105,8 @@ pub struct TrainerStats {
     pub generation: u64,
     /// Items with a trained vector.
     pub items: usize,
+    /// Training rounds published in the space's lifetime, full and
+    /// incremental (persisted with the trainer state).
     pub rounds: u64,
     /// Events appended since the last round began (after a restart, an
     /// upper bound: every operation logged since the last round's cut).

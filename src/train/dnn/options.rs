@@ -32,17 +32,26 @@ pub struct DnnOptions {
     /// most: heavy users do not dominate.
     pub positions_per_user: usize,
     /// Negatives drawn per batch (shared by its examples) from the proposal
-    /// `count^sampler_exponent`, log-Q corrected.
+    /// `count^sampler_exponent`, log-Q corrected; 1 to 1,048,576 (1024 by
+    /// default).
     pub negatives: usize,
+    /// The exponent on an item's event count in the negatives' proposal
+    /// distribution (0.75 by default; 0 draws uniformly, 1 by popularity).
     pub sampler_exponent: f64,
     /// Examples per gradient step.
     pub batch: usize,
-    /// Passes of a full round, and of an incremental one.
+    /// Passes over the examples in a full round, at least 1 (10 by
+    /// default).
     pub epochs: usize,
+    /// Passes over the examples in an incremental round, at least 1 (2 by
+    /// default).
     pub incremental_epochs: usize,
-    /// Adam's step size (full rounds; incremental rounds use
-    /// `incremental_learning_rate`).
+    /// Adam's step size in full rounds, finite and positive (0.002 by
+    /// default).
     pub learning_rate: f32,
+    /// Adam's step size in incremental rounds, finite and positive
+    /// (0.0005 by default): smaller, so a round refines the model rather
+    /// than forgets it.
     pub incremental_learning_rate: f32,
     /// L2 penalty on the item and feature embeddings' touched rows.
     pub l2: f32,
@@ -55,9 +64,13 @@ pub struct DnnOptions {
     pub replay_ratio: f64,
     /// Every round retrains from scratch.
     pub full_retrain: bool,
-    /// Threads (the batch is split between them; any count gives the same
-    /// result for a seed).
+    /// Threads (the batch is split between them). A seed and a thread
+    /// count give the same bits every time; another count sums the
+    /// gradients in another order, so its last bits may differ.
     pub threads: usize,
+    /// Seeds every random draw: initial weights, example shuffles,
+    /// negatives and the replayed users (1 by default); each round mixes
+    /// in its round number.
     pub seed: u64,
     /// When rounds run in the background.
     pub policy: TrainPolicy,

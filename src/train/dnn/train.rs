@@ -28,10 +28,14 @@ use crate::train::sampler::{probabilities, NegativeSampler};
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 #[non_exhaustive]
 pub struct DnnRunStats {
-    /// Training examples seen, over all epochs, and gradient steps.
+    /// Training examples seen, over all epochs.
     pub examples: u64,
+    /// Gradient steps taken (one per batch), over all epochs.
     pub steps: u64,
+    /// Wall-clock seconds of the training loop.
     pub seconds: f64,
+    /// Threads the run used: the options' `threads`, at most one per
+    /// example of a batch.
     pub threads: usize,
     /// The mean loss of the last epoch.
     pub loss: f64,
@@ -41,6 +45,8 @@ pub struct DnnRunStats {
 }
 
 impl DnnRunStats {
+    /// Training examples per second per thread (0 when no time was
+    /// measured).
     pub fn examples_per_second_per_thread(&self) -> f64 {
         if self.seconds <= 0.0 {
             return 0.0;
@@ -48,6 +54,8 @@ impl DnnRunStats {
         self.examples as f64 / self.seconds / self.threads.max(1) as f64
     }
 
+    /// The matrix products' achieved speed, in billions of floating-point
+    /// operations per second (0 when no time was measured).
     pub fn gflops(&self) -> f64 {
         if self.seconds <= 0.0 {
             return 0.0;

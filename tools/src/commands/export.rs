@@ -6,9 +6,9 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{bail, Context as _};
 use clap::Args;
-use emberdb::{Hit, Query, Store};
+use emberdb::{Hit, Store};
 use serde::Serialize;
 
 use crate::commands::store::{open_read_only, progress};
@@ -164,28 +164,9 @@ impl SimilarOut {
 }
 
 /// Every item's top `top` similar items in `space`, one batch of items at
-/// a time, searched by every core.
+/// a time, searched by every core (`Store::neighbours`).
 fn search_batch(store: &Store, space: &str, batch: &[u64], top: usize) -> anyhow::Result<Neighbours> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per = batch.len().div_ceil(threads).max(1);
-    let parts: Vec<std::thread::Result<emberdb::Result<Neighbours>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = batch
-            .chunks(per)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .map(|id| store.knn(&Query::item(*id).k(top).space(space)).map(|h| (*id, h)))
-                        .collect()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join()).collect()
-    });
-    let mut out = Vec::with_capacity(batch.len());
-    for part in parts {
-        out.extend(part.map_err(|_| anyhow!("a search thread panicked"))??);
-    }
-    Ok(out)
+    Ok(store.neighbours(space, batch, top)?)
 }
 
 /// `path` for the space `name`: as given for the default space (or when
