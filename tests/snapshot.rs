@@ -99,7 +99,7 @@ fn restored_trained_store_answers_exactly_like_the_original() {
     store.append_events(&planted_events(300, 6, 20, 10, 10)).unwrap();
     store.train().unwrap();
 
-    let restored = emberdb::restore(&dir.path().join("snap"), &dir.path().join("restored")).unwrap();
+    let restored = emberdb::restore(dir.path().join("snap"), dir.path().join("restored")).unwrap();
     assert_eq!(restored.next_seq, info.next_seq);
     let again = Store::open(dir.path().join("restored"), Options::existing()).unwrap();
     again.wait_for_indexes();

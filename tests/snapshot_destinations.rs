@@ -93,7 +93,7 @@ fn an_unrelated_directory_beside_the_destination_is_not_touched() {
     std::fs::write(restore_theirs.join("precious"), b"keep me too").unwrap();
 
     store.snapshot(dir.path().join("mydata")).unwrap();
-    emberdb::restore(&dir.path().join("mydata"), &dir.path().join("restored")).unwrap();
+    emberdb::restore(dir.path().join("mydata"), dir.path().join("restored")).unwrap();
     assert_eq!(std::fs::read(theirs.join("precious")).unwrap(), b"keep me");
     assert_eq!(std::fs::read(restore_theirs.join("precious")).unwrap(), b"keep me too");
 }
@@ -123,7 +123,7 @@ fn an_existing_destination_is_refused_even_an_empty_one() {
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     assert!(store.snapshot(&empty).is_err());
-    assert!(emberdb::restore(&dir.path().join("s"), &empty).is_err());
+    assert!(emberdb::restore(dir.path().join("s"), &empty).is_err());
     assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
 }
 
@@ -158,7 +158,7 @@ fn a_destination_inside_the_store_or_around_it_is_refused() {
         .unwrap()
         .snapshot(&snap)
         .unwrap();
-    let err = emberdb::restore(&snap, &snap.join("segments/restored")).unwrap_err();
+    let err = emberdb::restore(&snap, snap.join("segments/restored")).unwrap_err();
     assert!(err.to_string().contains("contain one another"), "{err}");
     let reopened = Store::open(&snap, Options::existing()).unwrap();
     assert!(reopened.verify().unwrap().problems.is_empty());

@@ -285,13 +285,13 @@ fn index_specs_and_training_options_are_remembered() {
     let store = Store::open(dir.path(), Options::existing()).unwrap();
     let opts = store.options();
     assert_eq!(
-        opts.training().unwrap(),
+        opts.get_train_options().unwrap(),
         &TrainOptions::default().epochs(10).threads(1).seed(7)
     );
     let small = &opts.spaces()[1].1;
     assert_eq!(small.dim(), 8);
     assert_eq!(
-        small.training().unwrap(),
+        small.get_train_options().unwrap(),
         &TrainOptions::default().epochs(5).threads(1).seed(11)
     );
     drop(store);

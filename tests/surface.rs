@@ -338,3 +338,67 @@ fn the_replaced_names_still_work() {
     store.compact_space("text").unwrap();
     assert!(store.verify_space("dnn").unwrap().problems.is_empty());
 }
+
+/// One name per concept: the getters are `get_*` (a builder takes each
+/// plain name), the learning rate and negatives are called so in every
+/// option struct, and `DnnOptions` is set with builder methods as the
+/// others are; the older names still work.
+#[test]
+#[allow(deprecated)]
+fn option_names_are_one_per_concept_and_the_old_ones_still_work() {
+    let opts = Options::new(12)
+        .metric(Metric::L2)
+        .segment_rows(500)
+        .index(emberdb::IndexSpec::Flat);
+    assert_eq!(
+        (
+            opts.get_dim(),
+            opts.get_metric(),
+            opts.get_segment_rows(),
+            opts.get_index()
+        ),
+        (12, Metric::L2, 500, emberdb::IndexSpec::Flat)
+    );
+    assert_eq!(
+        (opts.metric_kind(), opts.segment_rows_value(), opts.index_spec()),
+        (Metric::L2, 500, emberdb::IndexSpec::Flat)
+    );
+    assert!(opts.get_train_options().is_none());
+
+    let new_names = TrainOptions::default()
+        .negatives(7)
+        .learning_rate(0.05)
+        .min_learning_rate(0.001)
+        .incremental_learning_rate(0.02);
+    let old_names = TrainOptions::default()
+        .negative(7)
+        .alpha(0.05)
+        .min_alpha(0.001)
+        .incremental_alpha(0.02);
+    assert_eq!(new_names, old_names);
+    assert_ne!(new_names, TrainOptions::default());
+
+    let built = DnnOptions::default()
+        .epochs(3)
+        .negatives(64)
+        .learning_rate(0.01)
+        .threads(1)
+        .seed(9);
+    let literal = DnnOptions {
+        epochs: 3,
+        negatives: 64,
+        learning_rate: 0.01,
+        threads: 1,
+        seed: 9,
+        ..DnnOptions::default()
+    };
+    assert_eq!(built, literal);
+
+    let spec = SpaceSpec::youtube_dnn(8).dnn_options(built.clone());
+    assert_eq!(spec.get_dnn_options(), Some(&built));
+    assert_eq!(spec.get_metric(), Metric::InnerProduct);
+    assert_eq!((spec.dnn(), spec.metric_kind()), (Some(&built), Metric::InnerProduct));
+    let host = SpaceSpec::host(4).index(emberdb::IndexSpec::Flat);
+    assert_eq!(host.get_index(), Some(emberdb::IndexSpec::Flat));
+    assert!(host.get_train_options().is_none());
+}

@@ -225,7 +225,7 @@ fn a_store_is_either_trained_or_host_fed() {
         Err(Error::ConfigMismatch { field: "vectors", .. })
     ));
     let existing = Store::open(trained_dir.path(), Options::existing()).unwrap();
-    assert!(existing.options().training().is_some());
+    assert!(existing.options().get_train_options().is_some());
     drop(existing);
 
     let host_dir = tempfile::tempdir().unwrap();

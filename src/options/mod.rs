@@ -269,8 +269,9 @@ impl Options {
     }
 
     /// The training options, for a trained store.
+    #[deprecated(note = "use Options::get_train_options")]
     pub fn training(&self) -> Option<&TrainOptions> {
-        self.train.as_ref()
+        self.get_train_options()
     }
 
     /// The metric (persisted: reopening with another metric is an error,
@@ -382,24 +383,58 @@ impl Options {
         self
     }
 
-    /// The index spec.
-    pub fn index_spec(&self) -> IndexSpec {
-        self.index
+    // Getters. A builder method takes each plain name (`metric(..)`), so
+    // the getters are `get_*`, as `std::process::Command`'s are; what an
+    // open store actually has is on `Store` and `Space`.
+
+    /// The default space's dimension, as given to [`Options::new`] or
+    /// [`Options::trained`] (1 for [`Options::existing`]).
+    pub fn get_dim(&self) -> usize {
+        self.dim
     }
 
-    /// Rows of a full segment.
-    pub fn segment_rows_value(&self) -> usize {
+    /// The default space's metric, as set (cosine unless [`Options::metric`]
+    /// says otherwise).
+    pub fn get_metric(&self) -> Metric {
+        self.metric
+    }
+
+    /// Rows the growing segment takes before it is sealed.
+    pub fn get_segment_rows(&self) -> usize {
         self.segment_rows
     }
 
-    /// The vector dimension.
+    /// The default space's index spec, as set.
+    pub fn get_index(&self) -> IndexSpec {
+        self.index
+    }
+
+    /// The default space's training options, for a trained store.
+    pub fn get_train_options(&self) -> Option<&TrainOptions> {
+        self.train.as_ref()
+    }
+
+    /// The vector dimension ([`Options::get_dim`]).
     pub fn dim(&self) -> usize {
         self.dim
     }
 
+    /// The index spec.
+    #[deprecated(note = "use Options::get_index")]
+    pub fn index_spec(&self) -> IndexSpec {
+        self.get_index()
+    }
+
+    /// Rows of a full segment.
+    #[deprecated(note = "use Options::get_segment_rows")]
+    pub fn segment_rows_value(&self) -> usize {
+        self.get_segment_rows()
+    }
+
     /// The metric.
+    #[deprecated(note = "use Options::get_metric")]
     pub fn metric_kind(&self) -> Metric {
-        self.metric
+        self.get_metric()
     }
 
     pub(crate) fn validate(&self) -> Result<()> {

@@ -150,8 +150,14 @@ impl SpaceSpec {
 
     /// The metric the space is searched by (set with
     /// [`SpaceSpec::metric`]; cosine unless a YouTube DNN space).
-    pub fn metric_kind(&self) -> Metric {
+    pub fn get_metric(&self) -> Metric {
         self.metric
+    }
+
+    /// The metric ([`SpaceSpec::get_metric`]).
+    #[deprecated(note = "use SpaceSpec::get_metric")]
+    pub fn metric_kind(&self) -> Metric {
+        self.get_metric()
     }
 
     /// Where the space's vectors come from: the host, or training of which
@@ -160,20 +166,39 @@ impl SpaceSpec {
         self.kind
     }
 
-    /// The item2vec training options.
-    pub fn training(&self) -> Option<&TrainOptions> {
+    /// The item2vec training options (set with
+    /// [`SpaceSpec::train_options`]; None: the defaults, or not item2vec).
+    pub fn get_train_options(&self) -> Option<&TrainOptions> {
         self.train.as_ref()
     }
 
-    /// The YouTube DNN's options.
-    pub fn dnn(&self) -> Option<&DnnOptions> {
+    /// The YouTube DNN's options (set with [`SpaceSpec::dnn_options`]).
+    pub fn get_dnn_options(&self) -> Option<&DnnOptions> {
         self.dnn.as_ref()
     }
 
     /// The index spec, if one was given (or, in `Store::options`, the one
     /// the space runs).
-    pub fn index_spec(&self) -> Option<IndexSpec> {
+    pub fn get_index(&self) -> Option<IndexSpec> {
         self.index
+    }
+
+    /// The item2vec training options.
+    #[deprecated(note = "use SpaceSpec::get_train_options")]
+    pub fn training(&self) -> Option<&TrainOptions> {
+        self.get_train_options()
+    }
+
+    /// The YouTube DNN's options.
+    #[deprecated(note = "use SpaceSpec::get_dnn_options")]
+    pub fn dnn(&self) -> Option<&DnnOptions> {
+        self.get_dnn_options()
+    }
+
+    /// The index spec.
+    #[deprecated(note = "use SpaceSpec::get_index")]
+    pub fn index_spec(&self) -> Option<IndexSpec> {
+        self.get_index()
     }
 
     pub(crate) fn validate(&self, name: &str) -> Result<()> {

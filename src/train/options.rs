@@ -70,10 +70,16 @@ impl TrainOptions {
         self.epochs = epochs;
         self
     }
-    /// Negative samples per positive pair (default 5).
-    pub fn negative(mut self, negative: usize) -> Self {
-        self.negative = negative;
+    /// Negative samples per positive pair (default 5; the same name as
+    /// `DnnOptions::negatives` and `RoundOverrides::negatives`).
+    pub fn negatives(mut self, negatives: usize) -> Self {
+        self.negative = negatives;
         self
+    }
+    /// Negative samples per positive pair (word2vec's name).
+    #[deprecated(note = "use TrainOptions::negatives")]
+    pub fn negative(self, negative: usize) -> Self {
+        self.negatives(negative)
     }
     /// Exponent of the item counts for drawing negatives (default -0.5,
     /// which favours rare items and measured best on recommendation data;
@@ -87,15 +93,27 @@ impl TrainOptions {
         self.sample = sample;
         self
     }
-    /// Learning rate at the start of a round (default 0.025).
-    pub fn alpha(mut self, alpha: f32) -> Self {
-        self.alpha = alpha;
+    /// Learning rate at the start of a round (default 0.025; word2vec's
+    /// `alpha`, `DnnOptions::learning_rate`).
+    pub fn learning_rate(mut self, rate: f32) -> Self {
+        self.alpha = rate;
         self
     }
-    /// Learning rate at the end of a round (default 0.0001).
-    pub fn min_alpha(mut self, min_alpha: f32) -> Self {
-        self.min_alpha = min_alpha;
+    /// Learning rate at the end of a round (default 0.0001; word2vec's
+    /// `min_alpha`): the rate decays linearly to it.
+    pub fn min_learning_rate(mut self, rate: f32) -> Self {
+        self.min_alpha = rate;
         self
+    }
+    /// Learning rate at the start of a round (word2vec's name).
+    #[deprecated(note = "use TrainOptions::learning_rate")]
+    pub fn alpha(self, alpha: f32) -> Self {
+        self.learning_rate(alpha)
+    }
+    /// Learning rate at the end of a round (word2vec's name).
+    #[deprecated(note = "use TrainOptions::min_learning_rate")]
+    pub fn min_alpha(self, min_alpha: f32) -> Self {
+        self.min_learning_rate(min_alpha)
     }
     /// Items nearest in time on each side that form an item's context
     /// (default 0: the user's whole history).
@@ -130,12 +148,18 @@ impl TrainOptions {
         self.incremental_epochs = epochs;
         self
     }
-    /// Learning rate at the start of an incremental round (default 0.01):
-    /// lower than a full round's, so that fine-tuning on what is new does
-    /// not shake the rest out of place.
-    pub fn incremental_alpha(mut self, alpha: f32) -> Self {
-        self.incremental_alpha = alpha;
+    /// Learning rate at the start of an incremental round (default 0.01;
+    /// `DnnOptions::incremental_learning_rate`): lower than a full round's,
+    /// so that fine-tuning on what is new does not shake the rest out of
+    /// place.
+    pub fn incremental_learning_rate(mut self, rate: f32) -> Self {
+        self.incremental_alpha = rate;
         self
+    }
+    /// Learning rate at the start of an incremental round (word2vec's name).
+    #[deprecated(note = "use TrainOptions::incremental_learning_rate")]
+    pub fn incremental_alpha(self, alpha: f32) -> Self {
+        self.incremental_learning_rate(alpha)
     }
     /// Histories without new events mixed into an incremental round, per
     /// history with new events (default 1), so that items nobody touched

@@ -118,7 +118,8 @@ impl Store {
 /// possible), then opens it once to check it. `dest` must not exist; the
 /// snapshot is left as it was, to restore again. See [`Store::snapshot`]
 /// for an example.
-pub fn restore(snapshot: &Path, dest: &Path) -> Result<SnapshotInfo> {
+pub fn restore(snapshot: impl AsRef<Path>, dest: impl AsRef<Path>) -> Result<SnapshotInfo> {
+    let (snapshot, dest) = (snapshot.as_ref(), dest.as_ref());
     if !snapshot.join("meta").is_dir() {
         return Err(Error::NotAStore {
             path: snapshot.to_path_buf(),

@@ -141,3 +141,104 @@ impl DnnOptions {
         Ok(())
     }
 }
+
+/// Builder methods, one per field, so that `DnnOptions` is set the way
+/// `TrainOptions` and `Options` are (`DnnOptions::default().epochs(5)`);
+/// the fields stay public for struct-literal construction.
+impl DnnOptions {
+    /// Sets `hidden`: the tower's hidden layer widths.
+    pub fn hidden(mut self, hidden: Vec<usize>) -> Self {
+        self.hidden = hidden;
+        self
+    }
+
+    /// Sets `embed_dim`: the width of the feature embeddings.
+    pub fn embed_dim(mut self, embed_dim: usize) -> Self {
+        self.embed_dim = embed_dim;
+        self
+    }
+
+    /// Sets `watch_len`: the recent items the watch vector averages.
+    pub fn watch_len(mut self, watch_len: usize) -> Self {
+        self.watch_len = watch_len;
+        self
+    }
+
+    /// Sets `negatives`: negatives shared by a batch.
+    pub fn negatives(mut self, negatives: usize) -> Self {
+        self.negatives = negatives;
+        self
+    }
+
+    /// Sets `batch`: examples per step.
+    pub fn batch(mut self, batch: usize) -> Self {
+        self.batch = batch;
+        self
+    }
+
+    /// Sets `epochs`: passes over the examples in a full round.
+    pub fn epochs(mut self, epochs: usize) -> Self {
+        self.epochs = epochs;
+        self
+    }
+
+    /// Sets `incremental_epochs`: passes in an incremental round.
+    pub fn incremental_epochs(mut self, incremental_epochs: usize) -> Self {
+        self.incremental_epochs = incremental_epochs;
+        self
+    }
+
+    /// Sets `learning_rate`: Adam's step in a full round.
+    pub fn learning_rate(mut self, learning_rate: f32) -> Self {
+        self.learning_rate = learning_rate;
+        self
+    }
+
+    /// Sets `incremental_learning_rate`: Adam's step in an incremental round.
+    pub fn incremental_learning_rate(mut self, incremental_learning_rate: f32) -> Self {
+        self.incremental_learning_rate = incremental_learning_rate;
+        self
+    }
+
+    /// Sets `use_features`: whether the tower takes the users' features.
+    pub fn use_features(mut self, use_features: bool) -> Self {
+        self.use_features = use_features;
+        self
+    }
+
+    /// Sets `example_age`: whether the tower takes the example age.
+    pub fn example_age(mut self, example_age: bool) -> Self {
+        self.example_age = example_age;
+        self
+    }
+
+    /// Sets `replay_ratio`: older histories replayed per new one in an incremental round.
+    pub fn replay_ratio(mut self, replay_ratio: f64) -> Self {
+        self.replay_ratio = replay_ratio;
+        self
+    }
+
+    /// Sets `full_retrain`: whether every round retrains from scratch.
+    pub fn full_retrain(mut self, full_retrain: bool) -> Self {
+        self.full_retrain = full_retrain;
+        self
+    }
+
+    /// Sets `threads`: training threads.
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// Sets `seed`: the seed of initialisation and sampling.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Sets `policy`: when rounds run in the background.
+    pub fn policy(mut self, policy: TrainPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+}

@@ -139,7 +139,7 @@ pub fn compact(a: CompactArgs, out: &mut impl Write) -> anyhow::Result<()> {
         return Ok(());
     }
     let segments_out = if a.dry_run {
-        r.rows_kept.div_ceil(store.options().segment_rows_value())
+        r.rows_kept.div_ceil(store.options().get_segment_rows())
     } else {
         r.segments_out
     };

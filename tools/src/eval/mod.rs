@@ -192,11 +192,11 @@ fn train_options(a: &EvalArgs) -> anyhow::Result<TrainOptions> {
     };
     let mut t = TrainOptions::default()
         .epochs(a.epochs)
-        .negative(a.negative)
+        .negatives(a.negative)
         .ns_exponent(a.ns_exponent)
         .sample(a.sample)
-        .alpha(a.alpha)
-        .min_alpha(a.min_alpha)
+        .learning_rate(a.alpha)
+        .min_learning_rate(a.min_alpha)
         .window(a.window)
         .seed(a.seed)
         .sigmoid(sigmoid);
@@ -207,7 +207,7 @@ fn train_options(a: &EvalArgs) -> anyhow::Result<TrainOptions> {
         t = t.incremental_epochs(n);
     }
     if let Some(x) = a.incremental_alpha {
-        t = t.incremental_alpha(x);
+        t = t.incremental_learning_rate(x);
     }
     if let Some(r) = a.replay_ratio {
         t = t.replay_ratio(r);
