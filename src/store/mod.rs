@@ -1,6 +1,6 @@
 //! The public facade: [`Store`]. Writes go through one write lock (log,
 //! then apply, in the same order replay will use), release it, and then wait
-//! for durability in the group commit ([`Store::mutate`]). Reads load the
+//! for durability in the group commit (`Store::mutate`, `write/path.rs`). Reads load the
 //! current [`Version`] and never take the write lock.
 //!
 //! The facade's own files (this one, `handle`, `batch`, `recall`, `state`,
@@ -22,6 +22,7 @@ pub(crate) mod recall;
 pub(crate) mod segments;
 pub(crate) mod space;
 pub(crate) mod state;
+pub(crate) mod stats;
 pub(crate) mod training;
 pub(crate) mod trending;
 pub(crate) mod write;
@@ -32,17 +33,16 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::durability::Durability;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::event::Event;
 use crate::options::Options;
 use crate::query::plan::{self, Geometry};
 use crate::query::{Hit, Query, Target};
 use crate::train::TrainReport;
 use crate::validate;
+use crate::wal::frame;
 use crate::wal::record::{self, EVENT_BYTES};
 use crate::wal::writer::SyncShared;
-use crate::wal::{frame, Position};
 pub use batch::VectorRows;
 pub use behaviour::attributes::TITLE_KEY;
 pub use behaviour::RunFileStats;
@@ -60,84 +60,14 @@ pub use open::RecoveryReport;
 pub use recall::{RECOMMEND_POPULAR_WEIGHT, RECOMMEND_USER_WEIGHT};
 use space::SpaceState;
 use state::{Shared, WriteState};
+pub use stats::Stats;
 pub use training::request::{Progress, TrainRequest};
 pub use training::trainer::TrainerStats;
 pub use training::RoundKind;
+pub(crate) use write::path::Written;
 
 /// Events per log record: keeps a frame well under `frame::MAX_PAYLOAD`.
 const EVENTS_PER_RECORD: usize = (frame::MAX_PAYLOAD - 64) / EVENT_BYTES / 2;
-
-/// Counts of what a store holds and occupies. Row and segment counts are
-/// totals over every space; `spaces` has each space's own.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Rows in all segments, including dead (deleted or superseded) ones.
-    pub rows: usize,
-    /// Rows that queries can return.
-    pub live_rows: usize,
-    /// Sealed (file-backed) segments.
-    pub sealed_segments: usize,
-    /// Rows in the growing (in-memory, logged) segment.
-    pub growing_rows: usize,
-    /// Bytes of write-ahead log on disk.
-    pub wal_bytes: u64,
-    /// Bytes of sealed segment files.
-    pub segment_bytes: u64,
-    /// Bytes of the metadata store.
-    pub meta_bytes: u64,
-    /// All bytes under the store directory.
-    pub disk_bytes: u64,
-    /// fsyncs of the log since the store was opened (group commit makes
-    /// this far smaller than the number of synced writes).
-    pub wal_fsyncs: u64,
-    /// Sealed segments whose Faiss index is in use (the others are
-    /// searched exactly: too small to index, not indexed yet, or their
-    /// build failed).
-    pub indexed_segments: usize,
-    /// How each sealed segment is searched, one short description per
-    /// segment, space by space (`hnsw32`, `ivf894`, `exact`).
-    pub segment_kinds: Vec<String>,
-    /// Faiss indexes built since the store was opened (in the background
-    /// after a seal, or by a compaction).
-    pub index_builds: u64,
-    /// Index files loaded from disk since the store was opened (at open,
-    /// mostly).
-    pub index_loads: u64,
-    /// Index builds that failed since the store was opened (logged; those
-    /// segments are searched exactly).
-    pub index_failures: u64,
-    /// The default space's trainer (or, when the default space is
-    /// host-fed, the first trained space's): generation, vocabulary, rounds.
-    pub trainer: Option<TrainerStats>,
-    /// Every space, the default one first.
-    pub spaces: Vec<SpaceStats>,
-    /// Users with events since the last checkpoint, whose newest events
-    /// are in memory; the rest of every history is in runs.
-    pub cached_histories: usize,
-    /// Bytes of behaviour (events, features, attributes) held in memory
-    /// since the last checkpoint, bounded by `Options::recent_bytes`.
-    pub cached_history_bytes: usize,
-    /// Users with features (`Store::set_user_features`), kept in runs.
-    pub users_with_features: usize,
-    /// Items with attributes (`Store::set_attributes`), kept in runs and,
-    /// with their posting lists, in memory.
-    pub items_with_attributes: usize,
-    /// The run files holding histories, features and attributes.
-    pub runs: behaviour::RunFileStats,
-    /// Items with events in the trending window (`Query::popular`).
-    pub trending_items: usize,
-    /// Items deleted from the whole store (`Store::delete`) and not
-    /// undeleted since.
-    pub deleted_items: usize,
-    /// The instruction set the distance and training kernels run on,
-    /// chosen at run time from the CPU (`avx2+fma`, `portable`).
-    pub kernels: &'static str,
-    /// What the linked Faiss was compiled for, in Faiss's words (`OPTIMIZE
-    /// AVX512`, `OPTIMIZE AVX2`, or `OPTIMIZE GENERIC` for a build without
-    /// `-march`: see the README, "Faiss flags").
-    pub faiss_build: String,
-}
 
 /// An embedded vector store. See the crate documentation.
 ///
@@ -379,31 +309,6 @@ impl Store {
         self.mutate(|w| Ok(Written::At(self.log_upsert(w, space, id, &vector)?, ())))
     }
 
-    /// Logs and applies an upsert of a validated vector; returns the log end.
-    fn log_upsert(&self, w: &mut WriteState, space: &SpaceState, id: u64, vector: &[f32]) -> Result<Position> {
-        let seq = w.core.next_seq;
-        let (start, end) = w.log(|out| record::encode_upsert(out, seq, space.number, id, vector))?;
-        w.core.next_seq += 1;
-        if space.catalog.version.load().growing.is_full() {
-            // Sealing checkpoints up to this record: its bytes must be in
-            // the file before the checkpoint names a later position.
-            w.wal.write_pending()?;
-        }
-        write::apply::apply_upsert(&self.shared, &mut w.core, space, start, id, vector)?;
-        Ok(end)
-    }
-
-    fn refuse_if_trained(&self, space: &SpaceState, operation: &'static str) -> Result<()> {
-        match space.trainer {
-            Some(_) => Err(Error::TrainedStore {
-                path: self.shared.path.clone(),
-                space: space.name.clone(),
-                operation,
-            }),
-            None => Ok(()),
-        }
-    }
-
     /// The stored vector of `id` in the default space (normalised under
     /// cosine), if it is live.
     pub fn get(&self, id: u64) -> Result<Option<Vec<f32>>> {
@@ -581,42 +486,6 @@ impl Store {
         self.shared.indexer.wait_idle();
     }
 
-    /// Counts of rows, segments and bytes.
-    pub fn stats(&self) -> Result<Stats> {
-        let counters = &self.shared.indexer.counters;
-        let wal_bytes = crate::fsutil::dir_size(&self.shared.wal_dir)?;
-        let runs = self.shared.behaviour.stats();
-        let spaces: Vec<SpaceStats> = self.spaces().iter().map(Space::stats).collect();
-        let total = |f: fn(&SpaceStats) -> usize| spaces.iter().map(f).sum::<usize>();
-        Ok(Stats {
-            rows: total(|s| s.rows),
-            live_rows: total(|s| s.live_rows),
-            sealed_segments: total(|s| s.sealed_segments),
-            growing_rows: total(|s| s.growing_rows),
-            wal_bytes,
-            segment_bytes: spaces.iter().map(|s| s.segment_bytes).sum(),
-            meta_bytes: self.shared.meta.disk_bytes()?,
-            disk_bytes: crate::fsutil::dir_size(&self.shared.path)?,
-            wal_fsyncs: self.sync.fsync_count(),
-            indexed_segments: total(|s| s.indexed_segments),
-            segment_kinds: spaces.iter().flat_map(|s| s.segment_kinds.iter().cloned()).collect(),
-            index_builds: counters.builds.load(Ordering::Relaxed),
-            index_loads: counters.loads.load(Ordering::Relaxed),
-            index_failures: counters.failures.load(Ordering::Relaxed),
-            trainer: spaces.iter().find_map(|s| s.trainer.clone()),
-            spaces,
-            cached_histories: runs.recent_users as usize,
-            cached_history_bytes: runs.recent_bytes as usize,
-            users_with_features: self.shared.behaviour.users_with_features(),
-            runs,
-            items_with_attributes: self.shared.attributes.len(),
-            trending_items: self.shared.trending.len(),
-            deleted_items: self.shared.blocked.len(),
-            kernels: crate::kernels::simd_level().name(),
-            faiss_build: crate::index::faiss_compile_options(),
-        })
-    }
-
     /// Closes the store like a crash would: no checkpoint, no final flush of
     /// buffered log bytes. For recovery tests. Other clones of this handle
     /// keep the store open until they are dropped, and then close it the
@@ -626,64 +495,6 @@ impl Store {
     pub fn close_without_checkpoint(self) {
         self.life.crash_on_drop.store(true, Ordering::Release);
     }
-
-    fn maybe_checkpoint(&self, w: &mut WriteState) -> Result<()> {
-        let end = w.wal.end();
-        let since = if end.file_no == w.checkpointed_at.file_no {
-            end.offset.saturating_sub(w.checkpointed_at.offset)
-        } else {
-            (end.file_no - w.checkpointed_at.file_no) * self.shared.opts.wal_file_bytes + end.offset
-        };
-        if since < self.shared.opts.checkpoint_wal_bytes {
-            // The recent part of the behaviour is bounded too: past its
-            // budget it goes out as runs, without a whole checkpoint.
-            if self.shared.behaviour.recent_bytes() >= self.shared.opts.recent_bytes {
-                return behaviour::flush::flush_recent(&self.shared, w);
-            }
-            return Ok(());
-        }
-        w.checkpoint_at_end(|core, end| write::seal::checkpoint(&self.shared, core, end))
-    }
-
-    /// The write path of every mutation: tell the group commit a synced
-    /// write is coming, take the write lock, log and apply (`f`, in the
-    /// order replay will use), checkpoint if one is due, release the lock,
-    /// then wait until the log is durable up to what `f` wrote. A write
-    /// that logs nothing (`Written::Nothing`) returns at once.
-    pub(crate) fn mutate<T>(&self, f: impl FnOnce(&mut WriteState) -> Result<Written<T>>) -> Result<T> {
-        let (end, value) = {
-            let _in_flight = self.begin_write();
-            let mut w = self.write.lock();
-            match f(&mut w)? {
-                Written::Nothing(value) => return Ok(value),
-                Written::At(end, value) => {
-                    self.maybe_checkpoint(&mut w)?;
-                    (end, value)
-                }
-            }
-        };
-        self.wait_durable(end)?;
-        Ok(value)
-    }
-
-    /// Tells the group commit that a synced write is on its way.
-    fn begin_write(&self) -> Option<crate::wal::writer::InFlight<'_>> {
-        (self.shared.opts.durability == Durability::Sync).then(|| self.sync.begin_write())
-    }
-
-    fn wait_durable(&self, end: Position) -> Result<()> {
-        match self.shared.opts.durability {
-            Durability::Sync => self.sync.sync_to(end),
-            Durability::Buffered | Durability::None => Ok(()),
-        }
-    }
-}
-
-/// What a mutation's step under the write lock did: logged up to a
-/// position, or nothing (nothing to wait for).
-pub(crate) enum Written<T> {
-    At(Position, T),
-    Nothing(T),
 }
 
 /// What query planning needs to know of `space`'s vectors.

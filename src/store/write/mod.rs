@@ -6,4 +6,5 @@
 pub(crate) mod apply;
 pub(crate) mod blocked;
 pub(crate) mod delete;
+pub(crate) mod path;
 pub(crate) mod seal;
