@@ -202,6 +202,13 @@ fn a_batch_of_upserts_is_all_or_nothing_and_equals_upserts_one_by_one() {
         store.upsert_batch(&ids, &flat[..flat.len() - 1]),
         Err(Error::InvalidBatch(_))
     ));
+    // No ids with rows, and rows that are not whole, are mismatches too.
+    assert!(matches!(store.upsert_batch(&[], &flat), Err(Error::InvalidBatch(_))));
+    assert!(matches!(
+        store.upsert_batch(&[], &vec![vec![0.5f32; TEXT_DIM]]),
+        Err(Error::InvalidBatch(_))
+    ));
+    store.upsert_batch(&[], &Vec::<f32>::new()).unwrap();
     assert_eq!(store.stats().unwrap().live_rows, 0, "a refused batch wrote rows");
 
     store.upsert_batch(&ids, &flat).unwrap();

@@ -13,6 +13,9 @@ use crate::validate;
 /// Rows of vectors for [`Store::upsert_batch`]: one flat slice of
 /// `ids.len() * dim` numbers (row after row), or one slice per row.
 pub trait VectorRows {
+    /// How many rows of `dim` numbers these are: None if a flat slice's
+    /// length is not a multiple of `dim`.
+    fn count(&self, dim: usize) -> Option<usize>;
     /// Row `i` of `rows` rows of `dim` numbers; None if there are not
     /// `rows` rows of `dim` numbers.
     fn row(&self, i: usize, rows: usize, dim: usize) -> Option<&[f32]>;
@@ -21,6 +24,10 @@ pub trait VectorRows {
 }
 
 impl VectorRows for [f32] {
+    fn count(&self, dim: usize) -> Option<usize> {
+        (dim > 0 && self.len().is_multiple_of(dim)).then(|| self.len() / dim)
+    }
+
     fn row(&self, i: usize, rows: usize, dim: usize) -> Option<&[f32]> {
         if Some(self.len()) != rows.checked_mul(dim) {
             return None;
@@ -34,6 +41,10 @@ impl VectorRows for [f32] {
 }
 
 impl VectorRows for Vec<f32> {
+    fn count(&self, dim: usize) -> Option<usize> {
+        self.as_slice().count(dim)
+    }
+
     fn row(&self, i: usize, rows: usize, dim: usize) -> Option<&[f32]> {
         self.as_slice().row(i, rows, dim)
     }
@@ -44,6 +55,10 @@ impl VectorRows for Vec<f32> {
 }
 
 impl<const N: usize> VectorRows for [f32; N] {
+    fn count(&self, dim: usize) -> Option<usize> {
+        self.as_slice().count(dim)
+    }
+
     fn row(&self, i: usize, rows: usize, dim: usize) -> Option<&[f32]> {
         self.as_slice().row(i, rows, dim)
     }
@@ -65,6 +80,10 @@ fn row_of<R: AsRef<[f32]>>(rows: &[R], i: usize, count: usize) -> Option<&[f32]>
 macro_rules! rows_of_slices {
     ($($row:ty),*) => {$(
         impl VectorRows for [$row] {
+            fn count(&self, _dim: usize) -> Option<usize> {
+                Some(self.len())
+            }
+
             fn row(&self, i: usize, rows: usize, _dim: usize) -> Option<&[f32]> {
                 row_of(self, i, rows)
             }
@@ -75,6 +94,10 @@ macro_rules! rows_of_slices {
         }
 
         impl VectorRows for Vec<$row> {
+            fn count(&self, _dim: usize) -> Option<usize> {
+                Some(self.len())
+            }
+
             fn row(&self, i: usize, rows: usize, _dim: usize) -> Option<&[f32]> {
                 row_of(self, i, rows)
             }
@@ -89,6 +112,10 @@ macro_rules! rows_of_slices {
 rows_of_slices!(Vec<f32>, &[f32], &Vec<f32>);
 
 impl<const N: usize> VectorRows for [[f32; N]] {
+    fn count(&self, _dim: usize) -> Option<usize> {
+        Some(self.len())
+    }
+
     fn row(&self, i: usize, rows: usize, _dim: usize) -> Option<&[f32]> {
         row_of(self, i, rows)
     }
@@ -99,6 +126,10 @@ impl<const N: usize> VectorRows for [[f32; N]] {
 }
 
 impl<const N: usize> VectorRows for Vec<[f32; N]> {
+    fn count(&self, _dim: usize) -> Option<usize> {
+        Some(self.len())
+    }
+
     fn row(&self, i: usize, rows: usize, _dim: usize) -> Option<&[f32]> {
         row_of(self, i, rows)
     }
@@ -151,16 +182,22 @@ impl Store {
         vectors: &R,
     ) -> Result<()> {
         self.refuse_if_trained(space, "upsert")?;
+        let mismatch = || {
+            Error::InvalidBatch(format!(
+                "upsert_batch into {}: {} ids but {} (a row of {} numbers is needed per id)",
+                space.describe(),
+                ids.len(),
+                vectors.describe(),
+                space.dim
+            ))
+        };
+        if vectors.count(space.dim) != Some(ids.len()) {
+            return Err(mismatch());
+        }
         let mut rows = Vec::with_capacity(ids.len());
         for (i, &id) in ids.iter().enumerate() {
             let Some(row) = vectors.row(i, ids.len(), space.dim) else {
-                return Err(Error::InvalidBatch(format!(
-                    "upsert_batch into {}: {} ids but {} (a row of {} numbers per id is needed)",
-                    space.describe(),
-                    ids.len(),
-                    vectors.describe(),
-                    space.dim
-                )));
+                return Err(mismatch());
             };
             rows.push(validate::prepare_vector(space.metric, space.dim, row, || {
                 item_context(space, id)

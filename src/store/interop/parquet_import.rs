@@ -476,9 +476,10 @@ impl Store {
             |batch, first, report, write| {
                 let vectors = vectors_of(batch, first, path, shape, report)?;
                 if write && !vectors.is_empty() {
-                    // One batch of the file, one write lock and one wait:
-                    // every row was checked above, so the batch goes in
-                    // whole or (on an I/O failure) not at all.
+                    // One batch of the file, one write lock and one wait;
+                    // every row was checked above. As with events, an I/O
+                    // failure part way (which poisons the store) may leave
+                    // part of this batch written beside the rows counted.
                     let ids: Vec<u64> = vectors.iter().map(|(id, _)| *id).collect();
                     let rows: Vec<&[f32]> = vectors.iter().map(|(_, v)| v.as_slice()).collect();
                     space.upsert_batch(&ids, &rows)?;

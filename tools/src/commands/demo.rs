@@ -233,7 +233,17 @@ pub fn run(dir: Option<PathBuf>, items: u64, events: u64, out: &mut impl Write) 
 
     // A service answers many users at once: one call per channel, every
     // core; the share of each user's favourite genre, averaged.
-    let users: Vec<u64> = (0..1_000).collect();
+    // Users with events: one with none has nothing to recall from (a
+    // user query says `UnknownUser`, which would fail the batch).
+    let mut users = Vec::with_capacity(1_000);
+    for user in 0..USERS {
+        if users.len() == 1_000 {
+            break;
+        }
+        if !store.history(user)?.is_empty() {
+            users.push(user);
+        }
+    }
     writeln!(
         out,
         "\nrecall for {} per channel, each one knn_batch call (chance: 0.25/10):",
