@@ -197,42 +197,7 @@ fn modules_import_only_downward_and_without_cycles() {
 
     // Cycles: a submodule naming its parent's facade (`super::Store`) is the
     // one allowed way up, so edges into an ancestor are left out.
-    let edges = |m: &str| -> Vec<String> {
-        graph[m]
-            .iter()
-            .filter(|to| !m.starts_with(&format!("{to}::")) && to.as_str() != "crate")
-            .cloned()
-            .collect()
-    };
-    let mut state: BTreeMap<String, u8> = BTreeMap::new();
-    let mut cycles = Vec::new();
-    fn visit(
-        m: &str,
-        edges: &dyn Fn(&str) -> Vec<String>,
-        state: &mut BTreeMap<String, u8>,
-        stack: &mut Vec<String>,
-        cycles: &mut Vec<String>,
-    ) {
-        state.insert(m.to_string(), 1);
-        stack.push(m.to_string());
-        for next in edges(m) {
-            match state.get(&next) {
-                Some(1) => {
-                    let start = stack.iter().position(|s| *s == next).unwrap_or(0);
-                    cycles.push(format!("{} -> {next}", stack[start..].join(" -> ")));
-                }
-                Some(_) => {}
-                None => visit(&next, edges, state, stack, cycles),
-            }
-        }
-        stack.pop();
-        state.insert(m.to_string(), 2);
-    }
-    for m in graph.keys() {
-        if !state.contains_key(m) {
-            visit(m, &edges, &mut state, &mut Vec::new(), &mut cycles);
-        }
-    }
+    let cycles = cycles(&graph);
     assert!(cycles.is_empty(), "import cycles: {cycles:#?}");
 }
 
